@@ -1,0 +1,17 @@
+//! The inventory domain: the event contract, validation and the per-product state
+//! transition. Pure functions, no I/O; shared by the Lambdas, the local stack and the console.
+
+pub mod event;
+pub mod pipes;
+pub mod sequence;
+pub mod state;
+
+pub use event::{
+    decode_record_data, parse_event, Change, EventType, InventoryEvent, Rejection, RejectionReason,
+};
+pub use pipes::{BatchItemFailure, BatchResponse, PipeRecord};
+pub use sequence::SequenceNumber;
+pub use state::{
+    apply, fold_product, DuplicateKind, Outcome, ProductFold, ProductRecord, ProductStatus,
+    RecentIds, SequencedEvent,
+};

@@ -1,0 +1,223 @@
+//! The embedded AWS: dynoxide (DynamoDB on SQLite) and ferrokinesis (Kinesis), behind one
+//! endpoint on 127.0.0.1 so every client is configured with a single `AWS_ENDPOINT_URL`.
+//! Requests are routed by their `X-Amz-Target` (`DynamoDB_20120810.*` or `Kinesis_*`).
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+
+use aws_config::{BehaviorVersion, Region, SdkConfig};
+use axum::body::Body;
+use axum::extract::{Request, State};
+use axum::response::{IntoResponse, Response};
+use axum::Router;
+use hyper_util::client::legacy::connect::HttpConnector;
+use hyper_util::client::legacy::Client as HttpClient;
+use hyper_util::rt::TokioExecutor;
+use tokio::net::TcpListener;
+use tokio::sync::watch;
+use tokio::task::JoinHandle;
+use tower::ServiceExt as _;
+
+/// Region and static credentials the local stack uses; the emulators accept any.
+pub const LOCAL_REGION: &str = "us-east-1";
+pub const LOCAL_ACCESS_KEY: &str = "local";
+pub const LOCAL_SECRET_KEY: &str = "local";
+
+#[derive(Debug, thiserror::Error)]
+pub enum EmulatorError {
+    #[error("cannot listen on {addr}: {source}. Is another local stack running? Pick another port with --port")]
+    Bind {
+        addr: String,
+        source: std::io::Error,
+    },
+    #[error("cannot open the DynamoDB data file {path}: {message}. Check the directory is writable, or drop --data-dir to keep state in memory")]
+    Database { path: String, message: String },
+}
+
+#[derive(Debug, Clone, Default)]
+pub struct EmulatorOptions {
+    /// Port of the single endpoint; 0 picks a free one.
+    pub port: u16,
+    /// Keep DynamoDB and Kinesis state here across restarts; in memory when `None`.
+    pub data_dir: Option<PathBuf>,
+}
+
+/// Running emulators. Dropping it stops them.
+pub struct LocalAws {
+    endpoint: String,
+    stop: watch::Sender<bool>,
+    tasks: Vec<JoinHandle<()>>,
+}
+
+impl LocalAws {
+    pub async fn start(options: EmulatorOptions) -> Result<Self, EmulatorError> {
+        let (stop, stopped) = watch::channel(false);
+        let until_stopped = move |mut rx: watch::Receiver<bool>| async move {
+            let _ = rx.wait_for(|s| *s).await;
+        };
+
+        let db = match &options.data_dir {
+            None => dynoxide::Database::memory().map_err(|e| EmulatorError::Database {
+                path: ":memory:".into(),
+                message: e.to_string(),
+            })?,
+            Some(dir) => {
+                let path = dir.join("dynamodb.sqlite3");
+                std::fs::create_dir_all(dir).map_err(|e| EmulatorError::Database {
+                    path: dir.display().to_string(),
+                    message: e.to_string(),
+                })?;
+                dynoxide::Database::new(&path.to_string_lossy()).map_err(|e| {
+                    EmulatorError::Database {
+                        path: path.display().to_string(),
+                        message: e.to_string(),
+                    }
+                })?
+            }
+        };
+        let dynamo_listener = bind(0).await?;
+        let dynamo_addr = local_addr(&dynamo_listener)?;
+        let rx = stopped.clone();
+        let dynamo_task = tokio::spawn(async move {
+            if let Err(e) =
+                dynoxide::server::serve_with_shutdown(dynamo_listener, db, until_stopped(rx)).await
+            {
+                tracing::error!(error = %e, "DynamoDB emulator stopped");
+            }
+        });
+
+        let kinesis_options = ferrokinesis::store::StoreOptions {
+            create_stream_ms: 0,
+            delete_stream_ms: 0,
+            update_stream_ms: 0,
+            shard_limit: 64,
+            durable: options.data_dir.as_ref().map(|dir| {
+                ferrokinesis::store::DurableStateOptions {
+                    state_dir: dir.join("kinesis"),
+                    snapshot_interval_secs: 30,
+                    max_retained_bytes: None,
+                }
+            }),
+            ..Default::default()
+        };
+        let (kinesis, _store) = ferrokinesis::create_app(kinesis_options);
+
+        let listener = bind(options.port).await?;
+        let addr = local_addr(&listener)?;
+        let gateway = Gateway {
+            kinesis,
+            dynamo: format!("http://{dynamo_addr}"),
+            http: HttpClient::builder(TokioExecutor::new()).build(HttpConnector::new()),
+        };
+        let app = Router::new().fallback(route).with_state(gateway);
+        let rx = stopped.clone();
+        let gateway_task = tokio::spawn(async move {
+            if let Err(e) = axum::serve(listener, app)
+                .with_graceful_shutdown(until_stopped(rx))
+                .await
+            {
+                tracing::error!(error = %e, "local AWS endpoint stopped");
+            }
+        });
+        Ok(Self {
+            endpoint: format!("http://{addr}"),
+            stop,
+            tasks: vec![dynamo_task, gateway_task],
+        })
+    }
+
+    /// The URL to give the SDKs (`AWS_ENDPOINT_URL`).
+    pub fn endpoint(&self) -> &str {
+        &self.endpoint
+    }
+
+    /// SDK configuration for this endpoint, as the environment variables printed by the
+    /// local stack would give.
+    pub fn sdk_config(&self) -> SdkConfig {
+        sdk_config_for(&self.endpoint)
+    }
+
+    pub async fn stop(mut self) {
+        let _ = self.stop.send(true);
+        for t in self.tasks.drain(..) {
+            let _ = t.await;
+        }
+    }
+}
+
+impl Drop for LocalAws {
+    fn drop(&mut self) {
+        let _ = self.stop.send(true);
+    }
+}
+
+/// SDK configuration for a local endpoint with the local stack's region and credentials.
+pub fn sdk_config_for(endpoint: &str) -> SdkConfig {
+    SdkConfig::builder()
+        .behavior_version(BehaviorVersion::latest())
+        .region(Region::new(LOCAL_REGION))
+        .endpoint_url(endpoint)
+        .credentials_provider(aws_sdk_dynamodb::config::SharedCredentialsProvider::new(
+            aws_sdk_dynamodb::config::Credentials::new(
+                LOCAL_ACCESS_KEY,
+                LOCAL_SECRET_KEY,
+                None,
+                None,
+                "inventory-local",
+            ),
+        ))
+        .build()
+}
+
+async fn bind(port: u16) -> Result<TcpListener, EmulatorError> {
+    let addr = format!("127.0.0.1:{port}");
+    TcpListener::bind(&addr)
+        .await
+        .map_err(|source| EmulatorError::Bind { addr, source })
+}
+
+fn local_addr(listener: &TcpListener) -> Result<SocketAddr, EmulatorError> {
+    listener.local_addr().map_err(|source| EmulatorError::Bind {
+        addr: "127.0.0.1".into(),
+        source,
+    })
+}
+
+#[derive(Clone)]
+struct Gateway {
+    kinesis: Router,
+    dynamo: String,
+    http: HttpClient<HttpConnector, Body>,
+}
+
+async fn route(State(gw): State<Gateway>, req: Request) -> Response {
+    let is_dynamo = req
+        .headers()
+        .get("x-amz-target")
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|t| t.starts_with("DynamoDB_"));
+    if !is_dynamo {
+        return match gw.kinesis.oneshot(req).await {
+            Ok(resp) => resp,
+            Err(never) => match never {},
+        };
+    }
+    let (mut parts, body) = req.into_parts();
+    let path = parts
+        .uri
+        .path_and_query()
+        .map_or("/", |p| p.as_str())
+        .to_owned();
+    parts.uri = match format!("{}{path}", gw.dynamo).parse() {
+        Ok(uri) => uri,
+        Err(_) => return (axum::http::StatusCode::BAD_REQUEST, "bad path").into_response(),
+    };
+    match gw.http.request(Request::from_parts(parts, body)).await {
+        Ok(resp) => resp.map(Body::new),
+        Err(e) => (
+            axum::http::StatusCode::BAD_GATEWAY,
+            format!("DynamoDB emulator unreachable: {e}"),
+        )
+            .into_response(),
+    }
+}

@@ -1,0 +1,132 @@
+//! Kinesis helpers shared by the local stack, the Pipe runner and tests.
+
+use std::time::Duration;
+
+use aws_sdk_kinesis::types::{Record, StreamStatus};
+use aws_sdk_kinesis::Client;
+use base64::Engine as _;
+use inventory_domain::PipeRecord;
+
+#[derive(Debug, thiserror::Error)]
+pub enum KinesisError {
+    #[error("Kinesis {operation} failed: {message}. Is the local stack running and AWS_ENDPOINT_URL set to it?")]
+    Call {
+        operation: &'static str,
+        message: String,
+    },
+    #[error("stream {0} did not become ACTIVE in time")]
+    NotActive(String),
+}
+
+impl KinesisError {
+    pub fn call<E: std::error::Error>(operation: &'static str, err: E) -> Self {
+        Self::Call {
+            operation,
+            message: aws_sdk_kinesis::error::DisplayErrorContext(err).to_string(),
+        }
+    }
+}
+
+/// Creates the stream unless it exists and waits until it is ACTIVE. Returns its ARN.
+pub async fn ensure_stream(
+    client: &Client,
+    name: &str,
+    shards: i32,
+) -> Result<String, KinesisError> {
+    match client
+        .describe_stream_summary()
+        .stream_name(name)
+        .send()
+        .await
+    {
+        Ok(_) => {}
+        Err(e)
+            if e.as_service_error()
+                .is_some_and(|s| s.is_resource_not_found_exception()) =>
+        {
+            match client
+                .create_stream()
+                .stream_name(name)
+                .shard_count(shards)
+                .send()
+                .await
+            {
+                Ok(_) => {}
+                Err(e)
+                    if e.as_service_error()
+                        .is_some_and(|s| s.is_resource_in_use_exception()) => {}
+                Err(e) => return Err(KinesisError::call("CreateStream", e)),
+            }
+        }
+        Err(e) => return Err(KinesisError::call("DescribeStreamSummary", e)),
+    }
+    for _ in 0..200 {
+        let summary = client
+            .describe_stream_summary()
+            .stream_name(name)
+            .send()
+            .await
+            .map_err(|e| KinesisError::call("DescribeStreamSummary", e))?;
+        if let Some(d) = summary.stream_description_summary() {
+            if d.stream_status() == &StreamStatus::Active {
+                return Ok(d.stream_arn().to_owned());
+            }
+        }
+        tokio::time::sleep(Duration::from_millis(25)).await;
+    }
+    Err(KinesisError::NotActive(name.to_owned()))
+}
+
+/// The ids of the stream's shards.
+pub async fn shard_ids(client: &Client, stream: &str) -> Result<Vec<String>, KinesisError> {
+    let mut ids = Vec::new();
+    let mut token: Option<String> = None;
+    loop {
+        let req = match &token {
+            Some(t) => client.list_shards().next_token(t),
+            None => client.list_shards().stream_name(stream),
+        };
+        let out = req
+            .send()
+            .await
+            .map_err(|e| KinesisError::call("ListShards", e))?;
+        ids.extend(out.shards().iter().map(|s| s.shard_id().to_owned()));
+        match out.next_token() {
+            Some(t) => token = Some(t.to_owned()),
+            None => return Ok(ids),
+        }
+    }
+}
+
+/// A Kinesis record as an EventBridge Pipe hands it to a Lambda target.
+pub fn to_pipe_record(
+    record: &Record,
+    shard_id: &str,
+    stream_arn: &str,
+    region: &str,
+) -> PipeRecord {
+    let seq = record.sequence_number();
+    PipeRecord {
+        kinesis_schema_version: "1.0".into(),
+        partition_key: record.partition_key().unwrap_or_default().to_owned(),
+        sequence_number: seq.to_owned(),
+        data: base64::engine::general_purpose::STANDARD.encode(record.data().as_ref()),
+        approximate_arrival_timestamp: record
+            .approximate_arrival_timestamp()
+            .map_or(0.0, |t| t.as_secs_f64()),
+        event_source: "aws:kinesis".into(),
+        event_version: "1.0".into(),
+        event_id: format!("{shard_id}:{seq}"),
+        event_name: "aws:kinesis:record".into(),
+        invoke_identity_arn: format!(
+            "arn:aws:iam::{}:role/inventory-pipe-role",
+            account_of(stream_arn)
+        ),
+        aws_region: region.to_owned(),
+        event_source_arn: stream_arn.to_owned(),
+    }
+}
+
+fn account_of(arn: &str) -> &str {
+    arn.split(':').nth(4).unwrap_or("000000000000")
+}

@@ -1,0 +1,22 @@
+//! The Lambda an EventBridge Pipe invokes with a batch of Kinesis records.
+
+use inventory_domain::PipeRecord;
+use inventory_processor::{dynamodb_client_from_env, Processor, Tables};
+use lambda_runtime::{service_fn, Error, LambdaEvent};
+
+#[tokio::main]
+async fn main() -> Result<(), Error> {
+    tracing_subscriber::fmt()
+        .json()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into()),
+        )
+        .without_time()
+        .init();
+    let processor = Processor::new(dynamodb_client_from_env().await, Tables::from_env()?);
+    lambda_runtime::run(service_fn(|event: LambdaEvent<Vec<PipeRecord>>| {
+        let processor = processor.clone();
+        async move { Ok::<_, Error>(processor.handle(event.payload).await) }
+    }))
+    .await
+}

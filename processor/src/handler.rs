@@ -1,0 +1,723 @@
+//! The batch handler: Pipes records in, exactly-once product state in DynamoDB out.
+//!
+//! 1. Decode and validate every record (pure); malformed ones become rejections.
+//! 2. Group the valid events by product, in stream order.
+//! 3. Read the touched products' items (BatchGetItem, 100 keys a page, consistent).
+//! 4. Fold each product's events over its item (pure): redeliveries and producer
+//!    duplicates are skipped, invalid transitions rejected.
+//! 5. Record every rejection (idempotent keys), then write each changed product once,
+//!    conditional on the version and position read in step 3 (optimistic concurrency).
+//! 6. Report the first record whose work did not complete as the batch item failure, so the
+//!    Pipe retries from there; everything before it is applied exactly once.
+
+use std::collections::{BTreeMap, HashMap, HashSet};
+use std::sync::Arc;
+use std::time::Duration;
+
+use aws_sdk_dynamodb::types::{
+    AttributeValue, DeleteRequest, KeysAndAttributes, PutRequest,
+    ReturnValuesOnConditionCheckFailure, WriteRequest,
+};
+use aws_sdk_dynamodb::Client;
+use chrono::{DateTime, Utc};
+use futures::stream::{self, StreamExt};
+use inventory_domain::{
+    decode_record_data, fold_product, BatchItemFailure, BatchResponse, DuplicateKind, Outcome,
+    PipeRecord, ProductRecord, Rejection, RejectionReason, SequenceNumber, SequencedEvent,
+};
+
+use crate::config::Tables;
+use crate::error::ProcessorError;
+use crate::items::{self, Item, RejectedRecord};
+
+/// BatchGetItem's limit.
+const READ_PAGE: usize = 100;
+/// BatchWriteItem's limit.
+const WRITE_PAGE: usize = 25;
+/// Attempts for items DynamoDB leaves unprocessed in a batch call (throttling).
+const UNPROCESSED_ATTEMPTS: u32 = 8;
+
+#[derive(Debug, Clone)]
+pub struct ProcessorSettings {
+    /// Product writes in flight at once.
+    pub write_concurrency: usize,
+    /// Re-reads after a lost optimistic-concurrency race before the record is retried.
+    pub max_conflict_retries: usize,
+}
+
+impl Default for ProcessorSettings {
+    fn default() -> Self {
+        Self {
+            write_concurrency: 32,
+            max_conflict_retries: 8,
+        }
+    }
+}
+
+/// The processor with its clients, built once per cold start.
+#[derive(Clone)]
+pub struct Processor {
+    db: Client,
+    tables: Arc<Tables>,
+    settings: ProcessorSettings,
+}
+
+/// What one invocation did; the response is what the Pipe sees.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct BatchReport {
+    pub response: BatchResponse,
+    pub records: usize,
+    pub applied: u64,
+    pub redeliveries: u64,
+    pub producer_duplicates: u64,
+    pub rejected: BTreeMap<RejectionReason, u64>,
+    /// Distinct products whose item was written.
+    pub products_written: u64,
+    /// DynamoDB requests made, for cost accounting.
+    pub read_requests: u64,
+    pub product_write_requests: u64,
+    pub rejection_write_requests: u64,
+}
+
+impl BatchReport {
+    pub fn rejected_total(&self) -> u64 {
+        self.rejected.values().sum()
+    }
+}
+
+/// A record that passed decoding, with its index in the batch.
+struct Valid {
+    index: usize,
+    event: SequencedEvent,
+}
+
+/// Per-product work of one batch.
+struct ProductWork {
+    product_id: String,
+    /// Indices into the batch, in stream order.
+    indices: Vec<usize>,
+    events: Vec<SequencedEvent>,
+}
+
+impl Processor {
+    pub fn new(db: Client, tables: Tables) -> Self {
+        Self::with_settings(db, tables, ProcessorSettings::default())
+    }
+
+    pub fn with_settings(db: Client, tables: Tables, settings: ProcessorSettings) -> Self {
+        Self {
+            db,
+            tables: Arc::new(tables),
+            settings,
+        }
+    }
+
+    pub fn tables(&self) -> &Tables {
+        &self.tables
+    }
+
+    /// The Lambda entry point: returns the partial batch failure response.
+    pub async fn handle(&self, records: Vec<PipeRecord>) -> BatchResponse {
+        self.process(&records).await.response
+    }
+
+    pub async fn process(&self, records: &[PipeRecord]) -> BatchReport {
+        let now = Utc::now();
+        let mut report = BatchReport {
+            records: records.len(),
+            ..BatchReport::default()
+        };
+        // Indices of records whose work did not complete; the smallest is reported.
+        let mut failed: Vec<usize> = Vec::new();
+
+        // 1-2. Decode, validate, group.
+        let mut malformed: Vec<(usize, Rejection)> = Vec::new();
+        let mut valid: Vec<Valid> = Vec::new();
+        for (index, record) in records.iter().enumerate() {
+            match decode(record) {
+                Ok(event) => valid.push(Valid { index, event }),
+                Err(rejection) => malformed.push((index, rejection)),
+            }
+        }
+        let work = group_by_product(valid);
+
+        // 3. Read current items.
+        let ids: Vec<&str> = work.iter().map(|w| w.product_id.as_str()).collect();
+        let (current, reads, unread) = self.load_products(&ids).await;
+        report.read_requests = reads;
+
+        // 4. Fold (pure).
+        let mut folds = Vec::with_capacity(work.len());
+        for w in work {
+            if let Some(err) = unread.get(&w.product_id) {
+                tracing::warn!(product_id = %w.product_id, error = %err, "could not read product; will be retried");
+                failed.push(w.indices[0]);
+                continue;
+            }
+            let stored = current.get(&w.product_id).cloned();
+            let fold = fold_product(stored.clone(), &w.events);
+            folds.push((w, stored, fold));
+        }
+
+        // 5a. Record rejections before any product moves past them, so a record whose
+        // rejection could not be written is retried rather than lost.
+        let mut to_record: Vec<(usize, Rejection, Option<usize>)> = malformed
+            .iter()
+            .map(|(i, r)| (*i, r.clone(), None))
+            .collect();
+        for (k, (w, _, fold)) in folds.iter().enumerate() {
+            for (i, o) in w.indices.iter().zip(&fold.outcomes) {
+                if let Outcome::Rejected(r) = o {
+                    to_record.push((*i, r.clone(), Some(k)));
+                }
+            }
+        }
+        let (requests, unwritten) = self.put_rejections(records, &to_record, &folds, now).await;
+        report.rejection_write_requests += requests;
+        let mut blocked_products: HashSet<usize> = HashSet::new();
+        for (i, _, product) in to_record.iter().filter(|(i, ..)| unwritten.contains(i)) {
+            failed.push(*i);
+            if let Some(k) = product {
+                blocked_products.insert(*k);
+            }
+        }
+
+        // 5b. One conditional write per changed product.
+        let writes = folds
+            .into_iter()
+            .enumerate()
+            .filter(|(k, _)| !blocked_products.contains(k))
+            .map(|(_, (w, stored, fold))| {
+                let this = self.clone();
+                async move {
+                    let result = this.settle(records, &w, stored, fold, now).await;
+                    (w, result)
+                }
+            });
+        let settled: Vec<_> = stream::iter(writes)
+            .buffer_unordered(self.settings.write_concurrency.max(1))
+            .collect()
+            .await;
+
+        let mut max_applied_arrival: Option<i64> = None;
+        for (w, result) in settled {
+            match result {
+                Ok(s) => {
+                    report.product_write_requests += s.write_requests;
+                    report.rejection_write_requests += s.rejection_requests;
+                    if s.written {
+                        report.products_written += 1;
+                    }
+                    for (i, o) in w.indices.iter().zip(&s.outcomes) {
+                        match o {
+                            Outcome::Applied => {
+                                report.applied += 1;
+                                let arrival = records[*i].arrival_millis();
+                                max_applied_arrival =
+                                    Some(max_applied_arrival.map_or(arrival, |m| m.max(arrival)));
+                            }
+                            Outcome::Duplicate(DuplicateKind::Redelivery) => {
+                                report.redeliveries += 1
+                            }
+                            Outcome::Duplicate(DuplicateKind::ProducerDuplicate) => {
+                                report.producer_duplicates += 1
+                            }
+                            Outcome::Rejected(r) => {
+                                *report.rejected.entry(r.reason).or_default() += 1
+                            }
+                        }
+                    }
+                }
+                Err(err) => {
+                    report.product_write_requests += 1;
+                    tracing::warn!(product_id = %w.product_id, error = %err, "product write failed; the Pipe will retry from its first record");
+                    failed.push(w.indices[0]);
+                }
+            }
+        }
+        for (i, r) in &malformed {
+            if !unwritten.contains(i) {
+                *report.rejected.entry(r.reason).or_default() += 1;
+            }
+        }
+
+        // 6. Observability counters; a failure here must not fail the batch.
+        if let Err(err) = self.add_stats(&report, max_applied_arrival, now).await {
+            tracing::warn!(error = %err, "could not update statistics");
+        }
+
+        if let Some(first) = failed.iter().min() {
+            report.response = BatchResponse {
+                batch_item_failures: vec![BatchItemFailure {
+                    item_identifier: records[*first].event_id.clone(),
+                }],
+            };
+        }
+        tracing::info!(
+            records = report.records,
+            applied = report.applied,
+            redeliveries = report.redeliveries,
+            producer_duplicates = report.producer_duplicates,
+            rejected = report.rejected_total(),
+            products_written = report.products_written,
+            failed_from = ?failed.iter().min().map(|i| &records[*i].event_id),
+            "batch processed"
+        );
+        report
+    }
+
+    /// Reads the products' items. Returns the items found, the number of requests, and the
+    /// products that could not be read with the error.
+    async fn load_products(
+        &self,
+        ids: &[&str],
+    ) -> (HashMap<String, ProductRecord>, u64, HashMap<String, String>) {
+        let mut found = HashMap::new();
+        let mut unread = HashMap::new();
+        let mut requests = 0;
+        for page in ids.chunks(READ_PAGE) {
+            let mut keys: Vec<Item> = page.iter().map(|id| items::product_key(id)).collect();
+            let mut attempt = 0;
+            while !keys.is_empty() {
+                attempt += 1;
+                requests += 1;
+                let ka = match KeysAndAttributes::builder()
+                    .set_keys(Some(std::mem::take(&mut keys)))
+                    .consistent_read(true)
+                    .build()
+                {
+                    Ok(ka) => ka,
+                    Err(e) => {
+                        for id in page {
+                            unread.insert((*id).to_owned(), e.to_string());
+                        }
+                        break;
+                    }
+                };
+                let sent_keys = ka.keys().to_vec();
+                match self
+                    .db
+                    .batch_get_item()
+                    .request_items(&self.tables.inventory, ka)
+                    .send()
+                    .await
+                {
+                    Ok(out) => {
+                        for item in out
+                            .responses()
+                            .and_then(|r| r.get(&self.tables.inventory))
+                            .into_iter()
+                            .flatten()
+                        {
+                            match items::product_from_item(item) {
+                                Ok(rec) => {
+                                    found.insert(rec.product_id.clone(), rec);
+                                }
+                                Err(e) => {
+                                    let id = item
+                                        .get(items::PRODUCT_ID)
+                                        .and_then(|v| v.as_s().ok())
+                                        .cloned()
+                                        .unwrap_or_default();
+                                    unread.insert(id, e.to_string());
+                                }
+                            }
+                        }
+                        keys = out
+                            .unprocessed_keys()
+                            .and_then(|u| u.get(&self.tables.inventory))
+                            .map(|ka| ka.keys().to_vec())
+                            .unwrap_or_default();
+                        if !keys.is_empty() {
+                            if attempt >= UNPROCESSED_ATTEMPTS {
+                                for k in &keys {
+                                    if let Some(AttributeValue::S(id)) = k.get(items::PRODUCT_ID) {
+                                        unread.insert(
+                                            id.clone(),
+                                            "left unprocessed (throttled)".into(),
+                                        );
+                                    }
+                                }
+                                break;
+                            }
+                            backoff(attempt).await;
+                        }
+                    }
+                    Err(e) => {
+                        let msg = ProcessorError::dynamo("BatchGetItem", e).to_string();
+                        for k in &sent_keys {
+                            if let Some(AttributeValue::S(id)) = k.get(items::PRODUCT_ID) {
+                                unread.insert(id.clone(), msg.clone());
+                            }
+                        }
+                        break;
+                    }
+                }
+            }
+        }
+        (found, requests, unread)
+    }
+
+    /// Writes rejection items in BatchWriteItem pages. Returns the requests made and the
+    /// batch indices whose rejection could not be written.
+    async fn put_rejections(
+        &self,
+        records: &[PipeRecord],
+        to_record: &[(usize, Rejection, Option<usize>)],
+        folds: &[(
+            ProductWork,
+            Option<ProductRecord>,
+            inventory_domain::ProductFold,
+        )],
+        now: DateTime<Utc>,
+    ) -> (u64, HashSet<usize>) {
+        let items: Vec<(usize, Item)> = to_record
+            .iter()
+            .map(|(i, rejection, product)| {
+                let event = product.and_then(|k| {
+                    let (w, ..) = &folds[k];
+                    w.indices
+                        .iter()
+                        .position(|x| x == i)
+                        .map(|p| &w.events[p].event)
+                });
+                let item = items::rejection_to_item(
+                    &RejectedRecord {
+                        record: &records[*i],
+                        rejection,
+                        product_id: event.map(|e| e.product_id.as_str()),
+                        event_id: event.and_then(|e| e.event_id.as_deref()),
+                    },
+                    now,
+                );
+                (*i, item)
+            })
+            .collect();
+        self.batch_write(items, |item| {
+            PutRequest::builder()
+                .set_item(Some(item))
+                .build()
+                .map(|p| WriteRequest::builder().put_request(p).build())
+        })
+        .await
+    }
+
+    /// Deletes rejection items that a re-fold no longer rejects.
+    async fn delete_rejections(&self, keys: Vec<(usize, Item)>) -> (u64, HashSet<usize>) {
+        self.batch_write(keys, |key| {
+            DeleteRequest::builder()
+                .set_key(Some(key))
+                .build()
+                .map(|d| WriteRequest::builder().delete_request(d).build())
+        })
+        .await
+    }
+
+    async fn batch_write(
+        &self,
+        items: Vec<(usize, Item)>,
+        to_request: impl Fn(Item) -> Result<WriteRequest, aws_sdk_dynamodb::error::BuildError>,
+    ) -> (u64, HashSet<usize>) {
+        let mut requests = 0;
+        let mut unwritten = HashSet::new();
+        for page in items.chunks(WRITE_PAGE) {
+            // A page may not name one key twice; the key is all that identifies a request.
+            let mut pending: Vec<(usize, WriteRequest)> = Vec::new();
+            let mut seen = HashSet::new();
+            for (i, item) in page {
+                let key = (item.get("pk").cloned(), item.get("sk").cloned());
+                if !seen.insert(format!("{key:?}")) {
+                    continue;
+                }
+                match to_request(item.clone()) {
+                    Ok(req) => pending.push((*i, req)),
+                    Err(_) => {
+                        unwritten.insert(*i);
+                    }
+                }
+            }
+            let mut attempt = 0;
+            while !pending.is_empty() {
+                attempt += 1;
+                requests += 1;
+                let reqs: Vec<WriteRequest> = pending.iter().map(|(_, r)| r.clone()).collect();
+                match self
+                    .db
+                    .batch_write_item()
+                    .request_items(&self.tables.events, reqs)
+                    .send()
+                    .await
+                {
+                    Ok(out) => {
+                        let left: Vec<&WriteRequest> = out
+                            .unprocessed_items()
+                            .and_then(|u| u.get(&self.tables.events))
+                            .map(|v| v.iter().collect())
+                            .unwrap_or_default();
+                        pending.retain(|(_, r)| left.contains(&r));
+                        if !pending.is_empty() {
+                            if attempt >= UNPROCESSED_ATTEMPTS {
+                                break;
+                            }
+                            backoff(attempt).await;
+                        }
+                    }
+                    Err(e) => {
+                        tracing::warn!(error = %ProcessorError::dynamo("BatchWriteItem", e), "rejection write failed");
+                        break;
+                    }
+                }
+            }
+            unwritten.extend(pending.iter().map(|(i, _)| *i));
+        }
+        (requests, unwritten)
+    }
+
+    /// Writes one product's folded state, re-reading and re-folding when another writer got
+    /// there first.
+    async fn settle(
+        &self,
+        records: &[PipeRecord],
+        w: &ProductWork,
+        mut stored: Option<ProductRecord>,
+        mut fold: inventory_domain::ProductFold,
+        now: DateTime<Utc>,
+    ) -> Result<Settled, ProcessorError> {
+        let mut settled = Settled::default();
+        for _ in 0..=self.settings.max_conflict_retries {
+            let Some(next) = fold.record.as_ref().filter(|_| fold.changed) else {
+                settled.outcomes = fold.outcomes;
+                return Ok(settled);
+            };
+            settled.write_requests += 1;
+            let mut req = self
+                .db
+                .put_item()
+                .table_name(&self.tables.inventory)
+                .set_item(Some(items::product_to_item(next, now)))
+                .return_values_on_condition_check_failure(
+                    ReturnValuesOnConditionCheckFailure::AllOld,
+                );
+            req = match &stored {
+                None => req.condition_expression("attribute_not_exists(product_id)"),
+                Some(old) => req
+                    .condition_expression("version = :v AND last_sequence = :s")
+                    .expression_attribute_values(":v", items::n(old.version))
+                    .expression_attribute_values(":s", items::s(old.last_sequence.as_str())),
+            };
+            match req.send().await {
+                Ok(_) => {
+                    settled.written = true;
+                    settled.outcomes = fold.outcomes;
+                    return Ok(settled);
+                }
+                Err(e) => {
+                    let Some(aws_sdk_dynamodb::operation::put_item::PutItemError::ConditionalCheckFailedException(conflict)) =
+                        e.as_service_error()
+                    else {
+                        return Err(ProcessorError::dynamo("PutItem", e));
+                    };
+                    let latest = conflict.item().map(items::product_from_item).transpose()?;
+                    tracing::info!(product_id = %w.product_id, "lost a write race; re-reading and re-folding");
+                    let refold = fold_product(latest.clone(), &w.events);
+                    settled.rejection_requests += self
+                        .reconcile_rejections(records, w, &fold, &refold, now)
+                        .await?;
+                    stored = latest;
+                    fold = refold;
+                }
+            }
+        }
+        Err(ProcessorError::Contention {
+            product_id: w.product_id.clone(),
+            attempts: self.settings.max_conflict_retries + 1,
+        })
+    }
+
+    /// After a re-fold, records rejected now but not before are recorded and records no
+    /// longer rejected have their rejection removed.
+    async fn reconcile_rejections(
+        &self,
+        records: &[PipeRecord],
+        w: &ProductWork,
+        before: &inventory_domain::ProductFold,
+        after: &inventory_domain::ProductFold,
+        now: DateTime<Utc>,
+    ) -> Result<u64, ProcessorError> {
+        let mut puts = Vec::new();
+        let mut deletes = Vec::new();
+        for (p, i) in w.indices.iter().enumerate() {
+            let was = matches!(before.outcomes[p], Outcome::Rejected(_));
+            match &after.outcomes[p] {
+                Outcome::Rejected(r) => {
+                    let ev = &w.events[p].event;
+                    puts.push((
+                        *i,
+                        items::rejection_to_item(
+                            &RejectedRecord {
+                                record: &records[*i],
+                                rejection: r,
+                                product_id: Some(&ev.product_id),
+                                event_id: ev.event_id.as_deref(),
+                            },
+                            now,
+                        ),
+                    ));
+                }
+                _ if was => {
+                    let item = items::rejection_to_item(
+                        &RejectedRecord {
+                            record: &records[*i],
+                            rejection: &Rejection::new(RejectionReason::SchemaViolation, ""),
+                            product_id: None,
+                            event_id: None,
+                        },
+                        now,
+                    );
+                    let key: Item = item
+                        .into_iter()
+                        .filter(|(k, _)| k == "pk" || k == "sk")
+                        .collect();
+                    deletes.push((*i, key));
+                }
+                _ => {}
+            }
+        }
+        let (put_reqs, put_failed) = self
+            .batch_write(puts, |item| {
+                PutRequest::builder()
+                    .set_item(Some(item))
+                    .build()
+                    .map(|p| WriteRequest::builder().put_request(p).build())
+            })
+            .await;
+        let (del_reqs, del_failed) = self.delete_rejections(deletes).await;
+        if !put_failed.is_empty() || !del_failed.is_empty() {
+            return Err(ProcessorError::Dynamo {
+                operation: "BatchWriteItem",
+                message: format!("could not reconcile rejections of product {}", w.product_id),
+            });
+        }
+        Ok(put_reqs + del_reqs)
+    }
+
+    async fn add_stats(
+        &self,
+        report: &BatchReport,
+        max_applied_arrival: Option<i64>,
+        now: DateTime<Utc>,
+    ) -> Result<(), ProcessorError> {
+        let minute = now.timestamp() / 60;
+        let mut adds = vec![
+            ("records".to_owned(), report.records as u64),
+            ("applied".to_owned(), report.applied),
+            (
+                "duplicates".to_owned(),
+                report.redeliveries + report.producer_duplicates,
+            ),
+            ("producer_duplicates".to_owned(), report.producer_duplicates),
+            ("rejected".to_owned(), report.rejected_total()),
+            ("batches".to_owned(), 1),
+        ];
+        adds.extend(
+            report
+                .rejected
+                .iter()
+                .map(|(r, c)| (items::reason_counter(*r), *c)),
+        );
+        let mut expr = Vec::new();
+        let mut req = self
+            .db
+            .update_item()
+            .table_name(&self.tables.events)
+            .key("pk", items::s(items::STATS_PK))
+            .key("sk", items::s(items::stats_sort_key(minute)));
+        for (k, (name, value)) in adds.iter().enumerate() {
+            expr.push(format!("#a{k} :a{k}"));
+            req = req
+                .expression_attribute_names(format!("#a{k}"), name)
+                .expression_attribute_values(format!(":a{k}"), items::n(value));
+        }
+        let mut set = vec!["updated_at = :now".to_owned(), "#ttl = :ttl".to_owned()];
+        req = req
+            .expression_attribute_names("#ttl", "ttl")
+            .expression_attribute_values(":now", items::n(now.timestamp_millis()))
+            .expression_attribute_values(":ttl", items::n(now.timestamp() + 86_400));
+        if let Some(arrival) = max_applied_arrival {
+            set.push("last_applied_arrival_ms = :arr".to_owned());
+            req = req.expression_attribute_values(":arr", items::n(arrival));
+        }
+        req.update_expression(format!("SET {} ADD {}", set.join(", "), expr.join(", ")))
+            .send()
+            .await
+            .map_err(|e| ProcessorError::dynamo("UpdateItem", e))?;
+        Ok(())
+    }
+}
+
+#[derive(Default)]
+struct Settled {
+    outcomes: Vec<Outcome>,
+    written: bool,
+    write_requests: u64,
+    rejection_requests: u64,
+}
+
+/// Decodes one record into a sequenced event, or says why it is rejected.
+pub fn decode(record: &PipeRecord) -> Result<SequencedEvent, Rejection> {
+    let sequence = SequenceNumber::parse(&record.sequence_number).map_err(|e| {
+        Rejection::new(
+            RejectionReason::SchemaViolation,
+            format!("sequenceNumber: {e}"),
+        )
+    })?;
+    let event = decode_record_data(&record.data)?;
+    if record.partition_key != event.product_id {
+        // A product's events are only ordered if they all share one shard.
+        return Err(Rejection::new(
+            RejectionReason::SchemaViolation,
+            "partitionKey: must equal product.product_id, so a product's events stay in one shard and in order",
+        ));
+    }
+    Ok(SequencedEvent {
+        sequence,
+        record_id: record.event_id.clone(),
+        event,
+    })
+}
+
+fn group_by_product(valid: Vec<Valid>) -> Vec<ProductWork> {
+    let mut order: Vec<ProductWork> = Vec::new();
+    let mut slot: HashMap<String, usize> = HashMap::new();
+    for v in valid {
+        let k = *slot
+            .entry(v.event.event.product_id.clone())
+            .or_insert_with(|| {
+                order.push(ProductWork {
+                    product_id: v.event.event.product_id.clone(),
+                    indices: Vec::new(),
+                    events: Vec::new(),
+                });
+                order.len() - 1
+            });
+        order[k].indices.push(v.index);
+        order[k].events.push(v.event);
+    }
+    // A batch is one shard's records in order already; sorting guards the invariant the
+    // fold relies on without trusting the caller.
+    for w in &mut order {
+        let mut pairs: Vec<(usize, SequencedEvent)> =
+            w.indices.drain(..).zip(w.events.drain(..)).collect();
+        pairs.sort_by(|a, b| a.1.sequence.cmp(&b.1.sequence));
+        for (i, e) in pairs {
+            w.indices.push(i);
+            w.events.push(e);
+        }
+    }
+    order
+}
+
+async fn backoff(attempt: u32) {
+    let ms = 25u64 << attempt.min(6);
+    tokio::time::sleep(Duration::from_millis(ms)).await;
+}

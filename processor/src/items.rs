@@ -1,0 +1,254 @@
+//! How domain values are stored as DynamoDB items. Attribute names are short-ish but
+//! readable: DynamoDB bills writes per 1 KB of item, names included, and a product item
+//! stays well under 1 KB (docs/consistency.md, "Cost").
+
+use std::collections::HashMap;
+
+use aws_sdk_dynamodb::primitives::Blob;
+use aws_sdk_dynamodb::types::AttributeValue;
+use chrono::{DateTime, SecondsFormat, Utc};
+use inventory_domain::{
+    PipeRecord, ProductRecord, ProductStatus, RecentIds, Rejection, RejectionReason, SequenceNumber,
+};
+
+use crate::error::ProcessorError;
+
+pub type Item = HashMap<String, AttributeValue>;
+
+pub const PRODUCT_ID: &str = "product_id";
+/// Rejections are kept this long (TTL on the events table).
+pub const REJECTION_TTL_DAYS: i64 = 30;
+/// At most this much of a rejected record's data is kept, so one hostile record cannot
+/// make an item over DynamoDB's 400 KB limit or cost more than a few write units.
+pub const PAYLOAD_EXCERPT_CHARS: usize = 1024;
+
+pub fn s(v: impl Into<String>) -> AttributeValue {
+    AttributeValue::S(v.into())
+}
+
+pub fn n(v: impl ToString) -> AttributeValue {
+    AttributeValue::N(v.to_string())
+}
+
+pub fn product_key(product_id: &str) -> Item {
+    HashMap::from([(PRODUCT_ID.to_owned(), s(product_id))])
+}
+
+pub fn product_to_item(rec: &ProductRecord, updated_at: DateTime<Utc>) -> Item {
+    HashMap::from([
+        (PRODUCT_ID.to_owned(), s(&rec.product_id)),
+        ("product_name".to_owned(), s(&rec.name)),
+        ("quantity".to_owned(), n(rec.quantity)),
+        ("status".to_owned(), s(rec.status.as_str())),
+        ("version".to_owned(), n(rec.version)),
+        ("last_sequence".to_owned(), s(rec.last_sequence.as_str())),
+        ("last_event_at".to_owned(), s(&rec.last_event_at)),
+        (
+            "updated_at".to_owned(),
+            s(updated_at.to_rfc3339_opts(SecondsFormat::Millis, true)),
+        ),
+        (
+            "recent_ids".to_owned(),
+            AttributeValue::B(Blob::new(rec.recent_ids.to_bytes())),
+        ),
+    ])
+}
+
+pub fn product_from_item(item: &Item) -> Result<ProductRecord, ProcessorError> {
+    let text = |name: &str| -> Result<&str, ProcessorError> {
+        item.get(name)
+            .and_then(|v| v.as_s().ok())
+            .map(String::as_str)
+            .ok_or_else(|| corrupt(item, name))
+    };
+    let number = |name: &str| -> Result<u64, ProcessorError> {
+        item.get(name)
+            .and_then(|v| v.as_n().ok())
+            .and_then(|v| v.parse().ok())
+            .ok_or_else(|| corrupt(item, name))
+    };
+    Ok(ProductRecord {
+        product_id: text(PRODUCT_ID)?.to_owned(),
+        name: text("product_name")?.to_owned(),
+        quantity: number("quantity")?,
+        status: ProductStatus::parse(text("status")?).ok_or_else(|| corrupt(item, "status"))?,
+        version: number("version")?,
+        last_sequence: SequenceNumber::parse(text("last_sequence")?)
+            .map_err(|_| corrupt(item, "last_sequence"))?,
+        last_event_at: text("last_event_at")?.to_owned(),
+        recent_ids: item
+            .get("recent_ids")
+            .and_then(|v| v.as_b().ok())
+            .map(|b| RecentIds::from_bytes(b.as_ref()))
+            .unwrap_or_default(),
+    })
+}
+
+fn corrupt(item: &Item, field: &str) -> ProcessorError {
+    let id = item
+        .get(PRODUCT_ID)
+        .and_then(|v| v.as_s().ok())
+        .cloned()
+        .unwrap_or_default();
+    ProcessorError::CorruptItem {
+        product_id: id,
+        field: field.to_owned(),
+    }
+}
+
+/// Everything a user needs to find and understand a rejected record.
+#[derive(Debug, Clone)]
+pub struct RejectedRecord<'a> {
+    pub record: &'a PipeRecord,
+    pub rejection: &'a Rejection,
+    pub product_id: Option<&'a str>,
+    pub event_id: Option<&'a str>,
+}
+
+/// Partition of the rejections for a UTC day of arrival: newest-first listing is a Query per
+/// day, and the key is a function of the record alone, so recording it again overwrites it.
+pub fn rejection_partition(day: &str) -> String {
+    format!("REJECTIONS#{day}")
+}
+
+pub fn rejection_to_item(r: &RejectedRecord<'_>, now: DateTime<Utc>) -> Item {
+    let arrival_ms = r.record.arrival_millis();
+    let arrival = DateTime::<Utc>::from_timestamp_millis(arrival_ms).unwrap_or(now);
+    let day = arrival.format("%Y-%m-%d").to_string();
+    let excerpt: String = r.record.data.chars().take(PAYLOAD_EXCERPT_CHARS).collect();
+    let mut item = HashMap::from([
+        ("pk".to_owned(), s(rejection_partition(&day))),
+        (
+            "sk".to_owned(),
+            s(format!("{arrival_ms:013}#{}", r.record.event_id)),
+        ),
+        ("reason".to_owned(), s(r.rejection.reason.as_str())),
+        ("detail".to_owned(), s(&r.rejection.detail)),
+        ("record_id".to_owned(), s(&r.record.event_id)),
+        ("shard_id".to_owned(), s(r.record.shard_id())),
+        ("sequence_number".to_owned(), s(&r.record.sequence_number)),
+        (
+            "partition_key".to_owned(),
+            s(clip(&r.record.partition_key, 256)),
+        ),
+        ("event_source_arn".to_owned(), s(&r.record.event_source_arn)),
+        (
+            "arrived_at".to_owned(),
+            s(arrival.to_rfc3339_opts(SecondsFormat::Millis, true)),
+        ),
+        (
+            "rejected_at".to_owned(),
+            s(now.to_rfc3339_opts(SecondsFormat::Millis, true)),
+        ),
+        ("data_base64_excerpt".to_owned(), s(excerpt)),
+        ("data_base64_length".to_owned(), n(r.record.data.len())),
+        (
+            "ttl".to_owned(),
+            n(now.timestamp() + REJECTION_TTL_DAYS * 86_400),
+        ),
+    ]);
+    if let Some(p) = r.product_id {
+        item.insert("product_id".to_owned(), s(p));
+    }
+    if let Some(e) = r.event_id {
+        item.insert("event_id".to_owned(), s(e));
+    }
+    item
+}
+
+fn clip(text: &str, max_chars: usize) -> String {
+    text.chars().take(max_chars).collect()
+}
+
+/// Per-minute counters for the API's figures. They count deliveries, so a batch retried
+/// after a crash is counted again; the inventory itself is exact regardless.
+pub const STATS_PK: &str = "STATS";
+
+pub fn stats_sort_key(minute_epoch: i64) -> String {
+    format!("MINUTE#{minute_epoch:010}")
+}
+
+pub fn reason_counter(reason: RejectionReason) -> String {
+    format!("rejected_{}", reason.as_str())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn product_item_round_trips() {
+        let mut recent = RecentIds::default();
+        recent.push("a");
+        let rec = ProductRecord {
+            product_id: "P1".into(),
+            name: "Laptop".into(),
+            quantity: 7,
+            status: ProductStatus::Removed,
+            version: 3,
+            last_sequence: SequenceNumber::parse(
+                "49590338271490256608559692538361571095921575989136588898",
+            )
+            .unwrap(),
+            last_event_at: "2023-09-11T12:00:00Z".into(),
+            recent_ids: recent,
+        };
+        let item = product_to_item(&rec, Utc::now());
+        assert_eq!(product_from_item(&item).unwrap(), rec);
+    }
+
+    /// DynamoDB's billed size: attribute names plus values (numbers ~ digits / 2 + 1).
+    fn billed_size(item: &Item) -> usize {
+        item.iter()
+            .map(|(k, v)| {
+                k.len()
+                    + match v {
+                        AttributeValue::S(s) => s.len(),
+                        AttributeValue::N(n) => n.len() / 2 + 1,
+                        AttributeValue::B(b) => b.as_ref().len(),
+                        _ => 8,
+                    }
+            })
+            .sum()
+    }
+
+    #[test]
+    fn a_full_product_item_costs_one_write_unit() {
+        let mut recent = RecentIds::default();
+        for i in 0..40 {
+            recent.push(&format!("01J8ZQ4V6H3W2X9K7M5N1P0R{i:02}"));
+        }
+        let rec = ProductRecord {
+            product_id: "P".repeat(64),
+            name: "N".repeat(200),
+            quantity: (1 << 53) - 1,
+            status: ProductStatus::Active,
+            version: u64::from(u32::MAX),
+            last_sequence: SequenceNumber::parse(&"9".repeat(56)).unwrap(),
+            last_event_at: "2023-09-11T12:00:00.123456789Z".into(),
+            recent_ids: recent,
+        };
+        let size = billed_size(&product_to_item(&rec, Utc::now()));
+        assert!(size <= 1024, "{size} bytes is over one write unit");
+    }
+
+    #[test]
+    fn a_corrupt_item_names_its_field() {
+        let mut item = product_to_item(
+            &ProductRecord {
+                product_id: "P1".into(),
+                name: "n".into(),
+                quantity: 1,
+                status: ProductStatus::Active,
+                version: 1,
+                last_sequence: SequenceNumber::parse("1").unwrap(),
+                last_event_at: String::new(),
+                recent_ids: RecentIds::default(),
+            },
+            Utc::now(),
+        );
+        item.insert("quantity".into(), s("lots"));
+        let err = product_from_item(&item).unwrap_err().to_string();
+        assert!(err.contains("quantity") && err.contains("P1"), "{err}");
+    }
+}
