@@ -40,6 +40,9 @@ pub struct EmulatorOptions {
     pub port: u16,
     /// Keep DynamoDB and Kinesis state here across restarts; in memory when `None`.
     pub data_dir: Option<PathBuf>,
+    /// Enforce Kinesis' per-shard write limits (1,000 records/s, 1 MB/s), so producers see
+    /// the partial PutRecords failures AWS returns under load.
+    pub enforce_kinesis_limits: bool,
 }
 
 /// Running emulators. Dropping it stops them.
@@ -91,6 +94,7 @@ impl LocalAws {
             delete_stream_ms: 0,
             update_stream_ms: 0,
             shard_limit: 64,
+            enforce_limits: options.enforce_kinesis_limits,
             durable: options.data_dir.as_ref().map(|dir| {
                 ferrokinesis::store::DurableStateOptions {
                     state_dir: dir.join("kinesis"),
@@ -137,10 +141,18 @@ impl LocalAws {
         sdk_config_for(&self.endpoint)
     }
 
+    /// Stops accepting requests and waits briefly for requests in flight. Clients that keep
+    /// idle connections open would hold a graceful shutdown forever, so after a grace
+    /// period the servers are stopped regardless (every write is already durable).
     pub async fn stop(mut self) {
         let _ = self.stop.send(true);
-        for t in self.tasks.drain(..) {
-            let _ = t.await;
+        for mut t in self.tasks.drain(..) {
+            if tokio::time::timeout(std::time::Duration::from_secs(2), &mut t)
+                .await
+                .is_err()
+            {
+                t.abort();
+            }
         }
     }
 }

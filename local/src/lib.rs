@@ -3,5 +3,8 @@
 
 pub mod emulators;
 pub mod kinesis;
+pub mod pipe;
+pub mod pipe_settings;
+pub mod stack;
 
 pub use emulators::{sdk_config_for, EmulatorOptions, LocalAws};

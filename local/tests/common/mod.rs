@@ -46,6 +46,22 @@ impl Stack {
         Processor::new(self.db.clone(), self.tables.clone())
     }
 
+    pub fn pipe_runner(
+        &self,
+        settings: inventory_local::pipe_settings::PipeSettings,
+        target: std::sync::Arc<dyn inventory_local::pipe::Target>,
+    ) -> inventory_local::pipe::PipeRunner {
+        inventory_local::pipe::PipeRunner::new(
+            "test-pipe",
+            self.stream.clone(),
+            settings,
+            self.kinesis.clone(),
+            self.db.clone(),
+            self.tables.clone(),
+            target,
+        )
+    }
+
     pub fn processor_for(&self, tables: &Tables) -> Processor {
         Processor::new(self.db.clone(), tables.clone())
     }

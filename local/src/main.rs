@@ -1,0 +1,163 @@
+//! `inventory-local up` runs the local system until Ctrl-C; `inventory-local demo` runs it,
+//! publishes a simulated series through it and verifies the result.
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::time::Duration;
+
+use clap::{Parser, Subcommand};
+use inventory_generator::cli::{progress_reporter, SimArgs};
+use inventory_generator::verify::render;
+use inventory_generator::{publish, verify, PublishOptions, Simulation, VerifyOptions};
+use inventory_local::pipe::dead_letters;
+use inventory_local::pipe_settings::PipeSettings;
+use inventory_local::stack::{LocalStack, StackOptions};
+
+#[derive(Parser)]
+#[command(
+    version,
+    about = "The inventory pipeline on this machine: embedded DynamoDB and Kinesis, a local EventBridge Pipe and the processor"
+)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(clap::Args, Clone)]
+struct StackArgs {
+    /// Port of the local AWS endpoint (DynamoDB and Kinesis); 0 picks a free one.
+    #[arg(long, default_value_t = 4566)]
+    port: u16,
+    /// Keep DynamoDB and Kinesis state here across restarts (in memory when omitted).
+    #[arg(long)]
+    data_dir: Option<PathBuf>,
+    /// Shards of the Kinesis stream.
+    #[arg(long, default_value_t = 4)]
+    shards: i32,
+    #[command(flatten)]
+    pipe: PipeSettings,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Start the local stack and keep it running until Ctrl-C.
+    Up {
+        #[command(flatten)]
+        stack: StackArgs,
+    },
+    /// Start the local stack, publish a simulated series through it, verify DynamoDB, and
+    /// exit (non-zero on any mismatch).
+    Demo {
+        #[command(flatten)]
+        stack: StackArgs,
+        #[command(flatten)]
+        sim: SimArgs,
+        /// How long to wait for the pipeline to catch up before comparing.
+        #[arg(long, default_value = "120s", value_parser = humantime::parse_duration)]
+        timeout: Duration,
+    },
+}
+
+fn stack_options(args: &StackArgs) -> StackOptions {
+    StackOptions {
+        port: args.port,
+        data_dir: args.data_dir.clone(),
+        shards: args.shards,
+        pipe: args.pipe.clone(),
+        ..StackOptions::default()
+    }
+}
+
+#[tokio::main]
+async fn main() -> anyhow::Result<ExitCode> {
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_default_env()
+                .unwrap_or_else(|_| "warn,inventory_local=info,dynoxide=error".into()),
+        )
+        .with_writer(std::io::stderr)
+        .init();
+    match Cli::parse().command {
+        Command::Up { stack } => {
+            let stack = LocalStack::start(stack_options(&stack)).await?;
+            let pipe = stack.start_pipe();
+            println!("Local stack running. To use it from another shell:");
+            for (k, v) in stack.env() {
+                println!("export {k}={v}");
+            }
+            println!("Press Ctrl-C to stop.");
+            pipe.run_until_ctrl_c().await?;
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Demo {
+            stack,
+            sim,
+            timeout,
+        } => {
+            let stack = LocalStack::start(stack_options(&stack)).await?;
+            let pipe = stack.start_pipe();
+            let config = sim.to_config();
+            println!(
+                "Local stack on {} ({} shards). Publishing {} events over {} products ({:?}, {:.0}/s, run {}, seed {}) with {:.0}% duplicates, {:.0}% malformed, {:.0}% invalid transitions…",
+                stack.aws.endpoint(),
+                stack.options.shards,
+                config.events,
+                config.products,
+                config.skew,
+                sim.rate,
+                config.run_id,
+                config.seed,
+                config.faults.duplicates * 100.0,
+                config.faults.malformed * 100.0,
+                config.faults.invalid_transitions * 100.0,
+            );
+            let mut simulation = Simulation::new(config)?;
+            let mut progress = progress_reporter(simulation.config().events);
+            let report = publish(
+                &stack.kinesis,
+                &mut simulation,
+                &PublishOptions {
+                    stream: stack.options.stream.clone(),
+                    rate: sim.rate(),
+                    max_attempts: 20,
+                },
+                &mut progress,
+            )
+            .await?;
+            println!(
+                "Published {} records in {:.1}s ({:.0}/s). Waiting for the pipeline to catch up…\n",
+                report.records,
+                report.elapsed.as_secs_f64(),
+                report.records_per_second()
+            );
+            let expected = simulation.expected();
+            let verdict = verify(
+                &stack.db,
+                &stack.options.tables,
+                &expected,
+                &VerifyOptions {
+                    timeout,
+                    ..VerifyOptions::default()
+                },
+            )
+            .await?;
+            print!("{}", render(&expected, &verdict, 15));
+            let stats = pipe.stats.snapshot();
+            let dlq =
+                dead_letters(&stack.db, &stack.options.tables, &stack.options.pipe_name).await?;
+            println!(
+                "pipe: {} invocations, {} records delivered, {} dead-lettered",
+                stats.invocations,
+                stats.records_delivered,
+                dlq.len()
+            );
+            pipe.stop().await?;
+            println!("\nRun `make dev` to keep the local stack running for the API and console.");
+            Ok(if verdict.is_consistent() {
+                ExitCode::SUCCESS
+            } else {
+                ExitCode::FAILURE
+            })
+        }
+    }
+}
