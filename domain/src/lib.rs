@@ -1,6 +1,7 @@
 //! The inventory domain: the event contract, validation and the per-product state
 //! transition. Pure functions, no I/O; shared by the Lambdas, the local stack and the console.
 
+pub mod api;
 pub mod event;
 pub mod pipes;
 pub mod sequence;

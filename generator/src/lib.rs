@@ -5,6 +5,7 @@
 pub mod cli;
 pub mod publish;
 pub mod sim;
+pub mod simulation;
 pub mod verify;
 
 pub use publish::{publish, PublishOptions, PublishReport};

@@ -5,6 +5,7 @@ pub mod emulators;
 pub mod kinesis;
 pub mod pipe;
 pub mod pipe_settings;
+pub mod server;
 pub mod stack;
 
 pub use emulators::{sdk_config_for, EmulatorOptions, LocalAws};

@@ -6,11 +6,13 @@ use std::process::ExitCode;
 use std::time::Duration;
 
 use clap::{Parser, Subcommand};
+use inventory_api::ApiConfig;
 use inventory_generator::cli::{progress_reporter, SimArgs};
 use inventory_generator::verify::render;
 use inventory_generator::{publish, verify, PublishOptions, Simulation, VerifyOptions};
 use inventory_local::pipe::dead_letters;
 use inventory_local::pipe_settings::PipeSettings;
+use inventory_local::server::{serve, ServerOptions};
 use inventory_local::stack::{LocalStack, StackOptions};
 
 #[derive(Parser)]
@@ -40,10 +42,22 @@ struct StackArgs {
 
 #[derive(Subcommand)]
 enum Command {
-    /// Start the local stack and keep it running until Ctrl-C.
+    /// Start the local stack, the API and the console, and keep them running until Ctrl-C.
     Up {
         #[command(flatten)]
         stack: StackArgs,
+        /// Port of the API and console.
+        #[arg(long, default_value_t = 3000)]
+        http_port: u16,
+        /// Bearer token the API requires to start simulations (random when omitted).
+        #[arg(long, env = "API_TOKEN")]
+        api_token: Option<String>,
+        /// The built console to serve (index.html and its assets).
+        #[arg(long, default_value = "target/site")]
+        site_dir: PathBuf,
+        /// Extra origins allowed by CORS (the console served elsewhere, e.g. a dev server).
+        #[arg(long)]
+        allowed_origin: Vec<String>,
     },
     /// Start the local stack, publish a simulated series through it, verify DynamoDB, and
     /// exit (non-zero on any mismatch).
@@ -78,10 +92,46 @@ async fn main() -> anyhow::Result<ExitCode> {
         .with_writer(std::io::stderr)
         .init();
     match Cli::parse().command {
-        Command::Up { stack } => {
+        Command::Up {
+            stack,
+            http_port,
+            api_token,
+            site_dir,
+            allowed_origin,
+        } => {
             let stack = LocalStack::start(stack_options(&stack)).await?;
             let pipe = stack.start_pipe();
-            println!("Local stack running. To use it from another shell:");
+            let token = api_token.unwrap_or_else(|| ulid::Ulid::new().to_string().to_lowercase());
+            let mut origins = vec![
+                format!("http://127.0.0.1:{http_port}"),
+                format!("http://localhost:{http_port}"),
+            ];
+            origins.extend(allowed_origin);
+            let has_console = site_dir.join("index.html").exists();
+            let (addr, _server) = serve(
+                &stack,
+                ServerOptions {
+                    port: http_port,
+                    api: ApiConfig {
+                        token: Some(token.clone()),
+                        allowed_origins: origins,
+                    },
+                    site_dir: Some(site_dir.clone()),
+                },
+            )
+            .await?;
+            println!("Local stack running.");
+            if has_console {
+                println!("  console:  http://{addr}/");
+            } else {
+                println!(
+                    "  console:  not built ({} has no index.html; `make console` builds it)",
+                    site_dir.display()
+                );
+            }
+            println!("  API:      http://{addr}/api  (OpenAPI: http://{addr}/api/openapi.json)");
+            println!("  API token for starting simulations: {token}");
+            println!("To use the stack from another shell:");
             for (k, v) in stack.env() {
                 println!("export {k}={v}");
             }

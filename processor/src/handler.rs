@@ -601,13 +601,15 @@ impl Processor {
         Ok(put_reqs + del_reqs)
     }
 
+    /// Adds the batch's counts to its 10-second bucket and to the running totals (two
+    /// writes per batch, whatever its size).
     async fn add_stats(
         &self,
         report: &BatchReport,
         max_applied_arrival: Option<i64>,
         now: DateTime<Utc>,
     ) -> Result<(), ProcessorError> {
-        let minute = now.timestamp() / 60;
+        let bucket = now.timestamp() - now.timestamp().rem_euclid(items::STATS_BUCKET_SECS);
         let mut adds = vec![
             ("records".to_owned(), report.records as u64),
             ("applied".to_owned(), report.applied),
@@ -625,32 +627,50 @@ impl Processor {
                 .iter()
                 .map(|(r, c)| (items::reason_counter(*r), *c)),
         );
-        let mut expr = Vec::new();
-        let mut req = self
-            .db
-            .update_item()
-            .table_name(&self.tables.events)
-            .key("pk", items::s(items::STATS_PK))
-            .key("sk", items::s(items::stats_sort_key(minute)));
-        for (k, (name, value)) in adds.iter().enumerate() {
-            expr.push(format!("#a{k} :a{k}"));
-            req = req
-                .expression_attribute_names(format!("#a{k}"), name)
-                .expression_attribute_values(format!(":a{k}"), items::n(value));
-        }
-        let mut set = vec!["updated_at = :now".to_owned(), "#ttl = :ttl".to_owned()];
-        req = req
-            .expression_attribute_names("#ttl", "ttl")
-            .expression_attribute_values(":now", items::n(now.timestamp_millis()))
-            .expression_attribute_values(":ttl", items::n(now.timestamp() + 86_400));
-        if let Some(arrival) = max_applied_arrival {
-            set.push("last_applied_arrival_ms = :arr".to_owned());
-            req = req.expression_attribute_values(":arr", items::n(arrival));
-        }
-        req.update_expression(format!("SET {} ADD {}", set.join(", "), expr.join(", ")))
-            .send()
-            .await
-            .map_err(|e| ProcessorError::dynamo("UpdateItem", e))?;
+        let update = |sk: String, ttl: Option<i64>| {
+            let mut req = self
+                .db
+                .update_item()
+                .table_name(&self.tables.events)
+                .key("pk", items::s(items::STATS_PK))
+                .key("sk", items::s(sk));
+            let mut add = Vec::new();
+            for (k, (name, value)) in adds.iter().enumerate() {
+                add.push(format!("#a{k} :a{k}"));
+                req = req
+                    .expression_attribute_names(format!("#a{k}"), name)
+                    .expression_attribute_values(format!(":a{k}"), items::n(value));
+            }
+            let mut set = vec!["updated_at = :now".to_owned()];
+            req = req.expression_attribute_values(":now", items::n(now.timestamp_millis()));
+            if let Some(ttl) = ttl {
+                set.push("#ttl = :ttl".to_owned());
+                req = req
+                    .expression_attribute_names("#ttl", "ttl")
+                    .expression_attribute_values(":ttl", items::n(ttl));
+            }
+            if let Some(arrival) = max_applied_arrival {
+                set.push("last_applied_arrival_ms = :arr".to_owned());
+                set.push("last_lag_ms = :lag".to_owned());
+                req = req
+                    .expression_attribute_values(":arr", items::n(arrival))
+                    .expression_attribute_values(
+                        ":lag",
+                        items::n(now.timestamp_millis() - arrival),
+                    );
+            }
+            req.update_expression(format!("SET {} ADD {}", set.join(", "), add.join(", ")))
+                .send()
+        };
+        let (a, b) = futures::join!(
+            update(
+                items::stats_sort_key(bucket),
+                Some(now.timestamp() + items::STATS_TTL_SECS)
+            ),
+            update(items::STATS_TOTAL_SK.to_owned(), None)
+        );
+        a.map_err(|e| ProcessorError::dynamo("UpdateItem", e))?;
+        b.map_err(|e| ProcessorError::dynamo("UpdateItem", e))?;
         Ok(())
     }
 }

@@ -160,12 +160,18 @@ fn clip(text: &str, max_chars: usize) -> String {
     text.chars().take(max_chars).collect()
 }
 
-/// Per-minute counters for the API's figures. They count deliveries, so a batch retried
-/// after a crash is counted again; the inventory itself is exact regardless.
+/// Counters per 10-second bucket for the API's figures. They count deliveries, so a batch
+/// retried after a crash is counted again; the inventory itself is exact regardless.
 pub const STATS_PK: &str = "STATS";
+pub const STATS_BUCKET_SECS: i64 = 10;
+/// Buckets are kept a day (TTL).
+pub const STATS_TTL_SECS: i64 = 86_400;
 
-pub fn stats_sort_key(minute_epoch: i64) -> String {
-    format!("MINUTE#{minute_epoch:010}")
+/// Running totals since the table was created (same counters, no TTL).
+pub const STATS_TOTAL_SK: &str = "TOTAL";
+
+pub fn stats_sort_key(bucket_start_epoch_secs: i64) -> String {
+    format!("BUCKET#{bucket_start_epoch_secs:010}")
 }
 
 pub fn reason_counter(reason: RejectionReason) -> String {

@@ -5,6 +5,7 @@ pub mod config;
 pub mod error;
 pub mod handler;
 pub mod items;
+pub mod simulations;
 pub mod tables;
 
 pub use config::Tables;

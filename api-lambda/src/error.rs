@@ -1,0 +1,70 @@
+use axum::http::{header, HeaderValue, StatusCode};
+use axum::response::{IntoResponse, Response};
+use axum::Json;
+use inventory_domain::api::ErrorBody;
+
+/// Every error the API returns, as `{error, message}` with its status code. Internal
+/// details are logged, never sent.
+#[derive(Debug, thiserror::Error)]
+pub enum ApiError {
+    #[error("{0}")]
+    BadRequest(String),
+    #[error("{0}")]
+    InvalidCursor(String),
+    #[error("{0}")]
+    Unprocessable(String),
+    #[error("send `Authorization: Bearer <token>`; the token is the API_TOKEN of the server (locally printed by `make dev`)")]
+    Unauthorized,
+    #[error("no API token is configured on the server, so nothing can be started: set API_TOKEN (or API_TOKEN_SECRET_ARN in AWS)")]
+    NotConfigured,
+    #[error("{0}")]
+    NotFound(String),
+    #[error("the simulation could not be started; try again")]
+    LaunchFailed(String),
+    #[error("internal error; the API's logs have the details")]
+    Internal(String),
+}
+
+impl ApiError {
+    fn parts(&self) -> (StatusCode, &'static str) {
+        match self {
+            ApiError::BadRequest(_) => (StatusCode::BAD_REQUEST, "bad_request"),
+            ApiError::InvalidCursor(_) => (StatusCode::BAD_REQUEST, "invalid_cursor"),
+            ApiError::Unprocessable(_) => (StatusCode::UNPROCESSABLE_ENTITY, "invalid_request"),
+            ApiError::Unauthorized => (StatusCode::UNAUTHORIZED, "unauthorized"),
+            ApiError::NotConfigured => (StatusCode::SERVICE_UNAVAILABLE, "not_configured"),
+            ApiError::NotFound(_) => (StatusCode::NOT_FOUND, "not_found"),
+            ApiError::LaunchFailed(_) => (StatusCode::BAD_GATEWAY, "launch_failed"),
+            ApiError::Internal(_) => (StatusCode::INTERNAL_SERVER_ERROR, "internal"),
+        }
+    }
+}
+
+impl From<inventory_processor::ProcessorError> for ApiError {
+    fn from(e: inventory_processor::ProcessorError) -> Self {
+        ApiError::Internal(e.to_string())
+    }
+}
+
+impl IntoResponse for ApiError {
+    fn into_response(self) -> Response {
+        let (status, code) = self.parts();
+        match &self {
+            ApiError::Internal(detail) | ApiError::LaunchFailed(detail) => {
+                tracing::error!(error = %detail, "request failed")
+            }
+            _ => {}
+        }
+        let body = ErrorBody {
+            error: code.to_owned(),
+            message: self.to_string(),
+        };
+        let mut response = (status, Json(body)).into_response();
+        if matches!(self, ApiError::Unauthorized) {
+            response
+                .headers_mut()
+                .insert(header::WWW_AUTHENTICATE, HeaderValue::from_static("Bearer"));
+        }
+        response
+    }
+}

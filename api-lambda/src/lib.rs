@@ -1,0 +1,144 @@
+//! The console's REST API: [`app`] builds one axum `Router`, which `lambda_http::run`
+//! serves in AWS (`src/bin/api.rs`) and the local server serves in development.
+
+pub mod auth;
+pub mod error;
+pub mod routes;
+pub mod store;
+
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::time::Duration;
+
+use axum::extract::DefaultBodyLimit;
+use axum::http::{header, HeaderValue, Method};
+use axum::routing::get;
+use axum::Router;
+use inventory_domain::api::SimulationStatus;
+use inventory_processor::Tables;
+use tower_http::cors::{AllowOrigin, CorsLayer};
+use utoipa::OpenApi;
+
+pub use error::ApiError;
+
+pub type BoxFuture<T> = Pin<Box<dyn Future<Output = T> + Send>>;
+
+/// Starts a simulation somewhere other than the HTTP request: a background task locally,
+/// an asynchronous Lambda invocation in AWS.
+pub trait SimulationLauncher: Send + Sync + 'static {
+    fn launch(&self, status: SimulationStatus) -> BoxFuture<Result<(), String>>;
+}
+
+#[derive(Debug, Clone, Default)]
+pub struct ApiConfig {
+    /// Bearer token that `POST` endpoints require; `None` refuses every `POST`.
+    pub token: Option<String>,
+    /// Origins allowed by CORS (the console's), e.g. `https://d111.cloudfront.net`.
+    pub allowed_origins: Vec<String>,
+}
+
+#[derive(Clone)]
+pub struct AppState {
+    pub db: aws_sdk_dynamodb::Client,
+    pub tables: Tables,
+    pub config: Arc<ApiConfig>,
+    pub launcher: Arc<dyn SimulationLauncher>,
+    pub totals: Arc<store::TotalsCache>,
+}
+
+impl AppState {
+    pub fn new(
+        db: aws_sdk_dynamodb::Client,
+        tables: Tables,
+        config: ApiConfig,
+        launcher: Arc<dyn SimulationLauncher>,
+    ) -> Self {
+        Self {
+            db,
+            tables,
+            config: Arc::new(config),
+            launcher,
+            totals: Arc::new(store::TotalsCache::new(Duration::from_secs(2))),
+        }
+    }
+}
+
+#[derive(OpenApi)]
+#[openapi(
+    info(title = "Inventory pipeline API", description = "Live inventory, pipeline figures and simulations."),
+    paths(
+        routes::list_inventory, routes::get_product, routes::get_stats, routes::list_rejections,
+        routes::start_simulation, routes::get_simulation, routes::list_simulations, routes::openapi
+    ),
+    modifiers(&BearerAuth)
+)]
+pub struct ApiDoc;
+
+struct BearerAuth;
+
+impl utoipa::Modify for BearerAuth {
+    fn modify(&self, openapi: &mut utoipa::openapi::OpenApi) {
+        use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
+        let components = openapi.components.get_or_insert_with(Default::default);
+        components.add_security_scheme(
+            "bearer",
+            SecurityScheme::Http(HttpBuilder::new().scheme(HttpAuthScheme::Bearer).build()),
+        );
+    }
+}
+
+/// The API's router.
+pub fn app(state: AppState) -> Router {
+    let origins: Vec<HeaderValue> = state
+        .config
+        .allowed_origins
+        .iter()
+        .filter_map(|o| HeaderValue::from_str(o).ok())
+        .collect();
+    let cors = CorsLayer::new()
+        .allow_origin(AllowOrigin::list(origins))
+        .allow_methods([Method::GET, Method::POST])
+        .allow_headers([header::AUTHORIZATION, header::CONTENT_TYPE])
+        .max_age(Duration::from_secs(600));
+    Router::new()
+        .route("/api/inventory", get(routes::list_inventory))
+        .route("/api/inventory/{product_id}", get(routes::get_product))
+        .route("/api/stats", get(routes::get_stats))
+        .route("/api/rejections", get(routes::list_rejections))
+        .route(
+            "/api/simulations",
+            get(routes::list_simulations).post(routes::start_simulation),
+        )
+        .route("/api/simulations/{id}", get(routes::get_simulation))
+        .route("/api/openapi.json", get(routes::openapi))
+        .route("/api/{*rest}", axum::routing::any(routes::not_found))
+        .layer(DefaultBodyLimit::max(64 * 1024))
+        .layer(cors)
+        .with_state(state)
+}
+
+/// Starts a simulation by invoking the generator Lambda asynchronously (InvocationType
+/// Event), so it runs within Lambda's limits and not in the API's request.
+pub struct LambdaLauncher {
+    pub client: aws_sdk_lambda::Client,
+    pub function: String,
+}
+
+impl SimulationLauncher for LambdaLauncher {
+    fn launch(&self, status: SimulationStatus) -> BoxFuture<Result<(), String>> {
+        let (client, function) = (self.client.clone(), self.function.clone());
+        Box::pin(async move {
+            let payload = serde_json::json!({"id": status.id, "request": status.request});
+            client
+                .invoke()
+                .function_name(function)
+                .invocation_type(aws_sdk_lambda::types::InvocationType::Event)
+                .payload(aws_sdk_lambda::primitives::Blob::new(payload.to_string()))
+                .send()
+                .await
+                .map(|_| ())
+                .map_err(|e| aws_sdk_lambda::error::DisplayErrorContext(e).to_string())
+        })
+    }
+}

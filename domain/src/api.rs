@@ -1,0 +1,301 @@
+//! The REST API's JSON types. The API serialises them and the wasm console deserialises
+//! them, so the contract between the two cannot drift.
+
+use std::collections::BTreeMap;
+
+use serde::{Deserialize, Serialize};
+
+use crate::event::RejectionReason;
+use crate::state::ProductStatus;
+
+/// Limits a simulation request must stay within.
+pub const MAX_SIMULATION_EVENTS: u64 = 1_000_000;
+pub const MAX_SIMULATION_RATE: f64 = 5_000.0;
+pub const MAX_SIMULATION_PRODUCTS: u32 = 10_000;
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct ProductView {
+    pub product_id: String,
+    pub product_name: String,
+    pub quantity: u64,
+    #[cfg_attr(feature = "openapi", schema(value_type = String, example = "active"))]
+    pub status: ProductStatus,
+    /// Events applied to this product.
+    pub version: u64,
+    /// The last applied event's own timestamp (UTC, RFC 3339).
+    pub last_event_at: String,
+    /// When the processor last wrote the item (UTC, RFC 3339).
+    pub updated_at: String,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct InventoryPage {
+    pub items: Vec<ProductView>,
+    /// Pass as `cursor` to get the next page; absent on the last page.
+    pub next_cursor: Option<String>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct ThroughputPoint {
+    /// Start of the 10-second bucket (UTC, RFC 3339).
+    pub at: String,
+    pub applied_per_sec: f64,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct Stats {
+    /// Products with an item (active or removed).
+    pub products: u64,
+    pub active_products: u64,
+    /// Units in stock over all active products.
+    pub units: u64,
+    /// Events applied, summed over product versions (exact).
+    pub events_applied: u64,
+    /// Duplicates skipped in the last 24 h (redeliveries and producer duplicates; counted
+    /// per delivery).
+    pub duplicates_ignored: u64,
+    /// Rejections recorded in the last 24 h, by reason (counted per delivery).
+    pub rejections: BTreeMap<String, u64>,
+    pub rejections_total: u64,
+    /// At the last batch: its processing time minus the newest applied record's arrival.
+    pub lag_ms: Option<i64>,
+    pub last_batch_at: Option<String>,
+    /// Events applied per second over the last minute.
+    pub throughput_last_minute: f64,
+    /// The last 10 minutes, oldest first, in 10-second buckets.
+    pub throughput: Vec<ThroughputPoint>,
+    pub generated_at: String,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct RejectionView {
+    /// The Kinesis record's eventID (`shardId:sequenceNumber`).
+    pub record_id: String,
+    #[cfg_attr(feature = "openapi", schema(value_type = String, example = "insufficient_stock"))]
+    pub reason: RejectionReason,
+    pub detail: String,
+    pub product_id: Option<String>,
+    pub event_id: Option<String>,
+    pub partition_key: String,
+    pub arrived_at: String,
+    pub rejected_at: String,
+    /// The first 1,024 characters of the record's base64 data.
+    pub data_base64_excerpt: String,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct RejectionPage {
+    pub items: Vec<RejectionView>,
+    pub next_cursor: Option<String>,
+}
+
+/// What to simulate. Every field has a default, so `{}` is a valid request.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+#[serde(default)]
+pub struct SimulationRequest {
+    /// Distinct products (1 to 10,000).
+    pub products: u32,
+    /// Records to publish (1 to 1,000,000), faults and duplicates included.
+    pub events: u64,
+    /// Events per second (up to 5,000).
+    pub rate: f64,
+    /// `uniform`, `zipf` or `zipf:<exponent>`.
+    pub skew: String,
+    pub duplicates: f64,
+    pub malformed: f64,
+    pub invalid: f64,
+    pub seed: Option<u64>,
+}
+
+impl Default for SimulationRequest {
+    fn default() -> Self {
+        Self {
+            products: 200,
+            events: 20_000,
+            rate: 1_000.0,
+            skew: "zipf:1.1".into(),
+            duplicates: 0.05,
+            malformed: 0.01,
+            invalid: 0.01,
+            seed: None,
+        }
+    }
+}
+
+impl SimulationRequest {
+    /// Checks the request against the limits; the message says what to change.
+    pub fn validate(&self) -> Result<(), String> {
+        if self.products == 0 || self.products > MAX_SIMULATION_PRODUCTS {
+            return Err(format!(
+                "products must be between 1 and {MAX_SIMULATION_PRODUCTS}"
+            ));
+        }
+        if self.events == 0 || self.events > MAX_SIMULATION_EVENTS {
+            return Err(format!(
+                "events must be between 1 and {MAX_SIMULATION_EVENTS}"
+            ));
+        }
+        if !(self.rate > 0.0 && self.rate <= MAX_SIMULATION_RATE) {
+            return Err(format!(
+                "rate must be more than 0 and at most {MAX_SIMULATION_RATE} events per second"
+            ));
+        }
+        let ratios = [self.duplicates, self.malformed, self.invalid];
+        if ratios.iter().any(|r| !(0.0..=1.0).contains(r)) || ratios.iter().sum::<f64>() > 0.9 {
+            return Err(
+                "duplicates, malformed and invalid must each be between 0 and 1 and sum to at most 0.9"
+                    .into(),
+            );
+        }
+        let skew_ok = self.skew == "uniform"
+            || self.skew == "zipf"
+            || self
+                .skew
+                .strip_prefix("zipf:")
+                .and_then(|e| e.parse::<f64>().ok())
+                .is_some_and(|e| e > 0.0 && e.is_finite());
+        if !skew_ok {
+            return Err(
+                "skew must be `uniform`, `zipf` or `zipf:<exponent>` with exponent > 0".into(),
+            );
+        }
+        Ok(())
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct SimulationAccepted {
+    pub id: String,
+    /// Where to poll its progress.
+    pub status_url: String,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+#[serde(rename_all = "snake_case")]
+pub enum SimulationState {
+    Queued,
+    Publishing,
+    Verifying,
+    Completed,
+    Failed,
+}
+
+/// The consistency check at the end of a simulation: DynamoDB against the generator's model.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct Verdict {
+    pub mismatches: u64,
+    pub products_checked: u64,
+    /// Whether everything expected had arrived before the check gave up waiting.
+    pub caught_up: bool,
+    pub expected_units: u64,
+    pub stored_units: u64,
+    pub duplicates_ignored: u64,
+    pub rejections_expected: BTreeMap<String, u64>,
+    pub rejections_stored: BTreeMap<String, u64>,
+    /// The first mismatches, described.
+    pub details: Vec<String>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct SimulationStatus {
+    pub id: String,
+    pub state: SimulationState,
+    pub request: SimulationRequest,
+    /// Prefix of this simulation's product ids.
+    pub run_id: String,
+    pub events_sent: u64,
+    pub events_target: u64,
+    pub created_at: String,
+    pub updated_at: String,
+    pub verdict: Option<Verdict>,
+    pub error: Option<String>,
+}
+
+impl SimulationStatus {
+    /// A simulation accepted but not started; `now` is RFC 3339.
+    pub fn queued(id: &str, request: &SimulationRequest, now: &str) -> Self {
+        Self {
+            id: id.to_owned(),
+            state: SimulationState::Queued,
+            request: request.clone(),
+            run_id: run_id_for(id),
+            events_sent: 0,
+            events_target: request.events,
+            created_at: now.to_owned(),
+            updated_at: now.to_owned(),
+            verdict: None,
+            error: None,
+        }
+    }
+}
+
+/// Product ids of a simulation start with this (`s` + the last 10 characters of its id,
+/// lower-cased), so simulations against one table never share a product.
+pub fn run_id_for(simulation_id: &str) -> String {
+    let chars: Vec<char> = simulation_id
+        .chars()
+        .filter(char::is_ascii_alphanumeric)
+        .collect();
+    let tail: String = chars[chars.len().saturating_sub(10)..].iter().collect();
+    format!("s{}", tail.to_ascii_lowercase())
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct SimulationList {
+    pub items: Vec<SimulationStatus>,
+}
+
+/// Every error response: a stable machine-readable code and a message for people.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct ErrorBody {
+    pub error: String,
+    pub message: String,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn run_ids_are_short_alphanumeric_and_distinct() {
+        let a = run_id_for("01JD3Z5Q4V6H3W2X9K7M5N1P0R");
+        let b = run_id_for("01JD3Z5Q4V6H3W2X9K7M5N1P0S");
+        assert_ne!(a, b);
+        assert_eq!(a, "s9k7m5n1p0r");
+    }
+
+    #[test]
+    fn an_empty_request_takes_the_defaults_and_is_valid() {
+        let r: SimulationRequest = serde_json::from_str("{}").unwrap();
+        assert_eq!(r, SimulationRequest::default());
+        r.validate().unwrap();
+    }
+
+    #[test]
+    fn requests_over_the_limits_say_which_limit() {
+        let over = |f: fn(&mut SimulationRequest)| {
+            let mut r = SimulationRequest::default();
+            f(&mut r);
+            r.validate().unwrap_err()
+        };
+        assert!(over(|r| r.events = 1_000_001).contains("events"));
+        assert!(over(|r| r.rate = 5_001.0).contains("rate"));
+        assert!(over(|r| r.products = 10_001).contains("products"));
+        assert!(over(|r| r.duplicates = 0.95).contains("sum"));
+        assert!(over(|r| r.skew = "zipf:-1".into()).contains("skew"));
+        assert!(over(|r| r.rate = f64::NAN).contains("rate"));
+    }
+}

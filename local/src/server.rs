@@ -1,0 +1,76 @@
+//! The local server: the API router (the same one the API Lambda runs), the console's
+//! static files, and simulations as background tasks, on one port.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+
+use inventory_api::{app, ApiConfig, AppState, BoxFuture, SimulationLauncher};
+use inventory_domain::api::SimulationStatus;
+use inventory_generator::simulation::{run_simulation, SimulationContext};
+use tower_http::services::{ServeDir, ServeFile};
+
+use crate::stack::LocalStack;
+
+/// Runs each simulation as a tokio task in this process.
+pub struct LocalLauncher {
+    pub ctx: SimulationContext,
+    pub verify_timeout: Duration,
+}
+
+impl SimulationLauncher for LocalLauncher {
+    fn launch(&self, status: SimulationStatus) -> BoxFuture<Result<(), String>> {
+        let (ctx, timeout) = (self.ctx.clone(), self.verify_timeout);
+        tokio::spawn(run_simulation(ctx, status, timeout));
+        Box::pin(async { Ok(()) })
+    }
+}
+
+#[derive(Debug, Clone)]
+pub struct ServerOptions {
+    pub port: u16,
+    pub api: ApiConfig,
+    /// The built console (index.html, JS, wasm, CSS); API only when it does not exist.
+    pub site_dir: Option<PathBuf>,
+}
+
+/// The API state for a local stack, with simulations as local tasks.
+pub fn local_state(stack: &LocalStack, api: ApiConfig) -> AppState {
+    let ctx = SimulationContext {
+        kinesis: stack.kinesis.clone(),
+        db: stack.db.clone(),
+        tables: stack.options.tables.clone(),
+        stream: stack.options.stream.clone(),
+    };
+    AppState::new(
+        stack.db.clone(),
+        stack.options.tables.clone(),
+        api,
+        Arc::new(LocalLauncher {
+            ctx,
+            verify_timeout: Duration::from_secs(300),
+        }),
+    )
+}
+
+/// Serves the API and the console; returns the bound address and the server task.
+pub async fn serve(
+    stack: &LocalStack,
+    options: ServerOptions,
+) -> std::io::Result<(SocketAddr, tokio::task::JoinHandle<()>)> {
+    let mut router = app(local_state(stack, options.api));
+    if let Some(dir) = options.site_dir.filter(|d| d.join("index.html").exists()) {
+        router = router.fallback_service(
+            ServeDir::new(&dir).not_found_service(ServeFile::new(dir.join("index.html"))),
+        );
+    }
+    let listener = tokio::net::TcpListener::bind(("127.0.0.1", options.port)).await?;
+    let addr = listener.local_addr()?;
+    let task = tokio::spawn(async move {
+        if let Err(e) = axum::serve(listener, router).await {
+            tracing::error!(error = %e, "local server stopped");
+        }
+    });
+    Ok((addr, task))
+}

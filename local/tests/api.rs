@@ -1,0 +1,456 @@
+//! The API router (the one the API Lambda runs), driven with `tower::ServiceExt::oneshot`
+//! against the embedded emulators, and a simulation started through it end to end.
+
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use axum::body::Body;
+use axum::http::{header, HeaderMap, Method, Request, StatusCode};
+use axum::Router;
+use http_body_util::BodyExt as _;
+use inventory_api::{app, ApiConfig, AppState, BoxFuture, SimulationLauncher};
+use inventory_domain::api::{InventoryPage, RejectionPage, SimulationStatus, Stats};
+use inventory_local::server::local_state;
+use inventory_local::stack::{LocalStack, StackOptions};
+use serde_json::{json, Value};
+use tower::ServiceExt as _;
+
+const TOKEN: &str = "test-token-0123456789";
+const CONSOLE: &str = "https://console.example.com";
+
+#[derive(Default)]
+struct RecordingLauncher(Mutex<Vec<SimulationStatus>>);
+
+impl SimulationLauncher for RecordingLauncher {
+    fn launch(&self, status: SimulationStatus) -> BoxFuture<Result<(), String>> {
+        self.0.lock().unwrap().push(status);
+        Box::pin(async { Ok(()) })
+    }
+}
+
+fn config() -> ApiConfig {
+    ApiConfig {
+        token: Some(TOKEN.into()),
+        allowed_origins: vec![CONSOLE.into()],
+    }
+}
+
+async fn stack() -> LocalStack {
+    LocalStack::start(StackOptions {
+        shards: 1,
+        ..StackOptions::default()
+    })
+    .await
+    .unwrap()
+}
+
+async fn call(router: &Router, req: Request<Body>) -> (StatusCode, HeaderMap, Value) {
+    let resp = router.clone().oneshot(req).await.unwrap();
+    let (status, headers) = (resp.status(), resp.headers().clone());
+    let bytes = resp.into_body().collect().await.unwrap().to_bytes();
+    let body = if bytes.is_empty() {
+        Value::Null
+    } else {
+        serde_json::from_slice(&bytes)
+            .unwrap_or(Value::String(String::from_utf8_lossy(&bytes).into()))
+    };
+    (status, headers, body)
+}
+
+fn get(uri: &str) -> Request<Body> {
+    Request::get(uri).body(Body::empty()).unwrap()
+}
+
+fn post(uri: &str, token: Option<&str>, body: &str) -> Request<Body> {
+    let mut b = Request::post(uri).header(header::CONTENT_TYPE, "application/json");
+    if let Some(t) = token {
+        b = b.header(header::AUTHORIZATION, format!("Bearer {t}"));
+    }
+    b.body(Body::from(body.to_owned())).unwrap()
+}
+
+/// Puts events through the processor the way the Pipe would.
+async fn seed(stack: &LocalStack) {
+    let events = [
+        (
+            "A1",
+            json!({"event_id":"1","event_type":"product_added","product":{"product_id":"A1","product_name":"Laptop","quantity":10,"timestamp":"2023-09-11T12:00:00Z"}}),
+        ),
+        (
+            "B2",
+            json!({"event_id":"2","event_type":"product_added","product":{"product_id":"B2","product_name":"Mouse","quantity":50,"timestamp":"2023-09-11T12:00:01Z"}}),
+        ),
+        (
+            "C3",
+            json!({"event_id":"3","event_type":"product_added","product":{"product_id":"C3","product_name":"Desk","quantity":3,"timestamp":"2023-09-11T12:00:02Z"}}),
+        ),
+        (
+            "C3",
+            json!({"event_id":"4","event_type":"product_removed","product":{"product_id":"C3","timestamp":"2023-09-11T12:00:03Z"}}),
+        ),
+        (
+            "A1",
+            json!({"event_id":"5","event_type":"quantity_decreased","product":{"product_id":"A1","quantity":99,"timestamp":"2023-09-11T12:00:04Z"}}),
+        ),
+        (
+            "A1",
+            json!({"event_id":"6","event_type":"quantity_decreased","product":{"product_id":"A1","quantity":4,"timestamp":"2023-09-11T12:00:05Z"}}),
+        ),
+    ];
+    for (pk, e) in &events {
+        stack
+            .kinesis
+            .put_record()
+            .stream_name(&stack.options.stream)
+            .partition_key(*pk)
+            .data(aws_sdk_kinesis::primitives::Blob::new(e.to_string()))
+            .send()
+            .await
+            .unwrap();
+    }
+    stack
+        .kinesis
+        .put_record()
+        .stream_name(&stack.options.stream)
+        .partition_key("A1")
+        .data(aws_sdk_kinesis::primitives::Blob::new("{oops"))
+        .send()
+        .await
+        .unwrap();
+    let pipe = stack.start_pipe();
+    for _ in 0..200 {
+        if pipe.stats.snapshot().records_delivered >= 7 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    pipe.stop().await.unwrap();
+}
+
+async fn seeded() -> (LocalStack, Router, Arc<RecordingLauncher>) {
+    let stack = stack().await;
+    seed(&stack).await;
+    let launcher = Arc::new(RecordingLauncher::default());
+    let state = AppState::new(
+        stack.db.clone(),
+        stack.options.tables.clone(),
+        config(),
+        launcher.clone(),
+    );
+    let router = app(state);
+    (stack, router, launcher)
+}
+
+#[tokio::test]
+async fn inventory_lists_filters_sorts_and_pages() {
+    let (_stack, router, _) = seeded().await;
+    let (status, _, body) = call(&router, get("/api/inventory")).await;
+    assert_eq!(status, StatusCode::OK);
+    let page: InventoryPage = serde_json::from_value(body).unwrap();
+    let ids: Vec<_> = page.items.iter().map(|p| p.product_id.as_str()).collect();
+    assert_eq!(ids, ["A1", "B2", "C3"]);
+    let a1 = &page.items[0];
+    assert_eq!(
+        (a1.quantity, a1.version, a1.product_name.as_str()),
+        (6, 2, "Laptop")
+    );
+
+    let (_, _, body) = call(&router, get("/api/inventory?status=removed")).await;
+    let page: InventoryPage = serde_json::from_value(body).unwrap();
+    assert_eq!(page.items.len(), 1);
+    assert_eq!(page.items[0].product_id, "C3");
+
+    let (_, _, body) = call(&router, get("/api/inventory?sort=quantity&order=desc")).await;
+    let page: InventoryPage = serde_json::from_value(body).unwrap();
+    let q: Vec<u64> = page.items.iter().map(|p| p.quantity).collect();
+    assert_eq!(q, [50, 6, 0]);
+
+    let (_, _, body) = call(&router, get("/api/inventory?q=Mou")).await;
+    let page: InventoryPage = serde_json::from_value(body).unwrap();
+    assert_eq!(page.items.len(), 1);
+
+    // Pages of 2 with the opaque cursor cover everything once.
+    let (_, _, body) = call(&router, get("/api/inventory?limit=2")).await;
+    let first: InventoryPage = serde_json::from_value(body).unwrap();
+    assert_eq!(first.items.len(), 2);
+    let cursor = first.next_cursor.clone().expect("a next page");
+    let (_, _, body) = call(
+        &router,
+        get(&format!("/api/inventory?limit=2&cursor={cursor}")),
+    )
+    .await;
+    let second: InventoryPage = serde_json::from_value(body).unwrap();
+    let mut all: Vec<String> = first
+        .items
+        .iter()
+        .chain(&second.items)
+        .map(|p| p.product_id.clone())
+        .collect();
+    all.sort();
+    all.dedup();
+    assert_eq!(all.len(), 3);
+
+    for bad in [
+        "/api/inventory?limit=0",
+        "/api/inventory?limit=5000",
+        "/api/inventory?status=lost",
+        "/api/inventory?sort=colour",
+    ] {
+        let (status, _, body) = call(&router, get(bad)).await;
+        assert_eq!(status, StatusCode::BAD_REQUEST, "{bad}: {body}");
+        assert_eq!(body["error"], "bad_request", "{bad}: {body}");
+    }
+    let (status, _, body) = call(&router, get("/api/inventory?cursor=not-a-cursor")).await;
+    assert_eq!(status, StatusCode::BAD_REQUEST);
+    assert_eq!(body["error"], "invalid_cursor");
+}
+
+#[tokio::test]
+async fn one_product_or_a_json_404() {
+    let (_stack, router, _) = seeded().await;
+    let (status, _, body) = call(&router, get("/api/inventory/B2")).await;
+    assert_eq!(status, StatusCode::OK);
+    assert_eq!(body["quantity"], 50);
+    assert_eq!(body["status"], "active");
+    for missing in ["/api/inventory/NOPE", "/api/inventory/has%20space"] {
+        let (status, _, body) = call(&router, get(missing)).await;
+        assert_eq!(status, StatusCode::NOT_FOUND);
+        assert_eq!(body["error"], "not_found");
+        assert!(body["message"].as_str().unwrap().contains("no product"));
+    }
+    let (status, _, body) = call(&router, get("/api/nothing-here")).await;
+    assert_eq!(status, StatusCode::NOT_FOUND);
+    assert_eq!(body["error"], "not_found");
+}
+
+#[tokio::test]
+async fn stats_report_exact_totals_and_the_rejections() {
+    let (_stack, router, _) = seeded().await;
+    let (status, _, body) = call(&router, get("/api/stats")).await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    let stats: Stats = serde_json::from_value(body).unwrap();
+    assert_eq!(
+        (stats.products, stats.active_products, stats.units),
+        (3, 2, 56)
+    );
+    assert_eq!(stats.events_applied, 5);
+    assert_eq!(stats.rejections.get("insufficient_stock"), Some(&1));
+    assert_eq!(stats.rejections.get("invalid_json"), Some(&1));
+    assert_eq!(stats.rejections_total, 2);
+    assert!(stats.lag_ms.is_some() && stats.last_batch_at.is_some());
+    assert_eq!(stats.throughput.len(), 60);
+    assert!(
+        stats
+            .throughput
+            .iter()
+            .map(|p| p.applied_per_sec)
+            .sum::<f64>()
+            > 0.0
+    );
+}
+
+#[tokio::test]
+async fn rejections_are_listed_newest_first_and_paged() {
+    let (_stack, router, _) = seeded().await;
+    let (status, _, body) = call(&router, get("/api/rejections")).await;
+    assert_eq!(status, StatusCode::OK);
+    let page: RejectionPage = serde_json::from_value(body).unwrap();
+    let reasons: Vec<&str> = page.items.iter().map(|r| r.reason.as_str()).collect();
+    assert_eq!(
+        reasons,
+        ["invalid_json", "insufficient_stock"],
+        "newest first"
+    );
+    assert_eq!(page.items[1].product_id.as_deref(), Some("A1"));
+    assert!(page.items[0].record_id.starts_with("shardId-"));
+
+    let (_, _, body) = call(&router, get("/api/rejections?limit=1")).await;
+    let first: RejectionPage = serde_json::from_value(body).unwrap();
+    let cursor = first.next_cursor.expect("more");
+    let (_, _, body) = call(
+        &router,
+        get(&format!("/api/rejections?limit=1&cursor={cursor}")),
+    )
+    .await;
+    let second: RejectionPage = serde_json::from_value(body).unwrap();
+    assert_eq!(second.items[0].reason.as_str(), "insufficient_stock");
+
+    let (status, _, _) = call(&router, get("/api/rejections?limit=500")).await;
+    assert_eq!(status, StatusCode::BAD_REQUEST);
+}
+
+#[tokio::test]
+async fn starting_a_simulation_needs_the_token_and_stays_within_limits() {
+    let (_stack, router, launcher) = seeded().await;
+    let (status, headers, body) = call(&router, post("/api/simulations", None, "{}")).await;
+    assert_eq!(status, StatusCode::UNAUTHORIZED);
+    assert_eq!(headers[header::WWW_AUTHENTICATE], "Bearer");
+    assert_eq!(body["error"], "unauthorized");
+    let (status, _, _) = call(&router, post("/api/simulations", Some("wrong"), "{}")).await;
+    assert_eq!(status, StatusCode::UNAUTHORIZED);
+
+    for (request, word) in [
+        (r#"{"events": 2000000}"#, "events"),
+        (r#"{"rate": 6000}"#, "rate"),
+        (r#"{"products": 20000}"#, "products"),
+        (r#"{"duplicates": 0.5, "malformed": 0.5}"#, "sum"),
+        (r#"{"skew": "pareto"}"#, "skew"),
+        (r#"{"events": "many"}"#, "events"),
+        ("{not json", "JSON"),
+    ] {
+        let (status, _, body) = call(&router, post("/api/simulations", Some(TOKEN), request)).await;
+        assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY, "{request}");
+        assert_eq!(body["error"], "invalid_request");
+        assert!(
+            body["message"].as_str().unwrap().contains(word),
+            "{request}: {body}"
+        );
+    }
+    assert!(launcher.0.lock().unwrap().is_empty());
+
+    let (status, headers, body) = call(
+        &router,
+        post(
+            "/api/simulations",
+            Some(TOKEN),
+            r#"{"events": 500, "products": 20}"#,
+        ),
+    )
+    .await;
+    assert_eq!(status, StatusCode::ACCEPTED);
+    let id = body["id"].as_str().unwrap().to_owned();
+    assert_eq!(headers[header::LOCATION], format!("/api/simulations/{id}"));
+    assert_eq!(launcher.0.lock().unwrap()[0].id, id);
+
+    let (status, _, body) = call(&router, get(&format!("/api/simulations/{id}"))).await;
+    assert_eq!(status, StatusCode::OK);
+    assert_eq!(body["state"], "queued");
+    assert_eq!(body["events_target"], 500);
+    let (_, _, body) = call(&router, get("/api/simulations")).await;
+    assert_eq!(body["items"][0]["id"], id.as_str());
+    let (status, _, _) = call(&router, get("/api/simulations/01JD3Z5Q4V6H3W2X9K7M5N1P0R")).await;
+    assert_eq!(status, StatusCode::NOT_FOUND);
+    let (status, _, _) = call(&router, get("/api/simulations/not-an-id")).await;
+    assert_eq!(status, StatusCode::NOT_FOUND);
+}
+
+#[tokio::test]
+async fn without_a_configured_token_nothing_can_be_started() {
+    let stack = stack().await;
+    let state = AppState::new(
+        stack.db.clone(),
+        stack.options.tables.clone(),
+        ApiConfig::default(),
+        Arc::new(RecordingLauncher::default()),
+    );
+    let (status, _, body) = call(&app(state), post("/api/simulations", Some(""), "{}")).await;
+    assert_eq!(status, StatusCode::SERVICE_UNAVAILABLE);
+    assert_eq!(body["error"], "not_configured");
+}
+
+#[tokio::test]
+async fn cors_allows_only_the_console_origin() {
+    let (_stack, router, _) = seeded().await;
+    let preflight = |origin: &str| {
+        Request::builder()
+            .method(Method::OPTIONS)
+            .uri("/api/simulations")
+            .header(header::ORIGIN, origin)
+            .header(header::ACCESS_CONTROL_REQUEST_METHOD, "POST")
+            .header(
+                header::ACCESS_CONTROL_REQUEST_HEADERS,
+                "authorization,content-type",
+            )
+            .body(Body::empty())
+            .unwrap()
+    };
+    let (_, headers, _) = call(&router, preflight(CONSOLE)).await;
+    assert_eq!(headers[header::ACCESS_CONTROL_ALLOW_ORIGIN], CONSOLE);
+    assert!(headers[header::ACCESS_CONTROL_ALLOW_HEADERS]
+        .to_str()
+        .unwrap()
+        .contains("authorization"));
+    let (_, headers, _) = call(&router, preflight("https://evil.example.com")).await;
+    assert!(headers.get(header::ACCESS_CONTROL_ALLOW_ORIGIN).is_none());
+
+    let req = Request::get("/api/stats")
+        .header(header::ORIGIN, CONSOLE)
+        .body(Body::empty())
+        .unwrap();
+    let (_, headers, _) = call(&router, req).await;
+    assert_eq!(headers[header::ACCESS_CONTROL_ALLOW_ORIGIN], CONSOLE);
+}
+
+#[tokio::test]
+async fn internal_errors_do_not_leak_details() {
+    let stack = stack().await;
+    let state = AppState::new(
+        stack.db.clone(),
+        inventory_processor::Tables::with_prefix("missing-"),
+        config(),
+        Arc::new(RecordingLauncher::default()),
+    );
+    let (status, _, body) = call(&app(state), get("/api/inventory")).await;
+    assert_eq!(status, StatusCode::INTERNAL_SERVER_ERROR);
+    assert_eq!(body["error"], "internal");
+    let text = body.to_string();
+    assert!(
+        !text.contains("missing-") && !text.contains("ResourceNotFound"),
+        "{text}"
+    );
+}
+
+#[tokio::test]
+async fn the_openapi_document_describes_every_endpoint() {
+    let (_stack, router, _) = seeded().await;
+    let (status, _, body) = call(&router, get("/api/openapi.json")).await;
+    assert_eq!(status, StatusCode::OK);
+    for path in [
+        "/api/inventory",
+        "/api/inventory/{product_id}",
+        "/api/stats",
+        "/api/rejections",
+        "/api/simulations",
+        "/api/simulations/{id}",
+        "/api/openapi.json",
+    ] {
+        assert!(body["paths"][path].is_object(), "{path} missing");
+    }
+    assert!(body["paths"]["/api/simulations"]["post"]["security"].is_array());
+    assert!(body["components"]["schemas"]["SimulationRequest"].is_object());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_simulation_started_through_the_api_verifies_with_zero_mismatches() {
+    let stack = stack().await;
+    let pipe = stack.start_pipe();
+    let router = app(local_state(&stack, config()));
+    let request = r#"{"products": 50, "events": 3000, "rate": 3000, "duplicates": 0.05, "malformed": 0.01, "invalid": 0.02, "seed": 7}"#;
+    let (status, _, body) = call(&router, post("/api/simulations", Some(TOKEN), request)).await;
+    assert_eq!(status, StatusCode::ACCEPTED, "{body}");
+    let url = body["status_url"].as_str().unwrap().to_owned();
+    let mut seen_progress = false;
+    let status = loop {
+        let (_, _, body) = call(&router, get(&url)).await;
+        let s: SimulationStatus = serde_json::from_value(body).unwrap();
+        if s.state == inventory_domain::api::SimulationState::Publishing && s.events_sent > 0 {
+            seen_progress = true;
+        }
+        if matches!(
+            s.state,
+            inventory_domain::api::SimulationState::Completed
+                | inventory_domain::api::SimulationState::Failed
+        ) {
+            break s;
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    };
+    assert_eq!(status.error, None);
+    let verdict = status.verdict.expect("a verdict");
+    assert!(verdict.caught_up);
+    assert_eq!(verdict.mismatches, 0, "{:?}", verdict.details);
+    assert_eq!(verdict.rejections_expected, verdict.rejections_stored);
+    assert_eq!(status.events_sent, 3000);
+    assert!(seen_progress || status.events_sent == 3000);
+    pipe.stop().await.unwrap();
+}
