@@ -1,6 +1,7 @@
 //! `inventory-local up` runs the local system until Ctrl-C; `inventory-local demo` runs it,
 //! publishes a simulated series through it and verifies the result.
 
+use std::io::IsTerminal as _;
 use std::path::PathBuf;
 use std::process::ExitCode;
 use std::time::Duration;
@@ -53,7 +54,7 @@ enum Command {
         #[arg(long, env = "API_TOKEN")]
         api_token: Option<String>,
         /// The built console to serve (index.html and its assets).
-        #[arg(long, default_value = "target/site")]
+        #[arg(long, env = "LEPTOS_SITE_ROOT", default_value = "target/site")]
         site_dir: PathBuf,
         /// Extra origins allowed by CORS (the console served elsewhere, e.g. a dev server).
         #[arg(long)]
@@ -69,6 +70,16 @@ enum Command {
         /// How long to wait for the pipeline to catch up before comparing.
         #[arg(long, default_value = "120s", value_parser = humantime::parse_duration)]
         timeout: Duration,
+        /// After a consistent verdict, keep the stack running and serve the console and API
+        /// until Ctrl-C (only when run from a terminal; scripts get the exit code at once).
+        #[arg(long)]
+        serve: bool,
+        /// Port of the console and API when serving.
+        #[arg(long, default_value_t = 3000)]
+        http_port: u16,
+        /// The built console to serve.
+        #[arg(long, default_value = "target/site")]
+        site_dir: PathBuf,
     },
 }
 
@@ -91,7 +102,13 @@ async fn main() -> anyhow::Result<ExitCode> {
         )
         .with_writer(std::io::stderr)
         .init();
-    match Cli::parse().command {
+    // No arguments (as `cargo leptos watch` runs it) means `up`.
+    let cli = if std::env::args_os().len() == 1 {
+        Cli::parse_from(["inventory-local", "up"])
+    } else {
+        Cli::parse()
+    };
+    match cli.command {
         Command::Up {
             stack,
             http_port,
@@ -107,7 +124,7 @@ async fn main() -> anyhow::Result<ExitCode> {
                 format!("http://localhost:{http_port}"),
             ];
             origins.extend(allowed_origin);
-            let has_console = site_dir.join("index.html").exists();
+            let has_console = site_dir.join("pkg/inventory_console.wasm").exists();
             let (addr, _server) = serve(
                 &stack,
                 ServerOptions {
@@ -143,6 +160,9 @@ async fn main() -> anyhow::Result<ExitCode> {
             stack,
             sim,
             timeout,
+            serve: keep_serving,
+            http_port,
+            site_dir,
         } => {
             let stack = LocalStack::start(stack_options(&stack)).await?;
             let pipe = stack.start_pipe();
@@ -201,13 +221,36 @@ async fn main() -> anyhow::Result<ExitCode> {
                 stats.records_delivered,
                 dlq.len()
             );
-            pipe.stop().await?;
-            println!("\nRun `make dev` to keep the local stack running for the API and console.");
-            Ok(if verdict.is_consistent() {
-                ExitCode::SUCCESS
+            if !verdict.is_consistent() {
+                pipe.stop().await?;
+                return Ok(ExitCode::FAILURE);
+            }
+            if keep_serving && std::io::stdin().is_terminal() {
+                let token = ulid::Ulid::new().to_string().to_lowercase();
+                let (addr, _server) = serve(
+                    &stack,
+                    ServerOptions {
+                        port: http_port,
+                        api: ApiConfig {
+                            token: Some(token.clone()),
+                            allowed_origins: vec![],
+                        },
+                        site_dir: Some(site_dir),
+                    },
+                )
+                .await?;
+                println!(
+                    "\nConsole: http://{addr}/   (API token for starting simulations: {token})"
+                );
+                println!("The stack keeps running with the demo's data. Press Ctrl-C to stop.");
+                pipe.run_until_ctrl_c().await?;
             } else {
-                ExitCode::FAILURE
-            })
+                pipe.stop().await?;
+                println!(
+                    "\nRun `make dev` to keep the local stack running with the console and API."
+                );
+            }
+            Ok(ExitCode::SUCCESS)
         }
     }
 }

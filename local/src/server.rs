@@ -6,10 +6,16 @@ use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 
+use axum::response::{Html, IntoResponse};
+use axum::routing::get;
+use axum::Json;
 use inventory_api::{app, ApiConfig, AppState, BoxFuture, SimulationLauncher};
 use inventory_domain::api::SimulationStatus;
 use inventory_generator::simulation::{run_simulation, SimulationContext};
-use tower_http::services::{ServeDir, ServeFile};
+use tower_http::services::ServeDir;
+
+/// The console's shell; `cargo leptos watch` builds only `pkg/`, so the server supplies it.
+const INDEX_HTML: &str = include_str!("../../app/index.html");
 
 use crate::stack::LocalStack;
 
@@ -60,10 +66,25 @@ pub async fn serve(
     options: ServerOptions,
 ) -> std::io::Result<(SocketAddr, tokio::task::JoinHandle<()>)> {
     let mut router = app(local_state(stack, options.api));
-    if let Some(dir) = options.site_dir.filter(|d| d.join("index.html").exists()) {
-        router = router.fallback_service(
-            ServeDir::new(&dir).not_found_service(ServeFile::new(dir.join("index.html"))),
-        );
+    if let Some(dir) = options.site_dir {
+        let config = dir.join("config.json");
+        router = router
+            .route(
+                "/config.json",
+                get(move || async move {
+                    // The deployed file if built; else the API is this same origin.
+                    match tokio::fs::read(&config).await {
+                        Ok(bytes) => {
+                            ([("content-type", "application/json")], bytes).into_response()
+                        }
+                        Err(_) => Json(serde_json::json!({"api_base_url": ""})).into_response(),
+                    }
+                }),
+            )
+            .route("/", get(|| async { Html(INDEX_HTML) }))
+            .fallback_service(
+                ServeDir::new(&dir).not_found_service(get(|| async { Html(INDEX_HTML) })),
+            );
     }
     let listener = tokio::net::TcpListener::bind(("127.0.0.1", options.port)).await?;
     let addr = listener.local_addr()?;
