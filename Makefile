@@ -2,7 +2,7 @@
 CARGO ?= cargo
 LOCAL := $(CARGO) run --release --locked -p inventory-local --bin inventory-local --
 
-.PHONY: demo dev console test lint unit browser
+.PHONY: demo dev console test lint infra-lint fuzz soak bench deploy deploy-dry-run destroy diagrams
 
 ## Build everything, run the whole pipeline locally (embedded AWS emulators, no account),
 ## verify DynamoDB against the generator's model, then serve the console until Ctrl-C.
@@ -18,11 +18,54 @@ dev: console
 console:
 	./scripts/build-console.sh target/site
 
-## Every check CI runs: formatting, lints, all tests including the real-browser test.
-test: lint console
+## Every check CI runs: formatting, lints, the template's lint, a bounded fuzz run, all
+## tests including the fault suite and the real-browser test.
+test: lint infra-lint console fuzz
 	BROWSER_TEST=required $(CARGO) test --locked --workspace
 
 lint:
 	$(CARGO) fmt --all -- --check
 	$(CARGO) clippy --locked --workspace --all-targets -- -D warnings
 	$(CARGO) clippy --locked -p inventory-console --target wasm32-unknown-unknown -- -D warnings
+
+## Fuzz record decoding and validation for FUZZ_SECONDS (cargo-fuzz, pinned nightly).
+FUZZ_SECONDS ?= 30
+fuzz:
+	FUZZ_SECONDS=$(FUZZ_SECONDS) ./scripts/fuzz.sh
+
+## Sustained load for SOAK (default 10m) at SOAK_RATE events/s, printing lag and memory
+## every 5 s, then the verdict. Not part of `make test`.
+SOAK ?= 10m
+SOAK_RATE ?= 2000
+soak:
+	$(LOCAL) soak --port 0 --duration $(SOAK) --rate $(SOAK_RATE)
+
+## The benchmarks behind docs/performance.md (run on an otherwise idle machine): the
+## processor's pure path (criterion), the whole local pipeline, the processor's start-up.
+bench:
+	$(CARGO) bench --locked -p inventory-processor --bench pure_path -- --warm-up-time 1 --measurement-time 4
+	$(CARGO) build --release --locked -p inventory-processor -p inventory-local --bin inventory-bench --bin processor
+	$${CARGO_TARGET_DIR:-target}/release/inventory-bench run --drain-events 60000
+	$${CARGO_TARGET_DIR:-target}/release/inventory-bench startup --runs 30
+
+## cfn-lint, checkov, sam validate, offline package + SAM transform + IAM check of infra/.
+infra-lint:
+	./scripts/infra-lint.sh
+
+## Build the arm64 Lambda zips and the console, lint and package the template, deploy the
+## stack with SAM, upload the console and print the URLs (needs AWS credentials).
+deploy:
+	./scripts/deploy.sh
+
+## Every deploy step up to the upload, without AWS: zips built and under 5 MB, console
+## built, template linted, packaged and transformed.
+deploy-dry-run:
+	./scripts/deploy.sh --dry-run
+
+## Empty the console bucket and delete the stack of $(STAGE) (default dev).
+destroy:
+	./scripts/destroy.sh
+
+## Render docs/*.mmd to SVG (mermaid-cli from npm, pinned in tools/diagrams; Debian's chromium).
+diagrams:
+	./scripts/render-diagrams.sh

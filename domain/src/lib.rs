@@ -2,6 +2,7 @@
 //! transition. Pure functions, no I/O; shared by the Lambdas, the local stack and the console.
 
 pub mod api;
+pub mod batch;
 pub mod event;
 pub mod pipes;
 pub mod sequence;

@@ -214,21 +214,30 @@ async fn route(State(gw): State<Gateway>, req: Request) -> Response {
             Err(never) => match never {},
         };
     }
+    forward(&gw.http, &gw.dynamo, req).await
+}
+
+/// Sends `req` to `upstream` (`http://host:port`) with the same path and query.
+pub(crate) async fn forward(
+    http: &HttpClient<HttpConnector, Body>,
+    upstream: &str,
+    req: Request,
+) -> Response {
     let (mut parts, body) = req.into_parts();
     let path = parts
         .uri
         .path_and_query()
         .map_or("/", |p| p.as_str())
         .to_owned();
-    parts.uri = match format!("{}{path}", gw.dynamo).parse() {
+    parts.uri = match format!("{upstream}{path}").parse() {
         Ok(uri) => uri,
         Err(_) => return (axum::http::StatusCode::BAD_REQUEST, "bad path").into_response(),
     };
-    match gw.http.request(Request::from_parts(parts, body)).await {
+    match http.request(Request::from_parts(parts, body)).await {
         Ok(resp) => resp.map(Body::new),
         Err(e) => (
             axum::http::StatusCode::BAD_GATEWAY,
-            format!("DynamoDB emulator unreachable: {e}"),
+            format!("upstream {upstream} unreachable: {e}"),
         )
             .into_response(),
     }

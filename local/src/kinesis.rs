@@ -79,21 +79,41 @@ pub async fn ensure_stream(
 
 /// The ids of the stream's shards.
 pub async fn shard_ids(client: &Client, stream: &str) -> Result<Vec<String>, KinesisError> {
-    let mut ids = Vec::new();
+    Ok(shards(client, stream)
+        .await?
+        .into_iter()
+        .map(|(id, _)| id)
+        .collect())
+}
+
+/// The stream's shards with their parents (the parent and, after a merge, the adjacent
+/// parent): a child's records come after its parents'.
+pub async fn shards(
+    client: &Client,
+    stream: &str,
+) -> Result<Vec<(String, Vec<String>)>, KinesisError> {
+    let mut out = Vec::new();
     let mut token: Option<String> = None;
     loop {
         let req = match &token {
             Some(t) => client.list_shards().next_token(t),
             None => client.list_shards().stream_name(stream),
         };
-        let out = req
+        let resp = req
             .send()
             .await
             .map_err(|e| KinesisError::call("ListShards", e))?;
-        ids.extend(out.shards().iter().map(|s| s.shard_id().to_owned()));
-        match out.next_token() {
+        for s in resp.shards() {
+            let parents = [s.parent_shard_id(), s.adjacent_parent_shard_id()]
+                .into_iter()
+                .flatten()
+                .map(str::to_owned)
+                .collect();
+            out.push((s.shard_id().to_owned(), parents));
+        }
+        match resp.next_token() {
             Some(t) => token = Some(t.to_owned()),
-            None => return Ok(ids),
+            None => return Ok(out),
         }
     }
 }

@@ -2,9 +2,11 @@
 //! whole pipeline runs on one machine with no AWS account. Never linked into a Lambda.
 
 pub mod emulators;
+pub mod fault_proxy;
 pub mod kinesis;
 pub mod pipe;
 pub mod pipe_settings;
+pub mod replay;
 pub mod server;
 pub mod stack;
 

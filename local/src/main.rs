@@ -13,8 +13,10 @@ use inventory_generator::verify::render;
 use inventory_generator::{publish, verify, PublishOptions, Simulation, VerifyOptions};
 use inventory_local::pipe::dead_letters;
 use inventory_local::pipe_settings::PipeSettings;
+use inventory_local::replay::replay;
 use inventory_local::server::{serve, ServerOptions};
 use inventory_local::stack::{LocalStack, StackOptions};
+use inventory_processor::Tables;
 
 #[derive(Parser)]
 #[command(
@@ -80,6 +82,45 @@ enum Command {
         /// The built console to serve.
         #[arg(long, default_value = "target/site")]
         site_dir: PathBuf,
+    },
+    /// Rebuild the inventory from the stream (TRIM_HORIZON) into fresh tables with the
+    /// processor's code and compare them with the live table, item by item. Reaches the
+    /// stream and tables the SDK's standard way (AWS_ENDPOINT_URL for the local stack, or
+    /// AWS itself). Exits non-zero on any difference.
+    Replay {
+        /// The Kinesis stream to read.
+        #[arg(long, env = "STREAM_NAME", default_value = "inventory-events")]
+        stream: String,
+        /// The live inventory table.
+        #[arg(long, env = "INVENTORY_TABLE", default_value = "inventory")]
+        inventory_table: String,
+        /// The live events table (only its name's suffix is reused for the replay's).
+        #[arg(long, env = "EVENTS_TABLE", default_value = "inventory-events")]
+        events_table: String,
+        /// Prefix of the fresh tables the replay writes (default `replay-<unix time>-`).
+        #[arg(long)]
+        into: Option<String>,
+    },
+    /// Run the local pipeline at a sustained rate for a while, printing throughput, lag and
+    /// memory every few seconds, then verify the result. Not part of the tests.
+    Soak {
+        #[command(flatten)]
+        stack: StackArgs,
+        /// How long to publish.
+        #[arg(long, default_value = "10m", value_parser = humantime::parse_duration)]
+        duration: Duration,
+        /// Events per second.
+        #[arg(long, default_value_t = 2_000.0)]
+        rate: f64,
+        /// Distinct products.
+        #[arg(long, default_value_t = 1_000)]
+        products: usize,
+        /// Product popularity: `uniform`, `zipf` or `zipf:<exponent>`.
+        #[arg(long, default_value = "zipf:1.1")]
+        skew: inventory_generator::Skew,
+        /// Seconds between report lines.
+        #[arg(long, default_value = "5s", value_parser = humantime::parse_duration)]
+        every: Duration,
     },
 }
 
@@ -252,5 +293,202 @@ async fn main() -> anyhow::Result<ExitCode> {
             }
             Ok(ExitCode::SUCCESS)
         }
+        Command::Replay {
+            stream,
+            inventory_table,
+            events_table,
+            into,
+        } => {
+            let config = aws_config::load_defaults(aws_config::BehaviorVersion::latest()).await;
+            let live = Tables {
+                inventory: inventory_table,
+                events: events_table,
+            };
+            let prefix =
+                into.unwrap_or_else(|| format!("replay-{}-", chrono::Utc::now().timestamp()));
+            let fresh = Tables {
+                inventory: format!("{prefix}{}", live.inventory),
+                events: format!("{prefix}{}", live.events),
+            };
+            println!(
+                "Replaying stream {stream} from TRIM_HORIZON into {} (and {}), then comparing with {}…",
+                fresh.inventory, fresh.events, live.inventory
+            );
+            let report = replay(
+                &aws_sdk_kinesis::Client::new(&config),
+                &aws_sdk_dynamodb::Client::new(&config),
+                &stream,
+                &live,
+                &fresh,
+            )
+            .await?;
+            println!(
+                "replayed {} records from {} shards: {} applied, {} rejected, {} duplicates ignored",
+                report.records, report.shards, report.applied, report.rejected, report.duplicates
+            );
+            println!(
+                "compared: {} products identical, {} live products ahead of the replay point, {} live products with no event left in the stream (older than its retention)",
+                report.identical, report.live_ahead, report.not_in_stream
+            );
+            for d in report.differences.iter().take(50) {
+                println!("  difference: {d:?}");
+            }
+            if report.is_identical() {
+                println!("verdict: identical ({} events replayed)", report.records);
+                Ok(ExitCode::SUCCESS)
+            } else {
+                println!("verdict: {} differences", report.differences.len());
+                Ok(ExitCode::FAILURE)
+            }
+        }
+        Command::Soak {
+            stack,
+            duration,
+            rate,
+            products,
+            skew,
+            every,
+        } => soak(stack_options(&stack), duration, rate, products, skew, every).await,
     }
+}
+
+/// The soak run: sustained publishing with periodic figures, then a verdict.
+async fn soak(
+    options: StackOptions,
+    duration: Duration,
+    rate: f64,
+    products: usize,
+    skew: inventory_generator::Skew,
+    every: Duration,
+) -> anyhow::Result<ExitCode> {
+    use std::sync::atomic::{AtomicU64, Ordering};
+    use std::sync::Arc;
+
+    let stack = LocalStack::start(options).await?;
+    let pipe = stack.start_pipe();
+    let events = (duration.as_secs_f64() * rate).round() as u64;
+    let simulation = Simulation::new(inventory_generator::SimConfig {
+        products,
+        events,
+        skew,
+        seed: rand::random(),
+        run_id: inventory_generator::sim::new_run_id(),
+        faults: inventory_generator::FaultRatios {
+            duplicates: 0.05,
+            malformed: 0.01,
+            invalid_transitions: 0.01,
+        },
+    })?;
+    println!(
+        "Soak: {events} events at {rate:.0}/s for {} over {products} products; a line every {}.",
+        humantime::format_duration(duration),
+        humantime::format_duration(every)
+    );
+    println!("elapsed_s published delivered events_per_s backlog lag_ms rss_mb peak_rss_mb");
+    let published = Arc::new(AtomicU64::new(0));
+    let publisher = {
+        let published = published.clone();
+        let kinesis = stack.kinesis.clone();
+        let stream = stack.options.stream.clone();
+        tokio::spawn(async move {
+            let mut simulation = simulation;
+            let mut progress = |p: &inventory_generator::publish::PublishProgress| {
+                published.store(p.acknowledged, Ordering::Relaxed);
+            };
+            let result = publish(
+                &kinesis,
+                &mut simulation,
+                &PublishOptions {
+                    stream,
+                    rate: Some(rate),
+                    max_attempts: 20,
+                },
+                &mut progress,
+            )
+            .await;
+            (simulation, result)
+        })
+    };
+    let started = std::time::Instant::now();
+    let mut last = (0u64, started);
+    let mut ticker = tokio::time::interval(every);
+    ticker.tick().await;
+    loop {
+        ticker.tick().await;
+        let delivered = pipe.stats.records_delivered.load(Ordering::Relaxed);
+        let sent = published.load(Ordering::Relaxed);
+        let per_s = (delivered - last.0) as f64 / last.1.elapsed().as_secs_f64().max(1e-9);
+        last = (delivered, std::time::Instant::now());
+        let (rss, peak) = memory_mb();
+        println!(
+            "{:>9.0} {sent:>9} {delivered:>9} {per_s:>12.0} {:>7} {:>6} {rss:>6.0} {peak:>11.0}",
+            started.elapsed().as_secs_f64(),
+            sent.saturating_sub(delivered),
+            lag_ms(&stack).await.map_or("-".into(), |l| l.to_string()),
+        );
+        if publisher.is_finished() && delivered >= sent {
+            break;
+        }
+    }
+    let (simulation, result) = publisher.await?;
+    result?;
+    let expected = simulation.expected();
+    let verdict = verify(
+        &stack.db,
+        &stack.options.tables,
+        &expected,
+        &VerifyOptions {
+            timeout: Duration::from_secs(300),
+            ..VerifyOptions::default()
+        },
+    )
+    .await?;
+    print!("{}", render(&expected, &verdict, 10));
+    pipe.stop().await?;
+    Ok(if verdict.is_consistent() {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::FAILURE
+    })
+}
+
+/// The processor's latest figure of how old an event was when it was applied.
+async fn lag_ms(stack: &LocalStack) -> Option<i64> {
+    stack
+        .db
+        .get_item()
+        .table_name(&stack.options.tables.events)
+        .key(
+            "pk",
+            aws_sdk_dynamodb::types::AttributeValue::S(inventory_processor::items::STATS_PK.into()),
+        )
+        .key(
+            "sk",
+            aws_sdk_dynamodb::types::AttributeValue::S(
+                inventory_processor::items::STATS_TOTAL_SK.into(),
+            ),
+        )
+        .send()
+        .await
+        .ok()?
+        .item()?
+        .get("last_lag_ms")?
+        .as_n()
+        .ok()?
+        .parse()
+        .ok()
+}
+
+/// Resident and peak resident memory of this process (emulators, Pipe and processor), MB.
+fn memory_mb() -> (f64, f64) {
+    let status = std::fs::read_to_string("/proc/self/status").unwrap_or_default();
+    let field = |name: &str| {
+        status
+            .lines()
+            .find(|l| l.starts_with(name))
+            .and_then(|l| l.split_whitespace().nth(1))
+            .and_then(|kb| kb.parse::<f64>().ok())
+            .map_or(0.0, |kb| kb / 1024.0)
+    };
+    (field("VmRSS:"), field("VmHWM:"))
 }

@@ -23,6 +23,7 @@ use std::time::{Duration, Instant};
 use aws_sdk_dynamodb::types::AttributeValue;
 use aws_sdk_kinesis::types::ShardIteratorType;
 use chrono::{SecondsFormat, Utc};
+use inventory_domain::pipes::PipeBatch;
 use inventory_domain::{BatchResponse, PipeRecord};
 use inventory_processor::{Processor, Tables};
 use serde::Serialize;
@@ -56,9 +57,10 @@ impl Target for ProcessorTarget {
     fn invoke(&self, payload: Vec<u8>) -> BoxFuture<Result<Vec<u8>, String>> {
         let processor = self.0.clone();
         Box::pin(async move {
-            let records: Vec<PipeRecord> = serde_json::from_slice(&payload)
+            // Read as the Lambda reads it (processor/src/bin/processor.rs).
+            let batch: PipeBatch = serde_json::from_slice(&payload)
                 .map_err(|e| format!("the payload is not a Pipes batch: {e}"))?;
-            let response = processor.handle(records).await;
+            let response = processor.handle_batch(&batch).await;
             serde_json::to_vec(&response).map_err(|e| e.to_string())
         })
     }

@@ -206,6 +206,51 @@ async fn inventory_lists_filters_sorts_and_pages() {
 }
 
 #[tokio::test]
+async fn listing_one_status_is_a_paged_query_of_the_status_index_not_a_scan() {
+    use inventory_local::fault_proxy::{FaultProxy, FaultRates};
+    let stack = stack().await;
+    seed(&stack).await;
+    // A DynamoDB in front of which every Scan fails: a status listing must not need one.
+    let proxy = FaultProxy::start(
+        stack.aws.endpoint(),
+        FaultRates {
+            server_error: 1.0,
+            only: Some("Scan"),
+            ..FaultRates::default()
+        },
+        1,
+    )
+    .await
+    .unwrap();
+    let router = app(AppState::new(
+        proxy.dynamodb_client(1),
+        stack.options.tables.clone(),
+        config(),
+        Arc::new(RecordingLauncher::default()),
+    ));
+    let mut seen = Vec::new();
+    let mut uri = "/api/inventory?status=active&limit=1".to_owned();
+    loop {
+        let (status, _, body) = call(&router, get(&uri)).await;
+        assert_eq!(status, StatusCode::OK, "{body}");
+        let page: InventoryPage = serde_json::from_value(body).unwrap();
+        seen.extend(
+            page.items
+                .iter()
+                .map(|p| (p.product_id.clone(), p.quantity)),
+        );
+        match page.next_cursor {
+            Some(c) => uri = format!("/api/inventory?status=active&limit=1&cursor={c}"),
+            None => break,
+        }
+    }
+    assert_eq!(seen, [("A1".to_owned(), 6), ("B2".to_owned(), 50)]);
+    // The same proxy does fail a listing that has to scan (a search), so it is in the path.
+    let (status, _, _) = call(&router, get("/api/inventory?q=Mou")).await;
+    assert_eq!(status, StatusCode::INTERNAL_SERVER_ERROR);
+}
+
+#[tokio::test]
 async fn one_product_or_a_json_404() {
     let (_stack, router, _) = seeded().await;
     let (status, _, body) = call(&router, get("/api/inventory/B2")).await;

@@ -8,7 +8,7 @@ use std::collections::BTreeMap;
 
 use common::*;
 use inventory_domain::{PipeRecord, RejectionReason};
-use inventory_processor::Tables;
+use inventory_processor::{Processor, Tables};
 use rand::{rngs::StdRng, Rng, SeedableRng};
 
 #[tokio::test]
@@ -346,6 +346,105 @@ async fn a_write_failure_reports_the_first_unfinished_record_and_a_retry_complet
     assert_eq!(
         stock(&s.product("P2").await.unwrap()),
         (5, "active".into(), 1)
+    );
+}
+
+#[tokio::test]
+async fn a_failed_rejection_write_retries_the_whole_product_from_its_first_record() {
+    use inventory_local::fault_proxy::{FaultProxy, FaultRates};
+    let s = stack(1).await;
+    s.put("P2", event("e0", "product_added", "P2", Some(1)))
+        .await;
+    s.put("P1", event("e1", "product_added", "P1", Some(5)))
+        .await;
+    s.put("P1", event("e2", "quantity_increased", "P1", Some(3)))
+        .await;
+    s.put("P1", event("e3", "quantity_decreased", "P1", Some(99)))
+        .await; // oversell
+    let batch = s.read_one_shard().await;
+
+    // Every rejection write fails (after the SDK's one attempt); everything else works.
+    let proxy = FaultProxy::start(
+        s.aws.endpoint(),
+        FaultRates {
+            server_error: 1.0,
+            only: Some("BatchWriteItem"),
+            ..FaultRates::default()
+        },
+        1,
+    )
+    .await
+    .unwrap();
+    let failing = Processor::new(proxy.dynamodb_client(1), s.tables.clone());
+    let report = deliver(&failing, &batch).await;
+    // P1 waits for its rejection, so the Pipe must retry from P1's first record (e1), not
+    // from the rejected e3: retrying from e3 would lose e1 and e2.
+    assert_eq!(
+        report.response.batch_item_failures[0].item_identifier,
+        batch[1].event_id
+    );
+    assert!(s.product("P1").await.is_none(), "P1 was not written");
+    assert_eq!(
+        stock(&s.product("P2").await.unwrap()),
+        (1, "active".into(), 1)
+    );
+
+    let retry = deliver(&s.processor(), &batch[1..]).await;
+    assert!(retry.response.batch_item_failures.is_empty());
+    assert_eq!(
+        stock(&s.product("P1").await.unwrap()),
+        (8, "active".into(), 2)
+    );
+    assert_eq!(
+        s.rejections(&s.tables)
+            .await
+            .get(&batch[3].event_id)
+            .map(String::as_str),
+        Some("insufficient_stock")
+    );
+}
+
+#[tokio::test]
+async fn a_write_applied_but_answered_as_failed_keeps_its_outcomes_and_rejections() {
+    use inventory_local::fault_proxy::{FaultProxy, FaultRates};
+    let s = stack(1).await;
+    s.put("P1", event("e1", "product_added", "P1", Some(5)))
+        .await;
+    s.put("P1", event("e2", "quantity_decreased", "P1", Some(99)))
+        .await; // oversell
+    s.put("P1", event("e3", "quantity_increased", "P1", Some(1)))
+        .await;
+    let batch = s.read_one_shard().await;
+
+    // Every product PutItem is applied, then answered with a 500; the SDK retries it and
+    // the retry's condition fails against the item the first attempt wrote.
+    let proxy = FaultProxy::start(
+        s.aws.endpoint(),
+        FaultRates {
+            lost_response: 1.0,
+            only: Some("PutItem"),
+            ..FaultRates::default()
+        },
+        1,
+    )
+    .await
+    .unwrap();
+    let processor = Processor::new(proxy.dynamodb_client(2), s.tables.clone());
+    let report = deliver(&processor, &batch).await;
+    assert!(report.response.batch_item_failures.is_empty());
+    assert_eq!((report.applied, report.rejected_total()), (2, 1));
+    assert_eq!(
+        stock(&s.product("P1").await.unwrap()),
+        (6, "active".into(), 2)
+    );
+    // The rejection recorded before the write is still there: the retry's conflict was
+    // with our own write, not another writer's.
+    assert_eq!(
+        s.rejections(&s.tables)
+            .await
+            .get(&batch[1].event_id)
+            .map(String::as_str),
+        Some("insufficient_stock")
     );
 }
 

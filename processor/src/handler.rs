@@ -10,6 +10,7 @@
 //! 6. Report the first record whose work did not complete as the batch item failure, so the
 //!    Pipe retries from there; everything before it is applied exactly once.
 
+use std::borrow::Cow;
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::sync::Arc;
 use std::time::Duration;
@@ -21,9 +22,13 @@ use aws_sdk_dynamodb::types::{
 use aws_sdk_dynamodb::Client;
 use chrono::{DateTime, Utc};
 use futures::stream::{self, StreamExt};
+pub use inventory_domain::batch::{
+    decode, decode_batch, decode_pipe_batch, DecodedBatch, ProductWork,
+};
+use inventory_domain::pipes::PipeBatch;
 use inventory_domain::{
-    decode_record_data, fold_product, BatchItemFailure, BatchResponse, DuplicateKind, Outcome,
-    PipeRecord, ProductRecord, Rejection, RejectionReason, SequenceNumber, SequencedEvent,
+    fold_product, BatchItemFailure, BatchResponse, DuplicateKind, Outcome, PipeRecord,
+    ProductRecord, Rejection, RejectionReason,
 };
 
 use crate::config::Tables;
@@ -85,20 +90,6 @@ impl BatchReport {
     }
 }
 
-/// A record that passed decoding, with its index in the batch.
-struct Valid {
-    index: usize,
-    event: SequencedEvent,
-}
-
-/// Per-product work of one batch.
-struct ProductWork {
-    product_id: String,
-    /// Indices into the batch, in stream order.
-    indices: Vec<usize>,
-    events: Vec<SequencedEvent>,
-}
-
 impl Processor {
     pub fn new(db: Client, tables: Tables) -> Self {
         Self::with_settings(db, tables, ProcessorSettings::default())
@@ -122,24 +113,33 @@ impl Processor {
     }
 
     pub async fn process(&self, records: &[PipeRecord]) -> BatchReport {
+        self.run(records).await
+    }
+
+    /// The Lambda entry point for a batch read as a [`PipeBatch`] (one buffer for all its
+    /// strings instead of eleven per record).
+    pub async fn handle_batch(&self, batch: &PipeBatch) -> BatchResponse {
+        self.process_batch(batch).await.response
+    }
+
+    pub async fn process_batch(&self, batch: &PipeBatch) -> BatchReport {
+        self.run(batch).await
+    }
+
+    async fn run<R: Records + ?Sized>(&self, records: &R) -> BatchReport {
         let now = Utc::now();
         let mut report = BatchReport {
-            records: records.len(),
+            records: records.count(),
             ..BatchReport::default()
         };
         // Indices of records whose work did not complete; the smallest is reported.
         let mut failed: Vec<usize> = Vec::new();
 
         // 1-2. Decode, validate, group.
-        let mut malformed: Vec<(usize, Rejection)> = Vec::new();
-        let mut valid: Vec<Valid> = Vec::new();
-        for (index, record) in records.iter().enumerate() {
-            match decode(record) {
-                Ok(event) => valid.push(Valid { index, event }),
-                Err(rejection) => malformed.push((index, rejection)),
-            }
-        }
-        let work = group_by_product(valid);
+        let DecodedBatch {
+            malformed,
+            products: work,
+        } = records.decode();
 
         // 3. Read current items.
         let ids: Vec<&str> = work.iter().map(|w| w.product_id.as_str()).collect();
@@ -176,9 +176,14 @@ impl Processor {
         report.rejection_write_requests += requests;
         let mut blocked_products: HashSet<usize> = HashSet::new();
         for (i, _, product) in to_record.iter().filter(|(i, ..)| unwritten.contains(i)) {
-            failed.push(*i);
-            if let Some(k) = product {
-                blocked_products.insert(*k);
+            match product {
+                // The whole product waits for its rejection, including its events before
+                // the rejected one, so the Pipe must retry from the product's first record.
+                Some(k) => {
+                    blocked_products.insert(*k);
+                    failed.push(folds[*k].0.indices[0]);
+                }
+                None => failed.push(*i),
             }
         }
 
@@ -212,7 +217,7 @@ impl Processor {
                         match o {
                             Outcome::Applied => {
                                 report.applied += 1;
-                                let arrival = records[*i].arrival_millis();
+                                let arrival = records.arrival_millis(*i);
                                 max_applied_arrival =
                                     Some(max_applied_arrival.map_or(arrival, |m| m.max(arrival)));
                             }
@@ -249,7 +254,7 @@ impl Processor {
         if let Some(first) = failed.iter().min() {
             report.response = BatchResponse {
                 batch_item_failures: vec![BatchItemFailure {
-                    item_identifier: records[*first].event_id.clone(),
+                    item_identifier: records.event_id(*first).to_owned(),
                 }],
             };
         }
@@ -260,7 +265,7 @@ impl Processor {
             producer_duplicates = report.producer_duplicates,
             rejected = report.rejected_total(),
             products_written = report.products_written,
-            failed_from = ?failed.iter().min().map(|i| &records[*i].event_id),
+            failed_from = ?failed.iter().min().map(|i| records.event_id(*i)),
             "batch processed"
         );
         report
@@ -360,9 +365,9 @@ impl Processor {
 
     /// Writes rejection items in BatchWriteItem pages. Returns the requests made and the
     /// batch indices whose rejection could not be written.
-    async fn put_rejections(
+    async fn put_rejections<R: Records + ?Sized>(
         &self,
-        records: &[PipeRecord],
+        records: &R,
         to_record: &[(usize, Rejection, Option<usize>)],
         folds: &[(
             ProductWork,
@@ -381,9 +386,10 @@ impl Processor {
                         .position(|x| x == i)
                         .map(|p| &w.events[p].event)
                 });
+                let record = records.record(*i);
                 let item = items::rejection_to_item(
                     &RejectedRecord {
-                        record: &records[*i],
+                        record: &record,
                         rejection,
                         product_id: event.map(|e| e.product_id.as_str()),
                         event_id: event.and_then(|e| e.event_id.as_deref()),
@@ -475,9 +481,9 @@ impl Processor {
 
     /// Writes one product's folded state, re-reading and re-folding when another writer got
     /// there first.
-    async fn settle(
+    async fn settle<R: Records + ?Sized>(
         &self,
-        records: &[PipeRecord],
+        records: &R,
         w: &ProductWork,
         mut stored: Option<ProductRecord>,
         mut fold: inventory_domain::ProductFold,
@@ -507,6 +513,7 @@ impl Processor {
             };
             match req.send().await {
                 Ok(_) => {
+                    tracing::debug!(product_id = %w.product_id, base = ?stored.as_ref().map(|s| (s.version, s.last_sequence.as_str())), version = next.version, last = %next.last_sequence, quantity = next.quantity, "product written");
                     settled.written = true;
                     settled.outcomes = fold.outcomes;
                     return Ok(settled);
@@ -518,6 +525,15 @@ impl Processor {
                         return Err(ProcessorError::dynamo("PutItem", e));
                     };
                     let latest = conflict.item().map(items::product_from_item).transpose()?;
+                    if latest.is_some() && latest.as_ref() == fold.record.as_ref() {
+                        // The stored item is exactly what we wrote: an earlier attempt of
+                        // this PutItem succeeded and only its response was lost (the SDK
+                        // retried it). Re-folding would see our own events as redeliveries
+                        // and undo their rejections.
+                        settled.written = true;
+                        settled.outcomes = fold.outcomes;
+                        return Ok(settled);
+                    }
                     tracing::info!(product_id = %w.product_id, "lost a write race; re-reading and re-folding");
                     let refold = fold_product(latest.clone(), &w.events);
                     settled.rejection_requests += self
@@ -536,9 +552,9 @@ impl Processor {
 
     /// After a re-fold, records rejected now but not before are recorded and records no
     /// longer rejected have their rejection removed.
-    async fn reconcile_rejections(
+    async fn reconcile_rejections<R: Records + ?Sized>(
         &self,
-        records: &[PipeRecord],
+        records: &R,
         w: &ProductWork,
         before: &inventory_domain::ProductFold,
         after: &inventory_domain::ProductFold,
@@ -551,11 +567,12 @@ impl Processor {
             match &after.outcomes[p] {
                 Outcome::Rejected(r) => {
                     let ev = &w.events[p].event;
+                    let record = records.record(*i);
                     puts.push((
                         *i,
                         items::rejection_to_item(
                             &RejectedRecord {
-                                record: &records[*i],
+                                record: &record,
                                 rejection: r,
                                 product_id: Some(&ev.product_id),
                                 event_id: ev.event_id.as_deref(),
@@ -565,9 +582,10 @@ impl Processor {
                     ));
                 }
                 _ if was => {
+                    let record = records.record(*i);
                     let item = items::rejection_to_item(
                         &RejectedRecord {
-                            record: &records[*i],
+                            record: &record,
                             rejection: &Rejection::new(RejectionReason::SchemaViolation, ""),
                             product_id: None,
                             event_id: None,
@@ -683,58 +701,51 @@ struct Settled {
     rejection_requests: u64,
 }
 
-/// Decodes one record into a sequenced event, or says why it is rejected.
-pub fn decode(record: &PipeRecord) -> Result<SequencedEvent, Rejection> {
-    let sequence = SequenceNumber::parse(&record.sequence_number).map_err(|e| {
-        Rejection::new(
-            RejectionReason::SchemaViolation,
-            format!("sequenceNumber: {e}"),
-        )
-    })?;
-    let event = decode_record_data(&record.data)?;
-    if record.partition_key != event.product_id {
-        // A product's events are only ordered if they all share one shard.
-        return Err(Rejection::new(
-            RejectionReason::SchemaViolation,
-            "partitionKey: must equal product.product_id, so a product's events stay in one shard and in order",
-        ));
-    }
-    Ok(SequencedEvent {
-        sequence,
-        record_id: record.event_id.clone(),
-        event,
-    })
+/// What the handler needs from a batch, however it was read: records one by one (tests, the
+/// local Pipe) or a [`PipeBatch`] (one buffer).
+trait Records: Sync {
+    fn count(&self) -> usize;
+    fn event_id(&self, index: usize) -> &str;
+    fn arrival_millis(&self, index: usize) -> i64;
+    /// The whole record, for a rejection item; only rejected records pay for a copy.
+    fn record(&self, index: usize) -> Cow<'_, PipeRecord>;
+    fn decode(&self) -> DecodedBatch;
 }
 
-fn group_by_product(valid: Vec<Valid>) -> Vec<ProductWork> {
-    let mut order: Vec<ProductWork> = Vec::new();
-    let mut slot: HashMap<String, usize> = HashMap::new();
-    for v in valid {
-        let k = *slot
-            .entry(v.event.event.product_id.clone())
-            .or_insert_with(|| {
-                order.push(ProductWork {
-                    product_id: v.event.event.product_id.clone(),
-                    indices: Vec::new(),
-                    events: Vec::new(),
-                });
-                order.len() - 1
-            });
-        order[k].indices.push(v.index);
-        order[k].events.push(v.event);
+impl Records for [PipeRecord] {
+    fn count(&self) -> usize {
+        self.len()
     }
-    // A batch is one shard's records in order already; sorting guards the invariant the
-    // fold relies on without trusting the caller.
-    for w in &mut order {
-        let mut pairs: Vec<(usize, SequencedEvent)> =
-            w.indices.drain(..).zip(w.events.drain(..)).collect();
-        pairs.sort_by(|a, b| a.1.sequence.cmp(&b.1.sequence));
-        for (i, e) in pairs {
-            w.indices.push(i);
-            w.events.push(e);
-        }
+    fn event_id(&self, index: usize) -> &str {
+        &self[index].event_id
     }
-    order
+    fn arrival_millis(&self, index: usize) -> i64 {
+        self[index].arrival_millis()
+    }
+    fn record(&self, index: usize) -> Cow<'_, PipeRecord> {
+        Cow::Borrowed(&self[index])
+    }
+    fn decode(&self) -> DecodedBatch {
+        decode_batch(self)
+    }
+}
+
+impl Records for PipeBatch {
+    fn count(&self) -> usize {
+        self.len()
+    }
+    fn event_id(&self, index: usize) -> &str {
+        self.at(index).event_id
+    }
+    fn arrival_millis(&self, index: usize) -> i64 {
+        self.at(index).arrival_millis()
+    }
+    fn record(&self, index: usize) -> Cow<'_, PipeRecord> {
+        Cow::Owned(self.at(index).to_record())
+    }
+    fn decode(&self) -> DecodedBatch {
+        decode_pipe_batch(self)
+    }
 }
 
 async fn backoff(attempt: u32) {

@@ -1,6 +1,6 @@
 //! The Lambda an EventBridge Pipe invokes with a batch of Kinesis records.
 
-use inventory_domain::PipeRecord;
+use inventory_domain::pipes::PipeBatch;
 use inventory_processor::{dynamodb_client_from_env, Processor, Tables};
 use lambda_runtime::{service_fn, Error, LambdaEvent};
 
@@ -14,9 +14,10 @@ async fn main() -> Result<(), Error> {
         .without_time()
         .init();
     let processor = Processor::new(dynamodb_client_from_env().await, Tables::from_env()?);
-    lambda_runtime::run(service_fn(|event: LambdaEvent<Vec<PipeRecord>>| {
+    // PipeBatch reads the batch into one buffer instead of eleven strings per record.
+    lambda_runtime::run(service_fn(|event: LambdaEvent<PipeBatch>| {
         let processor = processor.clone();
-        async move { Ok::<_, Error>(processor.handle(event.payload).await) }
+        async move { Ok::<_, Error>(processor.handle_batch(&event.payload).await) }
     }))
     .await
 }

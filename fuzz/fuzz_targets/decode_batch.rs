@@ -1,0 +1,81 @@
+//! Whatever bytes arrive, decoding and validation never panic, and what they accept obeys
+//! the contract. The bytes are tried as a whole Pipes batch (both readings the processor
+//! has, which must agree), as one record's base64 data and as one event payload; every
+//! accepted event is then folded through the state machine, whose stock must stay within
+//! its bounds.
+#![no_main]
+
+use base64::Engine as _;
+use inventory_domain::batch::{decode_batch, decode_pipe_batch, DecodedBatch};
+use inventory_domain::event::{MAX_EVENT_QUANTITY, MAX_PRODUCT_ID_LEN, MAX_STOCK};
+use inventory_domain::pipes::PipeBatch;
+use inventory_domain::{
+    decode_record_data, fold_product, parse_event, Change, PipeRecord, SequenceNumber,
+    SequencedEvent,
+};
+use libfuzzer_sys::fuzz_target;
+
+fn check_batch(decoded: &DecodedBatch, len: usize) {
+    let grouped: usize = decoded.products.iter().map(|p| p.events.len()).sum();
+    assert_eq!(
+        grouped + decoded.malformed.len(),
+        len,
+        "every record accounted for"
+    );
+    for p in &decoded.products {
+        assert!(p.events.iter().all(|e| e.event.product_id == p.product_id));
+        assert!(p.events.windows(2).all(|w| w[0].sequence <= w[1].sequence));
+        let fold = fold_product(None, &p.events);
+        assert_eq!(fold.outcomes.len(), p.events.len());
+        if let Some(rec) = fold.record {
+            assert!(rec.quantity <= MAX_STOCK);
+        }
+    }
+}
+
+fuzz_target!(|data: &[u8]| {
+    let records = serde_json::from_slice::<Vec<PipeRecord>>(data);
+    let batch = serde_json::from_slice::<PipeBatch>(data);
+    assert_eq!(
+        records.is_ok(),
+        batch.is_ok(),
+        "both readings accept the same batches"
+    );
+    if let (Ok(records), Ok(batch)) = (records, batch) {
+        let decoded = decode_batch(&records);
+        assert_eq!(
+            decoded,
+            decode_pipe_batch(&batch),
+            "both readings decode alike"
+        );
+        check_batch(&decoded, records.len());
+    }
+    if let Ok(text) = std::str::from_utf8(data) {
+        let _ = decode_record_data(text);
+    }
+    match parse_event(data) {
+        Ok(event) => {
+            // The same bytes through the base64 path give the same event.
+            let b64 = base64::engine::general_purpose::STANDARD.encode(data);
+            assert_eq!(decode_record_data(&b64).ok().as_ref(), Some(&event));
+            assert!(!event.product_id.is_empty() && event.product_id.len() <= MAX_PRODUCT_ID_LEN);
+            match &event.change {
+                Change::Added { quantity, name } => {
+                    assert!(*quantity <= MAX_EVENT_QUANTITY && !name.is_empty())
+                }
+                Change::Increased(q) | Change::Decreased(q) => {
+                    assert!(*q > 0 && *q <= MAX_EVENT_QUANTITY)
+                }
+                Change::Removed => {}
+            }
+            let one = SequencedEvent {
+                sequence: SequenceNumber::parse("1").expect("a sequence number"),
+                record_id: "fuzz:1".into(),
+                event,
+            };
+            let fold = fold_product(None, std::slice::from_ref(&one));
+            assert_eq!(fold.outcomes.len(), 1);
+        }
+        Err(rejection) => assert!(!rejection.detail.is_empty()),
+    }
+});

@@ -1,0 +1,370 @@
+//! Replay: rebuild the inventory from the stream into a fresh table with the same processor
+//! code, then compare it with the live table item by item.
+//!
+//! It proves the live table is what the stream says (nothing lost, doubled or reordered by
+//! the live pipeline) and is the recovery path after a bad deploy: a replayed table can
+//! replace the live one. Its limit is the stream's retention (24 h by default): a product
+//! whose history started before the oldest retained record cannot be rebuilt, and is
+//! reported as such rather than as a mismatch.
+
+use std::collections::{BTreeMap, HashMap, HashSet};
+use std::time::Duration;
+
+use aws_sdk_dynamodb::types::AttributeValue;
+use aws_sdk_kinesis::types::ShardIteratorType;
+use inventory_domain::{PipeRecord, SequenceNumber};
+use inventory_processor::{tables::ensure_tables, Processor, Tables};
+
+use crate::kinesis::{self, KinesisError};
+
+/// GetRecords page and processor batch size while replaying.
+pub const REPLAY_BATCH: i32 = 1_000;
+/// Attempts per batch when the processor reports a failure (DynamoDB throttling, say).
+const BATCH_ATTEMPTS: u32 = 10;
+
+#[derive(Debug, thiserror::Error)]
+pub enum ReplayError {
+    #[error(transparent)]
+    Kinesis(#[from] KinesisError),
+    #[error("DynamoDB {operation} failed: {message}")]
+    Dynamo {
+        operation: &'static str,
+        message: String,
+    },
+    #[error("could not create the replay tables: {0}")]
+    Tables(#[from] inventory_processor::ProcessorError),
+    #[error("table {0} already holds products: replay needs a fresh table (pick another --into, or delete it)")]
+    NotFresh(String),
+    #[error("shard {shard}: the processor kept failing record {record} after {BATCH_ATTEMPTS} attempts; check the logs above and DynamoDB's capacity, then run the replay again into a fresh table")]
+    Stuck { shard: String, record: String },
+}
+
+fn dynamo_err<E: std::error::Error>(operation: &'static str, e: E) -> ReplayError {
+    ReplayError::Dynamo {
+        operation,
+        message: aws_sdk_dynamodb::error::DisplayErrorContext(e).to_string(),
+    }
+}
+
+/// How a live product compares with its replayed twin.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Difference {
+    /// Both exist and differ in the named fields.
+    Fields {
+        product_id: String,
+        fields: Vec<String>,
+    },
+    /// The replay built it; the live table does not have it.
+    MissingLive { product_id: String },
+    /// The live table has it, the stream holds events of it, but the replay built nothing.
+    MissingReplay { product_id: String },
+}
+
+#[derive(Debug, Clone)]
+pub struct ReplayReport {
+    pub replay_tables: Tables,
+    pub shards: usize,
+    /// Records read from the stream and given to the processor.
+    pub records: u64,
+    /// Of those, events applied to the replayed table.
+    pub applied: u64,
+    pub rejected: u64,
+    pub duplicates: u64,
+    /// Products present in both tables and identical (every field but `updated_at`).
+    pub identical: u64,
+    /// Live products with events after the replay's end position (the live pipeline is
+    /// ahead): not compared.
+    pub live_ahead: u64,
+    /// Live products with no event in the stream: their history is older than the stream's
+    /// retention, so a replay cannot rebuild them.
+    pub not_in_stream: u64,
+    pub differences: Vec<Difference>,
+}
+
+impl ReplayReport {
+    pub fn is_identical(&self) -> bool {
+        self.differences.is_empty()
+    }
+}
+
+/// Replays `stream` from TRIM_HORIZON to its current end into `into` (created, must be
+/// empty), then compares with `live`.
+pub async fn replay(
+    kinesis: &aws_sdk_kinesis::Client,
+    db: &aws_sdk_dynamodb::Client,
+    stream: &str,
+    live: &Tables,
+    into: &Tables,
+) -> Result<ReplayReport, ReplayError> {
+    ensure_tables(db, into).await?;
+    let probe = db
+        .scan()
+        .table_name(&into.inventory)
+        .limit(1)
+        .send()
+        .await
+        .map_err(|e| dynamo_err("Scan", e))?;
+    if probe.count() > 0 {
+        return Err(ReplayError::NotFresh(into.inventory.clone()));
+    }
+    let processor = Processor::new(db.clone(), into.clone());
+    let arn = kinesis
+        .describe_stream_summary()
+        .stream_name(stream)
+        .send()
+        .await
+        .map_err(|e| KinesisError::call("DescribeStreamSummary", e))?
+        .stream_description_summary()
+        .map(|d| d.stream_arn().to_owned())
+        .ok_or_else(|| KinesisError::NotActive(stream.to_owned()))?;
+    let shards = kinesis::shards(kinesis, stream).await?;
+
+    // A shard's records come after its parents' (resharding), so parents go first.
+    let mut done: HashSet<String> = HashSet::new();
+    let mut pending: Vec<(String, Vec<String>)> = shards.clone();
+    let mut report = ReplayReport {
+        replay_tables: into.clone(),
+        shards: shards.len(),
+        records: 0,
+        applied: 0,
+        rejected: 0,
+        duplicates: 0,
+        identical: 0,
+        live_ahead: 0,
+        not_in_stream: 0,
+        differences: Vec::new(),
+    };
+    // partition key -> (shard, last sequence read for it)
+    let mut positions: HashMap<String, (String, SequenceNumber)> = HashMap::new();
+    let known: HashSet<String> = shards.iter().map(|(s, _)| s.clone()).collect();
+    while !pending.is_empty() {
+        let (ready, rest): (Vec<_>, Vec<_>) = pending.into_iter().partition(|(_, parents)| {
+            parents
+                .iter()
+                .all(|p| done.contains(p) || !known.contains(p))
+        });
+        pending = rest;
+        let runs = ready
+            .iter()
+            .map(|(shard, _)| replay_shard(kinesis, &processor, stream, &arn, shard.clone()));
+        for result in futures::future::join_all(runs).await {
+            let shard = result?;
+            report.records += shard.records;
+            report.applied += shard.applied;
+            report.rejected += shard.rejected;
+            report.duplicates += shard.duplicates;
+            for (key, seq) in shard.last_by_key {
+                positions.insert(key, (shard.shard_id.clone(), seq));
+            }
+            done.insert(shard.shard_id);
+        }
+        if ready.is_empty() {
+            // Parents outside the listing have expired; nothing else can unblock the rest.
+            break;
+        }
+    }
+
+    let live_items = scan_products(db, &live.inventory).await?;
+    let replayed = scan_products(db, &into.inventory).await?;
+    for (id, live_item) in &live_items {
+        match (replayed.get(id), positions.get(id)) {
+            (_, None) if !replayed.contains_key(id) => report.not_in_stream += 1,
+            (None, _) => report.differences.push(Difference::MissingReplay {
+                product_id: id.clone(),
+            }),
+            (Some(replayed_item), position) => {
+                let fields = differing_fields(live_item, replayed_item);
+                if fields.is_empty() {
+                    report.identical += 1;
+                } else if position.is_some_and(|(_, end)| live_sequence(live_item) > *end) {
+                    report.live_ahead += 1;
+                } else {
+                    report.differences.push(Difference::Fields {
+                        product_id: id.clone(),
+                        fields,
+                    });
+                }
+            }
+        }
+    }
+    for id in replayed.keys().filter(|id| !live_items.contains_key(*id)) {
+        report.differences.push(Difference::MissingLive {
+            product_id: id.clone(),
+        });
+    }
+    Ok(report)
+}
+
+struct ShardReplay {
+    shard_id: String,
+    records: u64,
+    applied: u64,
+    rejected: u64,
+    duplicates: u64,
+    last_by_key: HashMap<String, SequenceNumber>,
+}
+
+async fn replay_shard(
+    kinesis: &aws_sdk_kinesis::Client,
+    processor: &Processor,
+    stream: &str,
+    arn: &str,
+    shard_id: String,
+) -> Result<ShardReplay, ReplayError> {
+    let mut out = ShardReplay {
+        shard_id: shard_id.clone(),
+        records: 0,
+        applied: 0,
+        rejected: 0,
+        duplicates: 0,
+        last_by_key: HashMap::new(),
+    };
+    let mut iterator = kinesis
+        .get_shard_iterator()
+        .stream_name(stream)
+        .shard_id(&shard_id)
+        .shard_iterator_type(ShardIteratorType::TrimHorizon)
+        .send()
+        .await
+        .map_err(|e| KinesisError::call("GetShardIterator", e))?
+        .shard_iterator()
+        .map(str::to_owned);
+    while let Some(it) = iterator {
+        let resp = kinesis
+            .get_records()
+            .shard_iterator(it)
+            .limit(REPLAY_BATCH)
+            .send()
+            .await
+            .map_err(|e| KinesisError::call("GetRecords", e))?;
+        let records: Vec<PipeRecord> = resp
+            .records()
+            .iter()
+            .map(|r| kinesis::to_pipe_record(r, &shard_id, arn, crate::emulators::LOCAL_REGION))
+            .collect();
+        apply_batch(processor, &shard_id, &records, &mut out).await?;
+        // The end of the stream as it was when this shard was read: a live table may be
+        // ahead of it for products with newer events.
+        let caught_up = resp.millis_behind_latest() == Some(0);
+        iterator = resp.next_shard_iterator().map(str::to_owned);
+        if records.is_empty() && caught_up {
+            break;
+        }
+    }
+    Ok(out)
+}
+
+/// Applies one batch, retrying from the first failed record as a Pipe would.
+async fn apply_batch(
+    processor: &Processor,
+    shard_id: &str,
+    records: &[PipeRecord],
+    out: &mut ShardReplay,
+) -> Result<(), ReplayError> {
+    let mut from = 0;
+    let mut attempts = 0;
+    while from < records.len() {
+        let report = processor.process(&records[from..]).await;
+        out.applied += report.applied;
+        out.rejected += report.rejected_total();
+        out.duplicates += report.redeliveries + report.producer_duplicates;
+        let failed_at = report
+            .response
+            .batch_item_failures
+            .first()
+            .and_then(|f| {
+                records[from..]
+                    .iter()
+                    .position(|r| r.event_id == f.item_identifier)
+            })
+            .map(|p| from + p);
+        match failed_at {
+            None => from = records.len(),
+            Some(i) => {
+                attempts += 1;
+                if attempts >= BATCH_ATTEMPTS {
+                    return Err(ReplayError::Stuck {
+                        shard: shard_id.to_owned(),
+                        record: records[i].event_id.clone(),
+                    });
+                }
+                from = i;
+                tokio::time::sleep(Duration::from_millis(50 << attempts.min(6))).await;
+            }
+        }
+    }
+    out.records += records.len() as u64;
+    for r in records {
+        if let Ok(seq) = SequenceNumber::parse(&r.sequence_number) {
+            out.last_by_key.insert(r.partition_key.clone(), seq);
+        }
+    }
+    Ok(())
+}
+
+type Item = HashMap<String, AttributeValue>;
+
+async fn scan_products(
+    db: &aws_sdk_dynamodb::Client,
+    table: &str,
+) -> Result<BTreeMap<String, Item>, ReplayError> {
+    let mut out = BTreeMap::new();
+    let mut start = None;
+    loop {
+        let resp = db
+            .scan()
+            .table_name(table)
+            .consistent_read(true)
+            .set_exclusive_start_key(start)
+            .send()
+            .await
+            .map_err(|e| dynamo_err("Scan", e))?;
+        for item in resp.items() {
+            if let Some(id) = item.get("product_id").and_then(|v| v.as_s().ok()) {
+                out.insert(id.clone(), item.clone());
+            }
+        }
+        start = resp.last_evaluated_key().cloned();
+        if start.is_none() {
+            return Ok(out);
+        }
+    }
+}
+
+/// Every attribute but the wall-clock `updated_at` must match.
+fn differing_fields(live: &Item, replayed: &Item) -> Vec<String> {
+    let names: std::collections::BTreeSet<&String> = live.keys().chain(replayed.keys()).collect();
+    names
+        .into_iter()
+        .filter(|k| k.as_str() != "updated_at" && live.get(*k) != replayed.get(*k))
+        .cloned()
+        .collect()
+}
+
+fn live_sequence(item: &Item) -> SequenceNumber {
+    item.get("last_sequence")
+        .and_then(|v| v.as_s().ok())
+        .and_then(|s| SequenceNumber::parse(s).ok())
+        .unwrap_or_else(|| SequenceNumber::parse("0").expect("0 is a sequence number"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn item(pairs: &[(&str, &str)]) -> Item {
+        pairs
+            .iter()
+            .map(|(k, v)| (k.to_string(), AttributeValue::S(v.to_string())))
+            .collect()
+    }
+
+    #[test]
+    fn updated_at_is_the_only_field_allowed_to_differ() {
+        let a = item(&[("quantity", "1"), ("updated_at", "x")]);
+        let b = item(&[("quantity", "1"), ("updated_at", "y")]);
+        assert!(differing_fields(&a, &b).is_empty());
+        let c = item(&[("quantity", "2"), ("updated_at", "x"), ("extra", "z")]);
+        assert_eq!(differing_fields(&a, &c), vec!["extra", "quantity"]);
+    }
+}

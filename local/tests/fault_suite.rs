@@ -1,0 +1,601 @@
+//! The fault suite: the failures that happen in AWS, injected into the whole local pipeline
+//! (generator → Kinesis → Pipe → processor → DynamoDB). Every case ends with `verify`
+//! finding 0 mismatches and every injected bad record accounted for by its reason.
+//!
+//! | case | fault | how it is injected |
+//! |---|---|---|
+//! | 1 | processor crashes inside batches | a target that dies after a random prefix or a random delay |
+//! | 2 | redelivered records, producer duplicates | a target that delivers 10% of records again; the generator re-publishes 5% |
+//! | 3 | DynamoDB throttling, 5xx, lost responses | a fault-injecting HTTP proxy between the processor and DynamoDB |
+//! | 4 | the Pipe killed and restarted | aborting the runner mid-batch, twice |
+//! | 5 | 1,000 hostile records | put into Kinesis among valid events (invalid base64 at the Pipe) |
+//! | 6 | one hot product | ≥ 50% of 10,000 events on one product, published unpaced |
+
+mod support;
+
+use std::collections::{BTreeMap, HashMap};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use aws_sdk_dynamodb::types::AttributeValue;
+use aws_sdk_kinesis::primitives::Blob;
+use base64::Engine as _;
+use inventory_domain::{PipeRecord, RejectionReason};
+use inventory_generator::Skew;
+use inventory_local::fault_proxy::{FaultProxy, FaultRates};
+use inventory_local::pipe::{dead_letters, BoxFuture, ProcessorTarget, Target};
+use inventory_local::stack::StackOptions;
+use inventory_processor::Processor;
+use rand::{rngs::StdRng, Rng, SeedableRng};
+use serde_json::json;
+use support::*;
+
+const EVENTS: u64 = 10_000;
+
+async fn no_dead_letters(stack: &inventory_local::stack::LocalStack) {
+    let dlq = dead_letters(&stack.db, &stack.options.tables, &stack.options.pipe_name)
+        .await
+        .unwrap();
+    assert!(dlq.is_empty(), "dead-lettered: {dlq:?}");
+}
+
+// ---------------------------------------------------------------- 1. crashes
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn f1_processor_crashes_at_random_points_inside_batches() {
+    let stack = stack(StackOptions::default()).await;
+    let target = shared(CrashingTarget::new(
+        ProcessorTarget(stack.processor.clone()),
+        0.3,
+        11,
+    ));
+    let mut runner = stack.pipe_to(target.clone());
+    runner.min_backoff = Duration::from_millis(5);
+    runner.max_backoff = Duration::from_millis(200);
+    let pipe = runner.spawn();
+
+    let mut simulation = sim("crash", 200, EVENTS, Skew::Zipf(1.1), 1);
+    publish_all(&stack, &mut simulation, None).await;
+    let report = assert_verified(&stack, &simulation).await;
+
+    let stats = pipe.stats.snapshot();
+    eprintln!(
+        "f1: {} crashes, pipe {stats:?}, waited {} ms",
+        target.crashes(),
+        report.waited_ms
+    );
+    assert!(target.crashes() >= 20, "crashes: {}", target.crashes());
+    assert!(stats.failed_invocations >= 20 && stats.bisections > 0);
+    no_dead_letters(&stack).await;
+    pipe.stop().await.unwrap();
+}
+
+// ---------------------------------------------------------------- 2. redelivery
+
+/// Delivers every batch, then delivers about 10% of its records again (in order, as a Pipe
+/// retry would), sometimes together with records of the shard's previous batch.
+struct RedeliveringTarget {
+    inner: ProcessorTarget,
+    rng: Mutex<StdRng>,
+    previous: Mutex<HashMap<String, Vec<PipeRecord>>>,
+    redelivered: AtomicU64,
+    delivered: AtomicU64,
+}
+
+impl Target for RedeliveringTarget {
+    fn invoke(&self, payload: Vec<u8>) -> BoxFuture<Result<Vec<u8>, String>> {
+        let records: Vec<PipeRecord> = serde_json::from_slice(&payload).unwrap();
+        let shard = records[0].shard_id().to_owned();
+        let again: Vec<PipeRecord> = {
+            let mut rng = self.rng.lock().unwrap();
+            let mut previous = self.previous.lock().unwrap();
+            let mut again: Vec<PipeRecord> = previous
+                .get(&shard)
+                .into_iter()
+                .flatten()
+                .chain(&records)
+                .filter(|_| rng.random_bool(0.07))
+                .cloned()
+                .collect();
+            // Always some of this batch, so the redeliveries are about 10% of all records.
+            if again.is_empty() {
+                again.push(records[rng.random_range(0..records.len())].clone());
+            }
+            previous.insert(shard, records.clone());
+            again
+        };
+        self.delivered
+            .fetch_add(records.len() as u64, Ordering::SeqCst);
+        self.redelivered
+            .fetch_add(again.len() as u64, Ordering::SeqCst);
+        let first = self.inner.invoke(payload);
+        let inner = self.inner.clone();
+        Box::pin(async move {
+            let response = first.await?;
+            let parsed: inventory_domain::BatchResponse =
+                serde_json::from_slice(&response).map_err(|e| e.to_string())?;
+            if !parsed.batch_item_failures.is_empty() {
+                return Ok(response);
+            }
+            // The redelivery must also succeed; if it did not, the batch is retried whole.
+            let again_response = inner
+                .invoke(serde_json::to_vec(&again).map_err(|e| e.to_string())?)
+                .await?;
+            let again_parsed: inventory_domain::BatchResponse =
+                serde_json::from_slice(&again_response).map_err(|e| e.to_string())?;
+            if again_parsed.batch_item_failures.is_empty() {
+                Ok(response)
+            } else {
+                Err("the redelivery failed".into())
+            }
+        })
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn f2_redelivered_records_and_producer_duplicates_change_nothing() {
+    let stack = stack(StackOptions::default()).await;
+    let target = shared(RedeliveringTarget {
+        inner: ProcessorTarget(stack.processor.clone()),
+        rng: Mutex::new(StdRng::seed_from_u64(22)),
+        previous: Mutex::new(HashMap::new()),
+        redelivered: AtomicU64::new(0),
+        delivered: AtomicU64::new(0),
+    });
+    let pipe = stack.pipe_to(target.clone()).spawn();
+
+    let mut simulation = sim("redeliver", 200, EVENTS, Skew::Zipf(1.1), 2);
+    publish_all(&stack, &mut simulation, None).await;
+    let expected = simulation.expected();
+    verify_exact(&stack, &expected).await;
+
+    let (redelivered, delivered) = (
+        target.redelivered.load(Ordering::SeqCst),
+        target.delivered.load(Ordering::SeqCst),
+    );
+    eprintln!(
+        "f2: {redelivered} of {delivered} records redelivered, {} producer duplicates",
+        expected.duplicates
+    );
+    assert!(
+        redelivered * 10 >= delivered,
+        "{redelivered} of {delivered}"
+    );
+    assert!(
+        expected.duplicates * 100 >= expected.records * 4,
+        "producer duplicates: {} of {}",
+        expected.duplicates,
+        expected.records
+    );
+    pipe.stop().await.unwrap();
+}
+
+// ---------------------------------------------------------------- 3. DynamoDB faults
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn f3_dynamodb_throttling_5xx_and_lost_responses_lose_and_double_nothing() {
+    let stack = stack(StackOptions::default()).await;
+    let proxy = FaultProxy::start(
+        stack.aws.endpoint(),
+        FaultRates {
+            throttle: 0.03,
+            server_error: 0.01,
+            unavailable: 0.01,
+            lost_response: 0.03,
+            only: None,
+        },
+        33,
+    )
+    .await
+    .unwrap();
+    // Two attempts instead of the default three, so the SDK's retries run out often enough
+    // for the processor's batchItemFailures and the Pipe's retries to be exercised too.
+    let processor = Processor::new(proxy.dynamodb_client(2), stack.options.tables.clone());
+    let mut runner = stack.pipe_to(Arc::new(ProcessorTarget(processor)));
+    runner.min_backoff = Duration::from_millis(5);
+    runner.max_backoff = Duration::from_millis(200);
+    let pipe = runner.spawn();
+
+    let mut simulation = sim("ddbfault", 200, EVENTS, Skew::Zipf(1.1), 3);
+    publish_all(&stack, &mut simulation, None).await;
+    assert_verified(&stack, &simulation).await;
+
+    let c = &proxy.counts;
+    let stats = pipe.stats.snapshot();
+    eprintln!(
+        "f3: {} DynamoDB requests, {} throttled, {} 500, {} 503, {} lost responses; pipe {stats:?}",
+        c.requests.load(Ordering::SeqCst),
+        c.throttled.load(Ordering::SeqCst),
+        c.server_errors.load(Ordering::SeqCst),
+        c.unavailable.load(Ordering::SeqCst),
+        c.lost_responses.load(Ordering::SeqCst),
+    );
+    assert!(c.lost_responses.load(Ordering::SeqCst) >= 20);
+    assert!(c.throttled.load(Ordering::SeqCst) >= 20);
+    assert!(
+        stats.partial_failures > 0,
+        "no failure reached the Pipe as batchItemFailures: {stats:?}"
+    );
+    no_dead_letters(&stack).await;
+    pipe.stop().await.unwrap();
+}
+
+// ---------------------------------------------------------------- 4. Pipe restarts
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn f4_killing_and_restarting_the_pipe_mid_run_loses_and_doubles_nothing() {
+    let stack = stack(StackOptions::default()).await;
+    let simulation = sim("restart", 200, EVENTS, Skew::Zipf(1.1), 4);
+    let publisher = publish_in_background(&stack, simulation, Some(4000.0));
+
+    let mut delivered = Vec::new();
+    let mut pipe = stack.start_pipe();
+    // Killed twice, each time in the middle of whatever batch it is in.
+    for kill_after in [2500, 2500] {
+        while pipe.stats.records_delivered.load(Ordering::SeqCst) < kill_after {
+            tokio::time::sleep(Duration::from_millis(2)).await;
+        }
+        assert!(pipe.stats.checkpoints.load(Ordering::SeqCst) > 0);
+        delivered.push(pipe.stats.records_delivered.load(Ordering::SeqCst));
+        pipe.kill();
+        tokio::time::sleep(Duration::from_millis(200)).await;
+        pipe = stack.start_pipe();
+    }
+    let simulation = publisher.await.unwrap();
+    assert_verified(&stack, &simulation).await;
+    let last = pipe.stats.records_delivered.load(Ordering::SeqCst);
+    eprintln!("f4: records delivered per pipe run: {delivered:?} then {last}");
+    // Each restart resumed from its checkpoint, not from TRIM_HORIZON.
+    assert!(last < EVENTS, "the last pipe re-read {last} records");
+    assert!(delivered.iter().sum::<u64>() + last >= EVENTS);
+    pipe.stop().await.unwrap();
+}
+
+// ---------------------------------------------------------------- 5. hostile input
+
+/// A payload the Pipe turns into data that is not base64 at all (see [`Base64Breaker`]).
+const NOT_BASE64_MARKER: &[u8] = b"<replace me with something that is not base64>";
+
+/// The hostile catalogue: (partition-key suffix, payload, the reason it must be rejected
+/// with). Product ids are taken from `pk`, the record's partition key, where the payload is
+/// otherwise valid, so only the named defect is wrong.
+fn hostile(pk: &str, i: usize) -> (Vec<u8>, RejectionReason) {
+    use RejectionReason::*;
+    let ts = "2023-09-11T12:00:00Z";
+    let ev = |kind: &str, product: serde_json::Value| {
+        json!({"event_id": format!("hostile-{i}"), "event_type": kind, "product": product})
+            .to_string()
+            .into_bytes()
+    };
+    let p = |extra: serde_json::Value| {
+        let mut base = json!({"product_id": pk, "timestamp": ts});
+        if let (Some(b), Some(e)) = (base.as_object_mut(), extra.as_object()) {
+            b.extend(e.clone());
+        }
+        base
+    };
+    match i % 34 {
+        0 => (br#"{"event_type":"product_added","product":{"#.to_vec(), InvalidJson),
+        1 => (b"not json at all".to_vec(), InvalidJson),
+        2 => (vec![0xC3, 0x28, 0xA0, 0xA1, 0xFF], InvalidJson),
+        3 => {
+            // Valid JSON words around invalid UTF-8.
+            let mut v = br#"{"event_type":"quantity_increased","product":{"product_id":""#.to_vec();
+            v.extend([0xFF, 0xFE]);
+            v.extend(br#"","quantity":1,"timestamp":"2023-09-11T12:00:00Z"}}"#);
+            (v, InvalidJson)
+        }
+        4 => {
+            // Nested deeper than any parser should follow, but under the size limit.
+            let depth = 5_000;
+            let mut v = br#"{"event_type":"quantity_increased","product":"#.to_vec();
+            v.extend(std::iter::repeat_n(b'[', depth));
+            v.extend(std::iter::repeat_n(b']', depth));
+            v.push(b'}');
+            (v, InvalidJson)
+        }
+        5 => {
+            let mut v = "\u{feff}".as_bytes().to_vec();
+            v.extend(ev("quantity_increased", p(json!({"quantity": 1}))));
+            (v, InvalidJson)
+        }
+        6 => (ev("quantity_increased", p(json!({"quantity": "5"}))), SchemaViolation),
+        7 => (ev("quantity_increased", p(json!({"quantity": -5}))), SchemaViolation),
+        8 => (ev("quantity_decreased", p(json!({"quantity": 2.5}))), SchemaViolation),
+        9 => (
+            ev("quantity_increased", p(json!({"quantity": 1_000_000_000_000u64}))),
+            SchemaViolation,
+        ),
+        10 => (
+            format!(r#"{{"event_type":"quantity_increased","product":{{"product_id":"{pk}","quantity":18446744073709551616,"timestamp":"{ts}"}}}}"#).into_bytes(),
+            SchemaViolation,
+        ),
+        11 => (
+            format!(r#"{{"event_type":"quantity_increased","product":{{"product_id":"{pk}","quantity":1e3,"timestamp":"{ts}"}}}}"#).into_bytes(),
+            SchemaViolation,
+        ),
+        12 => (ev("quantity_increased", p(json!({"quantity": 0}))), SchemaViolation),
+        13 => (ev("quantity_increased", p(json!({"quantity": null}))), SchemaViolation),
+        14 => (ev("product_sold", p(json!({"quantity": 1}))), UnknownEventType),
+        15 => (ev("", p(json!({}))), UnknownEventType),
+        16 => (ev("PRODUCT_ADDED", p(json!({"quantity": 1}))), UnknownEventType),
+        17 => (
+            serde_json::to_vec(&json!({"event_type": 7, "product": p(json!({}))})).unwrap_or_default(),
+            SchemaViolation,
+        ),
+        18 => (ev("product_removed", json!({"product_id": 12345, "timestamp": ts})), SchemaViolation),
+        19 => (ev("product_removed", json!({"product_id": "has space", "timestamp": ts})), SchemaViolation),
+        20 => (ev("product_removed", json!({"product_id": "a/b\u{0000}", "timestamp": ts})), SchemaViolation),
+        21 => (ev("product_removed", json!({"product_id": "💥💥", "timestamp": ts})), SchemaViolation),
+        22 => (ev("product_removed", json!({"product_id": "x".repeat(65), "timestamp": ts})), SchemaViolation),
+        23 => (ev("product_removed", json!({"product_id": pk, "timestamp": "yesterday"})), SchemaViolation),
+        24 => (ev("product_removed", json!({"product_id": pk})), SchemaViolation),
+        25 => (ev("product_added", p(json!({"quantity": 1}))), SchemaViolation), // no name
+        26 => (
+            ev("product_added", p(json!({"quantity": 1, "product_name": "n".repeat(201)}))),
+            SchemaViolation,
+        ),
+        27 => (
+            ev("product_added", p(json!({"quantity": 1, "product_name": "bell\u{7}"}))),
+            SchemaViolation,
+        ),
+        28 => (b"[1,2,3]".to_vec(), SchemaViolation),
+        29 => (b"null".to_vec(), SchemaViolation),
+        30 => (
+            serde_json::to_vec(&json!({"event_type": "product_removed", "product": [pk, ts]}))
+                .unwrap_or_default(),
+            SchemaViolation,
+        ),
+        31 => (
+            // The product is not the partition key, so nothing would keep it in order.
+            ev("product_removed", json!({"product_id": format!("{pk}-other"), "timestamp": ts})),
+            SchemaViolation,
+        ),
+        32 => {
+            // 20 KB: over the event size limit, far under Kinesis' 1 MB.
+            let big = p(json!({"quantity": 1, "note": "x".repeat(20_000)}));
+            (ev("quantity_increased", big), PayloadTooLarge)
+        }
+        _ => (NOT_BASE64_MARKER.to_vec(), InvalidBase64),
+    }
+}
+
+/// Replaces the data of marked records with text that is not base64, as a buggy or hostile
+/// intermediary might; Kinesis itself always hands the Pipe base64.
+struct Base64Breaker(ProcessorTarget);
+
+impl Target for Base64Breaker {
+    fn invoke(&self, payload: Vec<u8>) -> BoxFuture<Result<Vec<u8>, String>> {
+        let marker = base64::engine::general_purpose::STANDARD.encode(NOT_BASE64_MARKER);
+        let mut records: Vec<PipeRecord> = match serde_json::from_slice(&payload) {
+            Ok(r) => r,
+            Err(e) => return Box::pin(async move { Err(e.to_string()) }),
+        };
+        for r in &mut records {
+            if r.data == marker {
+                r.data = "%%% not base64 %%%".into();
+            }
+        }
+        match serde_json::to_vec(&records) {
+            Ok(p) => self.0.invoke(p),
+            Err(e) => Box::pin(async move { Err(e.to_string()) }),
+        }
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn f5_a_thousand_hostile_records_are_each_rejected_with_their_reason() {
+    let stack = stack(StackOptions::default()).await;
+    let pipe = stack
+        .pipe_to(Arc::new(Base64Breaker(ProcessorTarget(
+            stack.processor.clone(),
+        ))))
+        .spawn();
+    let simulation = sim("hostile", 200, 5_000, Skew::Zipf(1.1), 5);
+    let run_id = simulation.config().run_id.clone();
+    let publisher = publish_in_background(&stack, simulation, Some(5_000.0));
+
+    // 1,000 hostile records interleaved with the valid ones, plus three of 1 MB.
+    let mut hostile_records: Vec<(String, Vec<u8>, RejectionReason)> = (0..997)
+        .map(|i| {
+            let pk = format!("{run_id}-H{i:04}");
+            let (data, reason) = hostile(&pk, i);
+            (pk, data, reason)
+        })
+        .collect();
+    for i in 0..3 {
+        let pk = format!("{run_id}-MB{i}");
+        let data = json!({"event_type": "quantity_increased", "product": {
+            "product_id": pk, "quantity": 1, "timestamp": "2023-09-11T12:00:00Z",
+            "padding": "p".repeat(1_000_000)}})
+        .to_string()
+        .into_bytes();
+        hostile_records.insert(300 * i + 100, (pk, data, RejectionReason::PayloadTooLarge));
+    }
+    let mut sequence_reasons: BTreeMap<String, RejectionReason> = BTreeMap::new();
+    for (pk, data, reason) in &hostile_records {
+        let out = stack
+            .kinesis
+            .put_record()
+            .stream_name(&stack.options.stream)
+            .partition_key(pk)
+            .data(Blob::new(data.clone()))
+            .send()
+            .await
+            .unwrap();
+        sequence_reasons.insert(out.sequence_number().to_owned(), *reason);
+        tokio::time::sleep(Duration::from_micros(500)).await;
+    }
+    assert_eq!(sequence_reasons.len(), 1_000);
+    let simulation = publisher.await.unwrap();
+
+    let mut expected = simulation.expected();
+    for reason in sequence_reasons.values() {
+        *expected.rejections.entry(*reason).or_default() += 1;
+    }
+    // Valid neighbours applied exactly, and the counts of every reason exact.
+    verify_exact(&stack, &expected).await;
+
+    // Each hostile record individually: recorded once, with its own reason.
+    let mut recorded: BTreeMap<String, String> = BTreeMap::new();
+    let mut start = None;
+    loop {
+        let resp = stack
+            .db
+            .scan()
+            .table_name(&stack.options.tables.events)
+            .filter_expression("begins_with(pk, :p)")
+            .expression_attribute_values(":p", AttributeValue::S("REJECTIONS#".into()))
+            .set_exclusive_start_key(start)
+            .send()
+            .await
+            .unwrap();
+        for item in resp.items() {
+            let text = |k: &str| {
+                item.get(k)
+                    .and_then(|v| v.as_s().ok())
+                    .cloned()
+                    .unwrap_or_default()
+            };
+            let excerpt = text("data_base64_excerpt");
+            assert!(
+                excerpt.chars().count() <= 1024,
+                "a bounded copy of the payload"
+            );
+            recorded.insert(text("sequence_number"), text("reason"));
+        }
+        start = resp.last_evaluated_key().cloned();
+        if start.is_none() {
+            break;
+        }
+    }
+    for (seq, reason) in &sequence_reasons {
+        assert_eq!(
+            recorded.get(seq).map(String::as_str),
+            Some(reason.as_str()),
+            "hostile record {seq}"
+        );
+    }
+    let by_reason = sequence_reasons
+        .values()
+        .fold(BTreeMap::<_, u32>::new(), |mut m, r| {
+            *m.entry(r.as_str()).or_default() += 1;
+            m
+        });
+    eprintln!("f5: 1,000 hostile records rejected by reason: {by_reason:?}");
+    no_dead_letters(&stack).await;
+    pipe.stop().await.unwrap();
+}
+
+// ---------------------------------------------------------------- 6. hot product
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn f6_one_hot_product_with_half_the_events_at_full_speed() {
+    let stack = stack(StackOptions::default()).await;
+    let pipe = stack.start_pipe();
+    // Zipf(2) over 50 products puts ~60% of events on the first.
+    let mut simulation = sim("hot", 50, EVENTS, Skew::Zipf(2.0), 6);
+    let started = Instant::now();
+    let published = publish_all(&stack, &mut simulation, None).await;
+    let expected = simulation.expected();
+    let report = verify_exact(&stack, &expected).await;
+    let elapsed = started.elapsed();
+
+    let hottest = expected.products.values().map(|p| p.records).max().unwrap();
+    eprintln!(
+        "f6: hottest product {hottest} of {} records; published at {:.0}/s, applied all in {:.1} s ({:.0} records/s end to end); pipe {:?}",
+        expected.records,
+        published.records_per_second(),
+        elapsed.as_secs_f64(),
+        expected.records as f64 / elapsed.as_secs_f64(),
+        pipe.stats.snapshot(),
+    );
+    assert!(
+        hottest * 2 >= expected.records,
+        "the hot product has {hottest} of {} records",
+        expected.records
+    );
+    assert!(report.is_consistent());
+    pipe.stop().await.unwrap();
+}
+
+// ---------------------------------------------------------------- replay
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn replay_rebuilds_a_table_identical_to_the_live_one_and_catches_a_tampered_item() {
+    use inventory_local::replay::{replay, Difference};
+    use inventory_processor::Tables;
+
+    let stack = stack(StackOptions::default()).await;
+    let target = shared(CrashingTarget::new(
+        ProcessorTarget(stack.processor.clone()),
+        0.2,
+        7,
+    ));
+    let mut runner = stack.pipe_to(target.clone());
+    runner.min_backoff = Duration::from_millis(5);
+    runner.max_backoff = Duration::from_millis(200);
+    let pipe = runner.spawn();
+    let mut simulation = sim("replay", 100, 3_000, Skew::Zipf(1.1), 7);
+    publish_all(&stack, &mut simulation, None).await;
+    let verified = assert_verified(&stack, &simulation).await;
+    pipe.stop().await.unwrap();
+
+    let live = &stack.options.tables;
+    let first = Tables::with_prefix("replay1-");
+    let report = replay(
+        &stack.kinesis,
+        &stack.db,
+        &stack.options.stream,
+        live,
+        &first,
+    )
+    .await
+    .unwrap();
+    eprintln!("replay: {report:?}");
+    assert_eq!(report.records, simulation.expected().records);
+    assert_eq!(report.differences, vec![]);
+    assert_eq!(report.identical as usize, verified.stored.len());
+    assert_eq!((report.live_ahead, report.not_in_stream), (0, 0));
+
+    // A live item changed behind the pipeline's back is found.
+    let (victim, _) = verified.stored.iter().next().unwrap();
+    stack
+        .db
+        .update_item()
+        .table_name(&live.inventory)
+        .key("product_id", AttributeValue::S(victim.clone()))
+        .update_expression("SET quantity = quantity + :one")
+        .expression_attribute_values(":one", AttributeValue::N("1".into()))
+        .send()
+        .await
+        .unwrap();
+    let second = Tables::with_prefix("replay2-");
+    let report = replay(
+        &stack.kinesis,
+        &stack.db,
+        &stack.options.stream,
+        live,
+        &second,
+    )
+    .await
+    .unwrap();
+    assert_eq!(
+        report.differences,
+        vec![Difference::Fields {
+            product_id: victim.clone(),
+            fields: vec!["quantity".into()]
+        }]
+    );
+    // Replaying into a table that is not fresh is refused.
+    assert!(replay(
+        &stack.kinesis,
+        &stack.db,
+        &stack.options.stream,
+        live,
+        &second
+    )
+    .await
+    .is_err());
+}

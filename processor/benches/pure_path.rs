@@ -1,0 +1,229 @@
+//! The processor's pure path on a 1,000-record Pipes batch, starting from the JSON bytes the
+//! Lambda runtime hands over: parse the batch, decode base64, parse and validate each event,
+//! group by product (one write per product), and fold each product's events. Timed in CPU
+//! time of the benchmark thread: events per second on one core.
+//!
+//! `cargo bench -p inventory-processor --bench pure_path`; figures in docs/performance.md.
+
+use std::collections::HashMap;
+use std::hint::black_box;
+use std::time::Duration;
+
+use base64::Engine as _;
+use criterion::measurement::{Measurement, ValueFormatter, WallTime};
+use criterion::{criterion_group, criterion_main, BatchSize, Criterion, Throughput};
+use inventory_domain::pipes::PipeBatch;
+use inventory_domain::{
+    fold_product, PipeRecord, ProductRecord, ProductStatus, RecentIds, SequenceNumber,
+};
+use inventory_processor::handler::{decode_batch, decode_pipe_batch};
+use rand::rngs::StdRng;
+use rand::{Rng, SeedableRng};
+use rand_distr::{Distribution, Zipf};
+
+const RECORDS: usize = 1_000;
+const PRODUCTS: usize = 1_000;
+const ARN: &str = "arn:aws:kinesis:us-east-1:123456789012:stream/inventory-events";
+
+/// A batch as one shard delivers it: increasing 56-digit sequence numbers, payloads shaped
+/// like the generator's (ULID event ids, millisecond UTC timestamps), mostly quantity changes
+/// of products that already exist, as in a steady state.
+fn batch(zipf: Option<f64>, seed: u64) -> (Vec<u8>, HashMap<String, ProductRecord>) {
+    let mut rng = StdRng::seed_from_u64(seed);
+    let dist = zipf.map(|s| Zipf::new(PRODUCTS as f64, s).expect("valid Zipf parameters"));
+    let id = |p: usize| format!("r1f3c9a2e-P{:05}", p + 1);
+    let mut stored = HashMap::new();
+    let mut records = Vec::with_capacity(RECORDS);
+    for i in 0..RECORDS {
+        let p = match &dist {
+            Some(z) => (z.sample(&mut rng) as usize).clamp(1, PRODUCTS) - 1,
+            None => rng.random_range(0..PRODUCTS),
+        };
+        let product_id = id(p);
+        let roll: f64 = rng.random();
+        let (kind, quantity, name) = if roll < 0.02 {
+            (
+                "product_added",
+                Some(100),
+                Some(format!("Product {}", p + 1)),
+            )
+        } else if roll < 0.27 {
+            ("quantity_increased", Some(rng.random_range(5..=50)), None)
+        } else {
+            ("quantity_decreased", Some(rng.random_range(1..=5)), None)
+        };
+        let mut product = serde_json::json!({
+            "product_id": product_id,
+            "timestamp": format!("2026-11-25T12:{:02}:{:02}.{:03}Z", i / 3600 % 60, i / 60 % 60, i % 1000),
+        });
+        if let Some(n) = name {
+            product["product_name"] = n.into();
+        }
+        if let Some(q) = quantity {
+            product["quantity"] = q.into();
+        }
+        let event = serde_json::json!({
+            "event_id": format!("01JDQ{:021}", rng.random::<u64>()),
+            "event_type": kind,
+            "product": product,
+        });
+        let seq = format!("4959033827149025660855969253836157109592157598913{:07}", i);
+        records.push(PipeRecord {
+            kinesis_schema_version: "1.0".into(),
+            partition_key: product_id.clone(),
+            sequence_number: seq.clone(),
+            data: base64::engine::general_purpose::STANDARD.encode(event.to_string()),
+            approximate_arrival_timestamp: 1_764_072_000.0 + i as f64 / 1000.0,
+            event_source: "aws:kinesis".into(),
+            event_version: "1.0".into(),
+            event_id: format!("shardId-000000000000:{seq}"),
+            event_name: "aws:kinesis:record".into(),
+            invoke_identity_arn: "arn:aws:iam::123456789012:role/inventory-pipe-role".into(),
+            aws_region: "us-east-1".into(),
+            event_source_arn: ARN.into(),
+        });
+        stored.entry(product_id.clone()).or_insert(ProductRecord {
+            product_id,
+            name: format!("Product {}", p + 1),
+            quantity: 1_000_000,
+            status: ProductStatus::Active,
+            version: 10,
+            last_sequence: SequenceNumber::parse("1").expect("a sequence number"),
+            last_event_at: "2026-11-25T11:00:00.000Z".into(),
+            recent_ids: RecentIds::default(),
+        });
+    }
+    let json = serde_json::to_vec(&records).expect("records serialise");
+    (json, stored)
+}
+
+/// The CPU time of the benchmark's thread (`CLOCK_THREAD_CPUTIME_ID`), so the figure is per
+/// core-second and other processes on a shared machine do not stretch it; on an idle machine
+/// it equals wall time.
+struct ThreadCpu;
+
+static WALL: WallTime = WallTime;
+
+fn thread_cpu() -> Duration {
+    let mut ts = libc::timespec {
+        tv_sec: 0,
+        tv_nsec: 0,
+    };
+    // SAFETY: `ts` is a valid, writable timespec for the call's duration.
+    if unsafe { libc::clock_gettime(libc::CLOCK_THREAD_CPUTIME_ID, &mut ts) } != 0 {
+        return Duration::ZERO;
+    }
+    Duration::new(ts.tv_sec as u64, ts.tv_nsec as u32)
+}
+
+impl Measurement for ThreadCpu {
+    type Intermediate = Duration;
+    type Value = Duration;
+
+    fn start(&self) -> Duration {
+        thread_cpu()
+    }
+    fn end(&self, start: Duration) -> Duration {
+        thread_cpu().saturating_sub(start)
+    }
+    fn add(&self, a: &Duration, b: &Duration) -> Duration {
+        *a + *b
+    }
+    fn zero(&self) -> Duration {
+        Duration::ZERO
+    }
+    fn to_f64(&self, value: &Duration) -> f64 {
+        value.as_nanos() as f64
+    }
+    fn formatter(&self) -> &dyn ValueFormatter {
+        WALL.formatter()
+    }
+}
+
+/// As lambda_runtime reads an invocation's body into the handler's event type.
+fn lambda_deserialize<T: for<'de> serde::Deserialize<'de>>(body: &[u8]) -> T {
+    let de = &mut serde_json::Deserializer::from_slice(body);
+    serde_path_to_error::deserialize(de).expect("a Pipes batch")
+}
+
+fn pure_path(c: &mut Criterion<ThreadCpu>) {
+    for (name, skew) in [("uniform", None), ("zipf1.1", Some(1.1))] {
+        let (json, stored) = batch(skew, 7);
+        let records: Vec<PipeRecord> = serde_json::from_slice(&json).expect("a Pipes batch");
+        let pipe_batch: PipeBatch = serde_json::from_slice(&json).expect("a Pipes batch");
+        let decoded = decode_pipe_batch(&pipe_batch);
+        assert!(decoded.malformed.is_empty(), "{:?}", decoded.malformed);
+        assert_eq!(decoded, decode_batch(&records), "both readings agree");
+
+        let mut g = c.benchmark_group(format!("pure_path/{name}"));
+        g.throughput(Throughput::Elements(RECORDS as u64));
+        // The figure: the invocation's bytes in, events decoded, validated and grouped
+        // per product, with the Lambda reading the body as a PipeBatch.
+        g.bench_function("PipeBatch/parse+decode+group", |b| {
+            b.iter(|| {
+                let batch: PipeBatch = lambda_deserialize(black_box(&json));
+                black_box(decode_pipe_batch(&batch))
+            })
+        });
+        // The same with the body read as Vec<PipeRecord> (eleven strings per record).
+        g.bench_function("Vec<PipeRecord>/parse+decode+group", |b| {
+            b.iter(|| {
+                let records: Vec<PipeRecord> = lambda_deserialize(black_box(&json));
+                black_box(decode_batch(&records))
+            })
+        });
+        // Everything the handler does without I/O: also fold each product's events over its
+        // stored item into the one write it makes.
+        g.bench_function("PipeBatch/parse+decode+group+fold", |b| {
+            b.iter(|| {
+                let batch: PipeBatch = lambda_deserialize(black_box(&json));
+                let decoded = decode_pipe_batch(&batch);
+                let folds: Vec<_> = decoded
+                    .products
+                    .iter()
+                    .map(|w| fold_product(stored.get(&w.product_id).cloned(), &w.events))
+                    .collect();
+                black_box(folds)
+            })
+        });
+        // The stages alone, to show where the time goes.
+        g.bench_function("stage/parse PipeBatch", |b| {
+            b.iter(|| black_box(lambda_deserialize::<PipeBatch>(black_box(&json))))
+        });
+        // Without lambda_runtime's path tracking, to show what it costs.
+        g.bench_function("stage/parse PipeBatch, plain serde_json", |b| {
+            b.iter(|| {
+                let batch: PipeBatch =
+                    serde_json::from_slice(black_box(&json)).expect("a Pipes batch");
+                black_box(batch)
+            })
+        });
+        g.bench_function("stage/parse Vec<PipeRecord>", |b| {
+            b.iter(|| black_box(lambda_deserialize::<Vec<PipeRecord>>(black_box(&json))))
+        });
+        g.bench_function("stage/decode+group", |b| {
+            b.iter(|| black_box(decode_pipe_batch(black_box(&pipe_batch))))
+        });
+        g.bench_function("stage/fold", |b| {
+            b.iter_batched(
+                || decoded.products.clone(),
+                |products| {
+                    let folds: Vec<_> = products
+                        .iter()
+                        .map(|w| fold_product(stored.get(&w.product_id).cloned(), &w.events))
+                        .collect();
+                    black_box(folds)
+                },
+                BatchSize::LargeInput,
+            )
+        });
+        g.finish();
+    }
+}
+
+criterion_group! {
+    name = benches;
+    config = Criterion::default().with_measurement(ThreadCpu);
+    targets = pure_path
+}
+criterion_main!(benches);

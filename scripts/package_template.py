@@ -1,0 +1,119 @@
+"""Packages infra/template.yaml offline, the way `sam package` would, and checks the result.
+
+- Each function's CodeUri (a local zip) becomes s3://<bucket>/<md5 of the zip>, as `sam
+  package` names it; with --zips the zips must exist and be under Lambda's 5 MB limit we
+  set ourselves (the console upload limit is 50 MB; small zips start faster).
+- The SAM transform runs locally (samtranslator, the code CloudFormation runs), so the
+  plain CloudFormation that would be deployed is written out and can be linted.
+- IAM least privilege: no wildcard actions, and a `*` resource only for actions that have
+  no resource-level permissions (X-Ray, kinesis:ListStreams).
+
+Run with the python of the aws-sam-cli venv (scripts/tools.sh sam). Exit code 1 on any
+finding.
+"""
+
+import argparse
+import hashlib
+import json
+import os
+import pathlib
+import sys
+
+from samtranslator.translator.transform import transform
+from samtranslator.yaml_helper import yaml_parse
+
+MAX_ZIP_BYTES = 5 * 1024 * 1024
+# Actions that AWS defines without resource-level permissions, so "*" is the only resource.
+NO_RESOURCE_LEVEL = {
+    "xray:PutTraceSegments",
+    "xray:PutTelemetryRecords",
+    "kinesis:ListStreams",
+}
+
+
+class NoManagedPolicies:
+    """The template attaches no managed policies by name, so none need looking up."""
+
+    def load(self):
+        return {}
+
+
+def package(template, template_dir, bucket, check_zips):
+    problems = []
+    for name, res in template["Resources"].items():
+        if res["Type"] != "AWS::Serverless::Function":
+            continue
+        uri = res["Properties"]["CodeUri"]
+        zip_path = (template_dir / uri).resolve()
+        if check_zips:
+            if not zip_path.is_file():
+                problems.append(f"{name}: {zip_path} is missing (build it with cargo lambda)")
+                continue
+            size = zip_path.stat().st_size
+            if size >= MAX_ZIP_BYTES:
+                problems.append(f"{name}: {zip_path} is {size} bytes, over 5 MB")
+            key = hashlib.md5(zip_path.read_bytes()).hexdigest()
+            print(f"{name}: {zip_path.name} {size} bytes -> s3://{bucket}/{key}")
+        else:
+            key = "not-built"
+        res["Properties"]["CodeUri"] = f"s3://{bucket}/{key}"
+    return problems
+
+
+def iam_findings(cfn):
+    problems = []
+    roles_used = {}
+    for name, res in cfn["Resources"].items():
+        props = res.get("Properties", {})
+        if res["Type"] == "AWS::IAM::Role":
+            for policy in props.get("Policies", []):
+                for st in policy["PolicyDocument"]["Statement"]:
+                    actions = st["Action"] if isinstance(st["Action"], list) else [st["Action"]]
+                    resources = st.get("Resource", [])
+                    resources = resources if isinstance(resources, list) else [resources]
+                    for a in actions:
+                        if a == "*" or a.endswith(":*"):
+                            problems.append(f"{name}: wildcard action {a}")
+                    if "*" in resources:
+                        broad = [a for a in actions if a not in NO_RESOURCE_LEVEL]
+                        if broad:
+                            problems.append(f"{name}: {broad} on resource * (name the ARN)")
+            if props.get("ManagedPolicyArns"):
+                problems.append(f"{name}: managed policies grant more than the role uses")
+        if res["Type"] in ("AWS::Lambda::Function", "AWS::Pipes::Pipe"):
+            role = props.get("Role") or props.get("RoleArn")
+            roles_used.setdefault(json.dumps(role, sort_keys=True), []).append(name)
+    for role, users in roles_used.items():
+        if len(users) > 1:
+            problems.append(f"{users} share one role {role}: give each its own")
+    return problems
+
+
+def main():
+    p = argparse.ArgumentParser()
+    p.add_argument("template")
+    p.add_argument("--out", required=True, help="directory for packaged.json, cloudformation.json")
+    p.add_argument("--bucket", default="dry-run-artifacts")
+    p.add_argument("--zips", action="store_true", help="require the built zips and hash them")
+    args = p.parse_args()
+    os.environ.setdefault("AWS_DEFAULT_REGION", "us-east-1")
+
+    path = pathlib.Path(args.template)
+    template = yaml_parse(path.read_text())
+    problems = package(template, path.parent, args.bucket, args.zips)
+    out = pathlib.Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+    (out / "packaged.json").write_text(json.dumps(template, indent=1))
+
+    cfn = transform(json.loads(json.dumps(template)), {}, NoManagedPolicies())
+    (out / "cloudformation.json").write_text(json.dumps(cfn, indent=1))
+    problems += iam_findings(cfn)
+    print(f"packaged template: {out / 'packaged.json'}; CloudFormation after the SAM "
+          f"transform: {out / 'cloudformation.json'} ({len(cfn['Resources'])} resources)")
+    for problem in problems:
+        print(f"error: {problem}", file=sys.stderr)
+    sys.exit(1 if problems else 0)
+
+
+if __name__ == "__main__":
+    main()
