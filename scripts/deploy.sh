@@ -14,7 +14,8 @@ dry_run=false
 stage="${STAGE:-dev}"
 stack="inventory-$stage"
 export SAM_CLI_TELEMETRY=0
-export PATH="$(scripts/tools.sh infra sam lambda)$PATH"
+# cargo-lambda finds zig as `python3 -m ziglang`: its venv comes first on PATH.
+export PATH="$(scripts/tools.sh lambda sam infra)$PATH"
 
 step() { printf '\n== %s\n' "$*"; }
 
@@ -24,8 +25,8 @@ if ! $dry_run; then
   "$(dirname "$(command -v sam)")/python" -c 'import boto3; print(boto3.client("sts").get_caller_identity()["Arn"])'
 fi
 
-step "Lambda zips (cargo lambda build --release --arm64)"
-cargo lambda build --release --arm64 --locked --output-format zip \
+step "Lambda zips (cargo lambda build --profile lambda --arm64)"
+cargo lambda build --profile lambda --arm64 --locked --output-format zip \
   --bin processor --bin api --bin generator-lambda --lambda-dir target/lambda
 
 step "Console (static files for S3)"

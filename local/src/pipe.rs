@@ -11,7 +11,9 @@
 //!   before the first reported failure);
 //! - a failing batch is halved (AUTOMATIC_BISECT) and retried with backoff up to
 //!   `MaximumRetryAttempts`; records older than `MaximumRecordAgeInSeconds` or out of
-//!   retries go to a dead-letter record a user can read (`DLQ#<pipe>` items).
+//!   retries go to a dead-letter record a user can read (`DLQ#<pipe>` items);
+//! - the runner's own calls (a fresh shard iterator, the checkpoint write) are retried
+//!   with backoff for as long as the pipe runs: a transient error never ends a shard.
 
 use std::collections::VecDeque;
 use std::future::Future;
@@ -22,8 +24,8 @@ use std::time::{Duration, Instant};
 
 use aws_sdk_dynamodb::types::AttributeValue;
 use aws_sdk_kinesis::types::ShardIteratorType;
+use backon::{ExponentialBuilder, Retryable};
 use chrono::{SecondsFormat, Utc};
-use inventory_domain::pipes::PipeBatch;
 use inventory_domain::{BatchResponse, PipeRecord};
 use inventory_processor::{Processor, Tables};
 use serde::Serialize;
@@ -57,10 +59,12 @@ impl Target for ProcessorTarget {
     fn invoke(&self, payload: Vec<u8>) -> BoxFuture<Result<Vec<u8>, String>> {
         let processor = self.0.clone();
         Box::pin(async move {
-            // Read as the Lambda reads it (processor/src/bin/processor.rs).
-            let batch: PipeBatch = serde_json::from_slice(&payload)
-                .map_err(|e| format!("the payload is not a Pipes batch: {e}"))?;
-            let response = processor.handle_batch(&batch).await;
+            // Handled as the Lambda handles its body (processor/src/bin/processor.rs).
+            let body = std::str::from_utf8(&payload).map_err(|e| e.to_string())?;
+            let response = processor
+                .handle_json(body)
+                .await
+                .map_err(|e| e.to_string())?;
             serde_json::to_vec(&response).map_err(|e| e.to_string())
         })
     }
@@ -404,8 +408,15 @@ impl PipeRunner {
                                 .as_service_error()
                                 .is_some_and(|s| s.is_expired_iterator_exception());
                             if expired {
-                                iterator =
-                                    Some(self.iterator_after(&shard, last_read.as_deref()).await?);
+                                let fresh = self
+                                    .persist("GetShardIterator", &stop, || {
+                                        self.iterator_after(&shard, last_read.as_deref())
+                                    })
+                                    .await;
+                                match fresh {
+                                    Some(it) => iterator = Some(it),
+                                    None => return Ok(()), // stopping
+                                }
                             } else {
                                 tracing::warn!(shard = %shard, error = %KinesisError::call("GetRecords", e), "GetRecords failed; retrying");
                                 tokio::time::sleep(IDLE_POLL * 5).await;
@@ -437,9 +448,40 @@ impl PipeRunner {
             first_buffered = (!buffer.is_empty()).then(Instant::now);
             let done = self.deliver(&shard, &arn, batch).await;
             if let Some(seq) = done {
-                self.save_checkpoint(&shard, &identity, &seq).await?;
+                // Stopped before it was saved: the batch is redelivered after a restart,
+                // which the processor absorbs (at-least-once, like Pipes).
+                self.persist("checkpoint PutItem", &stop, || {
+                    self.save_checkpoint(&shard, &identity, &seq)
+                })
+                .await;
             }
         }
+    }
+
+    /// Retries one of the runner's own calls with backoff until it succeeds (`Some`) or the
+    /// pipe is asked to stop (`None`). Pipes never abandons a shard over a transient error;
+    /// neither does this runner, so each failure is only a warning.
+    async fn persist<T, F, Fut>(
+        &self,
+        what: &'static str,
+        stop: &watch::Receiver<bool>,
+        call: F,
+    ) -> Option<T>
+    where
+        F: FnMut() -> Fut,
+        Fut: Future<Output = Result<T, PipeError>>,
+    {
+        let backoff = ExponentialBuilder::default()
+            .with_min_delay(self.min_backoff)
+            .with_max_delay(self.max_backoff)
+            .with_jitter()
+            .without_max_times();
+        call.retry(backoff)
+            .sleep(tokio::time::sleep)
+            .when(|_| !*stop.borrow())
+            .notify(|e, wait| tracing::warn!(call = what, error = %e, ?wait, "retrying"))
+            .await
+            .ok()
     }
 
     /// Delivers one batch until every record succeeded or was dead-lettered; returns the

@@ -10,6 +10,7 @@
 //! | 4 | the Pipe killed and restarted | aborting the runner mid-batch, twice |
 //! | 5 | 1,000 hostile records | put into Kinesis among valid events (invalid base64 at the Pipe) |
 //! | 6 | one hot product | ≥ 50% of 10,000 events on one product, published unpaced |
+//! | 7 | the Pipe's own DynamoDB calls fail | the proxy fails 40% of its checkpoint writes |
 
 mod support;
 
@@ -24,7 +25,7 @@ use base64::Engine as _;
 use inventory_domain::{PipeRecord, RejectionReason};
 use inventory_generator::Skew;
 use inventory_local::fault_proxy::{FaultProxy, FaultRates};
-use inventory_local::pipe::{dead_letters, BoxFuture, ProcessorTarget, Target};
+use inventory_local::pipe::{dead_letters, BoxFuture, PipeRunner, ProcessorTarget, Target};
 use inventory_local::stack::StackOptions;
 use inventory_processor::Processor;
 use rand::{rngs::StdRng, Rng, SeedableRng};
@@ -218,6 +219,54 @@ async fn f3_dynamodb_throttling_5xx_and_lost_responses_lose_and_double_nothing()
         "no failure reached the Pipe as batchItemFailures: {stats:?}"
     );
     no_dead_letters(&stack).await;
+    pipe.stop().await.unwrap();
+}
+
+// ---------------------------------------------------------------- 7. Pipe checkpoint faults
+
+/// A checkpoint write that fails is not a reason to stop reading: the Pipe keeps the shard
+/// going, retries the write, and at worst redelivers after a restart (CI once lost a whole
+/// shard's tail here: one failed PutItem ended the runner).
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn f7_failing_checkpoint_writes_do_not_stop_the_pipe() {
+    let stack = stack(StackOptions::default()).await;
+    let proxy = FaultProxy::start(
+        stack.aws.endpoint(),
+        FaultRates {
+            throttle: 0.0,
+            server_error: 0.4,
+            unavailable: 0.0,
+            lost_response: 0.0,
+            only: Some("PutItem"),
+        },
+        77,
+    )
+    .await
+    .unwrap();
+    let mut runner = PipeRunner::new(
+        stack.options.pipe_name.clone(),
+        stack.options.stream.clone(),
+        stack.options.pipe.clone(),
+        stack.kinesis.clone(),
+        // No SDK retries: every injected fault reaches the runner.
+        proxy.dynamodb_client(1),
+        stack.options.tables.clone(),
+        Arc::new(ProcessorTarget(stack.processor.clone())),
+    );
+    runner.min_backoff = Duration::from_millis(5);
+    runner.max_backoff = Duration::from_millis(100);
+    let pipe = runner.spawn();
+
+    let mut simulation = sim("ckptfault", 100, 3_000, Skew::Zipf(1.1), 7);
+    publish_all(&stack, &mut simulation, Some(3_000.0)).await;
+    assert_verified(&stack, &simulation).await;
+
+    let failed = proxy.counts.server_errors.load(Ordering::SeqCst);
+    let stats = pipe.stats.snapshot();
+    eprintln!("f7: {failed} checkpoint writes failed; pipe {stats:?}");
+    assert!(failed >= 5, "faults were injected: {failed}");
+    assert!(stats.checkpoints > 0);
+    assert!(!pipe.is_finished(), "the Pipe is still running");
     pipe.stop().await.unwrap();
 }
 

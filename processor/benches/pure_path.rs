@@ -154,6 +154,12 @@ fn pure_path(c: &mut Criterion<ThreadCpu>) {
         let decoded = decode_pipe_batch(&pipe_batch);
         assert!(decoded.malformed.is_empty(), "{:?}", decoded.malformed);
         assert_eq!(decoded, decode_batch(&records), "both readings agree");
+        let raw: Box<serde_json::value::RawValue> = lambda_deserialize(&json);
+        let via_raw: PipeBatch = serde_json::from_str(raw.get()).expect("a Pipes batch");
+        assert_eq!(
+            via_raw, pipe_batch,
+            "a RawValue through path tracking is the whole body"
+        );
 
         let mut g = c.benchmark_group(format!("pure_path/{name}"));
         g.throughput(Throughput::Elements(RECORDS as u64));
@@ -162,6 +168,15 @@ fn pure_path(c: &mut Criterion<ThreadCpu>) {
         g.bench_function("PipeBatch/parse+decode+group", |b| {
             b.iter(|| {
                 let batch: PipeBatch = lambda_deserialize(black_box(&json));
+                black_box(decode_pipe_batch(&batch))
+            })
+        });
+        // What the processor's Lambda does: the body taken whole (a RawValue, through
+        // lambda_runtime's deserialiser), then read as a PipeBatch without path tracking.
+        g.bench_function("RawValue+PipeBatch/parse+decode+group", |b| {
+            b.iter(|| {
+                let raw: Box<serde_json::value::RawValue> = lambda_deserialize(black_box(&json));
+                let batch: PipeBatch = serde_json::from_str(raw.get()).expect("a Pipes batch");
                 black_box(decode_pipe_batch(&batch))
             })
         });

@@ -21,6 +21,9 @@ pub enum ProcessorError {
     #[error("product {product_id}: the stored item has a missing or invalid `{field}`; fix or delete the item (it was not written by this processor)")]
     CorruptItem { product_id: String, field: String },
 
+    #[error("the invocation is not an EventBridge Pipes batch from a Kinesis source (a JSON array of flat Kinesis records): {0}. Check the Pipe's source is the Kinesis stream and its target has no input transformer")]
+    NotABatch(String),
+
     #[error("product {product_id}: gave up after {attempts} conflicting concurrent writes; is a second processor or a replay writing to the same table?")]
     Contention { product_id: String, attempts: usize },
 }

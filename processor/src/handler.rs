@@ -122,6 +122,14 @@ impl Processor {
         self.process_batch(batch).await.response
     }
 
+    /// The Lambda entry point for the invocation body as it arrives (the JSON text Pipes
+    /// sends): read once, without path tracking, as a [`PipeBatch`].
+    pub async fn handle_json(&self, body: &str) -> Result<BatchResponse, ProcessorError> {
+        let batch: PipeBatch =
+            serde_json::from_str(body).map_err(|e| ProcessorError::NotABatch(e.to_string()))?;
+        Ok(self.handle_batch(&batch).await)
+    }
+
     pub async fn process_batch(&self, batch: &PipeBatch) -> BatchReport {
         self.run(batch).await
     }
