@@ -13,6 +13,7 @@ want=$(awk '/^name = "wasm-bindgen"$/ { getline; gsub(/version = |"/, ""); print
 have=$(wasm-bindgen --version 2>/dev/null | awk '{print $2}' || true)
 if [ "$have" != "$want" ]; then
   echo "installing wasm-bindgen-cli $want (matches Cargo.lock; once, a few minutes)…" >&2
+  # Not --locked: its published lock names a webpki-roots release some crates.io mirrors lack.
   cargo install wasm-bindgen-cli --version "$want"
 fi
 
