@@ -118,12 +118,17 @@ async fn seed(stack: &LocalStack) {
         .await
         .unwrap();
     let pipe = stack.start_pipe();
-    for _ in 0..200 {
+    for _ in 0..1000 {
         if pipe.stats.snapshot().records_delivered >= 7 {
             break;
         }
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
+    assert_eq!(
+        pipe.stats.snapshot().records_delivered,
+        7,
+        "the seed records were processed"
+    );
     pipe.stop().await.unwrap();
 }
 

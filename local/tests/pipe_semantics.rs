@@ -94,7 +94,8 @@ async fn run_pipe(s: &common::Stack, target: &Recorder, settings: PipeSettings) 
 }
 
 async fn wait_for(target: &Recorder, mut done: impl FnMut(&[(String, Vec<String>)]) -> bool) {
-    for _ in 0..1000 {
+    // Up to 30 s: a passing run takes well under one, a slow CI machine several.
+    for _ in 0..3000 {
         if done(&target.invocations()) {
             return;
         }
