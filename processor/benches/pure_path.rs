@@ -205,6 +205,13 @@ fn pure_path(c: &mut Criterion<ThreadCpu>) {
         g.bench_function("stage/parse PipeBatch", |b| {
             b.iter(|| black_box(lambda_deserialize::<PipeBatch>(black_box(&json))))
         });
+        g.bench_function("stage/parse PipeBatch, sonic-rs", |b| {
+            b.iter(|| {
+                let batch: PipeBatch =
+                    sonic_rs::from_slice(black_box(&json)).expect("a Pipes batch");
+                black_box(batch)
+            })
+        });
         // Without lambda_runtime's path tracking, to show what it costs.
         g.bench_function("stage/parse PipeBatch, plain serde_json", |b| {
             b.iter(|| {
