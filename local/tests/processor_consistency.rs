@@ -30,6 +30,37 @@ async fn the_pipes_fixture_adds_the_sample_product() {
     assert_eq!(text(&item, "last_event_at"), "2023-09-11T12:00:00Z");
 }
 
+/// The Lambda's own entry point (`handle_json`, the body as Pipes sends it): the fixture
+/// applies, and a body that is not a Pipes batch (here the Lambda-Kinesis event shape a
+/// misconfigured trigger sends) is refused with what to check, writing nothing.
+#[tokio::test]
+async fn the_lambda_body_is_read_as_a_pipes_batch_or_refused_with_a_reason() {
+    let s = stack(1).await;
+    let processor = s.processor();
+    let lambda_kinesis_event =
+        r#"{"Records":[{"kinesis":{"partitionKey":"P98765","data":"e30="}}]}"#;
+    let err = processor
+        .handle_json(lambda_kinesis_event)
+        .await
+        .expect_err("not a Pipes batch");
+    let message = err.to_string();
+    assert!(
+        message.contains("not an EventBridge Pipes batch") && message.contains("Kinesis"),
+        "{message}"
+    );
+    assert!(s.product("P98765").await.is_none(), "nothing written");
+
+    let response = processor
+        .handle_json(include_str!(
+            "../../processor/tests/fixtures/pipes-kinesis-batch.json"
+        ))
+        .await
+        .expect("a Pipes batch");
+    assert!(response.batch_item_failures.is_empty());
+    let item = s.product("P98765").await.expect("product stored");
+    assert_eq!(stock(&item), (10, "active".into(), 1));
+}
+
 #[tokio::test]
 async fn mixed_batch_gives_exact_stock_and_exact_rejections() {
     let s = stack(1).await;
