@@ -593,3 +593,46 @@ async fn a_stale_write_loses_the_race_instead_of_putting_old_state_back() {
         (90, "active".into(), 11)
     );
 }
+
+#[tokio::test]
+async fn a_write_race_lost_to_a_writer_that_rejected_the_same_record_keeps_its_rejection() {
+    let s = stack(1).await;
+    s.put("P1", event("e1", "product_added", "P1", Some(1)))
+        .await;
+    s.put("P1", event("e2", "quantity_decreased", "P1", Some(5)))
+        .await; // oversell
+    s.put("P1", event("e3", "quantity_increased", "P1", Some(2)))
+        .await;
+    let batch = s.read_one_shard().await;
+
+    // Processor A (a retried, bisected half of the batch) records e2's rejection, then its
+    // product write is held back...
+    let gate = Gate::start(s.aws.endpoint(), ".PutItem").await;
+    let slow_db = aws_sdk_dynamodb::Client::new(&inventory_local::sdk_config_for(&gate.endpoint));
+    let slow = Processor::new(slow_db, s.tables.clone());
+    let half = batch[..2].to_vec();
+    let a = tokio::spawn(async move { slow.process(&half).await });
+    while gate.held.load(std::sync::atomic::Ordering::SeqCst) == 0 {
+        tokio::time::sleep(std::time::Duration::from_millis(5)).await;
+    }
+    // ...while processor B processes the whole batch, rejecting e2 too.
+    deliver(&s.processor(), &batch).await;
+    gate.open();
+    let report = a.await.unwrap();
+    assert!(report.response.batch_item_failures.is_empty());
+
+    // A lost the race and re-folded: e2 is now a redelivery, but B's item passed it as a
+    // rejection, so the rejection both recorded stays.
+    assert_eq!(
+        stock(&s.product("P1").await.unwrap()),
+        (3, "active".into(), 2)
+    );
+    assert_eq!(
+        s.rejections(&s.tables)
+            .await
+            .get(&batch[1].event_id)
+            .map(String::as_str),
+        Some("insufficient_stock"),
+        "the loser of a write race deleted the winner's rejection"
+    );
+}

@@ -536,8 +536,8 @@ impl Processor {
                     if latest.is_some() && latest.as_ref() == fold.record.as_ref() {
                         // The stored item is exactly what we wrote: an earlier attempt of
                         // this PutItem succeeded and only its response was lost (the SDK
-                        // retried it). Re-folding would see our own events as redeliveries
-                        // and undo their rejections.
+                        // retried it). Re-folding would count our own events as
+                        // redeliveries, not as applied and rejected.
                         settled.written = true;
                         settled.outcomes = fold.outcomes;
                         return Ok(settled);
@@ -558,8 +558,9 @@ impl Processor {
         })
     }
 
-    /// After a re-fold, records rejected now but not before are recorded and records no
-    /// longer rejected have their rejection removed.
+    /// After a re-fold, records rejected now are recorded, and records this invocation
+    /// rejected but the re-fold applies or finds published twice have their rejection
+    /// removed.
     async fn reconcile_rejections<R: Records + ?Sized>(
         &self,
         records: &R,
@@ -589,6 +590,10 @@ impl Processor {
                         ),
                     ));
                 }
+                // A redelivery was processed by the writer we lost to, which recorded its
+                // rejection (if any) before writing the item: that rejection is not ours
+                // to delete, even when our fold rejected the record too.
+                Outcome::Duplicate(DuplicateKind::Redelivery) => {}
                 _ if was => {
                     let record = records.record(*i);
                     let item = items::rejection_to_item(
