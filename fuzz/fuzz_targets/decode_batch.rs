@@ -1,5 +1,5 @@
 //! Whatever bytes arrive, decoding and validation never panic, and what they accept obeys
-//! the contract. The bytes are tried as a whole Pipes batch (both readings the processor
+//! the contract. The bytes are tried as a whole Pipes batch (every reading the processor
 //! has, which must agree), as one record's base64 data and as one event payload; every
 //! accepted event is then folded through the state machine, whose stock must stay within
 //! its bounds.
@@ -41,6 +41,18 @@ fuzz_target!(|data: &[u8]| {
         batch.is_ok(),
         "both readings accept the same batches"
     );
+    // The processor's own reading (in place, sonic-rs) and the serde_json one in place
+    // accept exactly the batches serde_json does, with the same records.
+    if let Ok(text) = std::str::from_utf8(data) {
+        let sonic = PipeBatch::from_json_sonic(text.to_owned());
+        let in_place = PipeBatch::from_json(text.to_owned());
+        assert_eq!(sonic.is_ok(), batch.is_ok(), "sonic-rs accepts what serde_json does");
+        assert_eq!(in_place.is_ok(), batch.is_ok(), "in place accepts what a copy does");
+        if let (Ok(sonic), Ok(in_place), Ok(batch)) = (sonic, in_place, batch.as_ref()) {
+            assert_eq!(sonic.to_records(), batch.to_records(), "sonic-rs reads the same");
+            assert_eq!(in_place.to_records(), batch.to_records(), "in place reads the same");
+        }
+    }
     if let (Ok(records), Ok(batch)) = (records, batch) {
         let decoded = decode_batch(&records);
         assert_eq!(

@@ -60,9 +60,8 @@ impl Target for ProcessorTarget {
         let processor = self.0.clone();
         Box::pin(async move {
             // Handled as the Lambda handles its body (processor/src/bin/processor.rs).
-            let body = std::str::from_utf8(&payload).map_err(|e| e.to_string())?;
             let response = processor
-                .handle_json(body)
+                .handle_body(payload)
                 .await
                 .map_err(|e| e.to_string())?;
             serde_json::to_vec(&response).map_err(|e| e.to_string())

@@ -30,7 +30,7 @@ async fn the_pipes_fixture_adds_the_sample_product() {
     assert_eq!(text(&item, "last_event_at"), "2023-09-11T12:00:00Z");
 }
 
-/// The Lambda's own entry point (`handle_json`, the body as Pipes sends it): the fixture
+/// The Lambda's own entry point (`handle_body`, the body as Pipes sends it): the fixture
 /// applies, and a body that is not a Pipes batch (here the Lambda-Kinesis event shape a
 /// misconfigured trigger sends) is refused with what to check, writing nothing.
 #[tokio::test]
@@ -40,7 +40,7 @@ async fn the_lambda_body_is_read_as_a_pipes_batch_or_refused_with_a_reason() {
     let lambda_kinesis_event =
         r#"{"Records":[{"kinesis":{"partitionKey":"P98765","data":"e30="}}]}"#;
     let err = processor
-        .handle_json(lambda_kinesis_event)
+        .handle_body(lambda_kinesis_event.as_bytes().to_vec())
         .await
         .expect_err("not a Pipes batch");
     let message = err.to_string();
@@ -51,9 +51,9 @@ async fn the_lambda_body_is_read_as_a_pipes_batch_or_refused_with_a_reason() {
     assert!(s.product("P98765").await.is_none(), "nothing written");
 
     let response = processor
-        .handle_json(include_str!(
-            "../../processor/tests/fixtures/pipes-kinesis-batch.json"
-        ))
+        .handle_body(
+            include_bytes!("../../processor/tests/fixtures/pipes-kinesis-batch.json").to_vec(),
+        )
         .await
         .expect("a Pipes batch");
     assert!(response.batch_item_failures.is_empty());

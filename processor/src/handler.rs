@@ -122,11 +122,10 @@ impl Processor {
         self.process_batch(batch).await.response
     }
 
-    /// The Lambda entry point for the invocation body as it arrives (the JSON text Pipes
-    /// sends): read once, without path tracking, as a [`PipeBatch`].
-    pub async fn handle_json(&self, body: &str) -> Result<BatchResponse, ProcessorError> {
-        let batch: PipeBatch =
-            serde_json::from_str(body).map_err(|e| ProcessorError::NotABatch(e.to_string()))?;
+    /// The Lambda entry point for the invocation body as it arrives (the JSON bytes Pipes
+    /// sends), read once and in place by [`crate::body::read_body`].
+    pub async fn handle_body(&self, body: Vec<u8>) -> Result<BatchResponse, ProcessorError> {
+        let batch = crate::body::read_body(body)?;
         Ok(self.handle_batch(&batch).await)
     }
 

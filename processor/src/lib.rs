@@ -1,6 +1,7 @@
 //! The processor Lambda's library: everything but the runtime loop, so tests and the local
 //! Pipe runner drive the same code the Lambda runs.
 
+pub mod body;
 pub mod config;
 pub mod error;
 pub mod handler;

@@ -1,8 +1,14 @@
 //! The Lambda an EventBridge Pipe invokes with a batch of Kinesis records.
 
+use inventory_processor::body::RawBodies;
 use inventory_processor::{dynamodb_client_from_env, Processor, Tables};
-use lambda_runtime::{service_fn, Error, LambdaEvent};
-use serde_json::value::RawValue;
+use lambda_runtime::{service_fn, Error, LambdaEvent, Runtime};
+use serde::de::IgnoredAny;
+
+// A batch allocates a few small strings per record; mimalloc serves them faster than the
+// system allocator (see docs/performance.md).
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
 #[tokio::main]
 async fn main() -> Result<(), Error> {
@@ -14,11 +20,19 @@ async fn main() -> Result<(), Error> {
         .without_time()
         .init();
     let processor = Processor::new(dynamodb_client_from_env().await, Tables::from_env()?);
-    // The body is taken whole and read once as a PipeBatch (one buffer, no path tracking):
-    // lambda_runtime's own typed reading costs more than decoding the events.
-    lambda_runtime::run(service_fn(|event: LambdaEvent<Box<RawValue>>| {
-        let processor = processor.clone();
-        async move { Ok::<_, Error>(processor.handle_json(event.payload.get()).await?) }
-    }))
-    .await
+    // The body is taken out of the invocation before lambda_runtime would deserialise it,
+    // and read once, in place (processor/src/body.rs).
+    let bodies = RawBodies::default();
+    let handler = {
+        let bodies = bodies.clone();
+        service_fn(move |event: LambdaEvent<IgnoredAny>| {
+            let processor = processor.clone();
+            let body = bodies.take(&event.context.request_id);
+            async move {
+                let body = body.ok_or("the invocation's body was not captured: the runtime must be wrapped in RawBodies::layer")?;
+                Ok::<_, Error>(processor.handle_body(body).await?)
+            }
+        })
+    };
+    Runtime::new(handler).layer(bodies.layer()).run().await
 }
