@@ -277,9 +277,13 @@ impl PipeBatch {
     }
 
     fn assemble(body: String, parts: BatchParts) -> Self {
-        let mut text = body;
-        // Strings that are not slices of the body were numbered from its end.
-        text.push_str(&parts.extra);
+        // Strings that are not slices of the body were numbered from its end; read without
+        // a body (copying), `extra` is the whole text already.
+        let text = if body.is_empty() {
+            parts.extra
+        } else {
+            body + &parts.extra
+        };
         PipeBatch {
             text,
             records: parts.records,
