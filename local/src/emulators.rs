@@ -4,6 +4,7 @@
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
+use std::sync::Arc;
 
 use aws_config::{BehaviorVersion, Region, SdkConfig};
 use axum::body::Body;
@@ -110,6 +111,7 @@ impl LocalAws {
         let addr = local_addr(&listener)?;
         let gateway = Gateway {
             kinesis,
+            kinesis_puts: Arc::default(),
             dynamo: format!("http://{dynamo_addr}"),
             http: HttpClient::builder(TokioExecutor::new()).build(HttpConnector::new()),
         };
@@ -198,17 +200,31 @@ fn local_addr(listener: &TcpListener) -> Result<SocketAddr, EmulatorError> {
 #[derive(Clone)]
 struct Gateway {
     kinesis: Router,
+    /// Held across each PutRecord/PutRecords. ferrokinesis numbers a put's records before it
+    /// stores them, so with two puts in flight on a shard a reader could see the later one,
+    /// move its iterator past it, and never see the earlier one (docs/challenges.md §15).
+    /// Kinesis makes records readable in sequence order; one put at a time restores that.
+    kinesis_puts: Arc<tokio::sync::Mutex<()>>,
     dynamo: String,
     http: HttpClient<HttpConnector, Body>,
 }
 
 async fn route(State(gw): State<Gateway>, req: Request) -> Response {
-    let is_dynamo = req
+    let target = req
         .headers()
         .get("x-amz-target")
         .and_then(|v| v.to_str().ok())
+        .map(str::to_owned);
+    let is_dynamo = target
+        .as_deref()
         .is_some_and(|t| t.starts_with("DynamoDB_"));
     if !is_dynamo {
+        let _one_put_at_a_time = match target.as_deref() {
+            Some(t) if t.ends_with(".PutRecord") || t.ends_with(".PutRecords") => {
+                Some(gw.kinesis_puts.lock().await)
+            }
+            _ => None,
+        };
         return match gw.kinesis.oneshot(req).await {
             Ok(resp) => resp,
             Err(never) => match never {},
