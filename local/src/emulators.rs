@@ -214,16 +214,14 @@ async fn route(State(gw): State<Gateway>, req: Request) -> Response {
         .headers()
         .get("x-amz-target")
         .and_then(|v| v.to_str().ok())
-        .map(str::to_owned);
-    let is_dynamo = target
-        .as_deref()
-        .is_some_and(|t| t.starts_with("DynamoDB_"));
+        .unwrap_or_default();
+    let is_dynamo = target.starts_with("DynamoDB_");
+    let is_put = target.ends_with(".PutRecord") || target.ends_with(".PutRecords");
     if !is_dynamo {
-        let _one_put_at_a_time = match target.as_deref() {
-            Some(t) if t.ends_with(".PutRecord") || t.ends_with(".PutRecords") => {
-                Some(gw.kinesis_puts.lock().await)
-            }
-            _ => None,
+        let _one_put_at_a_time = if is_put {
+            Some(gw.kinesis_puts.lock().await)
+        } else {
+            None
         };
         return match gw.kinesis.oneshot(req).await {
             Ok(resp) => resp,
