@@ -2,28 +2,35 @@
 CARGO ?= cargo
 LOCAL := $(CARGO) run --release --locked -p inventory-local --bin inventory-local --
 
-.PHONY: demo dev console test lint infra-lint fuzz soak bench deploy deploy-dry-run destroy diagrams
+.PHONY: demo dev console test lint infra-lint fuzz soak bench deploy deploy-dry-run destroy diagrams setup setup-test
+
+## The pinned toolchain (rustup 1.28+ does not install it on first use), and for the tests
+## Chromium, ChromeDriver and python3-venv: scripts/setup.sh.
+setup:
+	./scripts/setup.sh
+setup-test:
+	./scripts/setup.sh test
 
 ## Build everything, run the whole pipeline locally (embedded AWS emulators, no account),
 ## verify DynamoDB against the generator's model, then serve the console until Ctrl-C.
-demo: console
+demo: setup console
 	$(LOCAL) demo --port 0 --events 20000 --products 200 --skew zipf:1.1 --rate 2000 \
 		--duplicates 0.05 --malformed 0.01 --invalid 0.01 --serve
 
 ## Keep the local stack, API and console running until Ctrl-C (prints the URLs and token).
-dev: console
+dev: setup console
 	$(LOCAL) up
 
 ## The Leptos console as static files in target/site (what S3 serves).
-console:
+console: setup
 	./scripts/build-console.sh target/site
 
 ## Every check CI runs: formatting, lints, the template's lint, a bounded fuzz run, all
 ## tests including the fault suite and the real-browser test.
-test: lint infra-lint console fuzz
+test: setup-test lint infra-lint console fuzz
 	BROWSER_TEST=required $(CARGO) test --locked --workspace
 
-lint:
+lint: setup
 	$(CARGO) fmt --all -- --check
 	$(CARGO) clippy --locked --workspace --all-targets -- -D warnings
 	$(CARGO) clippy --locked -p inventory-console --target wasm32-unknown-unknown -- -D warnings

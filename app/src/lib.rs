@@ -179,6 +179,16 @@ fn simulation_view(sim: SimulationStatus) -> impl IntoView {
         SimulationState::Completed => "completed",
         SimulationState::Failed => "failed",
     };
+    let r = &sim.request;
+    let producers = (r.producers > 1 || r.retry_share > 0.0).then(|| {
+        format!(
+            " · {} producers, {:.1}% late retries {}–{} events later",
+            r.producers,
+            r.retry_share * 100.0,
+            r.retry_distance.min,
+            r.retry_distance.max
+        )
+    });
     let verdict = sim.verdict.clone().map(|v| {
         let ok = v.mismatches == 0 && v.caught_up;
         let headline = format!(
@@ -219,6 +229,7 @@ fn simulation_view(sim: SimulationStatus) -> impl IntoView {
             <span class="state">{state}</span>
             " · " {format!("{} / {} events sent", sim.events_sent, sim.events_target)}
             " · products " <code>{format!("{}-*", sim.run_id)}</code>
+            {producers}
         </p>
         <div class="progress" aria-label="progress"><div style=format!("width:{pct:.1}%")></div></div>
         {sim.error.map(|e| view! { <p class="error" role="alert">{e}</p> })}
@@ -302,6 +313,8 @@ fn SimulationForm(live: Live, busy: StoredValue<bool>) -> impl IntoView {
     let duplicates = RwSignal::new(defaults.duplicates.to_string());
     let malformed = RwSignal::new(defaults.malformed.to_string());
     let invalid = RwSignal::new(defaults.invalid.to_string());
+    let producers = RwSignal::new(defaults.producers.to_string());
+    let retry_share = RwSignal::new(defaults.retry_share.to_string());
     let message: RwSignal<Option<Result<String, String>>> = RwSignal::new(None);
     let sending = RwSignal::new(false);
 
@@ -316,6 +329,12 @@ fn SimulationForm(live: Live, busy: StoredValue<bool>) -> impl IntoView {
                 .parse::<f64>()
                 .map_err(|_| format!("{name} must be a number"))
         };
+        let whole = |s: RwSignal<String>, name: &str| -> Result<u32, String> {
+            s.get_untracked()
+                .trim()
+                .parse::<u32>()
+                .map_err(|_| format!("{name} must be a whole number"))
+        };
         let request = (|| -> Result<SimulationRequest, String> {
             Ok(SimulationRequest {
                 products: parse(products, "Products")? as u32,
@@ -326,6 +345,10 @@ fn SimulationForm(live: Live, busy: StoredValue<bool>) -> impl IntoView {
                 malformed: parse(malformed, "Malformed")?,
                 invalid: parse(invalid, "Invalid")?,
                 seed: None,
+                producers: whole(producers, "Producers")?,
+                retry_share: parse(retry_share, "Late retries")?,
+                // The default range (1 to 2,000 records later) is what the form offers.
+                ..SimulationRequest::default()
             })
         })()
         .and_then(|r| r.validate().map(|_| r));
@@ -384,6 +407,8 @@ fn SimulationForm(live: Live, busy: StoredValue<bool>) -> impl IntoView {
                 {field("Duplicates (ratio)", "duplicates", duplicates, "any")}
                 {field("Malformed (ratio)", "malformed", malformed, "any")}
                 {field("Invalid transitions (ratio)", "invalid", invalid, "any")}
+                {field("Producers", "producers", producers, "1")}
+                {field("Late retries (ratio, 1–2,000 events later)", "retry_share", retry_share, "any")}
             </div>
             <button type="submit" id="start" prop:disabled=move || sending.get()>
                 {move || if sending.get() { "Starting…" } else { "Start simulation" }}

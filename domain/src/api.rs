@@ -12,6 +12,11 @@ use crate::state::ProductStatus;
 pub const MAX_SIMULATION_EVENTS: u64 = 1_000_000;
 pub const MAX_SIMULATION_RATE: f64 = 5_000.0;
 pub const MAX_SIMULATION_PRODUCTS: u32 = 10_000;
+pub const MAX_SIMULATION_PRODUCERS: u32 = 100;
+pub const MAX_SIMULATION_RETRY_DISTANCE: u64 = 1_000_000;
+/// A late retry must land within the processor's 15-minute duplicate window; 10 minutes
+/// leave room for pipeline lag.
+pub const MAX_RETRY_DELAY_SECS: f64 = 600.0;
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
@@ -112,6 +117,33 @@ pub struct SimulationRequest {
     pub malformed: f64,
     pub invalid: f64,
     pub seed: Option<u64>,
+    /// Concurrent producers sharing the products (1 to 100); a product's events still land
+    /// in order.
+    #[cfg_attr(feature = "openapi", schema(minimum = 1, maximum = 100, default = 1))]
+    pub producers: u32,
+    /// Fraction of records that are a producer's late retry of an earlier event (same bytes
+    /// and event_id), as after a timed-out PutRecords that had succeeded.
+    #[cfg_attr(feature = "openapi", schema(minimum = 0, maximum = 1, default = 0))]
+    pub retry_share: f64,
+    /// How many other records are put between an event and its late retry.
+    pub retry_distance: RetryDistance,
+}
+
+/// A range of record counts, both ends included.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+#[serde(default)]
+pub struct RetryDistance {
+    #[cfg_attr(feature = "openapi", schema(default = 1))]
+    pub min: u64,
+    #[cfg_attr(feature = "openapi", schema(maximum = 1_000_000, default = 2000))]
+    pub max: u64,
+}
+
+impl Default for RetryDistance {
+    fn default() -> Self {
+        Self { min: 1, max: 2_000 }
+    }
 }
 
 impl Default for SimulationRequest {
@@ -125,6 +157,9 @@ impl Default for SimulationRequest {
             malformed: 0.01,
             invalid: 0.01,
             seed: None,
+            producers: 1,
+            retry_share: 0.0,
+            retry_distance: RetryDistance::default(),
         }
     }
 }
@@ -153,6 +188,31 @@ impl SimulationRequest {
                 "duplicates, malformed and invalid must each be between 0 and 1 and sum to at most 0.9"
                     .into(),
             );
+        }
+        if self.producers == 0 || self.producers > MAX_SIMULATION_PRODUCERS {
+            return Err(format!(
+                "producers must be between 1 and {MAX_SIMULATION_PRODUCERS}"
+            ));
+        }
+        if !(0.0..=1.0).contains(&self.retry_share)
+            || ratios.iter().sum::<f64>() + self.retry_share > 0.9
+        {
+            return Err(
+                "retry_share must be between 0 and 1 and sum with duplicates, malformed and invalid to at most 0.9"
+                    .into(),
+            );
+        }
+        let d = self.retry_distance;
+        if d.min > d.max || d.max > MAX_SIMULATION_RETRY_DISTANCE {
+            return Err(format!(
+                "retry_distance must have min <= max <= {MAX_SIMULATION_RETRY_DISTANCE}"
+            ));
+        }
+        if self.retry_share > 0.0 && d.max as f64 / self.rate > MAX_RETRY_DELAY_SECS {
+            return Err(format!(
+                "retry_distance.max {} at rate {} lands a late retry more than {MAX_RETRY_DELAY_SECS} s after its original, past the processor's duplicate window: lower retry_distance.max or raise rate",
+                d.max, self.rate
+            ));
         }
         let skew_ok = self.skew == "uniform"
             || self.skew == "zipf"
@@ -297,5 +357,35 @@ mod tests {
         assert!(over(|r| r.duplicates = 0.95).contains("sum"));
         assert!(over(|r| r.skew = "zipf:-1".into()).contains("skew"));
         assert!(over(|r| r.rate = f64::NAN).contains("rate"));
+        assert!(over(|r| r.producers = 0).contains("producers"));
+        assert!(over(|r| r.producers = 101).contains("producers"));
+        assert!(over(|r| r.retry_share = -0.1).contains("retry_share"));
+        assert!(over(|r| r.retry_share = f64::NAN).contains("retry_share"));
+        assert!(over(|r| r.retry_share = 0.9).contains("sum"));
+        assert!(
+            over(|r| r.retry_distance = RetryDistance { min: 5, max: 4 }).contains("min <= max")
+        );
+        assert!(over(|r| r.retry_distance.max = 1_000_001).contains("retry_distance"));
+        assert!(over(|r| {
+            r.retry_share = 0.05;
+            r.rate = 1.0;
+        })
+        .contains("raise rate"));
+    }
+
+    #[test]
+    fn requests_from_before_producers_take_one_producer_without_late_retries() {
+        let r: SimulationRequest =
+            serde_json::from_str(r#"{"events": 500, "duplicates": 0.1}"#).unwrap();
+        assert_eq!(
+            (r.producers, r.retry_share, r.retry_distance),
+            (1, 0.0, RetryDistance { min: 1, max: 2_000 })
+        );
+        let r: SimulationRequest = serde_json::from_str(
+            r#"{"producers": 10, "retry_share": 0.05, "retry_distance": {"max": 500}}"#,
+        )
+        .unwrap();
+        assert_eq!(r.retry_distance, RetryDistance { min: 1, max: 500 });
+        r.validate().unwrap();
     }
 }

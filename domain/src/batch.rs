@@ -41,6 +41,7 @@ fn decode_with(record: &PipeRecord, scratch: &mut Vec<u8>) -> Result<SequencedEv
         &record.data,
         &record.partition_key,
         &record.event_id,
+        record.arrival_millis(),
         scratch,
     )
 }
@@ -50,6 +51,7 @@ fn decode_parts(
     data: &str,
     partition_key: &str,
     event_id: &str,
+    arrival_ms: i64,
     scratch: &mut Vec<u8>,
 ) -> Result<SequencedEvent, Rejection> {
     let sequence = SequenceNumber::parse(sequence_number).map_err(|e| {
@@ -66,11 +68,12 @@ fn decode_parts(
             "partitionKey: must equal product.product_id, so a product's events stay in one shard and in order",
         ));
     }
-    Ok(SequencedEvent {
+    Ok(SequencedEvent::new(
         sequence,
-        record_id: event_id.to_owned(),
+        event_id.to_owned(),
+        arrival_ms,
         event,
-    })
+    ))
 }
 
 /// Steps 1-2 of a batch: decode and validate every record, then group the valid events by
@@ -94,6 +97,7 @@ pub fn decode_pipe_batch(batch: &PipeBatch) -> DecodedBatch {
                 r.data,
                 r.partition_key,
                 r.event_id,
+                r.arrival_millis(),
                 &mut scratch,
             )
         }),

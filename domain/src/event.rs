@@ -109,10 +109,13 @@ pub enum RejectionReason {
     ProductNotFound,
     InsufficientStock,
     StockLimitExceeded,
+    /// A new record carries an `event_id` already processed for this product with other
+    /// content: the producer reused an id (a bug), so neither event may be dropped unseen.
+    EventIdReused,
 }
 
 impl RejectionReason {
-    pub const ALL: [RejectionReason; 9] = [
+    pub const ALL: [RejectionReason; 10] = [
         RejectionReason::InvalidBase64,
         RejectionReason::PayloadTooLarge,
         RejectionReason::InvalidJson,
@@ -122,6 +125,7 @@ impl RejectionReason {
         RejectionReason::ProductNotFound,
         RejectionReason::InsufficientStock,
         RejectionReason::StockLimitExceeded,
+        RejectionReason::EventIdReused,
     ];
 
     pub fn as_str(self) -> &'static str {
@@ -135,6 +139,7 @@ impl RejectionReason {
             RejectionReason::ProductNotFound => "product_not_found",
             RejectionReason::InsufficientStock => "insufficient_stock",
             RejectionReason::StockLimitExceeded => "stock_limit_exceeded",
+            RejectionReason::EventIdReused => "event_id_reused",
         }
     }
 

@@ -3,6 +3,7 @@
 
 pub mod api;
 pub mod batch;
+pub mod dedup;
 pub mod event;
 pub mod pipes;
 pub mod sequence;
@@ -14,6 +15,6 @@ pub use event::{
 pub use pipes::{BatchItemFailure, BatchResponse, PipeRecord};
 pub use sequence::SequenceNumber;
 pub use state::{
-    apply, fold_product, DuplicateKind, Outcome, ProductFold, ProductRecord, ProductStatus,
-    RecentIds, SequencedEvent,
+    apply, apply_in, fold_product, fold_product_in, DedupContext, DuplicateKind, Outcome,
+    ProductFold, ProductRecord, ProductStatus, RecentIds, SequencedEvent,
 };

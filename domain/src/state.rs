@@ -1,17 +1,20 @@
 //! The per-product state machine and the bookkeeping that makes its effect exactly-once:
-//! the last applied sequence number (redeliveries) and a short window of recent event ids
-//! (a producer's duplicate publishes). Pure: no I/O.
+//! the product's position in the stream (redeliveries), the shard log of processed events
+//! (a producer's duplicate at any distance inside the window, [`crate::dedup`]) and a short
+//! list of recent event ids kept in the item (duplicates past the window). Pure: no I/O.
+
+use std::collections::HashMap;
 
 use serde::{Deserialize, Serialize};
 use xxhash_rust::xxh3::xxh3_64;
 
+use crate::dedup::{self, classify, LogRecord, Seen, SeenIndex, Verdict};
 use crate::event::{Change, InventoryEvent, Rejection, RejectionReason, MAX_STOCK};
 use crate::sequence::SequenceNumber;
 
-/// How many recent event ids a product remembers to recognise a producer's duplicate.
-/// A producer retries an event before it sends that product's next one (the generator
-/// guarantees it; the SDK's retries do too), so a duplicate lands within a few events of its
-/// original; 16 covers that with margin while keeping the item within one 1 KB write unit.
+/// How many recent event ids a product item remembers. The shard log recognises
+/// duplicates at any distance inside its window; these 16 still catch a near duplicate
+/// past the window's edge, at no extra write (they stay inside the item's 1 KB unit).
 pub const RECENT_IDS: usize = 16;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
@@ -90,6 +93,9 @@ pub struct ProductRecord {
     pub version: u64,
     /// The last sequence number this product has processed (applied or rejected).
     pub last_sequence: SequenceNumber,
+    /// The number of the shard `last_sequence` belongs to (`None` in items written before
+    /// shards were tracked: those compare sequence numbers as before).
+    pub last_shard: Option<u64>,
     pub last_event_at: String,
     pub recent_ids: RecentIds,
 }
@@ -113,37 +119,157 @@ pub enum Outcome {
 /// One event with its position in the stream.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct SequencedEvent {
+    /// The shard's number ([`dedup::shard_ordinal`]); sequence numbers are compared only
+    /// within one shard.
+    pub shard: u64,
     pub sequence: SequenceNumber,
     /// The record's identity (`shardId:sequenceNumber`), which stands in for a missing
     /// event id.
     pub record_id: String,
+    /// The record's `approximateArrivalTimestamp` in ms: the dedup window's clock.
+    pub arrival_ms: i64,
+    /// [`dedup::dedup_hash`] of the product and the dedup key.
+    pub key: u64,
+    /// [`dedup::content_hash`] of the event.
+    pub content: u32,
+    /// [`dedup::record_hash`] of the sequence number.
+    pub record: u32,
     pub event: InventoryEvent,
 }
 
 impl SequencedEvent {
+    /// `record_id` is the Pipes `eventID` (`shardId-…:sequenceNumber`); the shard comes
+    /// from it.
+    pub fn new(
+        sequence: SequenceNumber,
+        record_id: String,
+        arrival_ms: i64,
+        event: InventoryEvent,
+    ) -> Self {
+        let shard = dedup::shard_ordinal(record_id.split_once(':').map_or("", |(s, _)| s));
+        let key = dedup::dedup_hash(&event.product_id, event.dedup_key(&record_id));
+        let content = dedup::content_hash(&event);
+        let record = dedup::record_hash(sequence.as_str());
+        Self {
+            shard,
+            record,
+            sequence,
+            record_id,
+            arrival_ms,
+            key,
+            content,
+            event,
+        }
+    }
+
     pub fn dedup_key(&self) -> &str {
         self.event.dedup_key(&self.record_id)
     }
-}
 
-/// Applies one event to a product. `current` is `None` for a product never added.
-pub fn apply(current: &mut Option<ProductRecord>, ev: &SequencedEvent) -> Outcome {
-    if let Some(rec) = current.as_ref() {
-        if ev.sequence <= rec.last_sequence {
-            return Outcome::Duplicate(DuplicateKind::Redelivery);
-        }
-        if rec.recent_ids.contains(ev.dedup_key()) {
-            // Remembered as processed so a redelivery of this record is also a duplicate.
-            let rec = current.as_mut().expect("checked above");
-            rec.last_sequence = ev.sequence.clone();
-            return Outcome::Duplicate(DuplicateKind::ProducerDuplicate);
+    pub fn log_record(&self) -> LogRecord {
+        LogRecord {
+            key: self.key,
+            content: self.content,
+            record: self.record,
+            arrival_ms: self.arrival_ms,
         }
     }
+
+    /// Whether the product already processed this record: a record at or before the
+    /// product's position in the same shard, or from an older shard of its lineage.
+    fn is_behind(&self, rec: &ProductRecord) -> bool {
+        match rec.last_shard {
+            Some(shard) if shard != self.shard => self.shard < shard,
+            _ => self.sequence <= rec.last_sequence,
+        }
+    }
+}
+
+/// What a fold consults and remembers to recognise duplicates: the shard log (through
+/// `index`), the events this fold already processed, and the window.
+pub struct DedupContext<'a> {
+    pub index: &'a dyn SeenIndex,
+    pub window_ms: i64,
+    this_fold: HashMap<u64, Seen>,
+}
+
+impl<'a> DedupContext<'a> {
+    pub fn new(index: &'a dyn SeenIndex, window_ms: i64) -> Self {
+        Self {
+            index,
+            window_ms,
+            this_fold: HashMap::new(),
+        }
+    }
+
+    fn verdict(&self, ev: &SequencedEvent) -> Verdict {
+        let seen = self
+            .this_fold
+            .get(&ev.key)
+            .copied()
+            .or_else(|| self.index.seen(ev.key));
+        classify(seen, ev.content, ev.record, ev.arrival_ms, self.window_ms)
+    }
+
+    fn remember(&mut self, ev: &SequencedEvent) {
+        self.this_fold.entry(ev.key).or_insert(Seen {
+            content: ev.content,
+            record: ev.record,
+            arrival_ms: ev.arrival_ms,
+        });
+    }
+}
+
+/// Applies one event to a product without a shard log (the item's own bookkeeping only).
+/// `current` is `None` for a product never added.
+pub fn apply(current: &mut Option<ProductRecord>, ev: &SequencedEvent) -> Outcome {
+    apply_in(current, ev, &mut DedupContext::new(&dedup::NoLog, 0))
+}
+
+/// Applies one event to a product, consulting the shard log through `dedup`.
+pub fn apply_in(
+    current: &mut Option<ProductRecord>,
+    ev: &SequencedEvent,
+    dedup: &mut DedupContext<'_>,
+) -> Outcome {
+    if current.as_ref().is_some_and(|rec| ev.is_behind(rec)) {
+        return Outcome::Duplicate(DuplicateKind::Redelivery);
+    }
+    let verdict = dedup.verdict(ev);
+    let recent = current
+        .as_ref()
+        .is_some_and(|rec| rec.recent_ids.contains(ev.dedup_key()));
+    let skip = match verdict {
+        // Processed before and logged; its product (if any) was not written past it,
+        // e.g. a rejection of a product never added.
+        Verdict::SameRecord => Some(Outcome::Duplicate(DuplicateKind::Redelivery)),
+        Verdict::Duplicate => Some(Outcome::Duplicate(DuplicateKind::ProducerDuplicate)),
+        Verdict::IdReused => Some(Outcome::Rejected(Rejection::new(
+            RejectionReason::EventIdReused,
+            format!(
+                "event_id {} was already used for another event of product {}: the producer must give every event its own id (kept the first)",
+                ev.dedup_key(),
+                ev.event.product_id
+            ),
+        ))),
+        Verdict::New if recent => Some(Outcome::Duplicate(DuplicateKind::ProducerDuplicate)),
+        Verdict::New => None,
+    };
+    if let Some(outcome) = skip {
+        // Remembered as processed, so a redelivery of this record is also a duplicate.
+        if let Some(rec) = current.as_mut() {
+            rec.last_sequence = ev.sequence.clone();
+            rec.last_shard = Some(ev.shard);
+        }
+        return outcome;
+    }
+    dedup.remember(ev);
     match transition(current.as_ref(), &ev.event) {
         Ok(next) => {
             let mut rec = next;
             rec.version = current.as_ref().map_or(0, |r| r.version) + 1;
             rec.last_sequence = ev.sequence.clone();
+            rec.last_shard = Some(ev.shard);
             rec.last_event_at = ev.event.timestamp.clone();
             rec.recent_ids.push(ev.dedup_key());
             *current = Some(rec);
@@ -154,6 +280,7 @@ pub fn apply(current: &mut Option<ProductRecord>, ev: &SequencedEvent) -> Outcom
             // redelivery nor a duplicate publish is rejected (and recorded) twice.
             if let Some(rec) = current.as_mut() {
                 rec.last_sequence = ev.sequence.clone();
+                rec.last_shard = Some(ev.shard);
                 rec.recent_ids.push(ev.dedup_key());
             }
             Outcome::Rejected(rejection)
@@ -177,6 +304,7 @@ fn transition(
                 status: ProductStatus::Active,
                 version: 0,
                 last_sequence: SequenceNumber::parse("0").expect("0 is a sequence number"),
+                last_shard: None,
                 last_event_at: String::new(),
                 recent_ids: RecentIds::default(),
             });
@@ -242,18 +370,60 @@ pub struct ProductFold {
     /// Whether the stored item must be written (something was applied or rejected against
     /// an existing product).
     pub changed: bool,
+    /// What the shard log must add once this fold's work is stored: every event processed
+    /// here (applied or rejected by the state machine), and every redelivered one the log
+    /// does not hold yet (its first processing may have ended before its log write).
+    pub to_log: Vec<LogRecord>,
 }
 
-/// Folds a product's events (in stream order) over its stored record.
+/// Folds a product's events (in stream order) over its stored record, without a shard log.
 pub fn fold_product(current: Option<ProductRecord>, events: &[SequencedEvent]) -> ProductFold {
+    fold_product_in(current, events, &dedup::NoLog, 0)
+}
+
+/// Folds a product's events (in stream order) over its stored record, recognising
+/// duplicates through the shard log `index` within `window_ms`.
+pub fn fold_product_in(
+    current: Option<ProductRecord>,
+    events: &[SequencedEvent],
+    index: &dyn SeenIndex,
+    window_ms: i64,
+) -> ProductFold {
     let before = current.clone();
     let mut record = current;
-    let outcomes = events.iter().map(|ev| apply(&mut record, ev)).collect();
+    let mut dedup = DedupContext::new(index, window_ms);
+    let mut to_log = Vec::new();
+    let outcomes = events
+        .iter()
+        .map(|ev| {
+            let outcome = apply_in(&mut record, ev, &mut dedup);
+            let log = match &outcome {
+                Outcome::Applied => true,
+                Outcome::Rejected(r) => r.reason != RejectionReason::EventIdReused,
+                // Processed before: logged here only if neither the log nor this fold
+                // knows its key (then it was the first of its id, and its first processing
+                // ended before the log write). A known key means an earlier record holds it.
+                Outcome::Duplicate(DuplicateKind::Redelivery) => {
+                    let unknown = dedup.verdict(ev) == Verdict::New;
+                    if unknown {
+                        dedup.remember(ev);
+                    }
+                    unknown
+                }
+                Outcome::Duplicate(DuplicateKind::ProducerDuplicate) => false,
+            };
+            if log {
+                to_log.push(ev.log_record());
+            }
+            outcome
+        })
+        .collect();
     let changed = record != before;
     ProductFold {
         record,
         outcomes,
         changed,
+        to_log,
     }
 }
 
@@ -264,16 +434,28 @@ mod tests {
     use std::collections::BTreeMap;
 
     fn ev(seq: u64, id: &str, product: &str, change: Change) -> SequencedEvent {
-        SequencedEvent {
-            sequence: SequenceNumber::parse(&seq.to_string()).unwrap(),
-            record_id: format!("shardId-000000000000:{seq}"),
-            event: InventoryEvent {
+        ev_in(0, seq, seq as i64, id, product, change)
+    }
+
+    fn ev_in(
+        shard: u64,
+        seq: u64,
+        arrival_ms: i64,
+        id: &str,
+        product: &str,
+        change: Change,
+    ) -> SequencedEvent {
+        SequencedEvent::new(
+            SequenceNumber::parse(&seq.to_string()).unwrap(),
+            format!("{}:{seq}", crate::dedup::shard_id(shard)),
+            arrival_ms,
+            InventoryEvent {
                 event_id: Some(id.to_owned()),
                 product_id: product.to_owned(),
                 change,
                 timestamp: "2023-09-11T12:00:00Z".into(),
             },
-        }
+        )
     }
 
     fn added(q: u64) -> Change {
@@ -433,6 +615,8 @@ mod tests {
                         let mut dup = (*orig).clone();
                         dup.sequence = SequenceNumber::parse(&seq.to_string()).unwrap();
                         dup.record_id = format!("shardId-000000000000:{seq}");
+                        dup.arrival_ms = seq as i64;
+                        dup.record = crate::dedup::record_hash(dup.sequence.as_str());
                         out.push(dup);
                         continue;
                     }
@@ -537,6 +721,352 @@ mod tests {
             }
             let got = fold.record.map(|r| (r.status == ProductStatus::Active, r.quantity));
             prop_assert_eq!(got, model);
+        }
+    }
+
+    #[test]
+    fn a_retry_two_thousand_events_later_is_a_duplicate_through_the_log() {
+        let mut log = crate::dedup::ShardLog::default();
+        let first = fold_product_in(
+            None,
+            &[
+                ev(1, "a", "P", added(10)),
+                ev(2, "sale", "P", Change::Decreased(4)),
+            ],
+            &log,
+            crate::dedup::DEFAULT_WINDOW_MS,
+        );
+        first.to_log.iter().for_each(|r| log.insert(*r));
+        let mut rec = first.record;
+        // 2,000 other events later (more than the item's 16 recent ids).
+        let others: Vec<_> = (0..2000)
+            .map(|i| ev(3 + i, &format!("o{i}"), "P", Change::Increased(1)))
+            .collect();
+        let fold = fold_product_in(rec, &others, &log, crate::dedup::DEFAULT_WINDOW_MS);
+        fold.to_log.iter().for_each(|r| log.insert(*r));
+        rec = fold.record;
+        let retry = ev(5000, "sale", "P", Change::Decreased(4));
+        let fold = fold_product_in(
+            rec.clone(),
+            std::slice::from_ref(&retry),
+            &log,
+            crate::dedup::DEFAULT_WINDOW_MS,
+        );
+        assert_eq!(
+            fold.outcomes,
+            vec![Outcome::Duplicate(DuplicateKind::ProducerDuplicate)]
+        );
+        assert_eq!(fold.record.as_ref().map(|r| r.quantity), Some(2006));
+        // Without the log, the item's 16 recent ids no longer hold it: applied twice.
+        let blind = fold_product(rec, std::slice::from_ref(&retry));
+        assert_eq!(blind.outcomes, vec![Outcome::Applied]);
+    }
+
+    #[test]
+    fn a_reused_event_id_with_other_content_is_rejected_with_its_own_reason() {
+        let mut log = crate::dedup::ShardLog::default();
+        let first = fold_product_in(None, &[ev(1, "a", "P", added(10))], &log, 60_000);
+        first.to_log.iter().for_each(|r| log.insert(*r));
+        let fold = fold_product_in(
+            first.record,
+            &[ev(2, "a", "P", Change::Decreased(3))],
+            &log,
+            60_000,
+        );
+        assert_eq!(
+            rejected(&fold.outcomes[0]),
+            Some(RejectionReason::EventIdReused)
+        );
+        assert_eq!(fold.record.map(|r| r.quantity), Some(10));
+        assert!(
+            fold.to_log.is_empty(),
+            "the first use of the id stays the logged one"
+        );
+    }
+
+    #[test]
+    fn past_the_window_a_retry_is_new_again_unless_among_the_recent_ids() {
+        let window = 1_000;
+        let mut log = crate::dedup::ShardLog::default();
+        let first = fold_product_in(
+            None,
+            &[
+                ev(1, "a", "P", added(10)),
+                ev(2, "b", "P", Change::Decreased(1)),
+            ],
+            &log,
+            window,
+        );
+        first.to_log.iter().for_each(|r| log.insert(*r));
+        let mut rec = first.record;
+        let others: Vec<_> = (0..20)
+            .map(|i| ev(3 + i, &format!("o{i}"), "P", Change::Increased(1)))
+            .collect();
+        let fold = fold_product_in(rec, &others, &log, window);
+        rec = fold.record;
+        // Arrives 5 s after its original: outside the 1 s window and past the recent ids.
+        let late = ev_in(0, 100, 5_000, "b", "P", Change::Decreased(1));
+        let fold = fold_product_in(rec, std::slice::from_ref(&late), &log, window);
+        assert_eq!(fold.outcomes, vec![Outcome::Applied]);
+    }
+
+    #[test]
+    fn a_child_shard_with_smaller_sequence_numbers_is_not_taken_for_a_redelivery() {
+        let parent = fold_product(None, &[ev_in(0, 900, 1, "a", "P", added(10))]);
+        // After a split the product's records come from shard 5, numbered from 1 again.
+        let child = fold_product(
+            parent.record,
+            &[ev_in(5, 3, 2, "b", "P", Change::Decreased(4))],
+        );
+        assert_eq!(child.outcomes, vec![Outcome::Applied]);
+        let rec = child.record.unwrap();
+        assert_eq!((rec.quantity, rec.last_shard), (6, Some(5)));
+        // A late delivery from the parent (a stuck invocation) is behind the product.
+        let late = fold_product(
+            Some(rec),
+            &[ev_in(0, 901, 3, "c", "P", Change::Decreased(1))],
+        );
+        assert_eq!(
+            late.outcomes,
+            vec![Outcome::Duplicate(DuplicateKind::Redelivery)]
+        );
+    }
+
+    // ---- property: many producers, late retries, a reshard, crashes and dead letters ----
+
+    #[derive(Debug, Clone)]
+    enum Put {
+        /// A new event of product `.0`.
+        Event(u8, Op),
+        /// A producer's retry: a copy of the record put `.0` puts earlier (any product).
+        Retry(usize),
+        /// A producer bug: the id of the record `.0` puts earlier, with other content.
+        Reuse(usize),
+    }
+
+    fn put() -> impl Strategy<Value = Put> {
+        prop_oneof![
+            6 => (0u8..3, op().prop_filter("no in-place dups", |o| !matches!(o, Op::Dup(_))))
+                .prop_map(|(p, o)| Put::Event(p, o)),
+            2 => (1usize..2000).prop_map(Put::Retry),
+            1 => (1usize..2000).prop_map(Put::Reuse),
+        ]
+    }
+
+    /// The stream as the shards hold it: records before `reshard_at` in shard 0, the rest in
+    /// shard 3 with sequence numbers starting again from 1 (smaller than the parent's).
+    fn producer_stream(puts: &[Put], reshard_at: usize) -> Vec<SequencedEvent> {
+        let mut out: Vec<SequencedEvent> = Vec::new();
+        for (i, p) in puts.iter().enumerate() {
+            let (shard, seq) = if i < reshard_at {
+                (0, 1_000_000 + i as u64)
+            } else {
+                (3, 1 + i as u64)
+            };
+            let arrival = i as i64 * 10;
+            let at = |back: usize| out.len().checked_sub(back.min(out.len()).max(1));
+            let next = match p {
+                Put::Event(product, op) => {
+                    let change = match op {
+                        Op::Add(q) => added(*q),
+                        Op::Remove => Change::Removed,
+                        Op::Inc(q) => Change::Increased(*q),
+                        Op::Dec(q) => Change::Decreased(*q),
+                        Op::Dup(_) => Change::Removed,
+                    };
+                    ev_in(
+                        shard,
+                        seq,
+                        arrival,
+                        &format!("e{i}"),
+                        &format!("P{product}"),
+                        change,
+                    )
+                }
+                Put::Retry(back) => match at(*back) {
+                    Some(k) => {
+                        let orig = &out[k].event;
+                        ev_in(
+                            shard,
+                            seq,
+                            arrival,
+                            orig.event_id.as_deref().unwrap_or_default(),
+                            &orig.product_id,
+                            orig.change.clone(),
+                        )
+                    }
+                    None => continue,
+                },
+                Put::Reuse(back) => match at(*back) {
+                    Some(k) => {
+                        let orig = &out[k].event;
+                        let change = match orig.change {
+                            Change::Increased(q) => Change::Increased(q + 1),
+                            _ => Change::Increased(1),
+                        };
+                        ev_in(
+                            shard,
+                            seq,
+                            arrival,
+                            orig.event_id.as_deref().unwrap_or_default(),
+                            &orig.product_id,
+                            change,
+                        )
+                    }
+                    None => continue,
+                },
+            };
+            out.push(next);
+        }
+        out
+    }
+
+    /// Each distinct event applied once, in stream order, skipping dead-lettered records;
+    /// a reused id with other content is rejected. Returns the products and rejections.
+    fn distinct_once(
+        events: &[SequencedEvent],
+        lost: &dyn Fn(usize) -> bool,
+    ) -> (Store, BTreeMap<String, RejectionReason>) {
+        let mut store = Store::new();
+        let mut rejections = BTreeMap::new();
+        let mut first: BTreeMap<(String, String), u32> = BTreeMap::new();
+        for (i, e) in events.iter().enumerate() {
+            if lost(i) {
+                continue;
+            }
+            let id = (e.event.product_id.clone(), e.dedup_key().to_owned());
+            match first.get(&id) {
+                Some(c) if *c == e.content => continue,
+                Some(_) => {
+                    rejections.insert(e.record_id.clone(), RejectionReason::EventIdReused);
+                    continue;
+                }
+                None => {
+                    first.insert(id, e.content);
+                }
+            }
+            let mut rec = store.get(&e.event.product_id).cloned();
+            if let Outcome::Rejected(r) = apply(&mut rec, e) {
+                rejections.insert(e.record_id.clone(), r.reason);
+            }
+            if let Some(rec) = rec {
+                store.insert(e.event.product_id.clone(), rec);
+            }
+        }
+        (store, rejections)
+    }
+
+    type Logs = BTreeMap<u64, crate::dedup::ShardLog>;
+
+    /// One delivery of a batch through the processor's steps: fold against the lineage's
+    /// logs, write the products `commit` lets through, then (if `log_written`) append what
+    /// the committed products processed to the batch's shard log.
+    fn deliver_logged(
+        store: &mut Store,
+        logs: &mut Logs,
+        batch: &[SequencedEvent],
+        commit: impl Fn(usize) -> bool,
+        log_written: bool,
+    ) -> BTreeMap<String, RejectionReason> {
+        let mut by_product: BTreeMap<&str, Vec<SequencedEvent>> = BTreeMap::new();
+        for e in batch {
+            by_product
+                .entry(&e.event.product_id)
+                .or_default()
+                .push(e.clone());
+        }
+        let shard = batch.first().map_or(0, |e| e.shard);
+        let mut rejections = BTreeMap::new();
+        let mut to_log = Vec::new();
+        for (i, (product, events)) in by_product.into_iter().enumerate() {
+            let lineage = crate::dedup::Lineage {
+                logs: logs.values().collect(),
+            };
+            let fold = fold_product_in(
+                store.get(product).cloned(),
+                &events,
+                &lineage,
+                crate::dedup::DEFAULT_WINDOW_MS,
+            );
+            if !commit(i) {
+                continue;
+            }
+            for (e, o) in events.iter().zip(&fold.outcomes) {
+                if let Some(r) = rejected(o) {
+                    rejections.insert(e.record_id.clone(), r);
+                }
+            }
+            to_log.extend(fold.to_log.iter().copied());
+            if let Some(rec) = fold.record.filter(|_| fold.changed) {
+                store.insert(product.to_owned(), rec);
+            }
+        }
+        if log_written {
+            let log = logs.entry(shard).or_default();
+            to_log.into_iter().for_each(|r| log.insert(r));
+        }
+        rejections
+    }
+
+    fn visible(store: &Store) -> BTreeMap<String, (ProductStatus, u64, u64)> {
+        store
+            .iter()
+            .map(|(k, r)| (k.clone(), (r.status, r.quantity, r.version)))
+            .collect()
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(256))]
+        /// Several producers per product (their puts interleaved at random), retries and
+        /// reused ids at random distances inside the window, a reshard whose child numbers
+        /// its records from 1 again, random batch splits, crashes between the product
+        /// writes and the log write, and dead-lettered batches: the state is that of applying
+        /// each distinct delivered event once.
+        #[test]
+        fn many_producers_late_retries_reshards_and_crashes_apply_each_event_once(
+            puts in prop::collection::vec(put(), 1..400),
+            reshard_frac in 0.0f64..1.0,
+            cuts in prop::collection::vec(1usize..400, 0..30),
+            fates in prop::collection::vec(any::<u8>(), 32),
+        ) {
+            let reshard_at = (puts.len() as f64 * reshard_frac) as usize;
+            let events = producer_stream(&puts, reshard_at);
+            let mut bounds: Vec<usize> = cuts.into_iter().map(|c| c.min(events.len())).collect();
+            bounds.extend([0, events.len(), reshard_at.min(events.len())]);
+            bounds.sort_unstable();
+            bounds.dedup();
+            let batches: Vec<(usize, usize)> = bounds.windows(2).map(|w| (w[0], w[1])).collect();
+            // Fate of a batch: 0-1 dead-lettered (never processed: its retries ran out
+            // before any write, or its records aged out), 2-4 a crash after some product
+            // writes and before the log write, then the Pipe's redelivery; else clean.
+            let fate = |k: usize| fates[k % fates.len()] % 16;
+            let lost = |i: usize| {
+                batches
+                    .iter()
+                    .enumerate()
+                    .any(|(k, (a, b))| (*a..*b).contains(&i) && fate(k) < 2)
+            };
+            let (expected, expected_rejections) = distinct_once(&events, &lost);
+
+            let mut store = Store::new();
+            let mut logs = Logs::new();
+            let mut rejections = BTreeMap::new();
+            for (k, (a, b)) in batches.iter().enumerate() {
+                let batch = &events[*a..*b];
+                match fate(k) {
+                    0 | 1 => continue,
+                    f @ 2..=4 => {
+                        let mask = fates[(k + 7) % fates.len()] as usize + usize::from(f);
+                        rejections.extend(deliver_logged(&mut store, &mut logs, batch, |i| mask & (1 << (i % 8)) != 0, false));
+                        rejections.extend(deliver_logged(&mut store, &mut logs, batch, |_| true, true));
+                    }
+                    _ => {
+                        rejections.extend(deliver_logged(&mut store, &mut logs, batch, |_| true, true));
+                    }
+                }
+            }
+            prop_assert_eq!(visible(&store), visible(&expected));
+            prop_assert_eq!(rejections, expected_rejections);
         }
     }
 }

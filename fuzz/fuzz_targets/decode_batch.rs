@@ -80,11 +80,12 @@ fuzz_target!(|data: &[u8]| {
                 }
                 Change::Removed => {}
             }
-            let one = SequencedEvent {
-                sequence: SequenceNumber::parse("1").expect("a sequence number"),
-                record_id: "fuzz:1".into(),
+            let one = SequencedEvent::new(
+                SequenceNumber::parse("1").expect("a sequence number"),
+                "shardId-000000000000:1".into(),
+                0,
                 event,
-            };
+            );
             let fold = fold_product(None, std::slice::from_ref(&one));
             assert_eq!(fold.outcomes.len(), 1);
         }

@@ -8,7 +8,9 @@ use clap::Args;
 use indicatif::{ProgressBar, ProgressStyle};
 
 use crate::publish::PublishProgress;
-use crate::sim::{new_run_id, FaultRatios, SimConfig, Skew};
+use crate::sim::{
+    new_run_id, FaultRatios, ProducerConfig, RetryDistance, SimConfig, SimError, Simulation, Skew,
+};
 
 impl FromStr for Skew {
     type Err = String;
@@ -62,6 +64,18 @@ pub struct SimArgs {
     /// Fraction of records that are invalid transitions (oversell, double add, unknown product).
     #[arg(long, default_value_t = 0.0)]
     pub invalid: f64,
+    /// Concurrent producers (each its own PutRecords loop) sharing the products, hot ones
+    /// included; a product's events still land in order (1 to 100).
+    #[arg(long, default_value_t = 1)]
+    pub producers: usize,
+    /// Fraction of records that are a late retry: a producer puts an event again after its
+    /// acknowledgement was lost (same bytes and event_id), --retry-distance records later.
+    #[arg(long, default_value_t = 0.0)]
+    pub retry_share: f64,
+    /// Records put between an event and its late retry: MIN..MAX (both ends included),
+    /// MIN..=MAX or one number.
+    #[arg(long, default_value = "1..=2000")]
+    pub retry_distance: RetryDistance,
 }
 
 impl SimArgs {
@@ -86,6 +100,21 @@ impl SimArgs {
 
     pub fn rate(&self) -> Option<f64> {
         (self.rate > 0.0).then_some(self.rate)
+    }
+
+    pub fn producer_config(&self) -> ProducerConfig {
+        ProducerConfig {
+            producers: self.producers,
+            retry_share: self.retry_share,
+            retry_distance: self.retry_distance,
+        }
+    }
+
+    /// The simulation these options describe, every option checked.
+    pub fn simulation(&self) -> Result<Simulation, SimError> {
+        let producers = self.producer_config();
+        producers.check_rate(self.rate())?;
+        Simulation::with_producers(self.to_config(), producers)
     }
 }
 
@@ -128,5 +157,89 @@ pub fn progress_reporter(total: u64) -> impl FnMut(&PublishProgress) + Send {
                 );
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use clap::Parser;
+
+    use super::*;
+
+    #[derive(Parser)]
+    struct Cli {
+        #[command(flatten)]
+        sim: SimArgs,
+    }
+
+    fn parse(args: &[&str]) -> Result<SimArgs, String> {
+        Cli::try_parse_from(std::iter::once("generator").chain(args.iter().copied()))
+            .map(|c| c.sim)
+            .map_err(|e| e.to_string())
+    }
+
+    #[test]
+    fn retry_distances_read_as_inclusive_ranges() {
+        let d = |s: &str| s.parse::<RetryDistance>().map(|d| (d.min, d.max));
+        assert_eq!(d("1..2000").unwrap(), (1, 2000));
+        assert_eq!(d("1..=2000").unwrap(), (1, 2000));
+        assert_eq!(d(" 10 - 20 ").unwrap(), (10, 20));
+        assert_eq!(d("500").unwrap(), (500, 500));
+        assert_eq!(d("0..0").unwrap(), (0, 0));
+        for bad in ["", "..", "1..", "..5", "a..b", "-1..5", "1.5..3", "1..2..3"] {
+            let e = d(bad).unwrap_err().to_string();
+            assert!(e.contains("MIN..MAX"), "{bad}: {e}");
+        }
+        let e = d("2000..1").unwrap_err().to_string();
+        assert!(e.contains("MIN <= MAX"), "{e}");
+        assert!(d("1..2000000").is_err());
+        assert_eq!(RetryDistance::default().to_string(), "1..=2000");
+    }
+
+    #[test]
+    fn producer_options_default_to_one_producer_without_late_retries() {
+        let args = parse(&[]).unwrap();
+        assert_eq!(args.producer_config(), ProducerConfig::default());
+        let sim = args.simulation().unwrap();
+        assert_eq!(sim.producers().producers, 1);
+    }
+
+    #[test]
+    fn producer_options_are_read_and_checked() {
+        let args = parse(&[
+            "--producers",
+            "4",
+            "--retry-share",
+            "0.05",
+            "--retry-distance",
+            "1..2000",
+        ])
+        .unwrap();
+        let p = args.simulation().unwrap().producers().to_owned();
+        assert_eq!(
+            (p.producers, p.retry_share, p.retry_distance),
+            (4, 0.05, RetryDistance::new(1, 2000).unwrap())
+        );
+
+        let e = parse(&["--retry-distance", "2000..1"]).err().unwrap();
+        assert!(
+            e.contains("--retry-distance") && e.contains("MIN <= MAX"),
+            "{e}"
+        );
+        let e = parse(&["--producers", "many"]).err().unwrap();
+        assert!(e.contains("--producers"), "{e}");
+        let refused = |args: &[&str]| parse(args).unwrap().simulation().err().unwrap().to_string();
+        assert!(refused(&["--producers", "0"]).contains("--producers must be between 1 and 100"));
+        assert!(refused(&["--retry-share", "1.2"]).contains("--retry-share"));
+        assert!(refused(&["--retry-share", "0.5", "--duplicates", "0.5"]).contains("at most 0.9"));
+        let e = refused(&[
+            "--retry-share",
+            "0.05",
+            "--rate",
+            "2",
+            "--retry-distance",
+            "1..2000",
+        ]);
+        assert!(e.contains("raise --rate"), "{e}");
     }
 }

@@ -9,7 +9,7 @@ use anyhow::Context as _;
 use clap::{Parser, Subcommand};
 use inventory_generator::cli::{progress_reporter, SimArgs};
 use inventory_generator::verify::render;
-use inventory_generator::{publish, verify, Expected, PublishOptions, Simulation, VerifyOptions};
+use inventory_generator::{publish, verify, Expected, PublishOptions, VerifyOptions};
 use inventory_processor::Tables;
 
 #[derive(Parser)]
@@ -65,15 +65,18 @@ async fn main() -> anyhow::Result<ExitCode> {
         )
         .with_writer(std::io::stderr)
         .init();
-    let config = aws_config::load_defaults(aws_config::BehaviorVersion::latest()).await;
-    match Cli::parse().command {
+    let cli = Cli::parse();
+    // After parsing: `--help` and argument errors never touch the AWS configuration.
+    let config = inventory_generator::aws::sdk_config;
+    match cli.command {
         Command::Publish {
             stream,
             expected_out,
             sim,
         } => {
-            let mut simulation = Simulation::new(sim.to_config())?;
-            let kinesis = aws_sdk_kinesis::Client::new(&config);
+            // Bad settings are refused before anything is sent.
+            let mut simulation = sim.simulation()?;
+            let kinesis = aws_sdk_kinesis::Client::new(&config().await?);
             let options = PublishOptions {
                 stream,
                 rate: sim.rate(),
@@ -85,12 +88,15 @@ async fn main() -> anyhow::Result<ExitCode> {
             std::fs::write(&expected_out, serde_json::to_vec_pretty(&expected)?)
                 .with_context(|| format!("writing {}", expected_out.display()))?;
             println!(
-                "published {} records in {:.1}s ({:.0}/s, {} calls, {} retried); run {} seed {}; expected state in {}",
+                "published {} records in {:.1}s ({:.0}/s, {} calls, {} retried) by {} producers, {} late retries ({} cut short at the end); run {} seed {}; expected state in {}",
                 report.records,
                 report.elapsed.as_secs_f64(),
                 report.records_per_second(),
                 report.calls,
                 report.retried,
+                report.producers,
+                report.late_retries,
+                report.late_retries_cut_short,
                 expected.config.run_id,
                 expected.config.seed,
                 expected_out.display()
@@ -113,7 +119,7 @@ async fn main() -> anyhow::Result<ExitCode> {
             })?;
             let expected: Expected = serde_json::from_slice(&text)
                 .with_context(|| format!("{} is not an expected-state file", expected.display()))?;
-            let db = aws_sdk_dynamodb::Client::new(&config);
+            let db = aws_sdk_dynamodb::Client::new(&config().await?);
             let tables = Tables {
                 inventory: inventory_table,
                 events: events_table,

@@ -1,19 +1,32 @@
-//! Publishing to Kinesis in real time with PutRecords, keeping each product's order.
+//! Publishing to Kinesis in real time with PutRecords, keeping each product's order, as one
+//! producer or many.
 //!
 //! PutRecords does not stop at a failed record, so two records of one product in one call
 //! could land out of order if the first fails and the second succeeds. Each call therefore
 //! carries at most one record per partition key (the head of that product's queue), and a
 //! product's next record is only sent after the previous one was acknowledged. Failed
 //! records stay at the head of their queue and are retried after a per-product backoff.
+//!
+//! The simulation assigns every record to one of its producers; each producer is a
+//! concurrent loop making its own PutRecords calls. A product's order holds across them: its
+//! next record waits for the previous one's acknowledgement whoever put it, so the order in
+//! which concurrent producers land records never changes the state the model expects. Late
+//! retries (a producer putting an acknowledged record again, as an SDK does when a timed-out
+//! call had in fact succeeded) change nothing, so they skip that queue: each goes once
+//! `distance` other records were acknowledged after its original, or when nothing else is
+//! left to put.
 
 use std::collections::{HashMap, HashSet, VecDeque};
+use std::future::Future;
+use std::sync::{Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
 use aws_sdk_kinesis::primitives::Blob;
 use aws_sdk_kinesis::types::PutRecordsRequestEntry;
 use aws_sdk_kinesis::Client;
+use tokio::sync::Notify;
 
-use crate::sim::{OutRecord, Simulation};
+use crate::sim::{OutRecord, Retry, Simulation};
 
 /// PutRecords' limits.
 pub const MAX_RECORDS_PER_CALL: usize = 500;
@@ -46,6 +59,15 @@ pub struct PublishReport {
     /// Records a call reported as failed and that were sent again.
     pub retried: u64,
     pub elapsed: Duration,
+    /// Producers that published.
+    pub producers: usize,
+    /// Most PutRecords calls in flight at once.
+    pub peak_calls_in_flight: usize,
+    /// Late retries put (each a copy of an acknowledged record).
+    pub late_retries: u64,
+    /// Of those, the ones put before their distance was reached because nothing else was left
+    /// to put (their originals were acknowledged late).
+    pub late_retries_cut_short: u64,
 }
 
 impl PublishReport {
@@ -70,184 +92,578 @@ pub enum PublishError {
     },
 }
 
-struct Queue {
-    records: VecDeque<OutRecord>,
-    attempts: u32,
-    not_before: Option<Instant>,
+/// One PutRecords entry.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PutEntry {
+    pub partition_key: String,
+    pub data: Vec<u8>,
 }
 
-/// Publishes every record of the simulation; returns when all are acknowledged.
+/// Why PutRecords did not store an entry.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct EntryError {
+    pub code: String,
+    pub message: String,
+}
+
+/// Where records are put: Kinesis, or a stand-in in tests.
+pub trait RecordSink: Sync {
+    /// One PutRecords call: each entry's outcome in order (`None`: stored), or the call's
+    /// error.
+    fn put_records(
+        &self,
+        stream: &str,
+        entries: Vec<PutEntry>,
+    ) -> impl Future<Output = Result<Vec<Option<EntryError>>, String>> + Send;
+}
+
+impl RecordSink for Client {
+    async fn put_records(
+        &self,
+        stream: &str,
+        entries: Vec<PutEntry>,
+    ) -> Result<Vec<Option<EntryError>>, String> {
+        let records = entries
+            .into_iter()
+            .map(|e| {
+                PutRecordsRequestEntry::builder()
+                    .partition_key(e.partition_key)
+                    .data(Blob::new(e.data))
+                    .build()
+                    .map_err(|e| e.to_string())
+            })
+            .collect::<Result<Vec<_>, _>>()?;
+        let out = Client::put_records(self)
+            .stream_name(stream)
+            .set_records(Some(records))
+            .send()
+            .await
+            .map_err(|e| aws_sdk_kinesis::error::DisplayErrorContext(e).to_string())?;
+        Ok(out
+            .records()
+            .iter()
+            .map(|r| {
+                r.error_code().map(|code| EntryError {
+                    code: code.to_owned(),
+                    message: r.error_message().unwrap_or_default().to_owned(),
+                })
+            })
+            .collect())
+    }
+}
+
+/// Publishes every record of the simulation to Kinesis, with as many concurrent producers
+/// as the simulation has; returns when all are acknowledged.
 pub async fn publish(
     client: &Client,
     sim: &mut Simulation,
     options: &PublishOptions,
     progress: &mut (dyn FnMut(&PublishProgress) + Send),
 ) -> Result<PublishReport, PublishError> {
-    let total = sim.config().events;
+    publish_to(client, sim, options, progress).await
+}
+
+/// [`publish`] to any [`RecordSink`].
+pub async fn publish_to<S: RecordSink>(
+    sink: &S,
+    sim: &mut Simulation,
+    options: &PublishOptions,
+    progress: &mut (dyn FnMut(&PublishProgress) + Send),
+) -> Result<PublishReport, PublishError> {
+    let producers = sim.producers().producers.max(1);
     let started = Instant::now();
-    let mut queues: HashMap<String, Queue> = HashMap::new();
-    // Keys with queued records, visited round-robin; each key at most once.
-    let mut ring: VecDeque<String> = VecDeque::new();
-    let mut in_ring: HashSet<String> = HashSet::new();
-    let mut queued = 0usize;
-    let mut p = PublishProgress {
-        total,
-        ..Default::default()
-    };
-    let mut failed_calls = 0u32;
-
-    loop {
-        // Generate what is due by now.
-        let due = match options.rate {
-            Some(rate) if rate > 0.0 => {
-                ((started.elapsed().as_secs_f64() * rate) as u64 + 1).min(total)
-            }
-            _ => total,
-        };
-        while sim.generated() < due && queued < MAX_BACKLOG {
-            let Some(record) = sim.next_record() else {
-                break;
-            };
-            let key = record.partition_key.clone();
-            queues
-                .entry(key.clone())
-                .or_insert_with(|| Queue {
-                    records: VecDeque::new(),
-                    attempts: 0,
-                    not_before: None,
-                })
-                .records
-                .push_back(record);
-            if in_ring.insert(key.clone()) {
-                ring.push_back(key);
-            }
-            queued += 1;
-        }
-
-        // One call: the head of each ready product's queue.
-        let now = Instant::now();
-        let mut keys = Vec::new();
-        let mut entries = Vec::new();
-        let mut bytes = 0usize;
-        let mut next_ready: Option<Instant> = None;
-        for _ in 0..ring.len() {
-            let Some(key) = ring.pop_front() else { break };
-            let Some(q) = queues.get(&key) else {
-                in_ring.remove(&key);
-                continue;
-            };
-            if q.records.is_empty() {
-                in_ring.remove(&key);
-                continue;
-            }
-            ring.push_back(key.clone());
-            if let Some(t) = q.not_before.filter(|t| *t > now) {
-                next_ready = Some(next_ready.map_or(t, |n| n.min(t)));
-                continue;
-            }
-            let head = &q.records[0];
-            let size = head.data.len() + head.partition_key.len();
-            if entries.len() == MAX_RECORDS_PER_CALL || bytes + size > MAX_BYTES_PER_CALL {
-                continue;
-            }
-            bytes += size;
-            entries.push(
-                PutRecordsRequestEntry::builder()
-                    .partition_key(&head.partition_key)
-                    .data(Blob::new(head.data.clone()))
-                    .build()
-                    .expect("partition key and data are set"),
-            );
-            keys.push(key);
-        }
-
-        if entries.is_empty() {
-            if sim.is_done() && queued == 0 {
-                break;
-            }
-            let until_due = options
-                .rate
-                .filter(|r| *r > 0.0)
-                .map(|r| {
-                    Duration::from_secs_f64((sim.generated() as f64) / r)
-                        .saturating_sub(started.elapsed())
-                })
-                .unwrap_or(Duration::from_millis(1));
-            let until_ready = next_ready.map_or(until_due, |t| t.saturating_duration_since(now));
-            tokio::time::sleep(
-                until_due
-                    .min(until_ready)
-                    .clamp(Duration::from_micros(500), Duration::from_millis(100)),
-            )
-            .await;
-            continue;
-        }
-
-        p.calls += 1;
-        let result = client
-            .put_records()
-            .stream_name(&options.stream)
-            .set_records(Some(entries))
-            .send()
-            .await;
-        let out = match result {
-            Ok(out) => {
-                failed_calls = 0;
-                out
-            }
-            Err(e) => {
-                failed_calls += 1;
-                let message = aws_sdk_kinesis::error::DisplayErrorContext(e).to_string();
-                if failed_calls >= options.max_attempts {
-                    return Err(PublishError::Call {
-                        stream: options.stream.clone(),
-                        attempts: failed_calls,
-                        message,
-                    });
-                }
-                tracing::warn!(%message, "PutRecords failed; retrying");
-                tokio::time::sleep(backoff(failed_calls)).await;
-                continue;
-            }
-        };
-        for (key, entry) in keys.iter().zip(out.records()) {
-            let Some(q) = queues.get_mut(key) else {
-                continue;
-            };
-            match entry.error_code() {
-                None => {
-                    q.records.pop_front();
-                    q.attempts = 0;
-                    q.not_before = None;
-                    queued -= 1;
-                    p.acknowledged += 1;
-                }
-                Some(code) => {
-                    q.attempts += 1;
-                    p.retried += 1;
-                    if q.attempts >= options.max_attempts {
-                        return Err(PublishError::RecordFailed {
-                            partition_key: key.clone(),
-                            attempts: q.attempts,
-                            last_error: format!(
-                                "{code}: {}",
-                                entry.error_message().unwrap_or_default()
-                            ),
-                        });
-                    }
-                    q.not_before = Some(Instant::now() + backoff(q.attempts));
-                }
-            }
-        }
-        progress(&p);
+    let shared = Mutex::new(Shared {
+        p: PublishProgress {
+            total: sim.config().events,
+            ..Default::default()
+        },
+        sim,
+        progress,
+        products: HashMap::new(),
+        producers: (0..producers).map(|_| Producer::default()).collect(),
+        ordered: 0,
+        awaiting_original: HashMap::new(),
+        original_acks: HashMap::new(),
+        late_pending: 0,
+        in_call: vec![false; producers],
+        calls_in_flight: 0,
+        report: PublishReport {
+            producers,
+            ..Default::default()
+        },
+        failure: None,
+    });
+    let wake = Notify::new();
+    let loops = (0..producers).map(|me| {
+        produce(
+            me,
+            Ctx {
+                sink,
+                shared: &shared,
+                wake: &wake,
+                options,
+                started,
+            },
+        )
+    });
+    futures::future::join_all(loops).await;
+    let mut s = lock(&shared);
+    if let Some(e) = s.failure.take() {
+        return Err(e);
     }
-    progress(&p);
+    let p = s.p.clone();
+    (s.progress)(&p);
     Ok(PublishReport {
         records: p.acknowledged,
         calls: p.calls,
         retried: p.retried,
         elapsed: started.elapsed(),
+        ..s.report.clone()
     })
+}
+
+struct ProductQueue {
+    records: VecDeque<OutRecord>,
+    /// Its head is in a call: nothing else of the product may go before it is acknowledged.
+    in_flight: bool,
+    attempts: u32,
+    not_before: Option<Instant>,
+}
+
+#[derive(Default)]
+struct Producer {
+    /// Products whose queue holds records of this producer, visited round-robin; each once.
+    ring: VecDeque<String>,
+    in_ring: HashSet<String>,
+    /// How many records of this producer each product's queue holds.
+    keys: HashMap<String, usize>,
+    /// Late retries whose original was acknowledged, waiting for their distance.
+    held: Vec<Held>,
+    failed_calls: u32,
+    /// After a failed call: this producer's next call waits until then.
+    not_before: Option<Instant>,
+}
+
+struct Held {
+    record: OutRecord,
+    /// Put once this many records were acknowledged in all.
+    after: u64,
+    attempts: u32,
+    not_before: Option<Instant>,
+    /// Sent before its distance was reached (at the end of the run).
+    cut_short: bool,
+}
+
+enum Item {
+    /// The head of this product's queue.
+    Ordered(String),
+    Late(Held),
+}
+
+enum Take {
+    Call(Vec<Item>, Vec<PutEntry>),
+    /// Nothing to send now; look again by then (or when woken).
+    Wait(Option<Instant>),
+    Done,
+}
+
+/// What a producer does next, decided under the lock and done after it.
+enum Step {
+    Call(Vec<Item>, Vec<PutEntry>),
+    Wait(Duration),
+    Stop,
+}
+
+struct Shared<'a> {
+    sim: &'a mut Simulation,
+    progress: &'a mut (dyn FnMut(&PublishProgress) + Send + 'a),
+    p: PublishProgress,
+    products: HashMap<String, ProductQueue>,
+    producers: Vec<Producer>,
+    /// Records in product queues: bounds how far generation runs ahead.
+    ordered: usize,
+    /// Late retries generated before their original was acknowledged, by its index.
+    awaiting_original: HashMap<u64, OutRecord>,
+    /// Where originals with a late retry still to be generated were acknowledged.
+    original_acks: HashMap<u64, u64>,
+    /// Late retries generated and not yet acknowledged.
+    late_pending: usize,
+    /// Which producers have a call in flight.
+    in_call: Vec<bool>,
+    calls_in_flight: usize,
+    report: PublishReport,
+    /// The first fatal error; every producer stops.
+    failure: Option<PublishError>,
+}
+
+struct Ctx<'c, 'a, S> {
+    sink: &'c S,
+    shared: &'c Mutex<Shared<'a>>,
+    wake: &'c Notify,
+    options: &'c PublishOptions,
+    started: Instant,
+}
+
+fn lock<'m, 'a>(m: &'m Mutex<Shared<'a>>) -> MutexGuard<'m, Shared<'a>> {
+    // A panic elsewhere cannot leave the queues half-updated in a way that loses records
+    // silently: the run fails on that panic anyway.
+    m.lock().unwrap_or_else(|e| e.into_inner())
+}
+
+/// One producer: takes what is ready for it, puts it, records the outcome; until all is
+/// acknowledged or a producer failed.
+async fn produce<S: RecordSink>(me: usize, ctx: Ctx<'_, '_, S>) {
+    loop {
+        // Registered before looking, so a wake-up between the look and the wait is not lost.
+        let woken = ctx.wake.notified();
+        tokio::pin!(woken);
+        woken.as_mut().enable();
+        let step = {
+            let mut s = lock(ctx.shared);
+            let now = Instant::now();
+            if s.failure.is_some() {
+                Step::Stop
+            } else {
+                if s.generate_due(ctx.started, ctx.options.rate) {
+                    // Records for other producers.
+                    ctx.wake.notify_waiters();
+                }
+                match s.take(me, now) {
+                    Take::Done => Step::Stop,
+                    Take::Wait(ready_at) => {
+                        // One idle producer keeps the pace, so a paced run does not wake
+                        // every producer for every record.
+                        let pacer = s.in_call.iter().position(|busy| !busy) == Some(me);
+                        let due = s.until_due(ctx.started, ctx.options.rate).filter(|_| pacer);
+                        let until_ready = ready_at.map(|t| t.saturating_duration_since(now));
+                        Step::Wait(
+                            [due, until_ready]
+                                .into_iter()
+                                .flatten()
+                                .min()
+                                .unwrap_or(Duration::from_millis(100))
+                                .clamp(Duration::from_micros(500), Duration::from_millis(100)),
+                        )
+                    }
+                    Take::Call(items, entries) => {
+                        s.in_call[me] = true;
+                        s.calls_in_flight += 1;
+                        s.report.peak_calls_in_flight =
+                            s.report.peak_calls_in_flight.max(s.calls_in_flight);
+                        Step::Call(items, entries)
+                    }
+                }
+            }
+        };
+        let (items, entries) = match step {
+            Step::Stop => {
+                ctx.wake.notify_waiters();
+                return;
+            }
+            Step::Wait(nap) => {
+                let _ = tokio::time::timeout(nap, woken).await;
+                continue;
+            }
+            Step::Call(items, entries) => (items, entries),
+        };
+        let result = ctx.sink.put_records(&ctx.options.stream, entries).await;
+        // No await from here to the update, so what a call stored is counted before any
+        // other producer can act on it.
+        let mut s = lock(ctx.shared);
+        s.in_call[me] = false;
+        s.calls_in_flight -= 1;
+        if let Err(e) = s.complete(me, items, result, ctx.options) {
+            s.failure.get_or_insert(e);
+        }
+        drop(s);
+        ctx.wake.notify_waiters();
+    }
+}
+
+impl Shared<'_> {
+    /// Generates what is due by now; whether anything was.
+    fn generate_due(&mut self, started: Instant, rate: Option<f64>) -> bool {
+        let total = self.p.total;
+        let due = match rate {
+            Some(rate) if rate > 0.0 => {
+                ((started.elapsed().as_secs_f64() * rate) as u64 + 1).min(total)
+            }
+            _ => total,
+        };
+        let mut any = false;
+        // Late retries do not count against the backlog: held back, they would stop the
+        // originals whose acknowledgements they wait for.
+        while self.sim.generated() < due && self.ordered < MAX_BACKLOG {
+            let Some(record) = self.sim.next_record() else {
+                break;
+            };
+            any = true;
+            match record.retry {
+                Retry::Of { original, distance } => {
+                    self.late_pending += 1;
+                    match self.original_acks.remove(&original) {
+                        Some(acked_at) => self.hold(record, acked_at + distance),
+                        None => {
+                            self.awaiting_original.insert(original, record);
+                        }
+                    }
+                }
+                Retry::No | Retry::Later => {
+                    let key = record.partition_key.clone();
+                    let producer = &mut self.producers[record.producer];
+                    *producer.keys.entry(key.clone()).or_default() += 1;
+                    if producer.in_ring.insert(key.clone()) {
+                        producer.ring.push_back(key.clone());
+                    }
+                    self.products
+                        .entry(key)
+                        .or_insert_with(|| ProductQueue {
+                            records: VecDeque::new(),
+                            in_flight: false,
+                            attempts: 0,
+                            not_before: None,
+                        })
+                        .records
+                        .push_back(record);
+                    self.ordered += 1;
+                }
+            }
+        }
+        any
+    }
+
+    /// How long until the next record is due (`None`: unpaced).
+    fn until_due(&self, started: Instant, rate: Option<f64>) -> Option<Duration> {
+        rate.filter(|r| *r > 0.0).map(|r| {
+            Duration::from_secs_f64(self.sim.generated() as f64 / r)
+                .saturating_sub(started.elapsed())
+        })
+    }
+
+    fn hold(&mut self, record: OutRecord, after: u64) {
+        self.producers[record.producer].held.push(Held {
+            record,
+            after,
+            attempts: 0,
+            not_before: None,
+            cut_short: false,
+        });
+    }
+
+    /// The next call of producer `me`: the head of each product whose head is its own and
+    /// not in flight, and its late retries that are due.
+    fn take(&mut self, me: usize, now: Instant) -> Take {
+        // Only late retries left: nothing more can be acknowledged before them, so their
+        // distance can no longer grow; put them now rather than never.
+        let finishing = self.sim.is_done() && self.ordered == 0;
+        if finishing && self.late_pending == 0 {
+            return Take::Done;
+        }
+        let acknowledged = self.p.acknowledged;
+        let producer = &mut self.producers[me];
+        if let Some(t) = producer.not_before.filter(|t| *t > now) {
+            return Take::Wait(Some(t));
+        }
+        let mut items = Vec::new();
+        let mut entries = Vec::new();
+        let mut bytes = 0usize;
+        let mut ready_at: Option<Instant> = None;
+        let mut fits = |record: &OutRecord, entries: &[PutEntry]| {
+            let size = record.data.len() + record.partition_key.len();
+            let ok = entries.len() < MAX_RECORDS_PER_CALL && bytes + size <= MAX_BYTES_PER_CALL;
+            if ok {
+                bytes += size;
+            }
+            ok
+        };
+        for _ in 0..producer.ring.len() {
+            // A full call leaves the products not visited at the front for the next one.
+            if entries.len() == MAX_RECORDS_PER_CALL {
+                break;
+            }
+            let Some(key) = producer.ring.pop_front() else {
+                break;
+            };
+            if producer.keys.get(&key).copied().unwrap_or(0) == 0 {
+                producer.keys.remove(&key);
+                producer.in_ring.remove(&key);
+                continue;
+            }
+            producer.ring.push_back(key.clone());
+            let Some(q) = self.products.get_mut(&key) else {
+                continue;
+            };
+            let Some(head) = q.records.front() else {
+                continue;
+            };
+            if head.producer != me || q.in_flight {
+                continue;
+            }
+            if let Some(t) = q.not_before.filter(|t| *t > now) {
+                ready_at = Some(ready_at.map_or(t, |r| r.min(t)));
+                continue;
+            }
+            if !fits(head, &entries) {
+                continue;
+            }
+            q.in_flight = true;
+            entries.push(PutEntry {
+                partition_key: head.partition_key.clone(),
+                data: head.data.clone(),
+            });
+            items.push(Item::Ordered(key));
+        }
+        let mut i = 0;
+        while i < producer.held.len() {
+            let h = &producer.held[i];
+            let waiting = !finishing && acknowledged < h.after;
+            if let Some(t) = h.not_before.filter(|t| *t > now) {
+                ready_at = Some(ready_at.map_or(t, |r| r.min(t)));
+                i += 1;
+                continue;
+            }
+            if waiting || !fits(&h.record, &entries) {
+                i += 1;
+                continue;
+            }
+            let mut h = producer.held.swap_remove(i);
+            h.cut_short = acknowledged < h.after;
+            entries.push(PutEntry {
+                partition_key: h.record.partition_key.clone(),
+                data: h.record.data.clone(),
+            });
+            items.push(Item::Late(h));
+        }
+        if items.is_empty() {
+            Take::Wait(ready_at)
+        } else {
+            Take::Call(items, entries)
+        }
+    }
+
+    /// Records a call's outcome: acknowledged records leave, failed ones wait for a backoff.
+    fn complete(
+        &mut self,
+        me: usize,
+        items: Vec<Item>,
+        result: Result<Vec<Option<EntryError>>, String>,
+        options: &PublishOptions,
+    ) -> Result<(), PublishError> {
+        self.p.calls += 1;
+        let outcomes = match result {
+            Ok(outcomes) => {
+                let producer = &mut self.producers[me];
+                producer.failed_calls = 0;
+                producer.not_before = None;
+                outcomes
+            }
+            Err(message) => {
+                // Nothing of the call counts as stored; all of it goes again.
+                for item in items {
+                    match item {
+                        Item::Ordered(key) => {
+                            if let Some(q) = self.products.get_mut(&key) {
+                                q.in_flight = false;
+                            }
+                        }
+                        Item::Late(h) => self.producers[me].held.push(h),
+                    }
+                }
+                let producer = &mut self.producers[me];
+                producer.failed_calls += 1;
+                if producer.failed_calls >= options.max_attempts {
+                    return Err(PublishError::Call {
+                        stream: options.stream.clone(),
+                        attempts: producer.failed_calls,
+                        message,
+                    });
+                }
+                tracing::warn!(%message, producer = me, "PutRecords failed; retrying");
+                producer.not_before = Some(Instant::now() + backoff(producer.failed_calls));
+                return Ok(());
+            }
+        };
+        for (i, item) in items.into_iter().enumerate() {
+            // An entry without an outcome was not stored as far as we know: send it again.
+            let error = match outcomes.get(i) {
+                Some(None) => None,
+                Some(Some(e)) => Some(format!("{}: {}", e.code, e.message)),
+                None => Some("PutRecords returned no result for this record".to_owned()),
+            };
+            match (item, error) {
+                (Item::Ordered(key), None) => {
+                    let Some(q) = self.products.get_mut(&key) else {
+                        continue;
+                    };
+                    q.in_flight = false;
+                    q.attempts = 0;
+                    q.not_before = None;
+                    let Some(record) = q.records.pop_front() else {
+                        continue;
+                    };
+                    self.ordered -= 1;
+                    if let Some(n) = self.producers[me].keys.get_mut(&key) {
+                        *n = n.saturating_sub(1);
+                    }
+                    self.p.acknowledged += 1;
+                    if record.retry == Retry::Later {
+                        let acked_at = self.p.acknowledged;
+                        match self.awaiting_original.remove(&record.index) {
+                            Some(retry) => {
+                                let Retry::Of { distance, .. } = retry.retry else {
+                                    continue;
+                                };
+                                self.hold(retry, acked_at + distance);
+                            }
+                            None => {
+                                self.original_acks.insert(record.index, acked_at);
+                            }
+                        }
+                    }
+                }
+                (Item::Ordered(key), Some(last_error)) => {
+                    let Some(q) = self.products.get_mut(&key) else {
+                        continue;
+                    };
+                    q.in_flight = false;
+                    q.attempts += 1;
+                    self.p.retried += 1;
+                    if q.attempts >= options.max_attempts {
+                        return Err(PublishError::RecordFailed {
+                            partition_key: key,
+                            attempts: q.attempts,
+                            last_error,
+                        });
+                    }
+                    q.not_before = Some(Instant::now() + backoff(q.attempts));
+                }
+                (Item::Late(h), None) => {
+                    self.p.acknowledged += 1;
+                    self.late_pending -= 1;
+                    self.report.late_retries += 1;
+                    if h.cut_short {
+                        self.report.late_retries_cut_short += 1;
+                    }
+                }
+                (Item::Late(mut h), Some(last_error)) => {
+                    h.attempts += 1;
+                    self.p.retried += 1;
+                    if h.attempts >= options.max_attempts {
+                        return Err(PublishError::RecordFailed {
+                            partition_key: h.record.partition_key,
+                            attempts: h.attempts,
+                            last_error,
+                        });
+                    }
+                    h.not_before = Some(Instant::now() + backoff(h.attempts));
+                    self.producers[me].held.push(h);
+                }
+            }
+        }
+        let p = self.p.clone();
+        (self.progress)(&p);
+        Ok(())
+    }
 }
 
 /// Exponential backoff with full jitter, 50 ms doubling up to 5 s.
@@ -261,4 +677,300 @@ fn backoff(attempt: u32) -> Duration {
         .build()
         .nth(attempt.saturating_sub(1) as usize)
         .unwrap_or(Duration::from_secs(5))
+}
+
+#[cfg(test)]
+mod tests {
+    use std::collections::{BTreeMap, HashSet};
+
+    use rand::rngs::StdRng;
+    use rand::{Rng, SeedableRng};
+
+    use super::*;
+    use crate::sim::tests::Landed;
+    use crate::sim::{FaultRatios, ProducerConfig, RetryDistance, SimConfig, Skew};
+
+    /// Kinesis in memory: stores what it accepts in the order it lands; can refuse a share of
+    /// entries, every entry of one key, or whole calls.
+    struct FakeKinesis {
+        landed: Mutex<Vec<PutEntry>>,
+        calls: Mutex<u64>,
+        refuse_share: f64,
+        refuse_key: Option<String>,
+        failing_calls: Vec<u64>,
+        rng: Mutex<StdRng>,
+    }
+
+    impl FakeKinesis {
+        fn new() -> Self {
+            Self {
+                landed: Mutex::new(Vec::new()),
+                calls: Mutex::new(0),
+                refuse_share: 0.0,
+                refuse_key: None,
+                failing_calls: Vec::new(),
+                rng: Mutex::new(StdRng::seed_from_u64(7)),
+            }
+        }
+
+        fn landed(&self) -> Vec<PutEntry> {
+            self.landed.lock().unwrap().clone()
+        }
+    }
+
+    impl RecordSink for FakeKinesis {
+        async fn put_records(
+            &self,
+            _stream: &str,
+            entries: Vec<PutEntry>,
+        ) -> Result<Vec<Option<EntryError>>, String> {
+            // Lets the other producers' calls overlap this one.
+            tokio::task::yield_now().await;
+            let bytes: usize = entries
+                .iter()
+                .map(|e| e.data.len() + e.partition_key.len())
+                .sum();
+            assert!(entries.len() <= MAX_RECORDS_PER_CALL && bytes <= MAX_BYTES_PER_CALL);
+            let call = {
+                let mut calls = self.calls.lock().unwrap();
+                *calls += 1;
+                *calls
+            };
+            if self.failing_calls.contains(&call) {
+                return Err("InternalFailure: service unavailable".into());
+            }
+            let (mut landed, mut rng) = (self.landed.lock().unwrap(), self.rng.lock().unwrap());
+            Ok(entries
+                .into_iter()
+                .map(|e| {
+                    let refused = self.refuse_key.as_deref() == Some(e.partition_key.as_str())
+                        || rng.random_bool(self.refuse_share);
+                    if refused {
+                        Some(EntryError {
+                            code: "ProvisionedThroughputExceededException".into(),
+                            message: "Rate exceeded for shard".into(),
+                        })
+                    } else {
+                        landed.push(e);
+                        None
+                    }
+                })
+                .collect())
+        }
+    }
+
+    fn simulation(
+        products: usize,
+        events: u64,
+        duplicates: f64,
+        producers: ProducerConfig,
+    ) -> Simulation {
+        let config = SimConfig {
+            products,
+            events,
+            skew: Skew::Zipf(1.1),
+            seed: 21,
+            run_id: "pub".into(),
+            faults: FaultRatios {
+                duplicates,
+                malformed: 0.01,
+                invalid_transitions: 0.02,
+            },
+        };
+        Simulation::with_producers(config, producers).unwrap()
+    }
+
+    fn options() -> PublishOptions {
+        PublishOptions {
+            stream: "s".into(),
+            rate: None,
+            max_attempts: 30,
+        }
+    }
+
+    /// An event's identity apart from generation time: the payload, or the random part of
+    /// its event id (ULIDs start with the time).
+    fn fingerprint(data: &[u8]) -> String {
+        match serde_json::from_slice::<serde_json::Value>(data) {
+            Ok(v) => match v["event_id"].as_str() {
+                Some(id) => id[10..].to_owned(),
+                None => String::from_utf8_lossy(data).into_owned(),
+            },
+            Err(_) => String::from_utf8_lossy(data).into_owned(),
+        }
+    }
+
+    /// Each product's distinct events (first occurrences) in order.
+    fn per_product<'a>(
+        records: impl Iterator<Item = (&'a str, &'a [u8])>,
+    ) -> BTreeMap<String, Vec<String>> {
+        let mut seen = HashSet::new();
+        let mut out: BTreeMap<String, Vec<String>> = BTreeMap::new();
+        for (key, data) in records {
+            let f = fingerprint(data);
+            if seen.insert((key, f.clone())) {
+                out.entry(key.to_owned()).or_default().push(f);
+            }
+        }
+        out
+    }
+
+    /// The order the simulation generated each product's distinct events in.
+    fn generated_order(mut sim: Simulation) -> BTreeMap<String, Vec<String>> {
+        let mut records = Vec::new();
+        while let Some(r) = sim.next_record() {
+            records.push(r);
+        }
+        per_product(
+            records
+                .iter()
+                .map(|r| (r.partition_key.as_str(), &r.data[..])),
+        )
+    }
+
+    fn check_landed(kinesis: &FakeKinesis, sim: &Simulation, twin: Simulation) -> Landed {
+        let landed = kinesis.landed();
+        let mut model = Landed::default();
+        for e in &landed {
+            model.land(&e.partition_key, &e.data);
+        }
+        model.assert_expected(&sim.expected());
+        assert_eq!(
+            per_product(
+                landed
+                    .iter()
+                    .map(|e| (e.partition_key.as_str(), &e.data[..]))
+            ),
+            generated_order(twin),
+            "each product's events landed in the order they were generated"
+        );
+        model
+    }
+
+    #[tokio::test]
+    async fn four_producers_put_every_event_once_in_order_and_late_retries_after_their_distance() {
+        let producers = ProducerConfig {
+            producers: 4,
+            retry_share: 0.05,
+            retry_distance: RetryDistance::new(100, 1_000).unwrap(),
+        };
+        let mut sim = simulation(50, 8_000, 0.0, producers);
+        let kinesis = FakeKinesis::new();
+        let report = publish_to(&kinesis, &mut sim, &options(), &mut |_| {})
+            .await
+            .unwrap();
+        let expected = sim.expected();
+        assert_eq!(report.records, 8_000);
+        assert_eq!(report.late_retries, expected.late_retries);
+        assert!(expected.late_retries > 300, "{expected:?}");
+        assert!(report.peak_calls_in_flight >= 2, "{report:?}");
+        let model = check_landed(&kinesis, &sim, simulation(50, 8_000, 0.0, producers));
+
+        // Every repeat is a late retry here: put after at least its distance.
+        assert_eq!(model.repeats, expected.late_retries);
+        let short = model.repeat_distances.iter().filter(|d| **d < 100).count() as u64;
+        // Only a retry whose original was acknowledged near the end (the hot product's queue
+        // drains last in an unpaced run) can land short of its distance.
+        assert!(short <= report.late_retries_cut_short, "{short} {report:?}");
+        assert!(
+            report.late_retries_cut_short * 10 < expected.late_retries,
+            "{report:?}"
+        );
+        let slack = 4 * MAX_RECORDS_PER_CALL as u64;
+        assert!(
+            model.repeat_distances.iter().all(|d| *d <= 1_000 + slack),
+            "{:?}",
+            model.repeat_distances.iter().max()
+        );
+    }
+
+    #[tokio::test]
+    async fn immediate_duplicates_and_late_retries_are_all_counted() {
+        let producers = ProducerConfig {
+            producers: 4,
+            retry_share: 0.05,
+            retry_distance: RetryDistance::new(1, 2_000).unwrap(),
+        };
+        let mut sim = simulation(200, 6_000, 0.05, producers);
+        let kinesis = FakeKinesis::new();
+        publish_to(&kinesis, &mut sim, &options(), &mut |_| {})
+            .await
+            .unwrap();
+        let e = sim.expected();
+        assert!(
+            e.duplicates > e.late_retries && e.late_retries > 100,
+            "{e:?}"
+        );
+        check_landed(&kinesis, &sim, simulation(200, 6_000, 0.05, producers));
+    }
+
+    #[tokio::test]
+    async fn refused_entries_and_failed_calls_are_put_again_without_breaking_order() {
+        let producers = ProducerConfig {
+            producers: 3,
+            retry_share: 0.05,
+            retry_distance: RetryDistance::new(1, 300).unwrap(),
+        };
+        let mut sim = simulation(20, 1_500, 0.02, producers);
+        let kinesis = FakeKinesis {
+            refuse_share: 0.05,
+            failing_calls: vec![3, 10, 11],
+            ..FakeKinesis::new()
+        };
+        let report = publish_to(&kinesis, &mut sim, &options(), &mut |_| {})
+            .await
+            .unwrap();
+        assert!(report.retried > 20, "{report:?}");
+        check_landed(&kinesis, &sim, simulation(20, 1_500, 0.02, producers));
+    }
+
+    #[tokio::test]
+    async fn a_record_kinesis_keeps_refusing_stops_every_producer_with_its_key() {
+        let producers = ProducerConfig {
+            producers: 3,
+            ..ProducerConfig::default()
+        };
+        let mut sim = simulation(5, 500, 0.0, producers);
+        let kinesis = FakeKinesis {
+            refuse_key: Some("pub-P00002".into()),
+            ..FakeKinesis::new()
+        };
+        let options = PublishOptions {
+            max_attempts: 3,
+            ..options()
+        };
+        let e = publish_to(&kinesis, &mut sim, &options, &mut |_| {})
+            .await
+            .unwrap_err();
+        assert!(
+            matches!(&e, PublishError::RecordFailed { partition_key, attempts: 3, .. } if partition_key == "pub-P00002"),
+            "{e}"
+        );
+        assert!(e.to_string().contains("lower --rate"));
+    }
+
+    #[tokio::test]
+    async fn a_paced_run_keeps_its_rate() {
+        let producers = ProducerConfig {
+            producers: 4,
+            retry_share: 0.05,
+            retry_distance: RetryDistance::new(1, 50).unwrap(),
+        };
+        let mut sim = simulation(20, 400, 0.0, producers);
+        let kinesis = FakeKinesis::new();
+        let options = PublishOptions {
+            rate: Some(1_000.0),
+            ..options()
+        };
+        let report = publish_to(&kinesis, &mut sim, &options, &mut |_| {})
+            .await
+            .unwrap();
+        assert_eq!(report.records, 400);
+        assert!(
+            report.elapsed >= Duration::from_millis(390),
+            "400 records at 1000/s took {:?}",
+            report.elapsed
+        );
+        check_landed(&kinesis, &sim, simulation(20, 400, 0.0, producers));
+    }
 }

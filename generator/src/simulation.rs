@@ -11,7 +11,7 @@ use inventory_processor::simulations::save_status;
 use inventory_processor::Tables;
 
 use crate::publish::{publish, PublishOptions};
-use crate::sim::{FaultRatios, SimConfig, Simulation, Skew};
+use crate::sim::{FaultRatios, ProducerConfig, RetryDistance, SimConfig, Simulation, Skew};
 use crate::verify::{verify, Mismatch, VerifyOptions, VerifyReport};
 use crate::Expected;
 
@@ -44,7 +44,18 @@ pub async fn run_simulation(
         Ok(c) => c,
         Err(message) => return finish_failed(&ctx, status, message).await,
     };
-    let mut simulation = match Simulation::new(config) {
+    let producers = ProducerConfig {
+        producers: request.producers as usize,
+        retry_share: request.retry_share,
+        retry_distance: RetryDistance {
+            min: request.retry_distance.min,
+            max: request.retry_distance.max,
+        },
+    };
+    let mut simulation = match producers
+        .check_rate(Some(request.rate))
+        .and_then(|_| Simulation::with_producers(config, producers))
+    {
         Ok(s) => s,
         Err(e) => return finish_failed(&ctx, status, e.to_string()).await,
     };

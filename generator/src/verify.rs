@@ -327,9 +327,17 @@ pub fn render(expected: &Expected, report: &VerifyReport, max_rows: usize) -> St
         expected.records,
         expected.applied
     );
+    let late = if expected.late_retries > 0 {
+        format!(
+            "{} of them late retries {} records after their original; ",
+            expected.late_retries, expected.producers.retry_distance
+        )
+    } else {
+        String::new()
+    };
     let _ = writeln!(
         s,
-        "duplicates ignored: {} (every stored version matches the model, so none was applied twice)",
+        "duplicates ignored: {} ({late}every stored version matches the model, so none was applied twice)",
         expected.duplicates
     );
     let _ = write!(s, "rejections by reason:");

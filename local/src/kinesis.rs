@@ -79,10 +79,10 @@ pub async fn ensure_stream(
 
 /// The ids of the stream's shards.
 pub async fn shard_ids(client: &Client, stream: &str) -> Result<Vec<String>, KinesisError> {
-    Ok(shards(client, stream)
+    Ok(list_shards(client, stream)
         .await?
         .into_iter()
-        .map(|(id, _)| id)
+        .map(|s| s.id)
         .collect())
 }
 
@@ -92,8 +92,36 @@ pub async fn shards(
     client: &Client,
     stream: &str,
 ) -> Result<Vec<(String, Vec<String>)>, KinesisError> {
-    let mut out = Vec::new();
+    Ok(list_shards(client, stream)
+        .await?
+        .into_iter()
+        .map(|s| (s.id, s.parents))
+        .collect())
+}
+
+/// A shard as ListShards describes it, with its lineage.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ShardInfo {
+    pub id: String,
+    /// The shards whose records come before this one's: its parent and, after a merge, the
+    /// adjacent parent (see [`list_shards`] for shards the emulator lists without them).
+    pub parents: Vec<String>,
+    /// Closed by a reshard (it has an `EndingSequenceNumber`): it takes no more records.
+    pub closed: bool,
+}
+
+/// Every shard of the stream, open and closed, with its lineage.
+///
+/// ferrokinesis' `UpdateShardCount` closes every open shard and creates new ones without
+/// `ParentShardId`s (its `SplitShard` and `MergeShards` do set them). A shard listed
+/// without parents whose hash-key range overlaps an older shard (a lower shard number)
+/// gets those older shards as parents, so its records still wait for theirs. On Kinesis
+/// this never applies: a shard without parents is one of the stream's first shards, which
+/// overlap no older shard.
+pub async fn list_shards(client: &Client, stream: &str) -> Result<Vec<ShardInfo>, KinesisError> {
+    let mut listed = Vec::new();
     let mut token: Option<String> = None;
+    // By hand: the SDK has no paginator for ListShards (NextToken excludes StreamName).
     loop {
         let req = match &token {
             Some(t) => client.list_shards().next_token(t),
@@ -109,13 +137,63 @@ pub async fn shards(
                 .flatten()
                 .map(str::to_owned)
                 .collect();
-            out.push((s.shard_id().to_owned(), parents));
+            let range = s.hash_key_range().and_then(|r| {
+                Some((
+                    r.starting_hash_key().parse::<u128>().ok()?,
+                    r.ending_hash_key().parse::<u128>().ok()?,
+                ))
+            });
+            let closed = s
+                .sequence_number_range()
+                .is_some_and(|r| r.ending_sequence_number().is_some());
+            listed.push((
+                ShardInfo {
+                    id: s.shard_id().to_owned(),
+                    parents,
+                    closed,
+                },
+                range,
+            ));
         }
         match resp.next_token() {
             Some(t) => token = Some(t.to_owned()),
-            None => return Ok(out),
+            None => break,
         }
     }
+    let inferred: Vec<Vec<String>> = listed
+        .iter()
+        .map(|(shard, range)| {
+            let (Some(number), Some(range), true) =
+                (shard_number(&shard.id), range, shard.parents.is_empty())
+            else {
+                return Vec::new();
+            };
+            listed
+                .iter()
+                .filter(|(older, older_range)| {
+                    shard_number(&older.id).is_some_and(|n| n < number)
+                        && older_range.is_some_and(|o| o.0 <= range.1 && range.0 <= o.1)
+                })
+                .map(|(older, _)| older.id.clone())
+                .collect()
+        })
+        .collect();
+    Ok(listed
+        .into_iter()
+        .zip(inferred)
+        .map(|((mut shard, _), inferred)| {
+            if shard.parents.is_empty() {
+                shard.parents = inferred;
+            }
+            shard
+        })
+        .collect())
+}
+
+/// The number in a shard id (`shardId-000000000004` → 4). Kinesis and ferrokinesis number
+/// shards in the order they create them.
+pub fn shard_number(shard_id: &str) -> Option<u64> {
+    shard_id.rsplit('-').next()?.parse().ok()
 }
 
 /// A Kinesis record as an EventBridge Pipe hands it to a Lambda target.

@@ -10,7 +10,9 @@ use clap::{Parser, Subcommand};
 use inventory_api::ApiConfig;
 use inventory_generator::cli::{progress_reporter, SimArgs};
 use inventory_generator::verify::render;
-use inventory_generator::{publish, verify, PublishOptions, Simulation, VerifyOptions};
+use inventory_generator::{
+    publish, verify, ProducerConfig, PublishOptions, RetryDistance, Simulation, VerifyOptions,
+};
 use inventory_local::pipe::dead_letters;
 use inventory_local::pipe_settings::PipeSettings;
 use inventory_local::replay::replay;
@@ -121,6 +123,16 @@ enum Command {
         /// Seconds between report lines.
         #[arg(long, default_value = "5s", value_parser = humantime::parse_duration)]
         every: Duration,
+        /// Concurrent producers sharing the products (1 to 100).
+        #[arg(long, default_value_t = 1)]
+        producers: usize,
+        /// Fraction of records that are a producer's late retry of an earlier event.
+        #[arg(long, default_value_t = 0.0)]
+        retry_share: f64,
+        /// Records put between an event and its late retry: MIN..MAX (both ends included),
+        /// MIN..=MAX or one number.
+        #[arg(long, default_value = "1..=2000")]
+        retry_distance: RetryDistance,
     },
 }
 
@@ -205,9 +217,12 @@ async fn main() -> anyhow::Result<ExitCode> {
             http_port,
             site_dir,
         } => {
+            // Bad settings are refused before the stack starts.
+            let mut simulation = sim.simulation()?;
+            let config = simulation.config().clone();
+            let producers = *simulation.producers();
             let stack = LocalStack::start(stack_options(&stack)).await?;
             let pipe = stack.start_pipe();
-            let config = sim.to_config();
             println!(
                 "Local stack on {} ({} shards). Publishing {} events over {} products ({:?}, {:.0}/s, run {}, seed {}) with {:.0}% duplicates, {:.0}% malformed, {:.0}% invalid transitions…",
                 stack.aws.endpoint(),
@@ -222,7 +237,14 @@ async fn main() -> anyhow::Result<ExitCode> {
                 config.faults.malformed * 100.0,
                 config.faults.invalid_transitions * 100.0,
             );
-            let mut simulation = Simulation::new(config)?;
+            if producers != ProducerConfig::default() {
+                println!(
+                    "{} producers; {:.1}% of records are late retries {} records after their original",
+                    producers.producers,
+                    producers.retry_share * 100.0,
+                    producers.retry_distance
+                );
+            }
             let mut progress = progress_reporter(simulation.config().events);
             let report = publish(
                 &stack.kinesis,
@@ -235,8 +257,16 @@ async fn main() -> anyhow::Result<ExitCode> {
                 &mut progress,
             )
             .await?;
+            let late = if report.late_retries > 0 {
+                format!(
+                    "; {} late retries, {} put short of their distance at the end",
+                    report.late_retries, report.late_retries_cut_short
+                )
+            } else {
+                String::new()
+            };
             println!(
-                "Published {} records in {:.1}s ({:.0}/s). Waiting for the pipeline to catch up…\n",
+                "Published {} records in {:.1}s ({:.0}/s{late}). Waiting for the pipeline to catch up…\n",
                 report.records,
                 report.elapsed.as_secs_f64(),
                 report.records_per_second()
@@ -299,7 +329,7 @@ async fn main() -> anyhow::Result<ExitCode> {
             events_table,
             into,
         } => {
-            let config = aws_config::load_defaults(aws_config::BehaviorVersion::latest()).await;
+            let config = inventory_generator::aws::sdk_config().await?;
             let live = Tables {
                 inventory: inventory_table,
                 events: events_table,
@@ -348,7 +378,26 @@ async fn main() -> anyhow::Result<ExitCode> {
             products,
             skew,
             every,
-        } => soak(stack_options(&stack), duration, rate, products, skew, every).await,
+            producers,
+            retry_share,
+            retry_distance,
+        } => {
+            let producers = ProducerConfig {
+                producers,
+                retry_share,
+                retry_distance,
+            };
+            soak(
+                stack_options(&stack),
+                duration,
+                rate,
+                products,
+                skew,
+                every,
+                producers,
+            )
+            .await
+        }
     }
 }
 
@@ -360,28 +409,37 @@ async fn soak(
     products: usize,
     skew: inventory_generator::Skew,
     every: Duration,
+    producers: ProducerConfig,
 ) -> anyhow::Result<ExitCode> {
     use std::sync::atomic::{AtomicU64, Ordering};
     use std::sync::Arc;
 
+    // Refuse bad settings before starting the stack.
+    producers.check_rate(Some(rate))?;
     let stack = LocalStack::start(options).await?;
     let pipe = stack.start_pipe();
     let events = (duration.as_secs_f64() * rate).round() as u64;
-    let simulation = Simulation::new(inventory_generator::SimConfig {
-        products,
-        events,
-        skew,
-        seed: rand::random(),
-        run_id: inventory_generator::sim::new_run_id(),
-        faults: inventory_generator::FaultRatios {
-            duplicates: 0.05,
-            malformed: 0.01,
-            invalid_transitions: 0.01,
+    let simulation = Simulation::with_producers(
+        inventory_generator::SimConfig {
+            products,
+            events,
+            skew,
+            seed: rand::random(),
+            run_id: inventory_generator::sim::new_run_id(),
+            faults: inventory_generator::FaultRatios {
+                duplicates: 0.05,
+                malformed: 0.01,
+                invalid_transitions: 0.01,
+            },
         },
-    })?;
+        producers,
+    )?;
     println!(
-        "Soak: {events} events at {rate:.0}/s for {} over {products} products; a line every {}.",
+        "Soak: {events} events at {rate:.0}/s for {} over {products} products by {} producers ({:.1}% late retries {} records later); a line every {}.",
         humantime::format_duration(duration),
+        producers.producers,
+        producers.retry_share * 100.0,
+        producers.retry_distance,
         humantime::format_duration(every)
     );
     println!("elapsed_s published delivered events_per_s backlog lag_ms rss_mb peak_rss_mb");

@@ -3,6 +3,14 @@
 //!
 //! - every shard read with GetRecords from TRIM_HORIZON or the saved checkpoint, one batch
 //!   per shard at a time (per-shard order), shards concurrently;
+//! - shard lineage followed as Pipes and Lambda follow it when Kinesis reshards: the
+//!   shards are listed again every [`PipeRunner::shard_listing_interval`], and a child shard
+//!   is read only once each parent has been read to its end with all of its records
+//!   delivered (or dead-lettered) and checkpointed, so a partition key's records reach the
+//!   target in the order they were put across a split or a merge. A finished shard's
+//!   checkpoint says `SHARD_END`, so a restarted pipe neither reads it again nor holds its
+//!   children back, and children start from their first record. The pipe runs until it is
+//!   stopped, whatever its shards do;
 //! - batches of up to `BatchSize` records, or fewer once `MaximumBatchingWindowInSeconds`
 //!   has passed since the first buffered record, and never over Lambda's 6 MB payload;
 //! - the target gets the exact Pipes payload as serialised JSON (a top-level array of flat
@@ -15,11 +23,11 @@
 //! - the runner's own calls (a fresh shard iterator, the checkpoint write) are retried
 //!   with backoff for as long as the pipe runs: a transient error never ends a shard.
 
-use std::collections::VecDeque;
+use std::collections::{HashMap, HashSet, VecDeque};
 use std::future::Future;
 use std::pin::Pin;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::Arc;
+use std::sync::{Arc, Mutex, PoisonError};
 use std::time::{Duration, Instant};
 
 use aws_sdk_dynamodb::types::AttributeValue;
@@ -29,11 +37,11 @@ use chrono::{SecondsFormat, Utc};
 use inventory_domain::{BatchResponse, PipeRecord};
 use inventory_processor::{Processor, Tables};
 use serde::Serialize;
-use tokio::sync::watch;
-use tokio::task::JoinSet;
+use tokio::sync::{mpsc, watch};
+use tokio::task::{AbortHandle, JoinSet};
 
 use crate::emulators::LOCAL_REGION;
-use crate::kinesis::{self, KinesisError};
+use crate::kinesis::{self, KinesisError, ShardInfo};
 use crate::pipe_settings::PipeSettings;
 
 /// Lambda's synchronous invocation payload limit.
@@ -42,6 +50,11 @@ pub const MAX_PAYLOAD_BYTES: usize = 6 * 1024 * 1024;
 const IDLE_POLL: Duration = Duration::from_millis(100);
 /// Invocations that take longer count as failed, like a Lambda timeout.
 const INVOKE_TIMEOUT: Duration = Duration::from_secs(60);
+/// How often a running pipe lists the stream's shards by default, to pick up the shards a
+/// reshard creates.
+pub const SHARD_LISTING_INTERVAL: Duration = Duration::from_secs(1);
+/// The longest [`PipeHandle::kill`] waits for the pipe's tasks to be gone.
+const KILL_WAIT: Duration = Duration::from_secs(10);
 
 pub type BoxFuture<T> = Pin<Box<dyn Future<Output = T> + Send>>;
 
@@ -105,6 +118,12 @@ pub struct PipeStats {
     pub bisections: AtomicU64,
     pub dead_lettered: AtomicU64,
     pub checkpoints: AtomicU64,
+    /// Shards whose reader has its first iterator and is reading.
+    pub shards_started: AtomicU64,
+    /// Closed shards read to their end, fully delivered and checkpointed `SHARD_END`.
+    pub shards_finished: AtomicU64,
+    /// Completed listings of the stream's shards (the first one included).
+    pub shard_listings: AtomicU64,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
@@ -116,6 +135,9 @@ pub struct PipeStatsSnapshot {
     pub bisections: u64,
     pub dead_lettered: u64,
     pub checkpoints: u64,
+    pub shards_started: u64,
+    pub shards_finished: u64,
+    pub shard_listings: u64,
 }
 
 impl PipeStats {
@@ -129,6 +151,9 @@ impl PipeStats {
             bisections: g(&self.bisections),
             dead_lettered: g(&self.dead_lettered),
             checkpoints: g(&self.checkpoints),
+            shards_started: g(&self.shards_started),
+            shards_finished: g(&self.shards_finished),
+            shard_listings: g(&self.shard_listings),
         }
     }
 }
@@ -147,6 +172,23 @@ pub struct PipeRunner {
     /// First retry delay; doubles per attempt up to `max_backoff`.
     pub min_backoff: Duration,
     pub max_backoff: Duration,
+    /// How often the running pipe lists the stream's shards to pick up new ones (a
+    /// reshard). A child is started at once when its last parent finishes; the listing
+    /// only finds shards the pipe has not seen yet.
+    pub shard_listing_interval: Duration,
+    /// Set by [`PipeRunner::spawn`]: ties every task of the pipe to its handle.
+    tasks: Option<Tasks>,
+}
+
+/// Held by every task of a spawned pipe (each clone of the runner carries one).
+#[derive(Clone)]
+struct Tasks {
+    /// Never sent on: the handle's receiver closes once every task holding a clone has
+    /// ended (finished, or aborted and dropped), which is what `kill` waits for.
+    _alive: mpsc::Sender<()>,
+    /// The shard readers, so `kill` can abort them directly rather than when the aborted
+    /// coordinator's `JoinSet` happens to be dropped.
+    readers: Arc<Mutex<Vec<AbortHandle>>>,
 }
 
 /// A running pipe.
@@ -154,6 +196,8 @@ pub struct PipeHandle {
     stop: watch::Sender<bool>,
     task: tokio::task::JoinHandle<Result<(), PipeError>>,
     pub stats: Arc<PipeStats>,
+    readers: Arc<Mutex<Vec<AbortHandle>>>,
+    alive: mpsc::Receiver<()>,
 }
 
 impl PipeHandle {
@@ -163,9 +207,34 @@ impl PipeHandle {
         self.task.await.unwrap_or(Ok(()))
     }
 
-    /// Stops at once, mid-batch, like a killed process.
+    /// Stops at once, mid-batch, like a killed process. On a multi-threaded runtime it
+    /// returns once every task of the pipe has ended, so what the pipe did (its stats, its
+    /// checkpoints) no longer changes. On a current-thread runtime it cannot wait, but
+    /// nothing of the pipe runs again either: aborted tasks that are not running are
+    /// dropped, not polled, when the runtime next gets to them.
     pub fn kill(self) {
-        self.task.abort();
+        let PipeHandle {
+            task,
+            readers,
+            mut alive,
+            ..
+        } = self;
+        task.abort();
+        let readers = std::mem::take(&mut *readers.lock().unwrap_or_else(PoisonError::into_inner));
+        for reader in readers {
+            reader.abort();
+        }
+        let Ok(runtime) = tokio::runtime::Handle::try_current() else {
+            return;
+        };
+        if runtime.runtime_flavor() == tokio::runtime::RuntimeFlavor::MultiThread {
+            let gone = tokio::task::block_in_place(|| {
+                runtime.block_on(tokio::time::timeout(KILL_WAIT, alive.recv()))
+            });
+            if gone.is_err() {
+                tracing::warn!(waited = ?KILL_WAIT, "a killed pipe's tasks had not all ended");
+            }
+        }
     }
 
     pub fn is_finished(&self) -> bool {
@@ -184,6 +253,92 @@ impl PipeHandle {
         }
     }
 }
+
+/// The stream as the pipe identifies it.
+#[derive(Clone)]
+struct StreamId {
+    arn: String,
+    /// The ARN and creation time: what a checkpoint belongs to.
+    identity: String,
+}
+
+/// A shard's saved position.
+#[derive(Debug, Clone, PartialEq, Eq)]
+enum Checkpoint {
+    Missing,
+    After(String),
+    /// Read to its end and fully delivered.
+    ShardEnd,
+}
+
+/// Where a shard reader starts.
+#[derive(Debug, Clone, PartialEq, Eq)]
+enum Start {
+    TrimHorizon,
+    Latest,
+    After(String),
+}
+
+/// How a shard reader ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum ShardEnd {
+    /// Read to its end, every record delivered or dead-lettered, checkpointed `SHARD_END`.
+    Finished,
+    /// The shard is no longer in the stream (its records expired).
+    Gone,
+    /// The pipe is stopping.
+    Stopped,
+}
+
+/// What the pipe has done with a shard it has listed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Progress {
+    Reading,
+    Finished,
+    /// Nothing of it is to be delivered: gone from the stream, or already closed when a
+    /// pipe starting at LATEST first listed it (all its records predate the pipe).
+    Skipped,
+}
+
+/// The shards the pipe knows and how far it is with each.
+struct Lineage {
+    listed: Vec<ShardInfo>,
+    /// The shards of the pipe's first listing: only these may start at LATEST.
+    initial: HashSet<String>,
+    progress: HashMap<String, Progress>,
+}
+
+impl Lineage {
+    fn new(listed: Vec<ShardInfo>) -> Self {
+        Self {
+            initial: listed.iter().map(|s| s.id.clone()).collect(),
+            listed,
+            progress: HashMap::new(),
+        }
+    }
+
+    /// A parent is done once finished or skipped; one that has expired out of the stream
+    /// (no longer listed) is done too, unless a reader still has it.
+    fn is_done(&self, shard: &str) -> bool {
+        match self.progress.get(shard) {
+            Some(Progress::Finished | Progress::Skipped) => true,
+            Some(Progress::Reading) => false,
+            None => !self.listed.iter().any(|s| s.id == shard),
+        }
+    }
+
+    /// Listed shards not started yet whose parents are all done.
+    fn ready(&self) -> Vec<ShardInfo> {
+        self.listed
+            .iter()
+            .filter(|s| !self.progress.contains_key(&s.id))
+            .filter(|s| s.parents.iter().all(|p| self.is_done(p)))
+            .cloned()
+            .collect()
+    }
+}
+
+type ReaderResult = (String, Result<ShardEnd, PipeError>);
 
 impl PipeRunner {
     pub fn new(
@@ -206,6 +361,8 @@ impl PipeRunner {
             stats: Arc::new(PipeStats::default()),
             min_backoff: Duration::from_millis(100),
             max_backoff: Duration::from_secs(10),
+            shard_listing_interval: SHARD_LISTING_INTERVAL,
+            tasks: None,
         }
     }
 
@@ -213,16 +370,94 @@ impl PipeRunner {
         self.stats.clone()
     }
 
-    pub fn spawn(self) -> PipeHandle {
+    pub fn spawn(mut self) -> PipeHandle {
         let (stop, stopped) = watch::channel(false);
+        let (alive_tx, alive) = mpsc::channel(1);
+        let readers = Arc::new(Mutex::new(Vec::new()));
+        self.tasks = Some(Tasks {
+            _alive: alive_tx,
+            readers: readers.clone(),
+        });
         let stats = self.stats.clone();
         let task = tokio::spawn(self.run(stopped));
-        PipeHandle { stop, task, stats }
+        PipeHandle {
+            stop,
+            task,
+            stats,
+            readers,
+            alive,
+        }
     }
 
-    /// Runs every shard until `stop` turns true.
-    pub async fn run(self, stop: watch::Receiver<bool>) -> Result<(), PipeError> {
+    /// Reads the stream until `stop` turns true, following its shards as they are resharded.
+    /// It returns early only on an error a retry cannot mend (the settings, the stream or
+    /// the checkpoints' table are wrong at start, or a checkpoint belongs to another stream).
+    pub async fn run(self, mut stop: watch::Receiver<bool>) -> Result<(), PipeError> {
         self.settings.validate()?;
+        let stream = self.describe_stream().await?;
+        // At start every failure is a configuration to fix, so it ends the pipe; later
+        // ones are retried at the next listing.
+        let mut lineage = Lineage::new(kinesis::list_shards(&self.kinesis, &self.stream).await?);
+        let mut readers: JoinSet<ReaderResult> = JoinSet::new();
+        self.start_ready(&mut lineage, &mut readers, &stream, &stop, true)
+            .await?;
+        self.stats.shard_listings.fetch_add(1, Ordering::Relaxed);
+        let mut next_listing = tokio::time::Instant::now() + self.shard_listing_interval;
+        // A dropped handle cannot stop the pipe any more; it then runs on, as a detached task.
+        let mut stop_open = true;
+        while !*stop.borrow() {
+            tokio::select! {
+                changed = stop.changed(), if stop_open => stop_open = changed.is_ok(),
+                Some(joined) = readers.join_next() => {
+                    let (shard, end) = match joined {
+                        Ok(result) => result,
+                        Err(e) if e.is_cancelled() => continue,
+                        Err(e) => std::panic::resume_unwind(e.into_panic()),
+                    };
+                    match end? {
+                        ShardEnd::Finished => {
+                            lineage.progress.insert(shard, Progress::Finished);
+                        }
+                        ShardEnd::Gone => {
+                            lineage.progress.insert(shard, Progress::Skipped);
+                        }
+                        ShardEnd::Stopped => {
+                            lineage.progress.remove(&shard);
+                        }
+                    }
+                    // Its children may be ready: start them now, not at the next listing.
+                    self.start_ready(&mut lineage, &mut readers, &stream, &stop, false)
+                        .await?;
+                }
+                _ = tokio::time::sleep_until(next_listing) => {
+                    match kinesis::list_shards(&self.kinesis, &self.stream).await {
+                        Ok(listed) => {
+                            lineage.listed = listed;
+                            self.stats.shard_listings.fetch_add(1, Ordering::Relaxed);
+                            self.start_ready(&mut lineage, &mut readers, &stream, &stop, false)
+                                .await?;
+                        }
+                        Err(e) => {
+                            tracing::warn!(error = %e, "listing the shards failed; retrying at the next listing");
+                        }
+                    }
+                    next_listing = tokio::time::Instant::now() + self.shard_listing_interval;
+                }
+            }
+        }
+        // Stopping: each reader ends after its current batch.
+        while let Some(joined) = readers.join_next().await {
+            match joined {
+                Ok((_, Ok(_))) => {}
+                Ok((_, Err(e))) => return Err(e),
+                Err(e) if e.is_cancelled() => {}
+                Err(e) => std::panic::resume_unwind(e.into_panic()),
+            }
+        }
+        Ok(())
+    }
+
+    async fn describe_stream(&self) -> Result<StreamId, PipeError> {
         let summary = self
             .kinesis
             .describe_stream_summary()
@@ -235,34 +470,98 @@ impl PipeRunner {
             .ok_or_else(|| KinesisError::NotActive(self.stream.clone()))?;
         // A stream deleted and created again has the same ARN; its creation time differs.
         let created = d.stream_creation_timestamp();
-        let identity = format!(
-            "{}@{}.{:09}",
-            d.stream_arn(),
-            created.secs(),
-            created.subsec_nanos()
-        );
-        let arn = d.stream_arn().to_owned();
-        let shards = kinesis::shard_ids(&self.kinesis, &self.stream).await?;
-        let mut tasks = JoinSet::new();
-        for shard in shards {
-            let checkpoint = self.load_checkpoint(&shard, &identity).await?;
-            let runner = self.clone();
-            let (arn, identity, stop) = (arn.clone(), identity.clone(), stop.clone());
-            tasks.spawn(async move {
-                runner
-                    .run_shard(shard, arn, identity, checkpoint, stop)
-                    .await
-            });
-        }
-        while let Some(result) = tasks.join_next().await {
-            match result {
-                Ok(Ok(())) => {}
-                Ok(Err(e)) => return Err(e),
-                Err(e) if e.is_cancelled() => {}
-                Err(e) => std::panic::resume_unwind(e.into_panic()),
+        Ok(StreamId {
+            arn: d.stream_arn().to_owned(),
+            identity: format!(
+                "{}@{}.{:09}",
+                d.stream_arn(),
+                created.secs(),
+                created.subsec_nanos()
+            ),
+        })
+    }
+
+    /// Starts a reader for every listed shard whose parents are done, repeatedly, since a
+    /// shard found finished by its checkpoint can make its children ready. With `strict`
+    /// (at start) a failing checkpoint read ends the pipe; otherwise the shard waits for
+    /// the next round.
+    async fn start_ready(
+        &self,
+        lineage: &mut Lineage,
+        readers: &mut JoinSet<ReaderResult>,
+        stream: &StreamId,
+        stop: &watch::Receiver<bool>,
+        strict: bool,
+    ) -> Result<(), PipeError> {
+        loop {
+            let mut settled = false;
+            for shard in lineage.ready() {
+                let checkpoint = match self.load_checkpoint(&shard.id, &stream.identity).await {
+                    Ok(c) => c,
+                    Err(e) if strict || matches!(e, PipeError::StreamMismatch { .. }) => {
+                        return Err(e)
+                    }
+                    Err(e) => {
+                        tracing::warn!(shard = %shard.id, error = %e, "reading the shard's checkpoint failed; retrying at the next listing");
+                        continue;
+                    }
+                };
+                let start = match checkpoint {
+                    Checkpoint::ShardEnd => Err(Progress::Finished),
+                    Checkpoint::After(seq) => Ok(Start::After(seq)),
+                    Checkpoint::Missing => self
+                        .first_position(&shard, lineage)
+                        .ok_or(Progress::Skipped),
+                };
+                let start = match start {
+                    Ok(start) => start,
+                    Err(progress) => {
+                        lineage.progress.insert(shard.id.clone(), progress);
+                        settled = true;
+                        continue;
+                    }
+                };
+                lineage.progress.insert(shard.id.clone(), Progress::Reading);
+                let runner = self.clone();
+                let (stream, stop) = (stream.clone(), stop.clone());
+                let reader = readers.spawn(async move {
+                    let end = runner
+                        .run_shard(shard.id.clone(), stream, start, stop)
+                        .await;
+                    (shard.id, end)
+                });
+                if let Some(tasks) = &self.tasks {
+                    tasks
+                        .readers
+                        .lock()
+                        .unwrap_or_else(PoisonError::into_inner)
+                        .push(reader);
+                }
+            }
+            if !settled {
+                return Ok(());
             }
         }
-        Ok(())
+    }
+
+    /// Where a shard without a checkpoint starts, or `None` when it has nothing to deliver.
+    /// Pipes starts at `StartingPosition` only on the shards open when it first reads the
+    /// stream; the shards a reshard creates later hold only newer records, and the children
+    /// of a shard it finished continue its records, so both start at their first record.
+    fn first_position(&self, shard: &ShardInfo, lineage: &Lineage) -> Option<Start> {
+        let follows_the_pipe = !lineage.initial.contains(&shard.id)
+            || shard
+                .parents
+                .iter()
+                .any(|p| lineage.progress.get(p) == Some(&Progress::Finished));
+        if self.settings.starting_position != "LATEST" || follows_the_pipe {
+            Some(Start::TrimHorizon)
+        } else if shard.closed {
+            // Closed before the pipe first listed it: all of its records are older.
+            None
+        } else {
+            Some(Start::Latest)
+        }
     }
 
     fn checkpoint_key(&self, shard: &str) -> [(String, AttributeValue); 2] {
@@ -275,11 +574,7 @@ impl PipeRunner {
         ]
     }
 
-    async fn load_checkpoint(
-        &self,
-        shard: &str,
-        identity: &str,
-    ) -> Result<Option<String>, PipeError> {
+    async fn load_checkpoint(&self, shard: &str, identity: &str) -> Result<Checkpoint, PipeError> {
         let out = self
             .db
             .get_item()
@@ -290,7 +585,7 @@ impl PipeRunner {
             .await
             .map_err(|e| dynamo_err("GetItem", e))?;
         let Some(item) = out.item() else {
-            return Ok(None);
+            return Ok(Checkpoint::Missing);
         };
         let text = |k: &str| item.get(k).and_then(|v| v.as_s().ok()).cloned();
         let saved = text("stream").unwrap_or_default();
@@ -301,22 +596,34 @@ impl PipeRunner {
                 current: identity.to_owned(),
             });
         }
-        Ok(text("sequence_number"))
+        if item
+            .get("shard_end")
+            .and_then(|v| v.as_bool().ok())
+            .is_some_and(|end| *end)
+        {
+            return Ok(Checkpoint::ShardEnd);
+        }
+        Ok(text("sequence_number").map_or(Checkpoint::Missing, Checkpoint::After))
     }
 
+    /// Saves the position after `sequence_number`; with `shard_end`, also that the shard
+    /// is read to its end and fully delivered.
     async fn save_checkpoint(
         &self,
         shard: &str,
         identity: &str,
-        sequence_number: &str,
+        sequence_number: Option<&str>,
+        shard_end: bool,
     ) -> Result<(), PipeError> {
-        let mut item: std::collections::HashMap<String, AttributeValue> =
+        let mut item: HashMap<String, AttributeValue> =
             self.checkpoint_key(shard).into_iter().collect();
         item.insert("stream".into(), AttributeValue::S(identity.to_owned()));
-        item.insert(
-            "sequence_number".into(),
-            AttributeValue::S(sequence_number.to_owned()),
-        );
+        if let Some(seq) = sequence_number {
+            item.insert("sequence_number".into(), AttributeValue::S(seq.to_owned()));
+        }
+        if shard_end {
+            item.insert("shard_end".into(), AttributeValue::Bool(true));
+        }
         item.insert(
             "updated_at".into(),
             AttributeValue::S(Utc::now().to_rfc3339_opts(SecondsFormat::Millis, true)),
@@ -332,47 +639,73 @@ impl PipeRunner {
         Ok(())
     }
 
-    async fn iterator_after(&self, shard: &str, after: Option<&str>) -> Result<String, PipeError> {
+    /// A shard iterator at `start`, or `None` when the shard is no longer in the stream.
+    async fn iterator_at(&self, shard: &str, start: &Start) -> Result<Option<String>, PipeError> {
         let req = self
             .kinesis
             .get_shard_iterator()
             .stream_name(&self.stream)
             .shard_id(shard);
-        let req = match after {
-            Some(seq) => req
+        let req = match start {
+            Start::After(seq) => req
                 .shard_iterator_type(ShardIteratorType::AfterSequenceNumber)
                 .starting_sequence_number(seq),
-            None if self.settings.starting_position == "LATEST" => {
-                req.shard_iterator_type(ShardIteratorType::Latest)
-            }
-            None => req.shard_iterator_type(ShardIteratorType::TrimHorizon),
+            Start::Latest => req.shard_iterator_type(ShardIteratorType::Latest),
+            Start::TrimHorizon => req.shard_iterator_type(ShardIteratorType::TrimHorizon),
         };
-        let out = req
-            .send()
-            .await
-            .map_err(|e| KinesisError::call("GetShardIterator", e))?;
-        Ok(out.shard_iterator().unwrap_or_default().to_owned())
+        match req.send().await {
+            Ok(out) => match out.shard_iterator() {
+                Some(it) => Ok(Some(it.to_owned())),
+                None => Err(KinesisError::Call {
+                    operation: "GetShardIterator",
+                    message: format!("the response for shard {shard} has no ShardIterator"),
+                }
+                .into()),
+            },
+            Err(e)
+                if e.as_service_error()
+                    .is_some_and(|s| s.is_resource_not_found_exception()) =>
+            {
+                Ok(None)
+            }
+            Err(e) => Err(KinesisError::call("GetShardIterator", e).into()),
+        }
     }
 
+    /// Reads one shard from `start` until it is read to its end and fully delivered (a
+    /// closed shard), it leaves the stream, or the pipe stops.
     async fn run_shard(
         self,
         shard: String,
-        arn: String,
-        identity: String,
-        checkpoint: Option<String>,
+        stream: StreamId,
+        start: Start,
         stop: watch::Receiver<bool>,
-    ) -> Result<(), PipeError> {
+    ) -> Result<ShardEnd, PipeError> {
+        let (arn, identity) = (stream.arn.as_str(), stream.identity.as_str());
         let batch_size = self.settings.batch_size as usize;
         let window =
             Duration::from_secs(u64::from(self.settings.maximum_batching_window_in_seconds));
-        let mut iterator = Some(self.iterator_after(&shard, checkpoint.as_deref()).await?);
+        let first = self
+            .persist("GetShardIterator", &stop, || {
+                self.iterator_at(&shard, &start)
+            })
+            .await;
+        let mut iterator = match first {
+            None => return Ok(ShardEnd::Stopped),
+            Some(None) => return Ok(ShardEnd::Gone),
+            Some(Some(it)) => Some(it),
+        };
+        self.stats.shards_started.fetch_add(1, Ordering::Relaxed);
         // Position of the last record read (for a fresh iterator after expiry).
-        let mut last_read = checkpoint.clone();
+        let mut last_read = match &start {
+            Start::After(seq) => Some(seq.clone()),
+            Start::TrimHorizon | Start::Latest => None,
+        };
         let mut buffer: VecDeque<PipeRecord> = VecDeque::new();
         let mut first_buffered: Option<Instant> = None;
         loop {
             if *stop.borrow() {
-                return Ok(());
+                return Ok(ShardEnd::Stopped);
             }
             let mut fetched = 0;
             if buffer.len() < batch_size {
@@ -391,7 +724,7 @@ impl PipeRunner {
                                 buffer.push_back(kinesis::to_pipe_record(
                                     r,
                                     &shard,
-                                    &arn,
+                                    arn,
                                     LOCAL_REGION,
                                 ));
                             }
@@ -403,18 +736,22 @@ impl PipeRunner {
                             iterator = out.next_shard_iterator().map(str::to_owned);
                         }
                         Err(e) => {
-                            let expired = e
-                                .as_service_error()
-                                .is_some_and(|s| s.is_expired_iterator_exception());
-                            if expired {
+                            let service = e.as_service_error();
+                            if service.is_some_and(|s| s.is_resource_not_found_exception()) {
+                                tracing::warn!(shard = %shard, "the shard is no longer in the stream (its records expired); moving on to its children");
+                                return Ok(ShardEnd::Gone);
+                            }
+                            if service.is_some_and(|s| s.is_expired_iterator_exception()) {
+                                let from = last_read.clone().map_or(start.clone(), Start::After);
                                 let fresh = self
                                     .persist("GetShardIterator", &stop, || {
-                                        self.iterator_after(&shard, last_read.as_deref())
+                                        self.iterator_at(&shard, &from)
                                     })
                                     .await;
                                 match fresh {
-                                    Some(it) => iterator = Some(it),
-                                    None => return Ok(()), // stopping
+                                    Some(Some(it)) => iterator = Some(it),
+                                    Some(None) => return Ok(ShardEnd::Gone),
+                                    None => return Ok(ShardEnd::Stopped),
                                 }
                             } else {
                                 tracing::warn!(shard = %shard, error = %KinesisError::call("GetRecords", e), "GetRecords failed; retrying");
@@ -433,7 +770,19 @@ impl PipeRunner {
                 || (!buffer.is_empty() && (window_over || iterator.is_none()));
             if !ready {
                 if buffer.is_empty() && iterator.is_none() {
-                    return Ok(()); // closed shard, fully processed
+                    // Closed, read to its end, and every batch delivered and checkpointed:
+                    // record that, so its children may start, now and after a restart.
+                    let saved = self
+                        .persist("checkpoint PutItem", &stop, || {
+                            self.save_checkpoint(&shard, identity, last_read.as_deref(), true)
+                        })
+                        .await;
+                    if saved.is_none() {
+                        return Ok(ShardEnd::Stopped);
+                    }
+                    self.stats.shards_finished.fetch_add(1, Ordering::Relaxed);
+                    tracing::info!(shard = %shard, "shard read to its end and delivered");
+                    return Ok(ShardEnd::Finished);
                 }
                 if fetched == 0 {
                     let wait = first_buffered.map_or(IDLE_POLL, |t| {
@@ -445,12 +794,12 @@ impl PipeRunner {
             }
             let batch = take_batch(&mut buffer, batch_size);
             first_buffered = (!buffer.is_empty()).then(Instant::now);
-            let done = self.deliver(&shard, &arn, batch).await;
+            let done = self.deliver(&shard, arn, batch).await;
             if let Some(seq) = done {
                 // Stopped before it was saved: the batch is redelivered after a restart,
                 // which the processor absorbs (at-least-once, like Pipes).
                 self.persist("checkpoint PutItem", &stop, || {
-                    self.save_checkpoint(&shard, &identity, &seq)
+                    self.save_checkpoint(&shard, identity, Some(&seq), false)
                 })
                 .await;
             }

@@ -176,7 +176,8 @@ pub async fn replay(
                 let fields = differing_fields(live_item, replayed_item);
                 if fields.is_empty() {
                     report.identical += 1;
-                } else if position.is_some_and(|(_, end)| live_sequence(live_item) > *end) {
+                } else if position.is_some_and(|(shard, end)| live_is_ahead(live_item, shard, end))
+                {
                     report.live_ahead += 1;
                 } else {
                     report.differences.push(Difference::Fields {
@@ -346,6 +347,21 @@ fn live_sequence(item: &Item) -> SequenceNumber {
         .and_then(|v| v.as_s().ok())
         .and_then(|s| SequenceNumber::parse(s).ok())
         .unwrap_or_else(|| SequenceNumber::parse("0").expect("0 is a sequence number"))
+}
+
+/// Whether the live item has processed records past the replay's end for its key. Sequence
+/// numbers are compared within one shard only; a later shard of the key's lineage (a child,
+/// numbered higher) is ahead whatever its sequence numbers (docs/consistency.md).
+fn live_is_ahead(item: &Item, end_shard: &str, end: &SequenceNumber) -> bool {
+    let end_ordinal = inventory_domain::dedup::shard_ordinal(end_shard);
+    let live_ordinal = item
+        .get("last_shard")
+        .and_then(|v| v.as_n().ok())
+        .and_then(|n| n.parse::<u64>().ok());
+    match live_ordinal {
+        Some(o) if o != end_ordinal => o > end_ordinal,
+        _ => live_sequence(item) > *end,
+    }
 }
 
 #[cfg(test)]

@@ -11,6 +11,9 @@
 //! | 5 | 1,000 hostile records | put into Kinesis among valid events (invalid base64 at the Pipe) |
 //! | 6 | one hot product | ≥ 50% of 10,000 events on one product, published unpaced |
 //! | 7 | the Pipe's own DynamoDB calls fail | the proxy fails 40% of its checkpoint writes |
+//! | 8 | many producers per product, late retries | 10 producers on 3 hot products, 5% of events put again 1–2,000 records later |
+//! | 9 | the stream reshards under load | UpdateShardCount 4 → 8 → 4 while publishing, then a replay |
+//! | 10 | a cold start in the middle of 8 | the processor's instances replaced halfway (their memory of the log lost) |
 
 mod support;
 
@@ -650,4 +653,175 @@ async fn replay_rebuilds_a_table_identical_to_the_live_one_and_catches_a_tampere
     )
     .await
     .is_err());
+}
+
+// ------------------------------------------------ 8-10. many producers, resharding
+
+/// The processor behind the Pipe as Lambda runs it: a pool of warm instances, each
+/// invocation on the next one (so each instance's memory of the shard log misses what the
+/// others wrote), and [`Instances::cold_start`] replacing them all with new ones.
+struct Instances {
+    pool: Mutex<Vec<ProcessorTarget>>,
+    next: AtomicU64,
+}
+
+impl Instances {
+    fn new(stack: &inventory_local::stack::LocalStack, n: usize) -> Self {
+        Self {
+            pool: Mutex::new(Self::fresh(stack, n)),
+            next: AtomicU64::new(0),
+        }
+    }
+
+    fn fresh(stack: &inventory_local::stack::LocalStack, n: usize) -> Vec<ProcessorTarget> {
+        (0..n)
+            .map(|_| {
+                ProcessorTarget(Processor::new(
+                    stack.db.clone(),
+                    stack.options.tables.clone(),
+                ))
+            })
+            .collect()
+    }
+
+    fn cold_start(&self, stack: &inventory_local::stack::LocalStack) {
+        let mut pool = self.pool.lock().unwrap();
+        let n = pool.len();
+        *pool = Self::fresh(stack, n);
+    }
+}
+
+impl Target for Instances {
+    fn invoke(&self, payload: Vec<u8>) -> BoxFuture<Result<Vec<u8>, String>> {
+        let k = self.next.fetch_add(1, Ordering::SeqCst) as usize;
+        let pool = self.pool.lock().unwrap();
+        pool[k % pool.len()].invoke(payload)
+    }
+}
+
+/// Checks what the processor counted against the model: every duplicate (immediate and
+/// late) skipped as one, and the shard log's extra write units per event.
+async fn assert_duplicates_counted(
+    stack: &inventory_local::stack::LocalStack,
+    simulation: &inventory_generator::Simulation,
+    case: &str,
+) -> f64 {
+    let expected = simulation.expected();
+    let totals = stats_totals(stack).await;
+    let wcu_per_event = totals["dedup_log_write_units"] as f64 / totals["records"] as f64;
+    eprintln!(
+        "{case}: {} records, {} duplicates expected ({} late retries), counted {} producer duplicates; shard log: {} writes, {} write units = {wcu_per_event:.4} per event, {} reads",
+        expected.records,
+        expected.duplicates,
+        expected.late_retries,
+        totals["producer_duplicates"],
+        totals["dedup_log_writes"],
+        totals["dedup_log_write_units"],
+        totals["dedup_log_reads"],
+    );
+    assert_eq!(
+        totals["records"], expected.records,
+        "each record delivered once"
+    );
+    assert_eq!(totals["producer_duplicates"], expected.duplicates);
+    assert!(expected.late_retries > 50, "late retries were put");
+    // One log item per batch and shard, never one per event: what it costs per event then
+    // depends on how full the batches are (docs/consistency.md, "Cost").
+    assert!(
+        totals["dedup_log_writes"] <= totals["batches"],
+        "{} log writes for {} batches",
+        totals["dedup_log_writes"],
+        totals["batches"]
+    );
+    wcu_per_event
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn f8_many_producers_on_hot_products_with_late_retries_apply_each_event_once() {
+    // The Pipe as deployed (batches of 100 or 1 s), so the log's cost per event is the
+    // deployed one.
+    let stack = stack_as_deployed().await;
+    let instances = shared(Instances::new(&stack, 3));
+    let pipe = stack.pipe_to(instances.clone()).spawn();
+    let mut simulation = producers_sim("manyprod", 3, 3_000, 8, 10, 0.05, (1, 2_000));
+    publish_all(&stack, &mut simulation, None).await;
+    assert_verified(&stack, &simulation).await;
+    assert_duplicates_counted(&stack, &simulation, "f8").await;
+    pipe.stop().await.unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn f10_a_cold_start_in_the_middle_of_many_producers_loses_no_duplicate() {
+    let stack = stack(StackOptions::default()).await;
+    let instances = shared(Instances::new(&stack, 2));
+    let pipe = stack.pipe_to(instances.clone()).spawn();
+    let simulation = producers_sim("coldstart", 3, 3_000, 10, 10, 0.05, (1, 2_000));
+    let publishing = publish_in_background(&stack, simulation, None);
+    let stats = pipe.stats.clone();
+    wait_until(
+        "half the records delivered",
+        Duration::from_secs(300),
+        || stats.records_delivered.load(Ordering::Relaxed) >= 1_500,
+    )
+    .await;
+    // Every instance replaced: the rest of the run starts from what DynamoDB holds.
+    instances.cold_start(&stack);
+    let simulation = publishing.await.unwrap();
+    assert_verified(&stack, &simulation).await;
+    assert_duplicates_counted(&stack, &simulation, "f10").await;
+    pipe.stop().await.unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn f9_a_split_4_to_8_and_a_merge_back_under_load_lose_and_double_nothing() {
+    use inventory_local::replay::replay;
+    use inventory_processor::Tables;
+
+    let stack = stack(StackOptions::default()).await;
+    let instances = shared(Instances::new(&stack, 3));
+    let pipe = stack.pipe_to(instances.clone()).spawn();
+    let simulation = producers_sim("reshard", 200, 6_000, 9, 4, 0.05, (1, 500));
+    let publishing = publish_in_background(&stack, simulation, Some(400.0));
+    let stats = pipe.stats.clone();
+    wait_until("a third delivered", Duration::from_secs(300), || {
+        stats.records_delivered.load(Ordering::Relaxed) >= 2_000
+    })
+    .await;
+    reshard(&stack, 8).await;
+    wait_until("two thirds delivered", Duration::from_secs(300), || {
+        stats.records_delivered.load(Ordering::Relaxed) >= 4_000
+    })
+    .await;
+    reshard(&stack, 4).await;
+    let simulation = publishing.await.unwrap();
+    let verified = assert_verified(&stack, &simulation).await;
+    assert_duplicates_counted(&stack, &simulation, "f9").await;
+    assert!(!pipe.is_finished(), "the Pipe runs on after the reshards");
+    pipe.stop().await.unwrap();
+
+    // Every record went to the shards of three generations; each was read once.
+    let shards = inventory_local::kinesis::shards(&stack.kinesis, &stack.options.stream)
+        .await
+        .unwrap();
+    assert!(
+        shards.len() >= 12,
+        "{} shards after 4 -> 8 -> 4",
+        shards.len()
+    );
+
+    // Replayed across the reshard, in lineage order, into fresh tables: the same state.
+    let into = Tables::with_prefix("replay-reshard-");
+    let report = replay(
+        &stack.kinesis,
+        &stack.db,
+        &stack.options.stream,
+        &stack.options.tables,
+        &into,
+    )
+    .await
+    .unwrap();
+    eprintln!("f9 replay: {report:?}");
+    assert_eq!(report.records, simulation.expected().records);
+    assert_eq!(report.differences, vec![]);
+    assert_eq!(report.identical as usize, verified.stored.len());
 }

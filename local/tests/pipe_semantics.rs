@@ -4,11 +4,12 @@
 mod common;
 
 use std::collections::{BTreeMap, HashMap, HashSet};
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use inventory_domain::{BatchItemFailure, BatchResponse, PipeRecord, SequenceNumber};
-use inventory_local::pipe::{dead_letters, BoxFuture, PipeHandle, Target};
+use inventory_local::pipe::{dead_letters, BoxFuture, PipeHandle, PipeStats, Target};
 use inventory_local::pipe_settings::PipeSettings;
 
 #[derive(Default)]
@@ -420,4 +421,756 @@ async fn a_reader_tailing_a_shard_sees_every_record_of_concurrent_producers() {
         &missing[..missing.len().min(5)]
     );
     assert_eq!(seen, stored, "read in the shard's order");
+}
+
+// ---------------------------------------------------------------- resharding
+
+/// One invocation a [`Gate`] let through: the shard and its records' (partition key, data).
+#[derive(Debug, Clone)]
+struct Delivery {
+    shard: String,
+    records: Vec<(String, String)>,
+}
+
+/// A target that records every invocation in the order they began and can be held shut,
+/// so a test can reshard while the pipe still has records of the parent shards to deliver.
+#[derive(Clone)]
+struct Gate {
+    log: Arc<Mutex<Vec<Delivery>>>,
+    open: Arc<tokio::sync::watch::Sender<bool>>,
+}
+
+impl Gate {
+    fn new() -> Self {
+        Self {
+            log: Arc::default(),
+            open: Arc::new(tokio::sync::watch::Sender::new(true)),
+        }
+    }
+
+    fn hold(&self) {
+        self.open.send_replace(false);
+    }
+
+    fn release(&self) {
+        self.open.send_replace(true);
+    }
+
+    fn deliveries(&self) -> Vec<Delivery> {
+        self.log.lock().unwrap().clone()
+    }
+
+    fn delivered(&self) -> usize {
+        self.log
+            .lock()
+            .unwrap()
+            .iter()
+            .map(|d| d.records.len())
+            .sum()
+    }
+
+    /// Each partition key's data in the order the target got them.
+    fn by_key(&self) -> BTreeMap<String, Vec<String>> {
+        let mut out: BTreeMap<String, Vec<String>> = BTreeMap::new();
+        for d in self.deliveries() {
+            for (key, data) in d.records {
+                out.entry(key).or_default().push(data);
+            }
+        }
+        out
+    }
+}
+
+impl Target for Gate {
+    fn invoke(&self, payload: Vec<u8>) -> BoxFuture<Result<Vec<u8>, String>> {
+        let (log, mut open) = (self.log.clone(), self.open.subscribe());
+        Box::pin(async move {
+            // The sender lives as long as the Gate, which the pipe holds.
+            let _ = open.wait_for(|open| *open).await;
+            let records: Vec<PipeRecord> =
+                serde_json::from_slice(&payload).map_err(|e| e.to_string())?;
+            let shard = records[0].shard_id().to_owned();
+            let records = records
+                .iter()
+                .map(|r| (r.partition_key.clone(), data_of(r)))
+                .collect();
+            log.lock().unwrap().push(Delivery { shard, records });
+            Ok(br#"{"batchItemFailures":[]}"#.to_vec())
+        })
+    }
+}
+
+/// Up to 60 s for `done` to hold: a passing run takes a few seconds, a loaded 2-core
+/// machine several times that.
+async fn eventually(what: &str, mut done: impl FnMut() -> bool) {
+    for _ in 0..6000 {
+        if done() {
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    panic!("timed out waiting until {what}");
+}
+
+fn gated_pipe(s: &common::Stack, target: &Gate, settings: PipeSettings) -> PipeHandle {
+    let mut runner = s.pipe_runner(settings, Arc::new(target.clone()));
+    runner.min_backoff = Duration::from_millis(1);
+    // Fast, so a test does not wait out the 1 s default for each generation of shards.
+    runner.shard_listing_interval = Duration::from_millis(50);
+    runner.spawn()
+}
+
+fn stat(pipe: &PipeHandle, counter: fn(&PipeStats) -> &AtomicU64) -> u64 {
+    counter(&pipe.stats).load(Ordering::SeqCst)
+}
+
+/// A shard as ListShards gives it, read straight from the emulator.
+#[derive(Debug, Clone)]
+struct Listed {
+    id: String,
+    number: u64,
+    parent: Option<String>,
+    adjacent_parent: Option<String>,
+    range: (u128, u128),
+    closed: bool,
+    starting_sequence: SequenceNumber,
+}
+
+impl Listed {
+    fn overlaps(&self, other: &Listed) -> bool {
+        self.range.0 <= other.range.1 && other.range.0 <= self.range.1
+    }
+}
+
+async fn listed(s: &common::Stack) -> Vec<Listed> {
+    let out = s
+        .kinesis
+        .list_shards()
+        .stream_name(&s.stream)
+        .send()
+        .await
+        .unwrap();
+    assert!(out.next_token().is_none(), "one page");
+    out.shards()
+        .iter()
+        .map(|sh| {
+            let range = sh.hash_key_range().unwrap();
+            let seqs = sh.sequence_number_range().unwrap();
+            Listed {
+                id: sh.shard_id().to_owned(),
+                number: inventory_local::kinesis::shard_number(sh.shard_id()).unwrap(),
+                parent: sh.parent_shard_id().map(str::to_owned),
+                adjacent_parent: sh.adjacent_parent_shard_id().map(str::to_owned),
+                range: (
+                    range.starting_hash_key().parse().unwrap(),
+                    range.ending_hash_key().parse().unwrap(),
+                ),
+                closed: seqs.ending_sequence_number().is_some(),
+                starting_sequence: SequenceNumber::parse(seqs.starting_sequence_number()).unwrap(),
+            }
+        })
+        .collect()
+}
+
+/// The open shards, in hash-key order.
+async fn open_shards(s: &common::Stack) -> Vec<Listed> {
+    let mut open: Vec<Listed> = listed(s).await.into_iter().filter(|l| !l.closed).collect();
+    open.sort_by_key(|l| l.range.0);
+    open
+}
+
+#[derive(Debug, Clone, Copy)]
+enum Reshard {
+    /// UpdateShardCount to this many shards.
+    Count(i32),
+    /// SplitShard the first open shard (in hash-key order) in the middle of its range.
+    SplitFirst,
+    /// MergeShards the first two adjacent open shards.
+    MergeFirst,
+}
+
+/// Reshards and waits until the stream is ACTIVE again with the new shards.
+async fn reshard(s: &common::Stack, how: Reshard) {
+    use aws_sdk_kinesis::types::{ScalingType, StreamStatus};
+    let open = open_shards(s).await;
+    match how {
+        Reshard::Count(n) => {
+            s.kinesis
+                .update_shard_count()
+                .stream_name(&s.stream)
+                .target_shard_count(n)
+                .scaling_type(ScalingType::UniformScaling)
+                .send()
+                .await
+                .unwrap();
+        }
+        Reshard::SplitFirst => {
+            let (start, end) = open[0].range;
+            s.kinesis
+                .split_shard()
+                .stream_name(&s.stream)
+                .shard_to_split(&open[0].id)
+                .new_starting_hash_key((start + (end - start) / 2 + 1).to_string())
+                .send()
+                .await
+                .unwrap();
+        }
+        Reshard::MergeFirst => {
+            let pair = open
+                .windows(2)
+                .find(|w| w[0].range.1 + 1 == w[1].range.0)
+                .expect("two adjacent open shards");
+            s.kinesis
+                .merge_shards()
+                .stream_name(&s.stream)
+                .shard_to_merge(&pair[0].id)
+                .adjacent_shard_to_merge(&pair[1].id)
+                .send()
+                .await
+                .unwrap();
+        }
+    }
+    for _ in 0..1000 {
+        let summary = s
+            .kinesis
+            .describe_stream_summary()
+            .stream_name(&s.stream)
+            .send()
+            .await
+            .unwrap();
+        let status = summary
+            .stream_description_summary()
+            .unwrap()
+            .stream_status();
+        if status == &StreamStatus::Active && open_shards(s).await.len() != open.len() {
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    panic!("the stream did not become ACTIVE after {how:?}");
+}
+
+/// Puts records with PutRecords, 500 at most a call, each (partition key, data, explicit
+/// hash key). A key appears at most once a call, so its records are stored in the order
+/// they are given.
+async fn put_all(s: &common::Stack, records: &[(String, String, Option<u128>)]) {
+    use aws_sdk_kinesis::primitives::Blob;
+    use aws_sdk_kinesis::types::PutRecordsRequestEntry;
+    let mut calls: Vec<Vec<PutRecordsRequestEntry>> = Vec::new();
+    let mut keys_in_last: HashSet<&str> = HashSet::new();
+    for (key, data, hash) in records {
+        if calls.is_empty() || calls.last().unwrap().len() == 500 || !keys_in_last.insert(key) {
+            calls.push(Vec::new());
+            keys_in_last = HashSet::from([key.as_str()]);
+        }
+        let entry = PutRecordsRequestEntry::builder()
+            .partition_key(key)
+            .data(Blob::new(data.clone()))
+            .set_explicit_hash_key(hash.map(|h| h.to_string()))
+            .build()
+            .unwrap();
+        calls.last_mut().unwrap().push(entry);
+    }
+    for entries in calls {
+        let out = s
+            .kinesis
+            .put_records()
+            .stream_name(&s.stream)
+            .set_records(Some(entries))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(out.failed_record_count(), Some(0));
+    }
+}
+
+/// One round: `per_key` records for each key, interleaved across keys, appended to `put`.
+async fn publish_round(
+    s: &common::Stack,
+    round: usize,
+    keys: &[(String, Option<u128>)],
+    per_key: usize,
+    put: &mut Vec<(String, String)>,
+) {
+    let mut records = Vec::new();
+    for i in 0..per_key {
+        for (key, hash) in keys {
+            records.push((key.clone(), format!("{key}/r{round}/{i:03}"), *hash));
+        }
+    }
+    put_all(s, &records).await;
+    put.extend(records.into_iter().map(|(k, d, _)| (k, d)));
+}
+
+fn by_key(put: &[(String, String)]) -> BTreeMap<String, Vec<String>> {
+    let mut out: BTreeMap<String, Vec<String>> = BTreeMap::new();
+    for (key, data) in put {
+        out.entry(key.clone()).or_default().push(data.clone());
+    }
+    out
+}
+
+/// Every record delivered once and each partition key's in the order they were put;
+/// otherwise names the first key that differs and where.
+fn assert_delivered_as_put(target: &Gate, put: &[(String, String)]) {
+    let (got, want) = (target.by_key(), by_key(put));
+    for (key, want) in &want {
+        let got = got.get(key).map(Vec::as_slice).unwrap_or_default();
+        if got != want.as_slice() {
+            let at = got
+                .iter()
+                .zip(want)
+                .position(|(g, w)| g != w)
+                .unwrap_or(got.len().min(want.len()));
+            panic!(
+                "{key}: {} records delivered, {} put; they first differ at #{at}: delivered {:?}, put {:?}",
+                got.len(),
+                want.len(),
+                got.get(at),
+                want.get(at)
+            );
+        }
+    }
+    let unknown: Vec<&String> = got.keys().filter(|k| !want.contains_key(*k)).collect();
+    assert!(unknown.is_empty(), "delivered keys never put: {unknown:?}");
+}
+
+/// Kinesis on-demand reshards by itself under load. Records flow while the stream goes
+/// 4 → 8 (UpdateShardCount), splits one shard, merges two, and goes back to 4; before each
+/// reshard the target is held, so the parents still have records to deliver when their
+/// children fill up. Every record arrives once, each key's in the order they were put, and
+/// no shard's first delivery comes before the last of an older shard covering some of the
+/// same hash keys (its parents, or ancestors further back).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_reshard_under_load_delivers_every_record_once_in_order_parents_first() {
+    const KEYS: usize = 64;
+    const PER_KEY: usize = 8;
+    let s = common::stack(4).await;
+    let target = Gate::new();
+    let pipe = gated_pipe(
+        &s,
+        &target,
+        PipeSettings {
+            batch_size: 25,
+            maximum_batching_window_in_seconds: 0,
+            ..Default::default()
+        },
+    );
+    let keys: Vec<(String, Option<u128>)> =
+        (0..KEYS).map(|k| (format!("key-{k:02}"), None)).collect();
+    let mut put = Vec::new();
+    publish_round(&s, 0, &keys, PER_KEY, &mut put).await;
+    let steps = [
+        Reshard::Count(8),
+        Reshard::SplitFirst,
+        Reshard::MergeFirst,
+        Reshard::Count(4),
+    ];
+    for (i, step) in steps.into_iter().enumerate() {
+        target.hold();
+        publish_round(&s, 2 * i + 1, &keys, PER_KEY, &mut put).await;
+        reshard(&s, step).await;
+        publish_round(&s, 2 * i + 2, &keys, PER_KEY, &mut put).await;
+        target.release();
+    }
+    eventually("every record is delivered", || {
+        target.delivered() >= put.len()
+    })
+    .await;
+    let shards = listed(&s).await;
+    let closed = shards.iter().filter(|l| l.closed).count() as u64;
+    assert_eq!(closed, 15, "4 + 8 + split 1 + merge 2 closed: {shards:#?}");
+    eventually("every closed shard is finished", || {
+        assert!(!pipe.is_finished(), "the pipe ended by itself");
+        stat(&pipe, |s| &s.shards_finished) == closed
+            && stat(&pipe, |s| &s.shards_started) == shards.len() as u64
+    })
+    .await;
+
+    // Nothing lost, nothing twice, each key in put order.
+    assert_eq!(target.delivered(), put.len());
+    assert_delivered_as_put(&target, &put);
+
+    // Parents before children: every older shard overlapping a newer one in hash keys was
+    // delivered to its end before the newer one's first delivery.
+    let deliveries = target.deliveries();
+    let (mut first, mut last) = (HashMap::new(), HashMap::new());
+    for (i, d) in deliveries.iter().enumerate() {
+        first.entry(d.shard.clone()).or_insert(i);
+        last.insert(d.shard.clone(), i);
+    }
+    let mut checked = 0;
+    for older in &shards {
+        for newer in shards
+            .iter()
+            .filter(|n| n.number > older.number && n.overlaps(older))
+        {
+            if let (Some(&end), Some(&begin)) = (last.get(&older.id), first.get(&newer.id)) {
+                assert!(
+                    end < begin,
+                    "{} was delivered (invocation {begin}) before {} was done (invocation {end})",
+                    newer.id,
+                    older.id
+                );
+                checked += 1;
+            }
+        }
+    }
+    assert!(
+        checked >= 20,
+        "only {checked} parent/child pairs had deliveries"
+    );
+    assert!(
+        shards.iter().any(|l| l.adjacent_parent.is_some())
+            && shards.iter().any(|l| l.parent.is_some()),
+        "split and merge children were followed: {shards:#?}"
+    );
+    assert!(!pipe.is_finished(), "the pipe is still running");
+    pipe.stop().await.unwrap();
+}
+
+/// The reported bug: `UpdateShardCount` on a running pipe with no events flowing made it
+/// end (every shard task ended once its shard closed), and with it `inventory-local up`.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_reshard_with_no_events_flowing_does_not_end_the_pipe() {
+    let s = common::stack(4).await;
+    let target = Gate::new();
+    let pipe = gated_pipe(&s, &target, PipeSettings::default());
+    eventually("the four shards are read", || {
+        stat(&pipe, |s| &s.shards_started) == 4
+    })
+    .await;
+    reshard(&s, Reshard::Count(8)).await;
+    eventually(
+        "the 4 closed shards are finished and the 8 new ones read",
+        || {
+            assert!(!pipe.is_finished(), "the pipe ended by itself");
+            stat(&pipe, |s| &s.shards_finished) == 4 && stat(&pipe, |s| &s.shards_started) == 12
+        },
+    )
+    .await;
+    // It keeps listing and running with nothing to do...
+    let listings = stat(&pipe, |s| &s.shard_listings);
+    eventually("two more listings", || {
+        assert!(!pipe.is_finished(), "the pipe ended by itself");
+        stat(&pipe, |s| &s.shard_listings) >= listings + 2
+    })
+    .await;
+    // ...and delivers what comes next, from the new shards.
+    s.put("after-the-reshard", "hello").await;
+    eventually("the new record is delivered", || target.delivered() == 1).await;
+    let shard = target.deliveries()[0].shard.clone();
+    assert!(
+        inventory_local::kinesis::shard_number(&shard).unwrap() >= 4,
+        "{shard}"
+    );
+    assert!(!pipe.is_finished());
+    pipe.stop().await.unwrap();
+}
+
+/// Stopped after a reshard and started again, the pipe does not read its finished parents
+/// again, resumes the children from their checkpoints, and starts a child that has none
+/// yet from its first record although the pipe starts at LATEST: it holds only records
+/// newer than its parents', which the pipe delivered.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_restart_after_a_reshard_skips_finished_parents_and_resumes_the_children() {
+    const PER_KEY: usize = 5;
+    let s = common::stack(2).await;
+    let settings = PipeSettings {
+        batch_size: 10,
+        maximum_batching_window_in_seconds: 0,
+        starting_position: "LATEST".into(),
+        ..Default::default()
+    };
+    // Keys pinned to quarters of the hash-key space, which the two splits below make the
+    // four children.
+    let quarter = u128::MAX / 4 + 1;
+    let keys_in = |quarters: &[u128]| -> Vec<(String, Option<u128>)> {
+        quarters
+            .iter()
+            .flat_map(|&q| {
+                (0..6u128).map(move |k| (format!("q{q}-key{k}"), Some(q * quarter + k + 1)))
+            })
+            .collect()
+    };
+
+    let first = Gate::new();
+    let pipe = gated_pipe(&s, &first, settings.clone());
+    eventually("both shards are read from LATEST", || {
+        stat(&pipe, |s| &s.shards_started) == 2
+    })
+    .await;
+    let mut before = Vec::new();
+    publish_round(&s, 0, &keys_in(&[0, 1, 2, 3]), PER_KEY, &mut before).await;
+    for shard in ["shardId-000000000000", "shardId-000000000001"] {
+        let start = listed(&s)
+            .await
+            .into_iter()
+            .find(|l| l.id == shard)
+            .unwrap()
+            .range
+            .0;
+        s.kinesis
+            .split_shard()
+            .stream_name(&s.stream)
+            .shard_to_split(shard)
+            .new_starting_hash_key((start + quarter).to_string())
+            .send()
+            .await
+            .unwrap();
+        eventually_active(&s).await;
+    }
+    let children: Vec<String> = open_shards(&s).await.into_iter().map(|l| l.id).collect();
+    assert_eq!(children.len(), 4);
+    // Only the first and third children get records before the restart.
+    publish_round(&s, 1, &keys_in(&[0, 2]), PER_KEY, &mut before).await;
+    eventually(
+        "the first run delivered everything and finished both parents",
+        || first.delivered() == before.len() && stat(&pipe, |s| &s.shards_finished) == 2,
+    )
+    .await;
+    pipe.stop().await.unwrap();
+    assert_delivered_as_put(&first, &before);
+
+    let mut after = Vec::new();
+    publish_round(&s, 2, &keys_in(&[0, 1, 2, 3]), PER_KEY, &mut after).await;
+    let second = Gate::new();
+    let pipe = gated_pipe(&s, &second, settings);
+    eventually("the four children are read", || {
+        stat(&pipe, |s| &s.shards_started) == 4
+    })
+    .await;
+    publish_round(&s, 3, &keys_in(&[0, 1, 2, 3]), PER_KEY, &mut after).await;
+    eventually(
+        "the second run delivered what was put since the first",
+        || second.delivered() >= after.len(),
+    )
+    .await;
+    // A few more listings: the finished parents are never started again.
+    let listings = stat(&pipe, |s| &s.shard_listings);
+    eventually("two more listings", || {
+        stat(&pipe, |s| &s.shard_listings) >= listings + 2
+    })
+    .await;
+    // Nothing of the first run again, nothing lost.
+    assert_delivered_as_put(&second, &after);
+    assert!(second
+        .deliveries()
+        .iter()
+        .all(|d| children.contains(&d.shard)));
+    assert_eq!(stat(&pipe, |s| &s.shards_started), 4);
+    assert_eq!(stat(&pipe, |s| &s.shards_finished), 0);
+    assert!(!pipe.is_finished());
+    pipe.stop().await.unwrap();
+}
+
+/// Puts a record at each end of every open shard's hash-key range, keeping their sequence
+/// numbers by shard.
+async fn put_in_each_open_shard(
+    s: &common::Stack,
+    records: &mut HashMap<String, Vec<SequenceNumber>>,
+) {
+    for l in open_shards(s).await {
+        for hash in [l.range.0, l.range.1] {
+            let out = s
+                .kinesis
+                .put_record()
+                .stream_name(&s.stream)
+                .partition_key("k")
+                .explicit_hash_key(hash.to_string())
+                .data(aws_sdk_kinesis::primitives::Blob::new("x"))
+                .send()
+                .await
+                .unwrap();
+            assert_eq!(out.shard_id(), l.id);
+            records
+                .entry(l.id.clone())
+                .or_default()
+                .push(SequenceNumber::parse(out.sequence_number()).unwrap());
+        }
+    }
+}
+
+/// A pipe that starts at LATEST on a stream resharded before it started delivers only
+/// what is put after it started: a shard already closed holds only older records, and so
+/// do the first records of its children, which start at LATEST like any open shard.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_pipe_starting_at_latest_after_a_reshard_delivers_only_newer_records() {
+    let s = common::stack(2).await;
+    let keys: Vec<(String, Option<u128>)> = (0..16).map(|k| (format!("key-{k}"), None)).collect();
+    let mut old = Vec::new();
+    publish_round(&s, 0, &keys, 3, &mut old).await;
+    reshard(&s, Reshard::SplitFirst).await;
+    publish_round(&s, 1, &keys, 3, &mut old).await;
+
+    let target = Gate::new();
+    let pipe = gated_pipe(
+        &s,
+        &target,
+        PipeSettings {
+            maximum_batching_window_in_seconds: 0,
+            starting_position: "LATEST".into(),
+            ..Default::default()
+        },
+    );
+    // The three open shards; the closed one is not read at all.
+    eventually("the open shards are read from LATEST", || {
+        stat(&pipe, |s| &s.shards_started) == 3
+    })
+    .await;
+    let mut new = Vec::new();
+    publish_round(&s, 2, &keys, 3, &mut new).await;
+    eventually("the new records are delivered", || {
+        target.delivered() >= new.len()
+    })
+    .await;
+    assert_delivered_as_put(&target, &new);
+    assert_eq!(stat(&pipe, |s| &s.shards_started), 3);
+    assert_eq!(stat(&pipe, |s| &s.shards_finished), 0);
+    pipe.stop().await.unwrap();
+}
+
+async fn eventually_active(s: &common::Stack) {
+    use aws_sdk_kinesis::types::StreamStatus;
+    for _ in 0..1000 {
+        let summary = s
+            .kinesis
+            .describe_stream_summary()
+            .stream_name(&s.stream)
+            .send()
+            .await
+            .unwrap();
+        if summary
+            .stream_description_summary()
+            .unwrap()
+            .stream_status()
+            == &StreamStatus::Active
+        {
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    panic!("the stream did not become ACTIVE");
+}
+
+/// What the local Kinesis (ferrokinesis 0.7) does across a reshard, which the Pipe and the
+/// processor build on:
+/// - a child's shard number is greater than its parents' (a new shard is numbered after
+///   every shard the stream has had), for split, merge and UpdateShardCount alike;
+/// - SplitShard and MergeShards record the lineage; UpdateShardCount does NOT (its new
+///   shards list no parent), so `kinesis::list_shards` infers it from hash-key ranges;
+/// - a sequence number starts with its shard's creation second, then the last hex digit
+///   of the shard number, then the shard's record counter. A child's records are greater
+///   than its parents' when it was created in a later second, or in the same second with
+///   a greater last hex digit, which is so for the shards 0-15 here but NOT in general:
+///   a shard 16 created in the same second as its parent 15 numbers its records below the
+///   parent's (shown at the end with the emulator's own encoder).
+#[tokio::test]
+async fn ferrokinesis_numbers_children_after_their_parents_and_what_that_means_for_sequence_numbers(
+) {
+    use ferrokinesis::sequence::{parse_sequence, stringify_sequence, SeqObj};
+    let s = common::stack(2).await;
+    let mut records = HashMap::new();
+    put_in_each_open_shard(&s, &mut records).await;
+    for step in [Reshard::SplitFirst, Reshard::MergeFirst, Reshard::Count(4)] {
+        reshard(&s, step).await;
+        put_in_each_open_shard(&s, &mut records).await;
+    }
+    let shards = listed(&s).await;
+    let by_id: HashMap<&str, &Listed> = shards.iter().map(|l| (l.id.as_str(), l)).collect();
+
+    // Split: shard 0 → 2 and 3, parent recorded.
+    for child in ["shardId-000000000002", "shardId-000000000003"] {
+        assert_eq!(by_id[child].parent.as_deref(), Some("shardId-000000000000"));
+        assert_eq!(by_id[child].adjacent_parent, None);
+    }
+    // Merge: 2 + 3 → 4, both parents recorded.
+    let merged = by_id["shardId-000000000004"];
+    assert_eq!(merged.parent.as_deref(), Some("shardId-000000000002"));
+    assert_eq!(
+        merged.adjacent_parent.as_deref(),
+        Some("shardId-000000000003")
+    );
+    // UpdateShardCount: 5..8 with no lineage at all.
+    let counted: Vec<&Listed> = shards.iter().filter(|l| l.number >= 5).collect();
+    assert_eq!(counted.len(), 4);
+    assert!(counted
+        .iter()
+        .all(|l| l.parent.is_none() && l.adjacent_parent.is_none()));
+
+    // The lineage as the Pipe sees it: recorded parents, or the older overlapping shards.
+    let lineage = inventory_local::kinesis::list_shards(&s.kinesis, &s.stream)
+        .await
+        .unwrap();
+    let mut pairs = 0;
+    for shard in &lineage {
+        let child = by_id[shard.id.as_str()];
+        for parent in &shard.parents {
+            let parent = by_id[parent.as_str()];
+            assert!(child.number > parent.number, "{} → {}", parent.id, child.id);
+            assert!(parent.closed && parent.overlaps(child));
+            let newest_of_parent = records[&parent.id].iter().max().unwrap();
+            assert!(child.starting_sequence > *newest_of_parent);
+            assert!(records[&child.id].iter().all(|c| c > newest_of_parent));
+            pairs += 1;
+        }
+    }
+    // 2 split + 2 merge + the 4 new shards' overlaps with 1, 4 and 0 (through 4's range).
+    let expected: Vec<(&str, Vec<&str>)> = vec![
+        (
+            "shardId-000000000005",
+            vec![
+                "shardId-000000000000",
+                "shardId-000000000002",
+                "shardId-000000000004",
+            ],
+        ),
+        (
+            "shardId-000000000006",
+            vec![
+                "shardId-000000000000",
+                "shardId-000000000003",
+                "shardId-000000000004",
+            ],
+        ),
+        ("shardId-000000000007", vec!["shardId-000000000001"]),
+        ("shardId-000000000008", vec!["shardId-000000000001"]),
+    ];
+    for (id, parents) in expected {
+        let got = &lineage.iter().find(|l| l.id == id).unwrap().parents;
+        assert_eq!(got, &parents, "{id}");
+    }
+    assert_eq!(pairs, 2 + 2 + 8);
+
+    // The order of sequence numbers across shards follows (creation second, last hex digit
+    // of the shard number): here it holds, but not from shard 15 to a shard 16 created in
+    // the same second.
+    let creation = |seq: &SequenceNumber| parse_sequence(seq.as_str()).unwrap().shard_create_time;
+    for l in &shards {
+        assert_eq!(
+            parse_sequence(l.starting_sequence.as_str())
+                .unwrap()
+                .shard_ix as u64,
+            l.number
+        );
+        assert!(records[&l.id]
+            .iter()
+            .all(|r| creation(r) == creation(&l.starting_sequence)));
+    }
+    let at = |shard_ix: i64, seq_ix: u64| {
+        SequenceNumber::parse(&stringify_sequence(&SeqObj {
+            shard_create_time: 1_800_000_000_000,
+            seq_ix: Some(seq_ix),
+            byte1: None,
+            seq_time: Some(1_800_000_000_500),
+            seq_rand: None,
+            shard_ix,
+            version: 2,
+        }))
+        .unwrap()
+    };
+    assert!(
+        at(16, 0) < at(15, 1000),
+        "a child shard 16 created in its parent's second numbers its records below the parent's"
+    );
 }

@@ -636,3 +636,299 @@ async fn a_write_race_lost_to_a_writer_that_rejected_the_same_record_keeps_its_r
         "the loser of a write race deleted the winner's rejection"
     );
 }
+
+// ------------------------------------------------- duplicates at any distance (shard log)
+
+/// Puts records in PutRecords calls of up to 500 (ferrokinesis stores a call in order).
+async fn put_many(s: &Stack, records: &[(String, String)]) {
+    for chunk in records.chunks(500) {
+        let entries = chunk
+            .iter()
+            .map(|(pk, data)| {
+                aws_sdk_kinesis::types::PutRecordsRequestEntry::builder()
+                    .partition_key(pk)
+                    .data(aws_sdk_kinesis::primitives::Blob::new(data.as_bytes()))
+                    .build()
+                    .unwrap()
+            })
+            .collect::<Vec<_>>();
+        let out = s
+            .kinesis
+            .put_records()
+            .stream_name(&s.stream)
+            .set_records(Some(entries))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(out.failed_record_count(), Some(0));
+    }
+}
+
+fn sale(id: &str, product: &str, q: u64) -> (String, String) {
+    (
+        product.to_owned(),
+        event(id, "quantity_decreased", product, Some(q)),
+    )
+}
+
+fn restock(id: &str, product: &str, q: u64) -> (String, String) {
+    (
+        product.to_owned(),
+        event(id, "quantity_increased", product, Some(q)),
+    )
+}
+
+/// Many producers on one hot product: a retry lands 2,000 of the other producers' events
+/// after its original, beyond the item's 16 recent ids. Batches go to three processor
+/// instances in turn (each one's memory misses what the others logged, one of them starts
+/// cold halfway), as Lambda spreads a shard's invocations over its instances.
+#[tokio::test]
+async fn a_retry_two_thousand_events_after_its_original_is_ignored_by_any_instance() {
+    let s = stack(1).await;
+    let mut puts = vec![(
+        "HOT".to_owned(),
+        event("add", "product_added", "HOT", Some(5_000)),
+    )];
+    puts.push(sale("order-1", "HOT", 7));
+    for i in 0..2_000 {
+        puts.push(sale(&format!("other-{i}"), "HOT", 1));
+    }
+    // The first producer's SDK timed out and put order-1 again.
+    puts.push(sale("order-1", "HOT", 7));
+    puts.push(restock("late", "HOT", 3));
+    put_many(&s, &puts).await;
+    let records = s.read_one_shard().await;
+    assert_eq!(records.len(), 2_004);
+
+    let instances = [s.processor(), s.processor(), s.processor()];
+    let mut duplicates = 0;
+    let mut cold = None;
+    for (k, batch) in records.chunks(100).enumerate() {
+        let p = if k == 12 {
+            // A cold start: a new instance reads the log back from DynamoDB.
+            cold.insert(s.processor()).clone()
+        } else {
+            instances[k % 3].clone()
+        };
+        let report = deliver(&p, batch).await;
+        assert!(report.response.batch_item_failures.is_empty());
+        duplicates += report.producer_duplicates;
+    }
+    assert_eq!(duplicates, 1, "the retry is the one duplicate");
+    // 5,000 − 7 − 2,000 + 3, and 2,003 events applied.
+    assert_eq!(
+        stock(&s.product("HOT").await.unwrap()),
+        (2_996, "active".into(), 2_003)
+    );
+}
+
+#[tokio::test]
+async fn an_event_id_reused_for_another_event_is_rejected_with_its_own_reason() {
+    let s = stack(1).await;
+    let mut puts = vec![
+        ("P".to_owned(), event("add", "product_added", "P", Some(10))),
+        sale("order-9", "P", 2),
+    ];
+    for i in 0..40 {
+        puts.push(restock(&format!("r{i}"), "P", 1));
+    }
+    // A producer bug: a new event under an id it already used.
+    puts.push(sale("order-9", "P", 5));
+    put_many(&s, &puts).await;
+    let records = s.read_one_shard().await;
+    let p = s.processor();
+    for batch in records.chunks(10) {
+        deliver(&p, batch).await;
+    }
+    let reused = records.last().unwrap().event_id.clone();
+    let rejections = s.rejections(&s.tables).await;
+    assert_eq!(
+        rejections.get(&reused).map(String::as_str),
+        Some(RejectionReason::EventIdReused.as_str())
+    );
+    assert_eq!(rejections.len(), 1);
+    assert_eq!(
+        stock(&s.product("P").await.unwrap()),
+        (48, "active".into(), 42)
+    );
+}
+
+/// The original's batch failed (its DynamoDB writes did not happen) and the Pipe dead-
+/// lettered it; the producer's retry is then the only copy that reaches the table, and is
+/// applied.
+#[tokio::test]
+async fn a_retry_whose_original_was_dead_lettered_is_applied() {
+    let s = stack(1).await;
+    let mut puts = vec![("P".to_owned(), event("add", "product_added", "P", Some(10)))];
+    puts.push(sale("order-1", "P", 4));
+    for i in 0..30 {
+        puts.push(restock(&format!("r{i}"), "P", 1));
+    }
+    puts.push(sale("order-1", "P", 4));
+    put_many(&s, &puts).await;
+    let records = s.read_one_shard().await;
+    let p = s.processor();
+    deliver(&p, &records[..1]).await;
+    // DynamoDB unreachable for this delivery: every write fails, the Pipe gives up on it.
+    let config = aws_config::defaults(aws_config::BehaviorVersion::latest())
+        .region(aws_config::Region::new("us-east-1"))
+        .credentials_provider(aws_sdk_dynamodb::config::Credentials::for_tests())
+        .endpoint_url("http://127.0.0.1:9")
+        .load()
+        .await;
+    let down = Processor::new(aws_sdk_dynamodb::Client::new(&config), s.tables.clone());
+    let failed = deliver(&down, &records[1..2]).await;
+    assert_eq!(failed.response.batch_item_failures.len(), 1);
+    for batch in records[2..].chunks(8) {
+        deliver(&p, batch).await;
+    }
+    // 10 + 30 − 4: the retry is applied, once.
+    assert_eq!(
+        stock(&s.product("P").await.unwrap()),
+        (36, "active".into(), 32)
+    );
+}
+
+/// The product writes landed but the log write did not (the instance died in between):
+/// the Pipe redelivers the batch, its records are redeliveries for the product, and the
+/// redelivery logs them, so a later retry is still recognised, by a cold instance too.
+#[tokio::test]
+async fn a_crash_between_the_product_writes_and_the_log_write_is_mended_by_the_redelivery() {
+    let s = stack(1).await;
+    let mut puts = vec![
+        (
+            "P".to_owned(),
+            event("add", "product_added", "P", Some(100)),
+        ),
+        sale("order-1", "P", 4),
+    ];
+    for i in 0..30 {
+        puts.push(restock(&format!("r{i}"), "P", 1));
+    }
+    puts.push(sale("order-1", "P", 4));
+    put_many(&s, &puts).await;
+    let records = s.read_one_shard().await;
+    deliver(&s.processor(), &records[..2]).await;
+    // Lose the log item, as if the write never happened.
+    let logged = delete_dedup_log(&s).await;
+    assert_eq!(logged, 1);
+    let retry = s.processor();
+    let again = deliver(&retry, &records[..2]).await;
+    assert_eq!((again.applied, again.redeliveries), (0, 2));
+    assert_eq!(again.log.write_requests, 1, "the redelivery logs them");
+    for batch in records[2..].chunks(8) {
+        deliver(&s.processor(), batch).await;
+    }
+    assert_eq!(
+        stock(&s.product("P").await.unwrap()),
+        (126, "active".into(), 32)
+    );
+}
+
+async fn delete_dedup_log(s: &Stack) -> usize {
+    let items =
+        s.db.scan()
+            .table_name(&s.tables.events)
+            .filter_expression("begins_with(pk, :p)")
+            .expression_attribute_values(
+                ":p",
+                aws_sdk_dynamodb::types::AttributeValue::S("DEDUP#".into()),
+            )
+            .send()
+            .await
+            .unwrap();
+    for item in items.items() {
+        s.db.delete_item()
+            .table_name(&s.tables.events)
+            .key("pk", item["pk"].clone())
+            .key("sk", item["sk"].clone())
+            .send()
+            .await
+            .unwrap();
+    }
+    items.items().len()
+}
+
+/// A split moves a product to a child shard whose sequence numbers are not comparable with
+/// the parent's; the retry of an event the parent carried arrives in the child and reaches
+/// a cold instance, which finds the parent's log through the product item.
+#[tokio::test]
+async fn a_retry_in_a_child_shard_of_an_event_its_parent_carried_is_ignored() {
+    let s = stack(1).await;
+    let mut puts = vec![(
+        "P".to_owned(),
+        event("add", "product_added", "P", Some(100)),
+    )];
+    puts.push(sale("order-1", "P", 4));
+    for i in 0..30 {
+        puts.push(restock(&format!("r{i}"), "P", 1));
+    }
+    put_many(&s, &puts).await;
+    s.kinesis
+        .split_shard()
+        .stream_name(&s.stream)
+        .shard_to_split("shardId-000000000000")
+        .new_starting_hash_key("170141183460469231731687303715884105728")
+        .send()
+        .await
+        .unwrap();
+    inventory_local::kinesis::ensure_stream(&s.kinesis, &s.stream, 1)
+        .await
+        .unwrap();
+    put_many(&s, &[sale("order-1", "P", 4), restock("after", "P", 2)]).await;
+    let shards = s.read_all().await;
+    let parent = &shards["shardId-000000000000"];
+    let child = shards
+        .iter()
+        .find(|(id, r)| id.as_str() != "shardId-000000000000" && !r.is_empty())
+        .map(|(_, r)| r)
+        .unwrap();
+    assert_eq!((parent.len(), child.len()), (32, 2));
+    for batch in parent.chunks(10) {
+        deliver(&s.processor(), batch).await;
+    }
+    let report = deliver(&s.processor(), child).await;
+    assert_eq!((report.producer_duplicates, report.applied), (1, 1));
+    assert_eq!(
+        stock(&s.product("P").await.unwrap()),
+        (128, "active".into(), 33)
+    );
+}
+
+/// What recognising duplicates at any distance costs: one log item per batch, 20 bytes per
+/// event in it (3 write units for a batch of 100, 0.03 per event), nothing on the product
+/// items (still one write per distinct product), one small read per batch.
+#[tokio::test]
+async fn the_shard_log_costs_three_write_units_per_batch_of_a_hundred_and_nothing_per_product() {
+    let s = stack(1).await;
+    let mut puts = Vec::new();
+    for p in 0..10 {
+        let product = format!("P{p}");
+        puts.push((
+            product.clone(),
+            event(&format!("add-{p}"), "product_added", &product, Some(10)),
+        ));
+        for i in 0..99 {
+            puts.push(restock(&format!("r{p}-{i}"), &product, 1));
+        }
+    }
+    put_many(&s, &puts).await;
+    let records = s.read_one_shard().await;
+    let p = s.processor();
+    let mut log = inventory_processor::dedup_log::LogCost::default();
+    let mut product_writes = 0;
+    for batch in records.chunks(100) {
+        let report = deliver(&p, batch).await;
+        assert!(report.response.batch_item_failures.is_empty());
+        log.add(report.log);
+        product_writes += report.product_write_requests;
+    }
+    assert_eq!(
+        product_writes, 10,
+        "one write per product per batch, as without the log"
+    );
+    assert_eq!((log.write_requests, log.write_units), (10, 30));
+    assert_eq!(log.read_requests, 10, "one freshness query per batch");
+    let per_event = log.write_units as f64 / records.len() as f64;
+    assert!(per_event <= 0.05, "{per_event}");
+}

@@ -90,6 +90,7 @@ fn batch(zipf: Option<f64>, seed: u64) -> (Vec<u8>, HashMap<String, ProductRecor
             status: ProductStatus::Active,
             version: 10,
             last_sequence: SequenceNumber::parse("1").expect("a sequence number"),
+            last_shard: None,
             last_event_at: "2026-11-25T11:00:00.000Z".into(),
             recent_ids: RecentIds::default(),
         });

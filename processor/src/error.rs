@@ -24,6 +24,13 @@ pub enum ProcessorError {
     #[error("the invocation is not an EventBridge Pipes batch from a Kinesis source (a JSON array of flat Kinesis records): {0}. Check the Pipe's source is the Kinesis stream and its target has no input transformer")]
     NotABatch(String),
 
+    #[error("{name}={value} is not valid: it must be {rule}")]
+    Setting {
+        name: &'static str,
+        value: String,
+        rule: &'static str,
+    },
+
     #[error("product {product_id}: gave up after {attempts} conflicting concurrent writes; is a second processor or a replay writing to the same table?")]
     Contention { product_id: String, attempts: usize },
 }

@@ -25,13 +25,15 @@ use futures::stream::{self, StreamExt};
 pub use inventory_domain::batch::{
     decode, decode_batch, decode_pipe_batch, DecodedBatch, ProductWork,
 };
+use inventory_domain::dedup::{self, LogRecord};
 use inventory_domain::pipes::PipeBatch;
 use inventory_domain::{
-    fold_product, BatchItemFailure, BatchResponse, DuplicateKind, Outcome, PipeRecord,
-    ProductRecord, Rejection, RejectionReason,
+    fold_product_in, BatchItemFailure, BatchResponse, DuplicateKind, Outcome, PipeRecord,
+    ProductFold, ProductRecord, Rejection, RejectionReason,
 };
 
 use crate::config::Tables;
+use crate::dedup_log::{stream_name, DedupLog, LogCost};
 use crate::error::ProcessorError;
 use crate::items::{self, Item, RejectedRecord};
 
@@ -48,6 +50,12 @@ pub struct ProcessorSettings {
     pub write_concurrency: usize,
     /// Re-reads after a lost optimistic-concurrency race before the record is retried.
     pub max_conflict_retries: usize,
+    /// A producer's duplicate arriving up to this long after its original is recognised,
+    /// at any distance in events (docs/consistency.md). At most the stream's retention.
+    pub dedup_window: Duration,
+    /// Events of the shard log kept in memory, all shards together (16-40 bytes each);
+    /// past it the coldest shards' logs are dropped and read again when needed.
+    pub dedup_max_entries: usize,
 }
 
 impl Default for ProcessorSettings {
@@ -55,7 +63,33 @@ impl Default for ProcessorSettings {
         Self {
             write_concurrency: 32,
             max_conflict_retries: 8,
+            dedup_window: Duration::from_millis(dedup::DEFAULT_WINDOW_MS as u64),
+            dedup_max_entries: 4_000_000,
         }
+    }
+}
+
+/// The environment variable that sets [`ProcessorSettings::dedup_window`], in seconds.
+pub const DEDUP_WINDOW_VAR: &str = "DEDUP_WINDOW_SECONDS";
+
+impl ProcessorSettings {
+    /// Defaults, with the dedup window from `DEDUP_WINDOW_SECONDS` when set.
+    pub fn from_env() -> Result<Self, ProcessorError> {
+        let mut settings = Self::default();
+        if let Ok(raw) = std::env::var(DEDUP_WINDOW_VAR) {
+            let secs: u64 = raw
+                .trim()
+                .parse()
+                .ok()
+                .filter(|s| *s >= 1 && (*s as i64) * 1000 <= dedup::MAX_WINDOW_MS)
+                .ok_or_else(|| ProcessorError::Setting {
+                    name: DEDUP_WINDOW_VAR,
+                    value: raw.clone(),
+                    rule: "a whole number of seconds from 1 to 31536000 (365 days), at most the stream's retention",
+                })?;
+            settings.dedup_window = Duration::from_secs(secs);
+        }
+        Ok(settings)
     }
 }
 
@@ -65,6 +99,7 @@ pub struct Processor {
     db: Client,
     tables: Arc<Tables>,
     settings: ProcessorSettings,
+    log: Arc<DedupLog>,
 }
 
 /// What one invocation did; the response is what the Pipe sees.
@@ -82,6 +117,8 @@ pub struct BatchReport {
     pub read_requests: u64,
     pub product_write_requests: u64,
     pub rejection_write_requests: u64,
+    /// The shard log's reads and writes (what exactly-once at any distance costs).
+    pub log: LogCost,
 }
 
 impl BatchReport {
@@ -96,11 +133,26 @@ impl Processor {
     }
 
     pub fn with_settings(db: Client, tables: Tables, settings: ProcessorSettings) -> Self {
+        let window_ms = i64::try_from(settings.dedup_window.as_millis())
+            .unwrap_or(dedup::MAX_WINDOW_MS)
+            .clamp(1, dedup::MAX_WINDOW_MS);
+        let log = DedupLog::new(
+            db.clone(),
+            tables.events.clone(),
+            window_ms,
+            settings.dedup_max_entries,
+        );
         Self {
             db,
             tables: Arc::new(tables),
             settings,
+            log: Arc::new(log),
         }
+    }
+
+    /// Events of the shard log this instance holds in memory.
+    pub fn dedup_entries(&self) -> usize {
+        self.log.entries()
     }
 
     pub fn tables(&self) -> &Tables {
@@ -148,22 +200,78 @@ impl Processor {
             products: work,
         } = records.decode();
 
-        // 3. Read current items.
+        // 3a. The shard log, up to date: what other instances logged since this one last
+        // saw the shard (or the whole window after a cold start).
+        let oldest = (0..report.records)
+            .map(|i| records.arrival_millis(i))
+            .min()
+            .unwrap_or(0);
+        let mut shard_of: Vec<ShardKey> = Vec::with_capacity(work.len());
+        let mut shards: BTreeMap<ShardKey, Option<String>> = BTreeMap::new();
+        for w in &work {
+            let key = records.shard_key(w.indices[0]);
+            shards.entry(key.clone()).or_insert(None);
+            shard_of.push(key);
+        }
+        for (key, error) in shards.iter_mut() {
+            match self.log.refresh(&key.0, &key.1, oldest).await {
+                Ok(cost) => report.log.add(cost),
+                Err(e) => *error = Some(e.to_string()),
+            }
+        }
+
+        // 3b. Read current items.
         let ids: Vec<&str> = work.iter().map(|w| w.product_id.as_str()).collect();
         let (current, reads, unread) = self.load_products(&ids).await;
         report.read_requests = reads;
 
-        // 4. Fold (pure).
+        // 4. Fold (pure), against the log of the product's shard and its ancestors.
+        let window = self.log.window_ms();
+        let mut new_parents: BTreeMap<ShardKey, Vec<String>> = BTreeMap::new();
         let mut folds = Vec::with_capacity(work.len());
-        for w in work {
-            if let Some(err) = unread.get(&w.product_id) {
-                tracing::warn!(product_id = %w.product_id, error = %err, "could not read product; will be retried");
+        for (w, shard) in work.into_iter().zip(shard_of) {
+            let unavailable = unread
+                .get(&w.product_id)
+                .or(shards.get(&shard).and_then(Option::as_ref));
+            if let Some(err) = unavailable {
+                tracing::warn!(product_id = %w.product_id, error = %err, "could not read product or its shard log; will be retried");
                 failed.push(w.indices[0]);
                 continue;
             }
             let stored = current.get(&w.product_id).cloned();
-            let fold = fold_product(stored.clone(), &w.events);
-            folds.push((w, stored, fold));
+            // A product whose last record came from an older shard moved here in a split or
+            // merge: that shard's log holds its earlier events.
+            let ordinal = w.events.first().map_or(0, |e| e.shard);
+            if let Some(from) = stored
+                .as_ref()
+                .and_then(|s| s.last_shard)
+                .filter(|o| *o < ordinal)
+            {
+                let parent = dedup::shard_id(from);
+                match self
+                    .log
+                    .link_parent(&shard.0, &shard.1, &parent, oldest)
+                    .await
+                {
+                    Ok((new, cost)) => {
+                        report.log.add(cost);
+                        let links = new_parents.entry(shard.clone()).or_default();
+                        if new && !links.contains(&parent) {
+                            links.push(parent);
+                        }
+                    }
+                    Err(e) => {
+                        tracing::warn!(product_id = %w.product_id, error = %e, "could not read the parent shard's log; will be retried");
+                        failed.push(w.indices[0]);
+                        continue;
+                    }
+                }
+            }
+            let links = new_parents.get(&shard).map_or(&[][..], Vec::as_slice);
+            let fold = self.log.with_lineage(&shard.0, &shard.1, links, |index| {
+                fold_product_in(stored.clone(), &w.events, index, window)
+            });
+            folds.push((w, shard, stored, fold));
         }
 
         // 5a. Record rejections before any product moves past them, so a record whose
@@ -172,7 +280,7 @@ impl Processor {
             .iter()
             .map(|(i, r)| (*i, r.clone(), None))
             .collect();
-        for (k, (w, _, fold)) in folds.iter().enumerate() {
+        for (k, (w, _, _, fold)) in folds.iter().enumerate() {
             for (i, o) in w.indices.iter().zip(&fold.outcomes) {
                 if let Outcome::Rejected(r) = o {
                     to_record.push((*i, r.clone(), Some(k)));
@@ -199,11 +307,11 @@ impl Processor {
             .into_iter()
             .enumerate()
             .filter(|(k, _)| !blocked_products.contains(k))
-            .map(|(_, (w, stored, fold))| {
+            .map(|(_, (w, shard, stored, fold))| {
                 let this = self.clone();
                 async move {
-                    let result = this.settle(records, &w, stored, fold, now).await;
-                    (w, result)
+                    let result = this.settle(records, &w, &shard, stored, fold, now).await;
+                    (w, shard, result)
                 }
             });
         let settled: Vec<_> = stream::iter(writes)
@@ -212,9 +320,11 @@ impl Processor {
             .await;
 
         let mut max_applied_arrival: Option<i64> = None;
-        for (w, result) in settled {
+        let mut to_log: BTreeMap<ShardKey, Vec<LogRecord>> = BTreeMap::new();
+        for (w, shard, result) in settled {
             match result {
                 Ok(s) => {
+                    to_log.entry(shard).or_default().extend(s.to_log);
                     report.product_write_requests += s.write_requests;
                     report.rejection_write_requests += s.rejection_requests;
                     if s.written {
@@ -250,6 +360,26 @@ impl Processor {
         for (i, r) in &malformed {
             if !unwritten.contains(i) {
                 *report.rejected.entry(r.reason).or_default() += 1;
+            }
+        }
+
+        // 5c. The shard log, after the writes it vouches for (dedup_log.rs says why). If it
+        // cannot be written, the whole shard's part of the batch is retried: the products
+        // see their records as redeliveries and the retry logs them.
+        for key in new_parents.keys() {
+            to_log.entry(key.clone()).or_default();
+        }
+        for (key, logged) in &to_log {
+            let links = new_parents.get(key).map_or(&[][..], Vec::as_slice);
+            match self.log.append(&key.0, &key.1, logged, links).await {
+                Ok(cost) => report.log.add(cost),
+                Err(e) => {
+                    tracing::warn!(shard = %key.1, error = %e, "could not write the shard log; the Pipe will retry the batch");
+                    if let Some(first) = (0..report.records).find(|i| records.shard_key(*i) == *key)
+                    {
+                        failed.push(first);
+                    }
+                }
             }
         }
 
@@ -376,11 +506,7 @@ impl Processor {
         &self,
         records: &R,
         to_record: &[(usize, Rejection, Option<usize>)],
-        folds: &[(
-            ProductWork,
-            Option<ProductRecord>,
-            inventory_domain::ProductFold,
-        )],
+        folds: &[(ProductWork, ShardKey, Option<ProductRecord>, ProductFold)],
         now: DateTime<Utc>,
     ) -> (u64, HashSet<usize>) {
         let items: Vec<(usize, Item)> = to_record
@@ -492,14 +618,16 @@ impl Processor {
         &self,
         records: &R,
         w: &ProductWork,
+        shard: &ShardKey,
         mut stored: Option<ProductRecord>,
-        mut fold: inventory_domain::ProductFold,
+        mut fold: ProductFold,
         now: DateTime<Utc>,
     ) -> Result<Settled, ProcessorError> {
         let mut settled = Settled::default();
         for _ in 0..=self.settings.max_conflict_retries {
             let Some(next) = fold.record.as_ref().filter(|_| fold.changed) else {
                 settled.outcomes = fold.outcomes;
+                settled.to_log = fold.to_log;
                 return Ok(settled);
             };
             settled.write_requests += 1;
@@ -523,6 +651,7 @@ impl Processor {
                     tracing::debug!(product_id = %w.product_id, base = ?stored.as_ref().map(|s| (s.version, s.last_sequence.as_str())), version = next.version, last = %next.last_sequence, quantity = next.quantity, "product written");
                     settled.written = true;
                     settled.outcomes = fold.outcomes;
+                    settled.to_log = fold.to_log;
                     return Ok(settled);
                 }
                 Err(e) => {
@@ -539,10 +668,14 @@ impl Processor {
                         // redeliveries, not as applied and rejected.
                         settled.written = true;
                         settled.outcomes = fold.outcomes;
+                        settled.to_log = fold.to_log;
                         return Ok(settled);
                     }
                     tracing::info!(product_id = %w.product_id, "lost a write race; re-reading and re-folding");
-                    let refold = fold_product(latest.clone(), &w.events);
+                    let window = self.log.window_ms();
+                    let refold = self.log.with_lineage(&shard.0, &shard.1, &[], |index| {
+                        fold_product_in(latest.clone(), &w.events, index, window)
+                    });
                     settled.rejection_requests += self
                         .reconcile_rejections(records, w, &fold, &refold, now)
                         .await?;
@@ -564,8 +697,8 @@ impl Processor {
         &self,
         records: &R,
         w: &ProductWork,
-        before: &inventory_domain::ProductFold,
-        after: &inventory_domain::ProductFold,
+        before: &ProductFold,
+        after: &ProductFold,
         now: DateTime<Utc>,
     ) -> Result<u64, ProcessorError> {
         let mut puts = Vec::new();
@@ -650,6 +783,10 @@ impl Processor {
             ("producer_duplicates".to_owned(), report.producer_duplicates),
             ("rejected".to_owned(), report.rejected_total()),
             ("batches".to_owned(), 1),
+            // What recognising duplicates at any distance costs (docs/consistency.md).
+            ("dedup_log_writes".to_owned(), report.log.write_requests),
+            ("dedup_log_write_units".to_owned(), report.log.write_units),
+            ("dedup_log_reads".to_owned(), report.log.read_requests),
         ];
         adds.extend(
             report
@@ -705,9 +842,14 @@ impl Processor {
     }
 }
 
+/// A shard of a stream: (stream name, shard id).
+type ShardKey = (String, String);
+
 #[derive(Default)]
 struct Settled {
     outcomes: Vec<Outcome>,
+    /// What the shard log must add for this product.
+    to_log: Vec<LogRecord>,
     written: bool,
     write_requests: u64,
     rejection_requests: u64,
@@ -718,6 +860,18 @@ struct Settled {
 trait Records: Sync {
     fn count(&self) -> usize;
     fn event_id(&self, index: usize) -> &str;
+    fn event_source_arn(&self, index: usize) -> &str;
+    /// The record's stream and shard (the shard from its `eventID`, `shardId-…:seq`).
+    fn shard_key(&self, index: usize) -> ShardKey {
+        let shard = self
+            .event_id(index)
+            .split_once(':')
+            .map_or("", |(shard, _)| shard);
+        (
+            stream_name(self.event_source_arn(index)).to_owned(),
+            shard.to_owned(),
+        )
+    }
     fn arrival_millis(&self, index: usize) -> i64;
     /// The whole record, for a rejection item; only rejected records pay for a copy.
     fn record(&self, index: usize) -> Cow<'_, PipeRecord>;
@@ -730,6 +884,9 @@ impl Records for [PipeRecord] {
     }
     fn event_id(&self, index: usize) -> &str {
         &self[index].event_id
+    }
+    fn event_source_arn(&self, index: usize) -> &str {
+        &self[index].event_source_arn
     }
     fn arrival_millis(&self, index: usize) -> i64 {
         self[index].arrival_millis()
@@ -748,6 +905,9 @@ impl Records for PipeBatch {
     }
     fn event_id(&self, index: usize) -> &str {
         self.at(index).event_id
+    }
+    fn event_source_arn(&self, index: usize) -> &str {
+        self.at(index).event_source_arn
     }
     fn arrival_millis(&self, index: usize) -> i64 {
         self.at(index).arrival_millis()

@@ -35,7 +35,7 @@ pub fn product_key(product_id: &str) -> Item {
 }
 
 pub fn product_to_item(rec: &ProductRecord, updated_at: DateTime<Utc>) -> Item {
-    HashMap::from([
+    let mut item = HashMap::from([
         (PRODUCT_ID.to_owned(), s(&rec.product_id)),
         ("product_name".to_owned(), s(&rec.name)),
         ("quantity".to_owned(), n(rec.quantity)),
@@ -51,7 +51,11 @@ pub fn product_to_item(rec: &ProductRecord, updated_at: DateTime<Utc>) -> Item {
             "recent_ids".to_owned(),
             AttributeValue::B(Blob::new(rec.recent_ids.to_bytes())),
         ),
-    ])
+    ]);
+    if let Some(shard) = rec.last_shard {
+        item.insert("last_shard".to_owned(), n(shard));
+    }
+    item
 }
 
 pub fn product_from_item(item: &Item) -> Result<ProductRecord, ProcessorError> {
@@ -75,6 +79,15 @@ pub fn product_from_item(item: &Item) -> Result<ProductRecord, ProcessorError> {
         version: number("version")?,
         last_sequence: SequenceNumber::parse(text("last_sequence")?)
             .map_err(|_| corrupt(item, "last_sequence"))?,
+        last_shard: match item.get("last_shard") {
+            None => None,
+            Some(v) => Some(
+                v.as_n()
+                    .ok()
+                    .and_then(|v| v.parse().ok())
+                    .ok_or_else(|| corrupt(item, "last_shard"))?,
+            ),
+        },
         last_event_at: text("last_event_at")?.to_owned(),
         recent_ids: item
             .get("recent_ids")
@@ -196,6 +209,7 @@ mod tests {
                 "49590338271490256608559692538361571095921575989136588898",
             )
             .unwrap(),
+            last_shard: Some(7),
             last_event_at: "2023-09-11T12:00:00Z".into(),
             recent_ids: recent,
         };
@@ -231,6 +245,7 @@ mod tests {
             status: ProductStatus::Active,
             version: u64::from(u32::MAX),
             last_sequence: SequenceNumber::parse(&"9".repeat(56)).unwrap(),
+            last_shard: Some(7),
             last_event_at: "2023-09-11T12:00:00.123456789Z".into(),
             recent_ids: recent,
         };
@@ -248,6 +263,7 @@ mod tests {
                 status: ProductStatus::Active,
                 version: 1,
                 last_sequence: SequenceNumber::parse("1").unwrap(),
+                last_shard: Some(7),
                 last_event_at: String::new(),
                 recent_ids: RecentIds::default(),
             },

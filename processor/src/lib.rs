@@ -3,6 +3,7 @@
 
 pub mod body;
 pub mod config;
+pub mod dedup_log;
 pub mod error;
 pub mod handler;
 pub mod items;

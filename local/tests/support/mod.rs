@@ -8,8 +8,8 @@ use std::time::Duration;
 
 use inventory_domain::PipeRecord;
 use inventory_generator::{
-    publish, verify, Expected, FaultRatios, PublishOptions, PublishReport, SimConfig, Simulation,
-    Skew, VerifyOptions, VerifyReport,
+    publish, verify, Expected, FaultRatios, ProducerConfig, PublishOptions, PublishReport,
+    RetryDistance, SimConfig, Simulation, Skew, VerifyOptions, VerifyReport,
 };
 use inventory_local::pipe::{BoxFuture, ProcessorTarget, Target};
 use inventory_local::pipe_settings::PipeSettings;
@@ -51,6 +51,16 @@ pub async fn stack(options: StackOptions) -> LocalStack {
     })
     .await
     .unwrap()
+}
+
+/// The stack with the Pipe as the template deploys it (batches of 100 or 1 s), for cases
+/// whose figures depend on how full the batches are.
+pub async fn stack_as_deployed() -> LocalStack {
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter(tracing_subscriber::EnvFilter::from_default_env())
+        .with_test_writer()
+        .try_init();
+    LocalStack::start(StackOptions::default()).await.unwrap()
 }
 
 pub async fn publish_all(
@@ -198,4 +208,106 @@ impl Target for CrashingTarget {
 
 pub fn shared<T>(t: T) -> Arc<T> {
     Arc::new(t)
+}
+
+/// A simulation played by `producers` concurrent producers, `retry_share` of whose events
+/// are put again `distance` records later (a producer's SDK retrying after a lost answer).
+pub fn producers_sim(
+    run_id: &str,
+    products: usize,
+    events: u64,
+    seed: u64,
+    producers: usize,
+    retry_share: f64,
+    distance: (u64, u64),
+) -> Simulation {
+    Simulation::with_producers(
+        SimConfig {
+            products,
+            events,
+            skew: Skew::Zipf(1.1),
+            seed,
+            run_id: run_id.into(),
+            faults: FAULTS,
+        },
+        ProducerConfig {
+            producers,
+            retry_share,
+            retry_distance: RetryDistance::new(distance.0, distance.1).unwrap(),
+        },
+    )
+    .unwrap()
+}
+
+/// The processor's running totals (the `STATS`/`TOTAL` item): counter name → value.
+pub async fn stats_totals(stack: &LocalStack) -> std::collections::BTreeMap<String, u64> {
+    let item = stack
+        .db
+        .get_item()
+        .table_name(&stack.options.tables.events)
+        .key(
+            "pk",
+            aws_sdk_dynamodb::types::AttributeValue::S("STATS".into()),
+        )
+        .key(
+            "sk",
+            aws_sdk_dynamodb::types::AttributeValue::S("TOTAL".into()),
+        )
+        .consistent_read(true)
+        .send()
+        .await
+        .unwrap()
+        .item()
+        .cloned()
+        .unwrap_or_default();
+    item.iter()
+        .filter_map(|(k, v)| Some((k.clone(), v.as_n().ok()?.parse().ok()?)))
+        .collect()
+}
+
+/// Waits (bounded) until `done` holds, polling every 20 ms; panics with `what` on timeout.
+pub async fn wait_until(what: &str, limit: Duration, mut done: impl FnMut() -> bool) {
+    let deadline = std::time::Instant::now() + limit;
+    while !done() {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "timed out after {limit:?} waiting for {what}"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+/// Resizes the stream (UpdateShardCount, uniform scaling: Kinesis splits or merges shards)
+/// and waits until it is ACTIVE again with `count` open shards.
+pub async fn reshard(stack: &LocalStack, count: i32) {
+    stack
+        .kinesis
+        .update_shard_count()
+        .stream_name(&stack.options.stream)
+        .target_shard_count(count)
+        .scaling_type(aws_sdk_kinesis::types::ScalingType::UniformScaling)
+        .send()
+        .await
+        .unwrap();
+    let deadline = std::time::Instant::now() + Duration::from_secs(60);
+    loop {
+        let d = stack
+            .kinesis
+            .describe_stream_summary()
+            .stream_name(&stack.options.stream)
+            .send()
+            .await
+            .unwrap();
+        let d = d.stream_description_summary().unwrap();
+        if d.stream_status() == &aws_sdk_kinesis::types::StreamStatus::Active
+            && d.open_shard_count() == count
+        {
+            return;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the stream did not reach {count} open shards"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
 }

@@ -1,7 +1,7 @@
 //! The Lambda an EventBridge Pipe invokes with a batch of Kinesis records.
 
 use inventory_processor::body::RawBodies;
-use inventory_processor::{dynamodb_client_from_env, Processor, Tables};
+use inventory_processor::{dynamodb_client_from_env, Processor, ProcessorSettings, Tables};
 use lambda_runtime::{service_fn, Error, LambdaEvent, Runtime};
 use serde::de::IgnoredAny;
 
@@ -19,7 +19,11 @@ async fn main() -> Result<(), Error> {
         )
         .without_time()
         .init();
-    let processor = Processor::new(dynamodb_client_from_env().await, Tables::from_env()?);
+    let processor = Processor::with_settings(
+        dynamodb_client_from_env().await,
+        Tables::from_env()?,
+        ProcessorSettings::from_env()?,
+    );
     // The body is taken out of the invocation before lambda_runtime would deserialise it,
     // and read once, in place (processor/src/body.rs).
     let bodies = RawBodies::default();

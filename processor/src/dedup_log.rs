@@ -1,0 +1,560 @@
+//! The shard log of processed events in DynamoDB, and its copy in the warm instance's memory
+//! (the pure format and index are `inventory_domain::dedup`).
+//!
+//! One item per batch and shard in the events table: `pk = DEDUP#<stream>#<shard>`,
+//! `sk = <item number, 20 digits>`, the batch's processed events packed 16 bytes each
+//! (`records`), their arrival range, the shards its products came from (`parents`) and a
+//! TTL past the window. Items are numbered 1, 2, … per shard and written with
+//! `attribute_not_exists`, so two writers never share a number and a reader that has item
+//! *n* knows exactly what it has not seen: everything after *n*.
+//!
+//! Why written after the product writes: the log then holds only events whose effect is
+//! stored, so a record whose batch was dead-lettered before it was applied is not in it,
+//! and its retry is applied. A crash between the product writes and the log write fails
+//! the batch; the Pipe redelivers it, the products see their records as redeliveries and
+//! the redelivery logs them (see `fold_product_in`'s `to_log`).
+
+use std::collections::{BTreeSet, HashMap};
+use std::sync::Mutex;
+
+use aws_sdk_dynamodb::primitives::Blob;
+use aws_sdk_dynamodb::types::AttributeValue;
+use aws_sdk_dynamodb::Client;
+use chrono::Utc;
+use inventory_domain::dedup::{decode_log, encode_log, Lineage, LogRecord, ShardLog};
+
+use crate::error::ProcessorError;
+use crate::items::{self, Item};
+
+/// How many items one refresh reads at most before giving up on a shard that is being
+/// written faster than it can be read (it then fails the batch, which the Pipe retries).
+const MAX_REFRESH_PAGES: usize = 1_000;
+/// Attempts to append when other writers keep taking the next item number.
+const APPEND_ATTEMPTS: usize = 8;
+/// Ancestors followed from one shard (a split or merge adds one generation).
+const MAX_LINEAGE_DEPTH: usize = 32;
+/// Log items are kept this long past the window, for audits.
+const TTL_MARGIN_SECS: i64 = 24 * 3600;
+
+/// The shard log of one stream's shards: DynamoDB plus the warm instance's copy.
+pub struct DedupLog {
+    db: Client,
+    table: String,
+    window_ms: i64,
+    max_entries: usize,
+    state: Mutex<State>,
+}
+
+#[derive(Default)]
+struct State {
+    /// By partition key (`DEDUP#<stream>#<shard>`).
+    logs: HashMap<String, ShardLog>,
+    /// When each log was last used, to evict the coldest past `max_entries`.
+    used: HashMap<String, u64>,
+    clock: u64,
+}
+
+/// DynamoDB work one call did, for cost accounting.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct LogCost {
+    pub read_requests: u64,
+    pub items_read: u64,
+    pub write_requests: u64,
+    pub write_units: u64,
+}
+
+impl LogCost {
+    pub fn add(&mut self, other: LogCost) {
+        self.read_requests += other.read_requests;
+        self.items_read += other.items_read;
+        self.write_requests += other.write_requests;
+        self.write_units += other.write_units;
+    }
+}
+
+/// The partition of a shard's log.
+pub fn partition(stream: &str, shard: &str) -> String {
+    format!("DEDUP#{stream}#{shard}")
+}
+
+/// The stream's name from a record's `eventSourceARN` (`arn:…:stream/<name>`); the whole
+/// text when it is not an ARN (tests).
+pub fn stream_name(event_source_arn: &str) -> &str {
+    event_source_arn
+        .rsplit_once(":stream/")
+        .map_or(event_source_arn, |(_, name)| name)
+}
+
+fn sort_key(number: u64) -> String {
+    format!("{number:020}")
+}
+
+impl DedupLog {
+    pub fn new(db: Client, table: String, window_ms: i64, max_entries: usize) -> Self {
+        Self {
+            db,
+            table,
+            window_ms,
+            max_entries,
+            state: Mutex::new(State::default()),
+        }
+    }
+
+    pub fn window_ms(&self) -> i64 {
+        self.window_ms
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, State> {
+        // A panic while holding the lock leaves a consistent map (every change is one
+        // insert or remove), so a poisoned lock is still usable.
+        self.state.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Brings the log of `shard` (and of the ancestors it names) up to date before a batch
+    /// that starts at `oldest_arrival_ms`: a cold instance reads the window, a warm one reads
+    /// the items written since its last (by another instance, after a reshard or a retry).
+    pub async fn refresh(
+        &self,
+        stream: &str,
+        shard: &str,
+        oldest_arrival_ms: i64,
+    ) -> Result<LogCost, ProcessorError> {
+        let mut cost = LogCost::default();
+        let pk = partition(stream, shard);
+        let known = self.lock().logs.get(&pk).map(|l| l.high_water);
+        match known {
+            Some(high_water) => cost.add(self.read_after(&pk, high_water).await?.0),
+            None => cost.add(self.load_window(&pk, oldest_arrival_ms).await?),
+        }
+        cost.add(self.load_parents(stream, shard, oldest_arrival_ms).await?);
+        let mut state = self.lock();
+        state.clock += 1;
+        let clock = state.clock;
+        state.used.insert(pk.clone(), clock);
+        let lineage = lineage_keys(&state.logs, stream, &pk);
+        for key in &lineage {
+            if let Some(log) = state.logs.get_mut(key) {
+                log.prune(oldest_arrival_ms, self.window_ms);
+            }
+        }
+        evict(&mut state, &lineage, self.max_entries);
+        Ok(cost)
+    }
+
+    /// Products of `shard` came from `parent` (their items name it): loads the parent's log
+    /// (and its ancestors') if this instance does not hold it. Returns whether the link is
+    /// new to the shard's log; a new link is written with the batch's log item (`append`),
+    /// so a cold instance finds the parent too, and is only in memory once written.
+    pub async fn link_parent(
+        &self,
+        stream: &str,
+        shard: &str,
+        parent: &str,
+        oldest_arrival_ms: i64,
+    ) -> Result<(bool, LogCost), ProcessorError> {
+        let new = !self
+            .lock()
+            .logs
+            .get(&partition(stream, shard))
+            .is_some_and(|l| l.parents.iter().any(|p| p == parent));
+        let cost = self
+            .seal_ancestors(stream, vec![parent.to_owned()], oldest_arrival_ms)
+            .await?;
+        Ok((new, cost))
+    }
+
+    /// Runs `f` with the log of `shard`, its ancestors and the not yet written `links` as
+    /// one index.
+    pub fn with_lineage<R>(
+        &self,
+        stream: &str,
+        shard: &str,
+        links: &[String],
+        f: impl FnOnce(&Lineage<'_>) -> R,
+    ) -> R {
+        let state = self.lock();
+        let mut keys = lineage_keys(&state.logs, stream, &partition(stream, shard));
+        for link in links {
+            for k in lineage_keys(&state.logs, stream, &partition(stream, link)) {
+                if !keys.contains(&k) {
+                    keys.push(k);
+                }
+            }
+        }
+        let lineage = Lineage {
+            logs: keys.iter().filter_map(|k| state.logs.get(k)).collect(),
+        };
+        f(&lineage)
+    }
+
+    /// Appends a batch's processed events to the shard's log: one conditional `PutItem` at the
+    /// next item number; if another writer took it, reads what it wrote and takes the next.
+    /// The memory copy changes only once the item is stored, so a failed append leaves the
+    /// events to the redelivery, which logs them.
+    pub async fn append(
+        &self,
+        stream: &str,
+        shard: &str,
+        records: &[LogRecord],
+        parents: &[String],
+    ) -> Result<LogCost, ProcessorError> {
+        let mut cost = LogCost::default();
+        if records.is_empty() && parents.is_empty() {
+            return Ok(cost);
+        }
+        let pk = partition(stream, shard);
+        let first = records.iter().map(|r| r.arrival_ms).min().unwrap_or(0);
+        let last = records.iter().map(|r| r.arrival_ms).max().unwrap_or(0);
+        let packed = encode_log(records);
+        for _ in 0..APPEND_ATTEMPTS {
+            let number = self.lock().logs.get(&pk).map_or(0, |l| l.high_water) + 1;
+            let item = log_item(&pk, number, &packed, parents, first, last, self.window_ms);
+            let units = write_units(&item);
+            cost.write_requests += 1;
+            cost.write_units += units;
+            let result = self
+                .db
+                .put_item()
+                .table_name(&self.table)
+                .set_item(Some(item))
+                .condition_expression("attribute_not_exists(pk)")
+                .send()
+                .await;
+            match result {
+                Ok(_) => {
+                    let mut state = self.lock();
+                    let log = state.logs.entry(pk.clone()).or_default();
+                    records.iter().for_each(|r| log.insert(*r));
+                    for p in parents {
+                        log.add_parent(p);
+                    }
+                    log.high_water = log.high_water.max(number);
+                    return Ok(cost);
+                }
+                Err(e) => {
+                    let taken = matches!(
+                        e.as_service_error(),
+                        Some(aws_sdk_dynamodb::operation::put_item::PutItemError::ConditionalCheckFailedException(_))
+                    );
+                    if !taken {
+                        return Err(ProcessorError::dynamo("PutItem (dedup log)", e));
+                    }
+                    let high_water = self.lock().logs.get(&pk).map_or(0, |l| l.high_water);
+                    let (read, items) = self.read_after(&pk, high_water).await?;
+                    cost.add(read);
+                    // Our own item: an earlier attempt of this PutItem was stored and only
+                    // its answer was lost (the SDK then retried it into the condition).
+                    let ours = items.iter().any(|item| {
+                        item.get("sk").and_then(|v| v.as_s().ok()) == Some(&sort_key(number))
+                            && item
+                                .get("records")
+                                .and_then(|v| v.as_b().ok())
+                                .map(|b| b.as_ref())
+                                == Some(packed.as_slice())
+                    });
+                    if ours {
+                        let mut state = self.lock();
+                        let log = state.logs.entry(pk.clone()).or_default();
+                        for p in parents {
+                            log.add_parent(p);
+                        }
+                        return Ok(cost);
+                    }
+                }
+            }
+        }
+        Err(ProcessorError::Contention {
+            product_id: format!("(dedup log of {shard})"),
+            attempts: APPEND_ATTEMPTS,
+        })
+    }
+
+    /// Reads the items after `high_water` (strongly consistent) into memory; returns them too.
+    async fn read_after(
+        &self,
+        pk: &str,
+        high_water: u64,
+    ) -> Result<(LogCost, Vec<Item>), ProcessorError> {
+        let mut cost = LogCost::default();
+        let mut pages = self
+            .db
+            .query()
+            .table_name(&self.table)
+            .key_condition_expression("pk = :pk AND sk > :sk")
+            .expression_attribute_values(":pk", items::s(pk))
+            .expression_attribute_values(":sk", items::s(sort_key(high_water)))
+            .consistent_read(true)
+            .into_paginator()
+            .send();
+        let mut read = Vec::new();
+        let mut n = 0;
+        while let Some(page) = pages.next().await {
+            let page = page.map_err(|e| ProcessorError::dynamo("Query (dedup log)", e))?;
+            cost.read_requests += 1;
+            read.extend(page.items().iter().cloned());
+            n += 1;
+            if n >= MAX_REFRESH_PAGES {
+                break;
+            }
+        }
+        cost.items_read += read.len() as u64;
+        self.ingest(pk, &read)?;
+        Ok((cost, read))
+    }
+
+    /// A cold start: reads the shard's items newest first until they are older than the
+    /// window before `oldest_arrival_ms`.
+    async fn load_window(
+        &self,
+        pk: &str,
+        oldest_arrival_ms: i64,
+    ) -> Result<LogCost, ProcessorError> {
+        let mut cost = LogCost::default();
+        let horizon = oldest_arrival_ms.saturating_sub(self.window_ms);
+        let mut pages = self
+            .db
+            .query()
+            .table_name(&self.table)
+            .key_condition_expression("pk = :pk")
+            .expression_attribute_values(":pk", items::s(pk))
+            .scan_index_forward(false)
+            .consistent_read(true)
+            .into_paginator()
+            .send();
+        let mut read = Vec::new();
+        'pages: while let Some(page) = pages.next().await {
+            let page = page.map_err(|e| ProcessorError::dynamo("Query (dedup log)", e))?;
+            cost.read_requests += 1;
+            for item in page.items() {
+                read.push(item.clone());
+                if number_attr(item, "last_arrival_ms").is_some_and(|t| t < horizon) {
+                    break 'pages;
+                }
+            }
+            if cost.read_requests as usize >= MAX_REFRESH_PAGES {
+                break;
+            }
+        }
+        cost.items_read += read.len() as u64;
+        // Registered even when empty, so the next batch only reads what is newer.
+        self.lock().logs.entry(pk.to_owned()).or_default();
+        self.ingest(pk, &read)?;
+        Ok(cost)
+    }
+
+    /// Brings every ancestor of `shard` (named by its log, and theirs) up to date, once:
+    /// a child is read only after its parents were drained, so an ancestor read to its end
+    /// after that is complete (`sealed`), even when other instances wrote its last items.
+    async fn load_parents(
+        &self,
+        stream: &str,
+        shard: &str,
+        oldest_arrival_ms: i64,
+    ) -> Result<LogCost, ProcessorError> {
+        let start = self
+            .lock()
+            .logs
+            .get(&partition(stream, shard))
+            .map(|l| l.parents.clone())
+            .unwrap_or_default();
+        self.seal_ancestors(stream, start, oldest_arrival_ms).await
+    }
+
+    async fn seal_ancestors(
+        &self,
+        stream: &str,
+        ancestors: Vec<String>,
+        oldest_arrival_ms: i64,
+    ) -> Result<LogCost, ProcessorError> {
+        let mut cost = LogCost::default();
+        let mut seen = BTreeSet::new();
+        let mut todo: Vec<String> = ancestors.iter().map(|a| partition(stream, a)).collect();
+        while let Some(pk) = todo.pop() {
+            if !seen.insert(pk.clone()) || seen.len() > MAX_LINEAGE_DEPTH {
+                continue;
+            }
+            let known = self.lock().logs.get(&pk).map(|l| (l.sealed, l.high_water));
+            match known {
+                Some((true, _)) => {}
+                Some((false, high_water)) => cost.add(self.read_after(&pk, high_water).await?.0),
+                None => cost.add(self.load_window(&pk, oldest_arrival_ms).await?),
+            }
+            let mut state = self.lock();
+            let log = state.logs.entry(pk.clone()).or_default();
+            log.sealed = true;
+            todo.extend(log.parents.iter().map(|p| partition(stream, p)));
+        }
+        Ok(cost)
+    }
+
+    fn ingest(&self, pk: &str, read: &[Item]) -> Result<(), ProcessorError> {
+        let mut state = self.lock();
+        let log = state.logs.entry(pk.to_owned()).or_default();
+        // Oldest first, so the first record of a key is the one kept.
+        let mut ordered: Vec<(u64, &Item)> = read
+            .iter()
+            .map(|item| {
+                let number = item
+                    .get("sk")
+                    .and_then(|v| v.as_s().ok())
+                    .and_then(|s| s.parse().ok())
+                    .unwrap_or(0);
+                (number, item)
+            })
+            .collect();
+        ordered.sort_by_key(|(n, _)| *n);
+        for (number, item) in ordered {
+            let bytes = item
+                .get("records")
+                .and_then(|v| v.as_b().ok())
+                .map(|b| b.as_ref())
+                .unwrap_or_default();
+            let records = decode_log(bytes).map_err(|e| ProcessorError::CorruptItem {
+                product_id: format!("{pk}/{number}"),
+                field: format!("records ({e})"),
+            })?;
+            records.into_iter().for_each(|r| log.insert(r));
+            if let Some(parents) = item.get("parents").and_then(|v| v.as_ss().ok()) {
+                for p in parents {
+                    log.add_parent(p);
+                }
+            }
+            log.high_water = log.high_water.max(number);
+        }
+        Ok(())
+    }
+
+    /// Events held in memory, all shards together.
+    pub fn entries(&self) -> usize {
+        self.lock().logs.values().map(ShardLog::len).sum()
+    }
+}
+
+fn lineage_keys(logs: &HashMap<String, ShardLog>, stream: &str, pk: &str) -> Vec<String> {
+    let mut out = Vec::new();
+    let mut todo = vec![pk.to_owned()];
+    while let Some(k) = todo.pop() {
+        if out.contains(&k) || out.len() > MAX_LINEAGE_DEPTH {
+            continue;
+        }
+        if let Some(log) = logs.get(&k) {
+            todo.extend(log.parents.iter().map(|p| partition(stream, p)));
+        }
+        out.push(k);
+    }
+    out
+}
+
+/// Drops the least recently used logs outside `keep` while memory holds more than `max`
+/// events; a dropped log is read again if its shard comes back.
+fn evict(state: &mut State, keep: &[String], max: usize) {
+    loop {
+        let total: usize = state.logs.values().map(ShardLog::len).sum();
+        if total <= max {
+            return;
+        }
+        let coldest = state
+            .logs
+            .keys()
+            .filter(|k| !keep.contains(k))
+            .min_by_key(|k| state.used.get(*k).copied().unwrap_or(0))
+            .cloned();
+        let Some(k) = coldest else { return };
+        state.logs.remove(&k);
+        state.used.remove(&k);
+    }
+}
+
+fn number_attr(item: &Item, name: &str) -> Option<i64> {
+    item.get(name)
+        .and_then(|v| v.as_n().ok())
+        .and_then(|n| n.parse().ok())
+}
+
+fn log_item(
+    pk: &str,
+    number: u64,
+    packed: &[u8],
+    parents: &[String],
+    first_arrival_ms: i64,
+    last_arrival_ms: i64,
+    window_ms: i64,
+) -> Item {
+    let mut item = HashMap::from([
+        ("pk".to_owned(), items::s(pk)),
+        ("sk".to_owned(), items::s(sort_key(number))),
+        ("records".to_owned(), AttributeValue::B(Blob::new(packed))),
+        ("first_arrival_ms".to_owned(), items::n(first_arrival_ms)),
+        ("last_arrival_ms".to_owned(), items::n(last_arrival_ms)),
+        (
+            "ttl".to_owned(),
+            items::n(
+                last_arrival_ms.max(Utc::now().timestamp_millis()) / 1000
+                    + window_ms / 1000
+                    + TTL_MARGIN_SECS,
+            ),
+        ),
+    ]);
+    if !parents.is_empty() {
+        item.insert("parents".to_owned(), AttributeValue::Ss(parents.to_vec()));
+    }
+    item
+}
+
+/// DynamoDB's write units for an item: its size (attribute names plus values) in 1 KB
+/// units, rounded up.
+pub fn write_units(item: &Item) -> u64 {
+    let size: usize = item
+        .iter()
+        .map(|(name, value)| name.len() + value_size(value))
+        .sum();
+    size.div_ceil(1024).max(1) as u64
+}
+
+fn value_size(value: &AttributeValue) -> usize {
+    match value {
+        AttributeValue::S(s) => s.len(),
+        AttributeValue::B(b) => b.as_ref().len(),
+        // Numbers: about one byte per two significant digits, plus one.
+        AttributeValue::N(n) => n.len().div_ceil(2) + 1,
+        AttributeValue::Ss(v) => v.iter().map(String::len).sum(),
+        AttributeValue::Bool(_) | AttributeValue::Null(_) => 1,
+        _ => 0,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn stream_names_come_from_the_arn() {
+        assert_eq!(
+            stream_name("arn:aws:kinesis:us-east-1:123456789012:stream/inventory-events"),
+            "inventory-events"
+        );
+        assert_eq!(stream_name("plain"), "plain");
+    }
+
+    #[test]
+    fn a_batch_of_a_hundred_costs_three_write_units() {
+        let records: Vec<LogRecord> = (0..100)
+            .map(|i| LogRecord {
+                key: i,
+                content: 1,
+                record: i as u32,
+                arrival_ms: 1_700_000_000_000 + i as i64,
+            })
+            .collect();
+        let item = log_item(
+            &partition("inventory-events", "shardId-000000000003"),
+            42,
+            &encode_log(&records),
+            &[],
+            1_700_000_000_000,
+            1_700_000_000_099,
+            900_000,
+        );
+        assert_eq!(write_units(&item), 3);
+    }
+}
