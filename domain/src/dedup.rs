@@ -225,6 +225,10 @@ pub struct ShardLog {
     /// Read to its end after a child shard was seen: the shard is closed and drained (Pipes
     /// reads a child only then), so nothing more is written to its log.
     pub sealed: bool,
+    /// The oldest arrival this copy is complete from (what was read back on a cold load);
+    /// `None` when it holds everything written since the shard began, as far as this
+    /// instance knows. A batch needing older entries reads them again.
+    pub loaded_from: Option<i64>,
 }
 
 impl ShardLog {
@@ -234,9 +238,14 @@ impl ShardLog {
             record: r.record,
             arrival_ms: r.arrival_ms,
         };
-        // The first record of a key is the event; a later one is its duplicate or a reuse,
-        // and must not take its place.
-        if self.entries.contains_key(&r.key) {
+        // A key is logged again only when its earlier record had left the window (a
+        // duplicate or a reuse inside the window is never logged): the later record is then
+        // the one a further retry is measured against.
+        if self
+            .entries
+            .get(&r.key)
+            .is_some_and(|old| old.arrival_ms >= r.arrival_ms)
+        {
             return;
         }
         self.entries.insert(r.key, seen);
@@ -257,6 +266,7 @@ impl ShardLog {
     /// Forgets entries that no record arriving at or after `oldest_arrival_ms` can match.
     pub fn prune(&mut self, oldest_arrival_ms: i64, window_ms: i64) {
         let cutoff = oldest_arrival_ms.saturating_sub(window_ms);
+        self.loaded_from = Some(self.loaded_from.map_or(cutoff, |f| f.max(cutoff)));
         while let Some(&(arrival, key)) = self.by_arrival.front() {
             if arrival >= cutoff {
                 break;
@@ -302,11 +312,12 @@ pub struct Lineage<'a> {
 
 impl SeenIndex for Lineage<'_> {
     fn seen(&self, key: u64) -> Option<Seen> {
-        // A key lives in one product's lineage; its first record is the event.
+        // A key lives in one product's lineage; its latest logged record decides (see
+        // `ShardLog::insert`).
         self.logs
             .iter()
             .filter_map(|l| l.get(key))
-            .min_by_key(|s| s.arrival_ms)
+            .max_by_key(|s| s.arrival_ms)
     }
 }
 

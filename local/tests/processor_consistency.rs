@@ -932,3 +932,98 @@ async fn the_shard_log_costs_three_write_units_per_batch_of_a_hundred_and_nothin
     let per_event = log.write_units as f64 / records.len() as f64;
     assert!(per_event <= 0.05, "{per_event}");
 }
+
+/// The first batch in a child shard writes its products, then dies before its log write:
+/// the redelivery finds its products already naming the child, so only a link written
+/// before the product writes keeps the parent's log reachable for a later retry.
+#[tokio::test]
+async fn a_crash_in_a_child_shards_first_batch_keeps_the_link_to_the_parents_log() {
+    let s = stack(1).await;
+    let mut puts = vec![(
+        "P".to_owned(),
+        event("add", "product_added", "P", Some(100)),
+    )];
+    puts.push(sale("order-1", "P", 4));
+    for i in 0..30 {
+        puts.push(restock(&format!("r{i}"), "P", 1));
+    }
+    put_many(&s, &puts).await;
+    s.kinesis
+        .split_shard()
+        .stream_name(&s.stream)
+        .shard_to_split("shardId-000000000000")
+        .new_starting_hash_key("170141183460469231731687303715884105728")
+        .send()
+        .await
+        .unwrap();
+    inventory_local::kinesis::ensure_stream(&s.kinesis, &s.stream, 1)
+        .await
+        .unwrap();
+    let mut later = vec![sale("order-2", "P", 1)];
+    for i in 0..20 {
+        later.push(restock(&format!("c{i}"), "P", 1));
+    }
+    later.push(sale("order-1", "P", 4));
+    put_many(&s, &later).await;
+    let shards = s.read_all().await;
+    let parent = &shards["shardId-000000000000"];
+    let child = shards
+        .iter()
+        .find(|(id, r)| id.as_str() != "shardId-000000000000" && !r.is_empty())
+        .map(|(_, r)| r.clone())
+        .unwrap();
+    for batch in parent.chunks(10) {
+        deliver(&s.processor(), batch).await;
+    }
+    deliver(&s.processor(), &child[..5]).await;
+    // The records' log item of that batch is lost; the link item written before it stays.
+    let lost = delete_dedup_items(&s, |item| {
+        let records = item
+            .get("records")
+            .and_then(|v| v.as_b().ok())
+            .map_or(0, |b| b.as_ref().len());
+        text(item, "pk").contains("shardId-000000000000") || records <= 9
+    })
+    .await;
+    assert_eq!(lost, 1);
+    let again = deliver(&s.processor(), &child[..5]).await;
+    assert_eq!(again.redeliveries, 5);
+    let rest = deliver(&s.processor(), &child[5..]).await;
+    assert_eq!((rest.producer_duplicates, rest.applied), (1, 16));
+    // 100 − 4 + 30 − 1 + 20.
+    assert_eq!(
+        stock(&s.product("P").await.unwrap()),
+        (145, "active".into(), 53)
+    );
+}
+
+/// Deletes the dedup log items for which `keep` is false; returns how many.
+async fn delete_dedup_items(
+    s: &Stack,
+    keep: impl Fn(&std::collections::HashMap<String, aws_sdk_dynamodb::types::AttributeValue>) -> bool,
+) -> usize {
+    let items =
+        s.db.scan()
+            .table_name(&s.tables.events)
+            .filter_expression("begins_with(pk, :p)")
+            .expression_attribute_values(
+                ":p",
+                aws_sdk_dynamodb::types::AttributeValue::S("DEDUP#".into()),
+            )
+            .consistent_read(true)
+            .send()
+            .await
+            .unwrap();
+    let mut deleted = 0;
+    for item in items.items().iter().filter(|i| !keep(i)) {
+        s.db.delete_item()
+            .table_name(&s.tables.events)
+            .key("pk", item["pk"].clone())
+            .key("sk", item["sk"].clone())
+            .send()
+            .await
+            .unwrap();
+        deleted += 1;
+    }
+    deleted
+}

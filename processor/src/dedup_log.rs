@@ -16,6 +16,7 @@
 
 use std::collections::{BTreeSet, HashMap};
 use std::sync::Mutex;
+use std::time::{Duration, Instant};
 
 use aws_sdk_dynamodb::primitives::Blob;
 use aws_sdk_dynamodb::types::AttributeValue;
@@ -35,6 +36,9 @@ const APPEND_ATTEMPTS: usize = 8;
 const MAX_LINEAGE_DEPTH: usize = 32;
 /// Log items are kept this long past the window, for audits.
 const TTL_MARGIN_SECS: i64 = 24 * 3600;
+/// A log used this recently is never evicted: a batch of another shard may be between its
+/// refresh and its fold (the local Pipe runs every shard in one process).
+const EVICTION_GRACE: Duration = Duration::from_secs(60);
 
 /// The shard log of one stream's shards: DynamoDB plus the warm instance's copy.
 pub struct DedupLog {
@@ -50,8 +54,16 @@ struct State {
     /// By partition key (`DEDUP#<stream>#<shard>`).
     logs: HashMap<String, ShardLog>,
     /// When each log was last used, to evict the coldest past `max_entries`.
-    used: HashMap<String, u64>,
-    clock: u64,
+    used: HashMap<String, Instant>,
+}
+
+impl State {
+    fn touch(&mut self, keys: &[String]) {
+        let now = Instant::now();
+        for k in keys {
+            self.used.insert(k.clone(), now);
+        }
+    }
 }
 
 /// DynamoDB work one call did, for cost accounting.
@@ -128,14 +140,12 @@ impl DedupLog {
         }
         cost.add(self.load_parents(stream, shard, oldest_arrival_ms).await?);
         let mut state = self.lock();
-        state.clock += 1;
-        let clock = state.clock;
-        state.used.insert(pk.clone(), clock);
         let lineage = lineage_keys(&state.logs, stream, &pk);
-        for key in &lineage {
-            if let Some(log) = state.logs.get_mut(key) {
-                log.prune(oldest_arrival_ms, self.window_ms);
-            }
+        state.touch(&lineage);
+        // Only the shard's own log: an ancestor may be shared with a sibling that lags, and
+        // is dropped by eviction once unused.
+        if let Some(log) = state.logs.get_mut(&pk) {
+            log.prune(oldest_arrival_ms, self.window_ms);
         }
         evict(&mut state, &lineage, self.max_entries);
         Ok(cost)
@@ -163,52 +173,56 @@ impl DedupLog {
         Ok((new, cost))
     }
 
-    /// Runs `f` with the log of `shard`, its ancestors and the not yet written `links` as
-    /// one index.
+    /// Runs `f` with the log of `shard` and its ancestors as one index.
     pub fn with_lineage<R>(
         &self,
         stream: &str,
         shard: &str,
-        links: &[String],
         f: impl FnOnce(&Lineage<'_>) -> R,
     ) -> R {
         let state = self.lock();
-        let mut keys = lineage_keys(&state.logs, stream, &partition(stream, shard));
-        for link in links {
-            for k in lineage_keys(&state.logs, stream, &partition(stream, link)) {
-                if !keys.contains(&k) {
-                    keys.push(k);
-                }
-            }
-        }
+        let keys = lineage_keys(&state.logs, stream, &partition(stream, shard));
         let lineage = Lineage {
             logs: keys.iter().filter_map(|k| state.logs.get(k)).collect(),
         };
         f(&lineage)
     }
 
-    /// Appends a batch's processed events to the shard's log: one conditional `PutItem` at the
-    /// next item number; if another writer took it, reads what it wrote and takes the next.
-    /// The memory copy changes only once the item is stored, so a failed append leaves the
-    /// events to the redelivery, which logs them.
+    /// Appends a batch's processed events (or links to parent shards) to the shard's log:
+    /// one conditional `PutItem` at the next item number; if another writer took it, reads
+    /// what it wrote and takes the next. The memory copy changes only once the item is
+    /// stored, so a failed append leaves the events to the redelivery, which logs them.
+    /// `batch_arrivals` (oldest, newest) dates an item without records.
     pub async fn append(
         &self,
         stream: &str,
         shard: &str,
         records: &[LogRecord],
         parents: &[String],
+        batch_arrivals: (i64, i64),
     ) -> Result<LogCost, ProcessorError> {
         let mut cost = LogCost::default();
         if records.is_empty() && parents.is_empty() {
             return Ok(cost);
         }
         let pk = partition(stream, shard);
-        let first = records.iter().map(|r| r.arrival_ms).min().unwrap_or(0);
-        let last = records.iter().map(|r| r.arrival_ms).max().unwrap_or(0);
+        let first = records
+            .iter()
+            .map(|r| r.arrival_ms)
+            .min()
+            .unwrap_or(batch_arrivals.0);
+        let last = records
+            .iter()
+            .map(|r| r.arrival_ms)
+            .max()
+            .unwrap_or(batch_arrivals.1);
         let packed = encode_log(records);
+        // Tells this call's item from another writer's with the same content.
+        let writer = format!("{:016x}", nonce());
         for _ in 0..APPEND_ATTEMPTS {
             let number = self.lock().logs.get(&pk).map_or(0, |l| l.high_water) + 1;
-            let item = log_item(&pk, number, &packed, parents, first, last, self.window_ms);
+            let mut item = log_item(&pk, number, &packed, parents, first, last, self.window_ms);
+            item.insert("writer".to_owned(), items::s(&writer));
             let units = write_units(&item);
             cost.write_requests += 1;
             cost.write_units += units;
@@ -246,11 +260,7 @@ impl DedupLog {
                     // its answer was lost (the SDK then retried it into the condition).
                     let ours = items.iter().any(|item| {
                         item.get("sk").and_then(|v| v.as_s().ok()) == Some(&sort_key(number))
-                            && item
-                                .get("records")
-                                .and_then(|v| v.as_b().ok())
-                                .map(|b| b.as_ref())
-                                == Some(packed.as_slice())
+                            && item.get("writer").and_then(|v| v.as_s().ok()) == Some(&writer)
                     });
                     if ours {
                         let mut state = self.lock();
@@ -339,6 +349,18 @@ impl DedupLog {
         // Registered even when empty, so the next batch only reads what is newer.
         self.lock().logs.entry(pk.to_owned()).or_default();
         self.ingest(pk, &read)?;
+        if let Some(log) = self.lock().logs.get_mut(pk) {
+            // Complete from the horizon on, unless the read reached the shard's first item.
+            let reached_start = read
+                .iter()
+                .any(|i| i.get("sk").and_then(|v| v.as_s().ok()) == Some(&sort_key(1)))
+                || read.is_empty();
+            log.loaded_from = if reached_start {
+                None
+            } else {
+                Some(log.loaded_from.map_or(horizon, |f| f.min(horizon)))
+            };
+        }
         Ok(cost)
     }
 
@@ -373,16 +395,31 @@ impl DedupLog {
             if !seen.insert(pk.clone()) || seen.len() > MAX_LINEAGE_DEPTH {
                 continue;
             }
-            let known = self.lock().logs.get(&pk).map(|l| (l.sealed, l.high_water));
+            let horizon = oldest_arrival_ms.saturating_sub(self.window_ms);
+            let known = self
+                .lock()
+                .logs
+                .get(&pk)
+                .map(|l| (l.sealed, l.high_water, l.loaded_from));
             match known {
-                Some((true, _)) => {}
-                Some((false, high_water)) => cost.add(self.read_after(&pk, high_water).await?.0),
                 None => cost.add(self.load_window(&pk, oldest_arrival_ms).await?),
+                Some((sealed, high_water, from)) => {
+                    if !sealed {
+                        cost.add(self.read_after(&pk, high_water).await?.0);
+                    }
+                    // Loaded or pruned for a later batch (a sibling that is ahead): read
+                    // further back.
+                    if from.is_some_and(|f| f > horizon) {
+                        cost.add(self.load_window(&pk, oldest_arrival_ms).await?);
+                    }
+                }
             }
             let mut state = self.lock();
             let log = state.logs.entry(pk.clone()).or_default();
             log.sealed = true;
-            todo.extend(log.parents.iter().map(|p| partition(stream, p)));
+            let parents: Vec<String> = log.parents.clone();
+            state.touch(std::slice::from_ref(&pk));
+            todo.extend(parents.iter().map(|p| partition(stream, p)));
         }
         Ok(cost)
     }
@@ -445,24 +482,50 @@ fn lineage_keys(logs: &HashMap<String, ShardLog>, stream: &str, pk: &str) -> Vec
     out
 }
 
-/// Drops the least recently used logs outside `keep` while memory holds more than `max`
-/// events; a dropped log is read again if its shard comes back.
+/// Drops the least recently used logs outside `keep` (and unused for a while) while memory
+/// holds more than `max` events; a dropped log is read again if its shard comes back.
 fn evict(state: &mut State, keep: &[String], max: usize) {
     loop {
         let total: usize = state.logs.values().map(ShardLog::len).sum();
         if total <= max {
             return;
         }
+        let idle = |k: &String| {
+            state
+                .used
+                .get(k)
+                .is_none_or(|t| t.elapsed() >= EVICTION_GRACE)
+        };
         let coldest = state
             .logs
             .keys()
-            .filter(|k| !keep.contains(k))
-            .min_by_key(|k| state.used.get(*k).copied().unwrap_or(0))
+            .filter(|k| !keep.contains(k) && idle(k))
+            .min_by_key(|k| state.used.get(*k).copied())
             .cloned();
-        let Some(k) = coldest else { return };
+        let Some(k) = coldest else {
+            tracing::warn!(
+                events = total,
+                max,
+                "the shard logs in memory exceed dedup_max_entries, but every log is in use"
+            );
+            return;
+        };
         state.logs.remove(&k);
         state.used.remove(&k);
     }
+}
+
+/// A value no other append shares: std's per-process random hash keys (advanced on every
+/// `RandomState::new`) over the current time.
+fn nonce() -> u64 {
+    use std::hash::{BuildHasher, Hasher};
+    let mut h = std::collections::hash_map::RandomState::new().build_hasher();
+    h.write_u128(
+        std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.as_nanos()),
+    );
+    h.finish()
 }
 
 fn number_attr(item: &Item, name: &str) -> Option<i64> {

@@ -225,9 +225,62 @@ impl Processor {
         let (current, reads, unread) = self.load_products(&ids).await;
         report.read_requests = reads;
 
+        // 3c. Lineage: a product whose item names an older shard than its records moved
+        // here in a split or merge, and that shard's log holds its earlier events. A new
+        // link is written to the shard's log before any product moves past it, so neither a
+        // redelivery (whose products already name this shard) nor a cold instance loses it.
+        let newest = (0..report.records)
+            .map(|i| records.arrival_millis(i))
+            .max()
+            .unwrap_or(0);
+        let mut links: BTreeMap<ShardKey, Vec<String>> = BTreeMap::new();
+        for (w, shard) in work.iter().zip(&shard_of) {
+            let ordinal = w.events.first().map_or(0, |e| e.shard);
+            let from = current
+                .get(&w.product_id)
+                .and_then(|s| s.last_shard)
+                .filter(|o| *o < ordinal);
+            if let Some(from) = from {
+                let parent = dedup::shard_id(from);
+                let found = links.entry(shard.clone()).or_default();
+                if !found.contains(&parent) {
+                    found.push(parent);
+                }
+            }
+        }
+        for (shard, parents) in &links {
+            let mut new = Vec::new();
+            let mut linked = Ok(());
+            for parent in parents {
+                match self
+                    .log
+                    .link_parent(&shard.0, &shard.1, parent, oldest)
+                    .await
+                {
+                    Ok((is_new, cost)) => {
+                        report.log.add(cost);
+                        if is_new {
+                            new.push(parent.clone());
+                        }
+                    }
+                    Err(e) => linked = Err(e),
+                }
+            }
+            if linked.is_ok() && !new.is_empty() {
+                linked = self
+                    .log
+                    .append(&shard.0, &shard.1, &[], &new, (oldest, newest))
+                    .await
+                    .map(|cost| report.log.add(cost));
+            }
+            if let Err(e) = linked {
+                tracing::warn!(shard = %shard.1, error = %e, "could not link the shard to its parents' logs; will be retried");
+                shards.insert(shard.clone(), Some(e.to_string()));
+            }
+        }
+
         // 4. Fold (pure), against the log of the product's shard and its ancestors.
         let window = self.log.window_ms();
-        let mut new_parents: BTreeMap<ShardKey, Vec<String>> = BTreeMap::new();
         let mut folds = Vec::with_capacity(work.len());
         for (w, shard) in work.into_iter().zip(shard_of) {
             let unavailable = unread
@@ -239,36 +292,7 @@ impl Processor {
                 continue;
             }
             let stored = current.get(&w.product_id).cloned();
-            // A product whose last record came from an older shard moved here in a split or
-            // merge: that shard's log holds its earlier events.
-            let ordinal = w.events.first().map_or(0, |e| e.shard);
-            if let Some(from) = stored
-                .as_ref()
-                .and_then(|s| s.last_shard)
-                .filter(|o| *o < ordinal)
-            {
-                let parent = dedup::shard_id(from);
-                match self
-                    .log
-                    .link_parent(&shard.0, &shard.1, &parent, oldest)
-                    .await
-                {
-                    Ok((new, cost)) => {
-                        report.log.add(cost);
-                        let links = new_parents.entry(shard.clone()).or_default();
-                        if new && !links.contains(&parent) {
-                            links.push(parent);
-                        }
-                    }
-                    Err(e) => {
-                        tracing::warn!(product_id = %w.product_id, error = %e, "could not read the parent shard's log; will be retried");
-                        failed.push(w.indices[0]);
-                        continue;
-                    }
-                }
-            }
-            let links = new_parents.get(&shard).map_or(&[][..], Vec::as_slice);
-            let fold = self.log.with_lineage(&shard.0, &shard.1, links, |index| {
+            let fold = self.log.with_lineage(&shard.0, &shard.1, |index| {
                 fold_product_in(stored.clone(), &w.events, index, window)
             });
             folds.push((w, shard, stored, fold));
@@ -366,12 +390,15 @@ impl Processor {
         // 5c. The shard log, after the writes it vouches for (dedup_log.rs says why). If it
         // cannot be written, the whole shard's part of the batch is retried: the products
         // see their records as redeliveries and the retry logs them.
-        for key in new_parents.keys() {
-            to_log.entry(key.clone()).or_default();
-        }
         for (key, logged) in &to_log {
-            let links = new_parents.get(key).map_or(&[][..], Vec::as_slice);
-            match self.log.append(&key.0, &key.1, logged, links).await {
+            if logged.is_empty() {
+                continue;
+            }
+            match self
+                .log
+                .append(&key.0, &key.1, logged, &[], (oldest, newest))
+                .await
+            {
                 Ok(cost) => report.log.add(cost),
                 Err(e) => {
                     tracing::warn!(shard = %key.1, error = %e, "could not write the shard log; the Pipe will retry the batch");
@@ -673,7 +700,7 @@ impl Processor {
                     }
                     tracing::info!(product_id = %w.product_id, "lost a write race; re-reading and re-folding");
                     let window = self.log.window_ms();
-                    let refold = self.log.with_lineage(&shard.0, &shard.1, &[], |index| {
+                    let refold = self.log.with_lineage(&shard.0, &shard.1, |index| {
                         fold_product_in(latest.clone(), &w.events, index, window)
                     });
                     settled.rejection_requests += self
