@@ -4,28 +4,23 @@
 # wasm-bindgen-cli from crates.io (the version in Cargo.lock). No wasm-opt: the
 # `wasm-release` profile (opt-level "z", fat LTO) already gives a smaller gzipped module
 # than Debian's wasm-opt 108 -Oz, and that wasm-opt breaks wasm-bindgen's externref table.
-# CONSOLE_PROFILE picks the cargo profile: `wasm-release` (default, what S3 serves) or
-# `wasm-local` (make demo/dev: compiles faster, larger module).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 site="${1:-target/site}"
 target_dir="${CARGO_TARGET_DIR:-target}"
-profile="${CONSOLE_PROFILE:-wasm-release}"
 
 want=$(awk '/^name = "wasm-bindgen"$/ { getline; gsub(/version = |"/, ""); print; exit }' Cargo.lock)
 have=$(wasm-bindgen --version 2>/dev/null | awk '{print $2}' || true)
 if [ "$have" != "$want" ]; then
   echo "installing wasm-bindgen-cli $want (matches Cargo.lock; once, a few minutes)…" >&2
   # Not --locked: its published lock names a webpki-roots release some crates.io mirrors lack.
-  # A build tool, not shipped: compiled for a short first run (no LTO, opt-level 1).
-  CARGO_PROFILE_RELEASE_LTO=false CARGO_PROFILE_RELEASE_CODEGEN_UNITS=16 CARGO_PROFILE_RELEASE_OPT_LEVEL=1 \
-    cargo install wasm-bindgen-cli --version "$want"
+  cargo install wasm-bindgen-cli --version "$want"
 fi
 
-cargo build --locked -p inventory-console --target wasm32-unknown-unknown --profile "$profile"
+cargo build --locked -p inventory-console --target wasm32-unknown-unknown --profile wasm-release
 mkdir -p "$site/pkg"
 wasm-bindgen --target web --no-typescript --remove-name-section --remove-producers-section --out-dir "$site/pkg" --out-name inventory_console \
-  "$target_dir/wasm32-unknown-unknown/$profile/inventory_console.wasm"
+  "$target_dir/wasm32-unknown-unknown/wasm-release/inventory_console.wasm"
 # cargo-leptos names the module <output-name>.wasm; index.html loads it by that name.
 mv "$site/pkg/inventory_console_bg.wasm" "$site/pkg/inventory_console.wasm"
 cp style/main.css "$site/pkg/inventory_console.css"

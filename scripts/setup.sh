@@ -13,7 +13,7 @@ cd "$(dirname "$0")/.."
 if ! rustup run "$(sed -n 's/^channel = "\(.*\)"/\1/p' rust-toolchain.toml)" rustc --version >/dev/null 2>&1 \
   || ! rustup target list --installed 2>/dev/null | grep -q wasm32-unknown-unknown; then
   echo "installing the Rust toolchain pinned in rust-toolchain.toml…" >&2
-  rustup toolchain install
+  rustup toolchain install --no-self-update
 fi
 
 [ "${1:-}" = test ] || exit 0
