@@ -4,7 +4,7 @@ LOCAL := $(CARGO) run --release --locked -p inventory-local --bin inventory-loca
 # The demo's and dev's build: the `local` profile compiles in about half the time.
 LOCAL_FAST := $(CARGO) run --profile local --locked -p inventory-local --bin inventory-local --
 
-.PHONY: demo dev local-build console test lint infra-lint fuzz soak bench deploy deploy-dry-run destroy diagrams setup setup-test
+.PHONY: demo dev console test lint infra-lint fuzz soak bench deploy deploy-dry-run destroy diagrams setup setup-test
 
 ## The pinned toolchain (rustup 1.28+ does not install it on first use), and for the tests
 ## Chromium, ChromeDriver and python3-venv: scripts/setup.sh.
@@ -15,23 +15,21 @@ setup-test:
 
 ## Build everything, run the whole pipeline locally (embedded AWS emulators, no account),
 ## verify DynamoDB against the generator's model, then serve the console until Ctrl-C.
-demo: setup local-build
+## The local stack is built first (the `local` profile) and the console in the background
+## at a lower priority while the demo runs, so the first verdict waits only for the stack;
+## the console appears at the demo's URL once built (log: target/console-build.log).
+demo: setup
+	$(CARGO) build --profile local --locked -p inventory-local --bin inventory-local
+	@mkdir -p target; echo "building the console in the background (target/console-build.log)…"; \
+	nice -n 10 ./scripts/build-console.sh target/site >target/console-build.log 2>&1 & console=$$!; \
 	$(LOCAL_FAST) demo --port 0 --events 20000 --products 200 --skew zipf:1.1 --rate 2000 \
-		--duplicates 0.05 --malformed 0.01 --invalid 0.01 --serve
+		--duplicates 0.05 --malformed 0.01 --invalid 0.01 --serve; status=$$?; \
+	wait $$console || echo "the console did not build: see target/console-build.log"; \
+	exit $$status
 
 ## Keep the local stack, API and console running until Ctrl-C (prints the URLs and token).
 dev: setup console
 	$(LOCAL_FAST) up
-
-## The local stack first, then the console in the background (lower priority) while the
-## demo runs: the first verdict waits only for the stack's build; the console appears at
-## the demo's URL once built (its log: target/console-build.log).
-local-build: setup
-	$(CARGO) build --profile local --locked -p inventory-local --bin inventory-local
-	@mkdir -p target
-	@echo "building the console in the background (target/console-build.log)…"
-	@nice -n 10 ./scripts/build-console.sh target/site >target/console-build.log 2>&1 \
-		|| echo "console build failed: see target/console-build.log" &
 
 ## The Leptos console as static files in target/site (what S3 serves).
 console: setup

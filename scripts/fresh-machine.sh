@@ -30,7 +30,8 @@ git checkout -q "${REV:-HEAD}"
 log="$work/demo.log"
 start=$(date +%s)
 # The demo serves the console after its verdict (--serve); stop it once the verdict is out.
-make demo >"$log" 2>&1 &
+# Its own process group, so the demo and its background console build stop together.
+setsid make demo >"$log" 2>&1 &
 demo=$!
 verdict=""
 verdict_seen() { grep -qE '(^|[^0-9,])0 mismatches' "$log"; }
@@ -40,8 +41,7 @@ while kill -0 "$demo" 2>/dev/null; do
 done
 # The demo may have ended (no console to serve) between two looks.
 [ -z "$verdict" ] && verdict_seen && verdict=$(( $(date +%s) - start ))
-pkill -P "$demo" 2>/dev/null || true
-kill "$demo" 2>/dev/null || true
+kill -- "-$demo" 2>/dev/null || true
 wait "$demo" 2>/dev/null || true
 if [ -z "$verdict" ]; then
   echo "make demo did not print '0 mismatches'; see $log" >&2
