@@ -671,17 +671,7 @@ async fn put_all(s: &common::Stack, records: &[(String, String, Option<u128>)]) 
             .unwrap();
         calls.last_mut().unwrap().push(entry);
     }
-    for entries in calls {
-        let out = s
-            .kinesis
-            .put_records()
-            .stream_name(&s.stream)
-            .set_records(Some(entries))
-            .send()
-            .await
-            .unwrap();
-        assert_eq!(out.failed_record_count(), Some(0));
-    }
+    s.put_calls(calls).await;
 }
 
 /// One round: `per_key` records for each key, interleaved across keys, appended to `put`.

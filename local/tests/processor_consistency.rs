@@ -639,10 +639,10 @@ async fn a_write_race_lost_to_a_writer_that_rejected_the_same_record_keeps_its_r
 
 // ------------------------------------------------- duplicates at any distance (shard log)
 
-/// Puts records in PutRecords calls of up to 500 (ferrokinesis stores a call in order).
+/// Puts records in PutRecords calls of up to 500.
 async fn put_many(s: &Stack, records: &[(String, String)]) {
-    for chunk in records.chunks(500) {
-        let entries = chunk
+    let calls = records.chunks(500).map(|chunk| {
+        chunk
             .iter()
             .map(|(pk, data)| {
                 aws_sdk_kinesis::types::PutRecordsRequestEntry::builder()
@@ -651,17 +651,25 @@ async fn put_many(s: &Stack, records: &[(String, String)]) {
                     .build()
                     .unwrap()
             })
-            .collect::<Vec<_>>();
-        let out = s
-            .kinesis
-            .put_records()
-            .stream_name(&s.stream)
-            .set_records(Some(entries))
-            .send()
-            .await
-            .unwrap();
-        assert_eq!(out.failed_record_count(), Some(0));
+            .collect::<Vec<_>>()
+    });
+    s.put_calls(calls).await;
+}
+
+/// Product P added with `stock`, sale `order-1` of 4, then 30 restocks of 1: the original
+/// of a retry, with more events after it than the item's 16 recent ids hold.
+fn sale_then_thirty_restocks(stock: u64) -> Vec<(String, String)> {
+    let mut puts = vec![
+        (
+            "P".to_owned(),
+            event("add", "product_added", "P", Some(stock)),
+        ),
+        sale("order-1", "P", 4),
+    ];
+    for i in 0..30 {
+        puts.push(restock(&format!("r{i}"), "P", 1));
     }
+    puts
 }
 
 fn sale(id: &str, product: &str, q: u64) -> (String, String) {
@@ -759,11 +767,7 @@ async fn an_event_id_reused_for_another_event_is_rejected_with_its_own_reason() 
 #[tokio::test]
 async fn a_retry_whose_original_was_dead_lettered_is_applied() {
     let s = stack(1).await;
-    let mut puts = vec![("P".to_owned(), event("add", "product_added", "P", Some(10)))];
-    puts.push(sale("order-1", "P", 4));
-    for i in 0..30 {
-        puts.push(restock(&format!("r{i}"), "P", 1));
-    }
+    let mut puts = sale_then_thirty_restocks(10);
     puts.push(sale("order-1", "P", 4));
     put_many(&s, &puts).await;
     let records = s.read_one_shard().await;
@@ -795,22 +799,13 @@ async fn a_retry_whose_original_was_dead_lettered_is_applied() {
 #[tokio::test]
 async fn a_crash_between_the_product_writes_and_the_log_write_is_mended_by_the_redelivery() {
     let s = stack(1).await;
-    let mut puts = vec![
-        (
-            "P".to_owned(),
-            event("add", "product_added", "P", Some(100)),
-        ),
-        sale("order-1", "P", 4),
-    ];
-    for i in 0..30 {
-        puts.push(restock(&format!("r{i}"), "P", 1));
-    }
+    let mut puts = sale_then_thirty_restocks(100);
     puts.push(sale("order-1", "P", 4));
     put_many(&s, &puts).await;
     let records = s.read_one_shard().await;
     deliver(&s.processor(), &records[..2]).await;
     // Lose the log item, as if the write never happened.
-    let logged = delete_dedup_log(&s).await;
+    let logged = delete_dedup_items(&s, |_| false).await;
     assert_eq!(logged, 1);
     let retry = s.processor();
     let again = deliver(&retry, &records[..2]).await;
@@ -825,56 +820,14 @@ async fn a_crash_between_the_product_writes_and_the_log_write_is_mended_by_the_r
     );
 }
 
-async fn delete_dedup_log(s: &Stack) -> usize {
-    let items =
-        s.db.scan()
-            .table_name(&s.tables.events)
-            .filter_expression("begins_with(pk, :p)")
-            .expression_attribute_values(
-                ":p",
-                aws_sdk_dynamodb::types::AttributeValue::S("DEDUP#".into()),
-            )
-            .send()
-            .await
-            .unwrap();
-    for item in items.items() {
-        s.db.delete_item()
-            .table_name(&s.tables.events)
-            .key("pk", item["pk"].clone())
-            .key("sk", item["sk"].clone())
-            .send()
-            .await
-            .unwrap();
-    }
-    items.items().len()
-}
-
 /// A split moves a product to a child shard whose sequence numbers are not comparable with
 /// the parent's; the retry of an event the parent carried arrives in the child and reaches
 /// a cold instance, which finds the parent's log through the product item.
 #[tokio::test]
 async fn a_retry_in_a_child_shard_of_an_event_its_parent_carried_is_ignored() {
     let s = stack(1).await;
-    let mut puts = vec![(
-        "P".to_owned(),
-        event("add", "product_added", "P", Some(100)),
-    )];
-    puts.push(sale("order-1", "P", 4));
-    for i in 0..30 {
-        puts.push(restock(&format!("r{i}"), "P", 1));
-    }
-    put_many(&s, &puts).await;
-    s.kinesis
-        .split_shard()
-        .stream_name(&s.stream)
-        .shard_to_split("shardId-000000000000")
-        .new_starting_hash_key("170141183460469231731687303715884105728")
-        .send()
-        .await
-        .unwrap();
-    inventory_local::kinesis::ensure_stream(&s.kinesis, &s.stream, 1)
-        .await
-        .unwrap();
+    put_many(&s, &sale_then_thirty_restocks(100)).await;
+    s.split_first_shard().await;
     put_many(&s, &[sale("order-1", "P", 4), restock("after", "P", 2)]).await;
     let shards = s.read_all().await;
     let parent = &shards["shardId-000000000000"];
@@ -939,26 +892,8 @@ async fn the_shard_log_costs_three_write_units_per_batch_of_a_hundred_and_nothin
 #[tokio::test]
 async fn a_crash_in_a_child_shards_first_batch_keeps_the_link_to_the_parents_log() {
     let s = stack(1).await;
-    let mut puts = vec![(
-        "P".to_owned(),
-        event("add", "product_added", "P", Some(100)),
-    )];
-    puts.push(sale("order-1", "P", 4));
-    for i in 0..30 {
-        puts.push(restock(&format!("r{i}"), "P", 1));
-    }
-    put_many(&s, &puts).await;
-    s.kinesis
-        .split_shard()
-        .stream_name(&s.stream)
-        .shard_to_split("shardId-000000000000")
-        .new_starting_hash_key("170141183460469231731687303715884105728")
-        .send()
-        .await
-        .unwrap();
-    inventory_local::kinesis::ensure_stream(&s.kinesis, &s.stream, 1)
-        .await
-        .unwrap();
+    put_many(&s, &sale_then_thirty_restocks(100)).await;
+    s.split_first_shard().await;
     let mut later = vec![sale("order-2", "P", 1)];
     for i in 0..20 {
         later.push(restock(&format!("c{i}"), "P", 1));

@@ -123,6 +123,41 @@ impl Stack {
         out
     }
 
+    /// Sends each call's entries with one PutRecords (ferrokinesis stores a call in order)
+    /// and checks none was refused.
+    pub async fn put_calls(
+        &self,
+        calls: impl IntoIterator<Item = Vec<aws_sdk_kinesis::types::PutRecordsRequestEntry>>,
+    ) {
+        for entries in calls {
+            let out = self
+                .kinesis
+                .put_records()
+                .stream_name(&self.stream)
+                .set_records(Some(entries))
+                .send()
+                .await
+                .unwrap();
+            assert_eq!(out.failed_record_count(), Some(0));
+        }
+    }
+
+    /// Splits shard 0 of a one-shard stream in two halves of the hash range and waits until
+    /// the stream is ACTIVE again.
+    pub async fn split_first_shard(&self) {
+        self.kinesis
+            .split_shard()
+            .stream_name(&self.stream)
+            .shard_to_split("shardId-000000000000")
+            .new_starting_hash_key("170141183460469231731687303715884105728")
+            .send()
+            .await
+            .unwrap();
+        kinesis::ensure_stream(&self.kinesis, &self.stream, 1)
+            .await
+            .unwrap();
+    }
+
     pub async fn read_one_shard(&self) -> Vec<PipeRecord> {
         let all = self.read_all().await;
         assert_eq!(all.len(), 1, "expected a one-shard stream");
