@@ -40,8 +40,8 @@ impl ApiError {
     }
 }
 
-impl From<inventory_processor::ProcessorError> for ApiError {
-    fn from(e: inventory_processor::ProcessorError) -> Self {
+impl From<inventory_store::StoreError> for ApiError {
+    fn from(e: inventory_store::StoreError) -> Self {
         ApiError::Internal(e.to_string())
     }
 }

@@ -16,7 +16,7 @@ use axum::http::{header, HeaderValue, Method};
 use axum::routing::get;
 use axum::Router;
 use inventory_domain::api::SimulationStatus;
-use inventory_processor::Tables;
+use inventory_store::Tables;
 use tower_http::cors::{AllowOrigin, CorsLayer};
 use utoipa::OpenApi;
 

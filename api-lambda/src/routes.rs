@@ -11,7 +11,7 @@ use inventory_domain::api::{
     SimulationRequest, SimulationStatus, Stats,
 };
 use inventory_domain::ProductStatus;
-use inventory_processor::simulations;
+use inventory_store::simulations;
 use serde::Deserialize;
 use utoipa::IntoParams;
 

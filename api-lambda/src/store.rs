@@ -12,9 +12,9 @@ use inventory_domain::api::{
     InventoryPage, ProductView, RejectionPage, RejectionView, Stats, ThroughputPoint,
 };
 use inventory_domain::{ProductStatus, RejectionReason};
-use inventory_processor::items::{self, STATS_BUCKET_SECS, STATS_PK};
-use inventory_processor::tables::STATUS_INDEX;
-use inventory_processor::Tables;
+use inventory_store::items::{self, STATS_BUCKET_SECS, STATS_PK};
+use inventory_store::tables::STATUS_INDEX;
+use inventory_store::Tables;
 use serde::{Deserialize, Serialize};
 use tokio::sync::Mutex;
 

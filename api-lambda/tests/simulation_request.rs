@@ -11,7 +11,7 @@ use axum::Router;
 use http_body_util::BodyExt as _;
 use inventory_api::{app, ApiConfig, AppState, BoxFuture, SimulationLauncher};
 use inventory_domain::api::{RetryDistance, SimulationStatus};
-use inventory_processor::Tables;
+use inventory_store::Tables;
 use serde_json::Value;
 use tower::ServiceExt as _;
 

@@ -10,7 +10,7 @@ use clap::{Parser, Subcommand};
 use inventory_generator::cli::{progress_reporter, SimArgs};
 use inventory_generator::verify::render;
 use inventory_generator::{publish, verify, Expected, PublishOptions, VerifyOptions};
-use inventory_processor::Tables;
+use inventory_store::Tables;
 
 #[derive(Parser)]
 #[command(

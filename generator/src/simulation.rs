@@ -7,8 +7,8 @@ use std::time::Duration;
 
 use chrono::{SecondsFormat, Utc};
 use inventory_domain::api::{SimulationRequest, SimulationState, SimulationStatus, Verdict};
-use inventory_processor::simulations::save_status;
-use inventory_processor::Tables;
+use inventory_store::simulations::save_status;
+use inventory_store::Tables;
 
 use crate::publish::{publish, PublishOptions};
 use crate::sim::{FaultRatios, ProducerConfig, RetryDistance, SimConfig, Simulation, Skew};

@@ -9,8 +9,8 @@ use aws_sdk_dynamodb::types::{AttributeValue, KeysAndAttributes};
 use aws_sdk_dynamodb::Client;
 use chrono::{DateTime, Days, Utc};
 use inventory_domain::RejectionReason;
-use inventory_processor::items::{self, rejection_partition};
-use inventory_processor::Tables;
+use inventory_store::items::{self, rejection_partition};
+use inventory_store::Tables;
 use serde::Serialize;
 
 use crate::sim::{Expected, ExpectedProduct, ExpectedStatus};

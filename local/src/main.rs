@@ -18,7 +18,7 @@ use inventory_local::pipe_settings::PipeSettings;
 use inventory_local::replay::replay;
 use inventory_local::server::{serve, ServerOptions};
 use inventory_local::stack::{LocalStack, StackOptions};
-use inventory_processor::Tables;
+use inventory_store::Tables;
 
 #[derive(Parser)]
 #[command(
@@ -518,12 +518,12 @@ async fn lag_ms(stack: &LocalStack) -> Option<i64> {
         .table_name(&stack.options.tables.events)
         .key(
             "pk",
-            aws_sdk_dynamodb::types::AttributeValue::S(inventory_processor::items::STATS_PK.into()),
+            aws_sdk_dynamodb::types::AttributeValue::S(inventory_store::items::STATS_PK.into()),
         )
         .key(
             "sk",
             aws_sdk_dynamodb::types::AttributeValue::S(
-                inventory_processor::items::STATS_TOTAL_SK.into(),
+                inventory_store::items::STATS_TOTAL_SK.into(),
             ),
         )
         .send()

@@ -13,7 +13,8 @@ use std::time::Duration;
 use aws_sdk_dynamodb::types::AttributeValue;
 use aws_sdk_kinesis::types::ShardIteratorType;
 use inventory_domain::{PipeRecord, SequenceNumber};
-use inventory_processor::{tables::ensure_tables, Processor, Tables};
+use inventory_processor::{Processor, Tables};
+use inventory_store::tables::ensure_tables;
 
 use crate::kinesis::{self, KinesisError};
 
@@ -32,7 +33,7 @@ pub enum ReplayError {
         message: String,
     },
     #[error("could not create the replay tables: {0}")]
-    Tables(#[from] inventory_processor::ProcessorError),
+    Tables(#[from] inventory_store::StoreError),
     #[error("table {0} already holds products: replay needs a fresh table (pick another --into, or delete it)")]
     NotFresh(String),
     #[error("shard {shard}: the processor kept failing record {record} after {BATCH_ATTEMPTS} attempts; check the logs above and DynamoDB's capacity, then run the replay again into a fresh table")]

@@ -4,7 +4,9 @@
 use std::path::PathBuf;
 use std::sync::Arc;
 
-use inventory_processor::{tables::ensure_tables, Processor, ProcessorError, Tables};
+use inventory_processor::Processor;
+use inventory_store::tables::ensure_tables;
+use inventory_store::{StoreError, Tables};
 
 use crate::emulators::{
     EmulatorError, EmulatorOptions, LocalAws, LOCAL_ACCESS_KEY, LOCAL_REGION, LOCAL_SECRET_KEY,
@@ -50,7 +52,7 @@ pub enum StackError {
     #[error(transparent)]
     Kinesis(#[from] KinesisError),
     #[error(transparent)]
-    Tables(#[from] ProcessorError),
+    Tables(#[from] StoreError),
 }
 
 pub struct LocalStack {

@@ -436,7 +436,7 @@ async fn internal_errors_do_not_leak_details() {
     let stack = stack().await;
     let state = AppState::new(
         stack.db.clone(),
-        inventory_processor::Tables::with_prefix("missing-"),
+        inventory_store::Tables::with_prefix("missing-"),
         config(),
         Arc::new(RecordingLauncher::default()),
     );

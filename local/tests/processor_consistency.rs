@@ -243,7 +243,7 @@ async fn a_crash_mid_batch_then_redelivery_equals_one_clean_run() {
     let batch = s.read_one_shard().await;
 
     let clean = Tables::with_prefix("clean-");
-    inventory_processor::tables::ensure_tables(&s.db, &clean)
+    inventory_store::tables::ensure_tables(&s.db, &clean)
         .await
         .unwrap();
     deliver(&s.processor_for(&clean), &batch).await;
@@ -258,7 +258,7 @@ async fn a_crash_mid_batch_then_redelivery_equals_one_clean_run() {
     // then delivers the whole batch again (several times for good measure).
     for (run, cut) in [1usize, 17, 60, 119].into_iter().enumerate() {
         let tables = Tables::with_prefix(&format!("crash{run}-"));
-        inventory_processor::tables::ensure_tables(&s.db, &tables)
+        inventory_store::tables::ensure_tables(&s.db, &tables)
             .await
             .unwrap();
         let p = s.processor_for(&tables);
@@ -868,7 +868,7 @@ async fn the_shard_log_costs_three_write_units_per_batch_of_a_hundred_and_nothin
     put_many(&s, &puts).await;
     let records = s.read_one_shard().await;
     let p = s.processor();
-    let mut log = inventory_processor::dedup_log::LogCost::default();
+    let mut log = inventory_store::dedup_log::LogCost::default();
     let mut product_writes = 0;
     for batch in records.chunks(100) {
         let report = deliver(&p, batch).await;

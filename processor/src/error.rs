@@ -1,3 +1,4 @@
+use inventory_store::StoreError;
 use thiserror::Error;
 
 /// Failures of the processor. Per record, a failure is either permanent (the record is
@@ -6,20 +7,8 @@ use thiserror::Error;
 /// and the configuration mistakes that stop a cold start.
 #[derive(Debug, Error)]
 pub enum ProcessorError {
-    #[error("environment variable {name} is not set: set it to the name of the {what} table (see infra/template.yaml)")]
-    MissingTable {
-        name: &'static str,
-        what: &'static str,
-    },
-
-    #[error("DynamoDB {operation} failed after the SDK's retries: {message}. The Pipe will retry the batch from the first record affected; check the table exists, the function's role allows {operation}, and the table's throughput")]
-    Dynamo {
-        operation: &'static str,
-        message: String,
-    },
-
-    #[error("product {product_id}: the stored item has a missing or invalid `{field}`; fix or delete the item (it was not written by this processor)")]
-    CorruptItem { product_id: String, field: String },
+    #[error("{0}. The Pipe will retry the batch from the first record affected")]
+    Store(#[from] StoreError),
 
     #[error("the invocation is not an EventBridge Pipes batch from a Kinesis source (a JSON array of flat Kinesis records): {0}. Check the Pipe's source is the Kinesis stream and its target has no input transformer")]
     NotABatch(String),
@@ -40,10 +29,6 @@ impl ProcessorError {
     where
         E: std::error::Error,
     {
-        // DisplayErrorContext shows the whole cause chain (throttling, 5xx, network).
-        Self::Dynamo {
-            operation,
-            message: aws_sdk_dynamodb::error::DisplayErrorContext(err).to_string(),
-        }
+        Self::Store(StoreError::dynamo(operation, err))
     }
 }

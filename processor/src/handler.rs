@@ -32,10 +32,10 @@ use inventory_domain::{
     ProductFold, ProductRecord, Rejection, RejectionReason,
 };
 
-use crate::config::Tables;
-use crate::dedup_log::{stream_name, DedupLog, LogCost};
 use crate::error::ProcessorError;
-use crate::items::{self, Item, RejectedRecord};
+use inventory_store::dedup_log::{stream_name, DedupLog, LogCost};
+use inventory_store::items::{self, Item, RejectedRecord};
+use inventory_store::{StoreError, Tables};
 
 /// BatchGetItem's limit.
 const READ_PAGE: usize = 100;
@@ -783,10 +783,11 @@ impl Processor {
             .await;
         let (del_reqs, del_failed) = self.delete_rejections(deletes).await;
         if !put_failed.is_empty() || !del_failed.is_empty() {
-            return Err(ProcessorError::Dynamo {
+            return Err(StoreError::Dynamo {
                 operation: "BatchWriteItem",
                 message: format!("could not reconcile rejections of product {}", w.product_id),
-            });
+            }
+            .into());
         }
         Ok(put_reqs + del_reqs)
     }

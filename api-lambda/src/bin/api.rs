@@ -4,7 +4,7 @@ use std::sync::Arc;
 
 use anyhow::Context as _;
 use inventory_api::{app, ApiConfig, AppState, LambdaLauncher};
-use inventory_processor::Tables;
+use inventory_store::Tables;
 
 #[tokio::main]
 async fn main() -> Result<(), lambda_http::Error> {

@@ -5,8 +5,8 @@ use std::time::Duration;
 
 use inventory_domain::api::SimulationRequest;
 use inventory_generator::simulation::{queued, run_simulation, SimulationContext};
-use inventory_processor::simulations::load_status;
-use inventory_processor::Tables;
+use inventory_store::simulations::load_status;
+use inventory_store::Tables;
 use lambda_runtime::{service_fn, Error, LambdaEvent};
 use serde::Deserialize;
 

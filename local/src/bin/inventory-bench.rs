@@ -34,8 +34,8 @@ use inventory_local::emulators::{sdk_config_for, EmulatorOptions, LocalAws};
 use inventory_local::kinesis::ensure_stream;
 use inventory_local::pipe::{BoxFuture, PipeRunner, Target};
 use inventory_local::pipe_settings::PipeSettings;
-use inventory_processor::tables::ensure_tables;
 use inventory_processor::{BatchReport, Processor, ProcessorSettings, Tables};
+use inventory_store::tables::ensure_tables;
 use tokio::sync::{mpsc, oneshot};
 
 #[derive(Parser)]

@@ -9,7 +9,8 @@ use aws_sdk_kinesis::types::ShardIteratorType;
 use inventory_domain::{BatchResponse, PipeRecord};
 use inventory_local::emulators::LOCAL_REGION;
 use inventory_local::{kinesis, EmulatorOptions, LocalAws};
-use inventory_processor::{tables::ensure_tables, BatchReport, Processor, Tables};
+use inventory_processor::{BatchReport, Processor, Tables};
+use inventory_store::tables::ensure_tables;
 
 pub struct Stack {
     pub aws: LocalAws,

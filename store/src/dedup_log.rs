@@ -24,7 +24,7 @@ use aws_sdk_dynamodb::Client;
 use chrono::Utc;
 use inventory_domain::dedup::{decode_log, encode_log, Lineage, LogRecord, ShardLog};
 
-use crate::error::ProcessorError;
+use crate::error::StoreError;
 use crate::items::{self, Item};
 
 /// How many items one refresh reads at most before giving up on a shard that is being
@@ -130,7 +130,7 @@ impl DedupLog {
         stream: &str,
         shard: &str,
         oldest_arrival_ms: i64,
-    ) -> Result<LogCost, ProcessorError> {
+    ) -> Result<LogCost, StoreError> {
         let mut cost = LogCost::default();
         let pk = partition(stream, shard);
         let known = self.lock().logs.get(&pk).map(|l| l.high_water);
@@ -161,7 +161,7 @@ impl DedupLog {
         shard: &str,
         parent: &str,
         oldest_arrival_ms: i64,
-    ) -> Result<(bool, LogCost), ProcessorError> {
+    ) -> Result<(bool, LogCost), StoreError> {
         let new = !self
             .lock()
             .logs
@@ -200,7 +200,7 @@ impl DedupLog {
         records: &[LogRecord],
         parents: &[String],
         batch_arrivals: (i64, i64),
-    ) -> Result<LogCost, ProcessorError> {
+    ) -> Result<LogCost, StoreError> {
         let mut cost = LogCost::default();
         if records.is_empty() && parents.is_empty() {
             return Ok(cost);
@@ -251,7 +251,7 @@ impl DedupLog {
                         Some(aws_sdk_dynamodb::operation::put_item::PutItemError::ConditionalCheckFailedException(_))
                     );
                     if !taken {
-                        return Err(ProcessorError::dynamo("PutItem (dedup log)", e));
+                        return Err(StoreError::dynamo("PutItem (dedup log)", e));
                     }
                     let high_water = self.lock().logs.get(&pk).map_or(0, |l| l.high_water);
                     let (read, items) = self.read_after(&pk, high_water).await?;
@@ -273,8 +273,8 @@ impl DedupLog {
                 }
             }
         }
-        Err(ProcessorError::Contention {
-            product_id: format!("(dedup log of {shard})"),
+        Err(StoreError::Contention {
+            what: format!("dedup log of {shard}"),
             attempts: APPEND_ATTEMPTS,
         })
     }
@@ -284,7 +284,7 @@ impl DedupLog {
         &self,
         pk: &str,
         high_water: u64,
-    ) -> Result<(LogCost, Vec<Item>), ProcessorError> {
+    ) -> Result<(LogCost, Vec<Item>), StoreError> {
         let mut cost = LogCost::default();
         let mut pages = self
             .db
@@ -299,7 +299,7 @@ impl DedupLog {
         let mut read = Vec::new();
         let mut n = 0;
         while let Some(page) = pages.next().await {
-            let page = page.map_err(|e| ProcessorError::dynamo("Query (dedup log)", e))?;
+            let page = page.map_err(|e| StoreError::dynamo("Query (dedup log)", e))?;
             cost.read_requests += 1;
             read.extend(page.items().iter().cloned());
             n += 1;
@@ -314,11 +314,7 @@ impl DedupLog {
 
     /// A cold start: reads the shard's items newest first until they are older than the
     /// window before `oldest_arrival_ms`.
-    async fn load_window(
-        &self,
-        pk: &str,
-        oldest_arrival_ms: i64,
-    ) -> Result<LogCost, ProcessorError> {
+    async fn load_window(&self, pk: &str, oldest_arrival_ms: i64) -> Result<LogCost, StoreError> {
         let mut cost = LogCost::default();
         let horizon = oldest_arrival_ms.saturating_sub(self.window_ms);
         let mut pages = self
@@ -333,7 +329,7 @@ impl DedupLog {
             .send();
         let mut read = Vec::new();
         'pages: while let Some(page) = pages.next().await {
-            let page = page.map_err(|e| ProcessorError::dynamo("Query (dedup log)", e))?;
+            let page = page.map_err(|e| StoreError::dynamo("Query (dedup log)", e))?;
             cost.read_requests += 1;
             for item in page.items() {
                 read.push(item.clone());
@@ -372,7 +368,7 @@ impl DedupLog {
         stream: &str,
         shard: &str,
         oldest_arrival_ms: i64,
-    ) -> Result<LogCost, ProcessorError> {
+    ) -> Result<LogCost, StoreError> {
         let start = self
             .lock()
             .logs
@@ -387,7 +383,7 @@ impl DedupLog {
         stream: &str,
         ancestors: Vec<String>,
         oldest_arrival_ms: i64,
-    ) -> Result<LogCost, ProcessorError> {
+    ) -> Result<LogCost, StoreError> {
         let mut cost = LogCost::default();
         let mut seen = BTreeSet::new();
         let mut todo: Vec<String> = ancestors.iter().map(|a| partition(stream, a)).collect();
@@ -424,7 +420,7 @@ impl DedupLog {
         Ok(cost)
     }
 
-    fn ingest(&self, pk: &str, read: &[Item]) -> Result<(), ProcessorError> {
+    fn ingest(&self, pk: &str, read: &[Item]) -> Result<(), StoreError> {
         let mut state = self.lock();
         let log = state.logs.entry(pk.to_owned()).or_default();
         // Oldest first, so the first record of a key is the one kept.
@@ -446,8 +442,8 @@ impl DedupLog {
                 .and_then(|v| v.as_b().ok())
                 .map(|b| b.as_ref())
                 .unwrap_or_default();
-            let records = decode_log(bytes).map_err(|e| ProcessorError::CorruptItem {
-                product_id: format!("{pk}/{number}"),
+            let records = decode_log(bytes).map_err(|e| StoreError::CorruptItem {
+                key: format!("{pk}/{number}"),
                 field: format!("records ({e})"),
             })?;
             records.into_iter().for_each(|r| log.insert(r));

@@ -6,7 +6,7 @@ use aws_sdk_dynamodb::Client;
 use inventory_domain::api::SimulationStatus;
 
 use crate::config::Tables;
-use crate::error::ProcessorError;
+use crate::error::StoreError;
 use crate::items::{n, s};
 
 pub const SIMULATIONS_PK: &str = "SIMULATIONS";
@@ -17,9 +17,9 @@ pub async fn save_status(
     db: &Client,
     tables: &Tables,
     status: &SimulationStatus,
-) -> Result<(), ProcessorError> {
-    let json = serde_json::to_string(status).map_err(|e| ProcessorError::Dynamo {
-        operation: "PutItem",
+) -> Result<(), StoreError> {
+    let json = serde_json::to_string(status).map_err(|e| StoreError::Encode {
+        what: "a simulation status",
         message: e.to_string(),
     })?;
     db.put_item()
@@ -31,7 +31,7 @@ pub async fn save_status(
         .item("ttl", n(chrono::Utc::now().timestamp() + TTL_SECS))
         .send()
         .await
-        .map_err(|e| ProcessorError::dynamo("PutItem", e))?;
+        .map_err(|e| StoreError::dynamo("PutItem", e))?;
     Ok(())
 }
 
@@ -39,7 +39,7 @@ pub async fn load_status(
     db: &Client,
     tables: &Tables,
     id: &str,
-) -> Result<Option<SimulationStatus>, ProcessorError> {
+) -> Result<Option<SimulationStatus>, StoreError> {
     let out = db
         .get_item()
         .table_name(&tables.events)
@@ -48,7 +48,7 @@ pub async fn load_status(
         .consistent_read(true)
         .send()
         .await
-        .map_err(|e| ProcessorError::dynamo("GetItem", e))?;
+        .map_err(|e| StoreError::dynamo("GetItem", e))?;
     Ok(out.item().and_then(parse))
 }
 
@@ -57,7 +57,7 @@ pub async fn list_recent(
     db: &Client,
     tables: &Tables,
     limit: i32,
-) -> Result<Vec<SimulationStatus>, ProcessorError> {
+) -> Result<Vec<SimulationStatus>, StoreError> {
     let out = db
         .query()
         .table_name(&tables.events)
@@ -67,7 +67,7 @@ pub async fn list_recent(
         .limit(limit)
         .send()
         .await
-        .map_err(|e| ProcessorError::dynamo("Query", e))?;
+        .map_err(|e| StoreError::dynamo("Query", e))?;
     Ok(out.items().iter().filter_map(parse).collect())
 }
 

@@ -8,7 +8,7 @@ use aws_sdk_dynamodb::types::{
 use aws_sdk_dynamodb::Client;
 
 use crate::config::Tables;
-use crate::error::ProcessorError;
+use crate::error::StoreError;
 
 /// The inventory table's index of products by status (keys only): the API lists one status
 /// with a Query of it instead of a Scan. Keys-only, so only a status change (an add or a
@@ -16,7 +16,7 @@ use crate::error::ProcessorError;
 pub const STATUS_INDEX: &str = "status-index";
 
 /// Creates both tables unless they exist. Safe to call on every start.
-pub async fn ensure_tables(db: &Client, tables: &Tables) -> Result<(), ProcessorError> {
+pub async fn ensure_tables(db: &Client, tables: &Tables) -> Result<(), StoreError> {
     create_if_missing(
         db,
         &tables.inventory,
@@ -39,17 +39,17 @@ pub async fn ensure_tables(db: &Client, tables: &Tables) -> Result<(), Processor
                     .enabled(true)
                     .attribute_name("ttl")
                     .build()
-                    .map_err(|e| ProcessorError::dynamo("UpdateTimeToLive", e))?,
+                    .map_err(|e| StoreError::dynamo("UpdateTimeToLive", e))?,
             )
             .send()
             .await
-            .map_err(|e| ProcessorError::dynamo("UpdateTimeToLive", e))?;
+            .map_err(|e| StoreError::dynamo("UpdateTimeToLive", e))?;
     }
     Ok(())
 }
 
-fn status_index() -> Result<GlobalSecondaryIndex, ProcessorError> {
-    let build = |e| ProcessorError::dynamo("CreateTable", e);
+fn status_index() -> Result<GlobalSecondaryIndex, StoreError> {
+    let build = |e| StoreError::dynamo("CreateTable", e);
     GlobalSecondaryIndex::builder()
         .index_name(STATUS_INDEX)
         .key_schema(
@@ -81,13 +81,13 @@ async fn create_if_missing(
     name: &str,
     keys: &[(&str, KeyType)],
     index: Option<GlobalSecondaryIndex>,
-) -> Result<bool, ProcessorError> {
+) -> Result<bool, StoreError> {
     match db.describe_table().table_name(name).send().await {
         Ok(_) => return Ok(false),
         Err(e)
             if e.as_service_error()
                 .is_some_and(|s| s.is_resource_not_found_exception()) => {}
-        Err(e) => return Err(ProcessorError::dynamo("DescribeTable", e)),
+        Err(e) => return Err(StoreError::dynamo("DescribeTable", e)),
     }
     let mut req = db
         .create_table()
@@ -100,14 +100,14 @@ async fn create_if_missing(
                     .attribute_name(*attr)
                     .attribute_type(ScalarAttributeType::S)
                     .build()
-                    .map_err(|e| ProcessorError::dynamo("CreateTable", e))?,
+                    .map_err(|e| StoreError::dynamo("CreateTable", e))?,
             )
             .key_schema(
                 KeySchemaElement::builder()
                     .attribute_name(*attr)
                     .key_type(kind.clone())
                     .build()
-                    .map_err(|e| ProcessorError::dynamo("CreateTable", e))?,
+                    .map_err(|e| StoreError::dynamo("CreateTable", e))?,
             );
     }
     if let Some(index) = index {
@@ -117,7 +117,7 @@ async fn create_if_missing(
                     .attribute_name("status")
                     .attribute_type(ScalarAttributeType::S)
                     .build()
-                    .map_err(|e| ProcessorError::dynamo("CreateTable", e))?,
+                    .map_err(|e| StoreError::dynamo("CreateTable", e))?,
             )
             .global_secondary_indexes(index);
     }
@@ -130,6 +130,6 @@ async fn create_if_missing(
         {
             Ok(false)
         }
-        Err(e) => Err(ProcessorError::dynamo("CreateTable", e)),
+        Err(e) => Err(StoreError::dynamo("CreateTable", e)),
     }
 }

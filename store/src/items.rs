@@ -11,7 +11,7 @@ use inventory_domain::{
     PipeRecord, ProductRecord, ProductStatus, RecentIds, Rejection, RejectionReason, SequenceNumber,
 };
 
-use crate::error::ProcessorError;
+use crate::error::StoreError;
 
 pub type Item = HashMap<String, AttributeValue>;
 
@@ -58,14 +58,14 @@ pub fn product_to_item(rec: &ProductRecord, updated_at: DateTime<Utc>) -> Item {
     item
 }
 
-pub fn product_from_item(item: &Item) -> Result<ProductRecord, ProcessorError> {
-    let text = |name: &str| -> Result<&str, ProcessorError> {
+pub fn product_from_item(item: &Item) -> Result<ProductRecord, StoreError> {
+    let text = |name: &str| -> Result<&str, StoreError> {
         item.get(name)
             .and_then(|v| v.as_s().ok())
             .map(String::as_str)
             .ok_or_else(|| corrupt(item, name))
     };
-    let number = |name: &str| -> Result<u64, ProcessorError> {
+    let number = |name: &str| -> Result<u64, StoreError> {
         item.get(name)
             .and_then(|v| v.as_n().ok())
             .and_then(|v| v.parse().ok())
@@ -97,14 +97,14 @@ pub fn product_from_item(item: &Item) -> Result<ProductRecord, ProcessorError> {
     })
 }
 
-fn corrupt(item: &Item, field: &str) -> ProcessorError {
+fn corrupt(item: &Item, field: &str) -> StoreError {
     let id = item
         .get(PRODUCT_ID)
         .and_then(|v| v.as_s().ok())
         .cloned()
         .unwrap_or_default();
-    ProcessorError::CorruptItem {
-        product_id: id,
+    StoreError::CorruptItem {
+        key: format!("product {id}"),
         field: field.to_owned(),
     }
 }

@@ -1,4 +1,4 @@
-use crate::error::ProcessorError;
+use crate::error::StoreError;
 
 /// Names of the tables the processor writes, from the environment.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -13,12 +13,12 @@ pub const INVENTORY_TABLE_VAR: &str = "INVENTORY_TABLE";
 pub const EVENTS_TABLE_VAR: &str = "EVENTS_TABLE";
 
 impl Tables {
-    pub fn from_env() -> Result<Self, ProcessorError> {
+    pub fn from_env() -> Result<Self, StoreError> {
         let var = |name: &'static str, what: &'static str| {
             std::env::var(name)
                 .ok()
                 .filter(|v| !v.trim().is_empty())
-                .ok_or(ProcessorError::MissingTable { name, what })
+                .ok_or(StoreError::MissingTable { name, what })
         };
         Ok(Self {
             inventory: var(INVENTORY_TABLE_VAR, "inventory")?,

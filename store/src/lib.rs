@@ -1,0 +1,20 @@
+//! The DynamoDB side of the pipeline: where each table's items live and how they are
+//! encoded. The processor, the API, the generator and the local tools all read and write
+//! through it, so the layout is defined once.
+
+pub mod config;
+pub mod dedup_log;
+pub mod error;
+pub mod items;
+pub mod simulations;
+pub mod tables;
+
+pub use config::Tables;
+pub use error::StoreError;
+
+/// Builds a DynamoDB client the SDK's standard way (region, credentials chain,
+/// `AWS_ENDPOINT_URL`), so one binary runs against AWS and the local emulator.
+pub async fn dynamodb_client_from_env() -> aws_sdk_dynamodb::Client {
+    let config = aws_config::load_defaults(aws_config::BehaviorVersion::latest()).await;
+    aws_sdk_dynamodb::Client::new(&config)
+}
