@@ -4,12 +4,12 @@
 
 use std::collections::HashMap;
 
-use aws_sdk_dynamodb::primitives::Blob;
 use aws_sdk_dynamodb::types::AttributeValue;
 use chrono::{DateTime, SecondsFormat, Utc};
 use inventory_domain::{
     PipeRecord, ProductRecord, ProductStatus, RecentIds, Rejection, RejectionReason, SequenceNumber,
 };
+use serde::{Deserialize, Serialize};
 
 use crate::error::StoreError;
 
@@ -34,79 +34,90 @@ pub fn product_key(product_id: &str) -> Item {
     HashMap::from([(PRODUCT_ID.to_owned(), s(product_id))])
 }
 
-pub fn product_to_item(rec: &ProductRecord, updated_at: DateTime<Utc>) -> Item {
-    let mut item = HashMap::from([
-        (PRODUCT_ID.to_owned(), s(&rec.product_id)),
-        ("product_name".to_owned(), s(&rec.name)),
-        ("quantity".to_owned(), n(rec.quantity)),
-        ("status".to_owned(), s(rec.status.as_str())),
-        ("version".to_owned(), n(rec.version)),
-        ("last_sequence".to_owned(), s(rec.last_sequence.as_str())),
-        ("last_event_at".to_owned(), s(&rec.last_event_at)),
-        (
-            "updated_at".to_owned(),
-            s(updated_at.to_rfc3339_opts(SecondsFormat::Millis, true)),
-        ),
-        (
-            "recent_ids".to_owned(),
-            AttributeValue::B(Blob::new(rec.recent_ids.to_bytes())),
-        ),
-    ]);
-    if let Some(shard) = rec.last_shard {
-        item.insert("last_shard".to_owned(), n(shard));
+/// A product's item in the inventory table, field for field: the one codec every reader and
+/// writer uses (serde_dynamo), so the layout is written down once.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ProductItem {
+    pub product_id: String,
+    pub product_name: String,
+    pub quantity: u64,
+    pub status: ProductStatus,
+    pub version: u64,
+    pub last_sequence: SequenceNumber,
+    /// Absent in items written before shards were tracked.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub last_shard: Option<u64>,
+    pub last_event_at: String,
+    pub updated_at: String,
+    /// [`RecentIds::to_bytes`], stored as a binary attribute.
+    #[serde(default, with = "serde_bytes")]
+    pub recent_ids: Vec<u8>,
+}
+
+impl ProductItem {
+    pub fn from_record(rec: &ProductRecord, updated_at: DateTime<Utc>) -> Self {
+        Self {
+            product_id: rec.product_id.clone(),
+            product_name: rec.name.clone(),
+            quantity: rec.quantity,
+            status: rec.status,
+            version: rec.version,
+            last_sequence: rec.last_sequence.clone(),
+            last_shard: rec.last_shard,
+            last_event_at: rec.last_event_at.clone(),
+            updated_at: updated_at.to_rfc3339_opts(SecondsFormat::Millis, true),
+            recent_ids: rec.recent_ids.to_bytes(),
+        }
     }
-    item
+
+    pub fn into_record(self) -> ProductRecord {
+        ProductRecord {
+            product_id: self.product_id,
+            name: self.product_name,
+            quantity: self.quantity,
+            status: self.status,
+            version: self.version,
+            last_sequence: self.last_sequence,
+            last_shard: self.last_shard,
+            last_event_at: self.last_event_at,
+            recent_ids: RecentIds::from_bytes(&self.recent_ids),
+        }
+    }
+
+    pub fn to_item(&self) -> Result<Item, StoreError> {
+        serde_dynamo::to_item(self).map_err(|e| StoreError::Encode {
+            what: "a product",
+            message: e.to_string(),
+        })
+    }
+
+    /// Decodes a stored item; a missing or mistyped attribute is named in the error.
+    pub fn from_item(item: Item) -> Result<Self, StoreError> {
+        let key = item
+            .get(PRODUCT_ID)
+            .and_then(|v| v.as_s().ok())
+            .map(|id| format!("product {id}"))
+            .unwrap_or_else(|| "a product item without a product_id".to_owned());
+        let item: serde_dynamo::Item = item.into();
+        let deserializer = serde_dynamo::Deserializer::from_attribute_value(
+            serde_dynamo::AttributeValue::M(item.into()),
+        );
+        serde_path_to_error::deserialize(deserializer).map_err(|e| StoreError::CorruptItem {
+            key,
+            field: format!("{} ({})", e.path(), e.inner()),
+        })
+    }
+}
+
+pub fn product_to_item(rec: &ProductRecord, updated_at: DateTime<Utc>) -> Item {
+    // Every field is a string, a number or bytes, so serde_dynamo cannot fail on it.
+    ProductItem::from_record(rec, updated_at)
+        .to_item()
+        .unwrap_or_default()
 }
 
 pub fn product_from_item(item: &Item) -> Result<ProductRecord, StoreError> {
-    let text = |name: &str| -> Result<&str, StoreError> {
-        item.get(name)
-            .and_then(|v| v.as_s().ok())
-            .map(String::as_str)
-            .ok_or_else(|| corrupt(item, name))
-    };
-    let number = |name: &str| -> Result<u64, StoreError> {
-        item.get(name)
-            .and_then(|v| v.as_n().ok())
-            .and_then(|v| v.parse().ok())
-            .ok_or_else(|| corrupt(item, name))
-    };
-    Ok(ProductRecord {
-        product_id: text(PRODUCT_ID)?.to_owned(),
-        name: text("product_name")?.to_owned(),
-        quantity: number("quantity")?,
-        status: ProductStatus::parse(text("status")?).ok_or_else(|| corrupt(item, "status"))?,
-        version: number("version")?,
-        last_sequence: SequenceNumber::parse(text("last_sequence")?)
-            .map_err(|_| corrupt(item, "last_sequence"))?,
-        last_shard: match item.get("last_shard") {
-            None => None,
-            Some(v) => Some(
-                v.as_n()
-                    .ok()
-                    .and_then(|v| v.parse().ok())
-                    .ok_or_else(|| corrupt(item, "last_shard"))?,
-            ),
-        },
-        last_event_at: text("last_event_at")?.to_owned(),
-        recent_ids: item
-            .get("recent_ids")
-            .and_then(|v| v.as_b().ok())
-            .map(|b| RecentIds::from_bytes(b.as_ref()))
-            .unwrap_or_default(),
-    })
-}
-
-fn corrupt(item: &Item, field: &str) -> StoreError {
-    let id = item
-        .get(PRODUCT_ID)
-        .and_then(|v| v.as_s().ok())
-        .cloned()
-        .unwrap_or_default();
-    StoreError::CorruptItem {
-        key: format!("product {id}"),
-        field: field.to_owned(),
-    }
+    ProductItem::from_item(item.clone()).map(ProductItem::into_record)
 }
 
 /// Everything a user needs to find and understand a rejected record.
