@@ -3,6 +3,10 @@ CARGO ?= cargo
 LOCAL := $(CARGO) run --release --locked -p inventory-local --bin inventory-local --
 # The demo's and dev's build: the `local` profile compiles in about half the time.
 LOCAL_FAST := $(CARGO) run --profile local --locked -p inventory-local --bin inventory-local --
+# The local stack runs the processor as Lambda does, from its own binary, which it finds next
+# to its own (same profile directory); these build both.
+BUILD_LOCAL_FAST := $(CARGO) build --profile local --locked -p inventory-local --bin inventory-local -p inventory-processor --bin processor
+BUILD_LOCAL := $(CARGO) build --release --locked -p inventory-local --bin inventory-local -p inventory-processor --bin processor
 
 .PHONY: demo dev console test lint infra-lint fuzz soak bench deploy deploy-dry-run destroy diagrams setup setup-test
 
@@ -15,11 +19,12 @@ setup-test:
 
 ## Build everything, run the whole pipeline locally (embedded AWS emulators, no account),
 ## verify DynamoDB against the generator's model, then serve the console until Ctrl-C.
-## The local stack is built first (the `local` profile) and the console in the background
-## at a lower priority while the demo runs, so the first verdict waits only for the stack;
-## the console appears at the demo's URL once built (log: target/console-build.log).
+## The local stack and the processor binary are built first (the `local` profile) and the
+## console in the background at a lower priority while the demo runs, so the first verdict
+## waits only for the stack; the console appears at the demo's URL once built (log:
+## target/console-build.log).
 demo: setup
-	$(CARGO) build --profile local --locked -p inventory-local --bin inventory-local
+	$(BUILD_LOCAL_FAST)
 	@mkdir -p target; echo "building the console in the background (target/console-build.log)…"; \
 	nice -n 10 ./scripts/build-console.sh target/site >target/console-build.log 2>&1 & console=$$!; \
 	$(LOCAL_FAST) demo --port 0 --events 20000 --products 200 --skew zipf:1.1 --rate 2000 \
@@ -29,6 +34,7 @@ demo: setup
 
 ## Keep the local stack, API and console running until Ctrl-C (prints the URLs and token).
 dev: setup console
+	$(BUILD_LOCAL_FAST)
 	$(LOCAL_FAST) up
 
 ## The Leptos console as static files in target/site (what S3 serves).
@@ -38,7 +44,7 @@ console: setup
 ## Every check CI runs: formatting, lints, the template's lint, a bounded fuzz run, all
 ## tests including the fault suite and the real-browser test.
 test: setup-test lint infra-lint console fuzz
-	BROWSER_TEST=required $(CARGO) test --locked --workspace
+	BROWSER_TEST=required $(CARGO) test --locked --workspace -- --include-ignored
 
 lint: setup
 	$(CARGO) fmt --all -- --check
@@ -55,13 +61,14 @@ fuzz:
 SOAK ?= 10m
 SOAK_RATE ?= 2000
 soak:
+	$(BUILD_LOCAL)
 	$(LOCAL) soak --port 0 --duration $(SOAK) --rate $(SOAK_RATE)
 
 ## The benchmarks behind docs/performance.md (run on an otherwise idle machine): the
 ## processor's pure path (criterion), the whole local pipeline, the processor's start-up.
 bench:
 	$(CARGO) bench --locked -p inventory-processor --bench pure_path -- --warm-up-time 1 --measurement-time 4
-	$(CARGO) build --release --locked -p inventory-processor -p inventory-local --bin inventory-bench --bin processor
+	$(CARGO) build --release --locked -p inventory-processor -p inventory-bench --bin inventory-bench --bin processor
 	$${CARGO_TARGET_DIR:-target}/release/inventory-bench run --drain-events 60000
 	$${CARGO_TARGET_DIR:-target}/release/inventory-bench startup --runs 30
 

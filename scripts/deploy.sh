@@ -1,11 +1,17 @@
 #!/usr/bin/env bash
 # Builds and deploys the whole stack: Lambda zips (cargo lambda, arm64), the console, the
-# template (lint, package, transform), the stack (sam deploy), the console upload with its
-# config.json pointing at the API, and the URLs. `--dry-run` does every step up to the
-# upload and stops: no AWS account or credentials needed.
+# template (lint, package, transform, operator properties), the stack (sam deploy), the
+# console upload with its config.json pointing at the API, and the URLs. `--dry-run` does
+# every step up to the upload and stops: no AWS account or credentials needed.
 #
-#   STAGE=dev ALARM_EMAIL=ops@example.com scripts/deploy.sh    # make deploy
+#   STAGE=dev scripts/deploy.sh                                # make deploy
+#   STAGE=prod ALARM_EMAIL=ops@example.com scripts/deploy.sh   # any stage but dev needs an address
 #   scripts/deploy.sh --dry-run                                # make deploy-dry-run
+#
+# Optional: PROCESSOR_RESERVED_CONCURRENCY, API_RESERVED_CONCURRENCY,
+# GENERATOR_RESERVED_CONCURRENCY (default 0: no reservation; checked against the account's
+# limit first), API_RATE_LIMIT (requests per IP per 5 min on /api/*), WEB_ACL_ARN (outside
+# us-east-1: a CloudFront-scope WAF web ACL for the distribution).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -13,16 +19,39 @@ dry_run=false
 [ "${1:-}" = "--dry-run" ] && dry_run=true
 stage="${STAGE:-dev}"
 stack="inventory-$stage"
+region="${AWS_REGION:-${AWS_DEFAULT_REGION:-}}"
+processor_rc="${PROCESSOR_RESERVED_CONCURRENCY:-0}"
+api_rc="${API_RESERVED_CONCURRENCY:-0}"
+generator_rc="${GENERATOR_RESERVED_CONCURRENCY:-0}"
+step() { printf '\n== %s\n' "$*"; }
+fail() { printf 'deploy: %s\n' "$*" >&2; exit 1; }
+
+# What the template's rule would refuse after a long build, refused first.
+if [ "$stage" != dev ] && [ -z "${ALARM_EMAIL:-}" ]; then
+  fail "stage $stage needs ALARM_EMAIL (where alarms go); only dev may run without one"
+fi
+for n in "$processor_rc" "$api_rc" "$generator_rc"; do
+  [[ "$n" =~ ^[0-9]+$ ]] || fail "reserved concurrency must be a whole number (0 = none), not '$n'"
+done
+
 export SAM_CLI_TELEMETRY=0
 # cargo-lambda finds zig as `python3 -m ziglang`: its venv comes first on PATH.
 export PATH="$(scripts/tools.sh lambda sam infra)$PATH"
-
-step() { printf '\n== %s\n' "$*"; }
+sam_python="$(dirname "$(command -v sam)")/python"
 
 if ! $dry_run; then
   step "AWS credentials"
   # Fail before a long build when nothing could be deployed.
-  "$(dirname "$(command -v sam)")/python" -c 'import boto3; print(boto3.client("sts").get_caller_identity()["Arn"])'
+  "$sam_python" -c 'import boto3; print(boto3.client("sts").get_caller_identity()["Arn"])'
+  region="${region:-$("$sam_python" -c 'import boto3; print(boto3.session.Session().region_name or "")')}"
+  [ -n "$region" ] || fail "no AWS Region: set AWS_REGION"
+  if [ "$region" != us-east-1 ] && [ "$stage" != dev ] && [ -z "${WEB_ACL_ARN:-}" ]; then
+    fail "in $region the stack cannot create the CloudFront WAF web ACL (they exist only in us-east-1): create one there and pass WEB_ACL_ARN (docs/deploy.md), or deploy to us-east-1"
+  fi
+
+  step "Lambda concurrency (aws lambda get-account-settings)"
+  "$sam_python" infra/concurrency_check.py --stage "$stage" \
+    --processor "$processor_rc" --api "$api_rc" --generator "$generator_rc"
 fi
 
 step "Lambda zips (cargo lambda build --profile lambda --arm64)"
@@ -32,14 +61,19 @@ cargo lambda build --profile lambda --arm64 --locked --output-format zip \
 step "Console (static files for S3)"
 scripts/build-console.sh target/site
 
-step "Template: lint, package (zips hashed, under 5 MB), SAM transform, IAM check"
+step "Template: lint, package (zips hashed, under 5 MB), SAM transform, IAM check, properties"
 scripts/infra-lint.sh --zips
 
 deploy_cmd=(sam deploy --template-file infra/template.yaml --stack-name "$stack"
   --resolve-s3 --capabilities CAPABILITY_IAM --no-fail-on-empty-changeset
-  --parameter-overrides "Stage=$stage" "AlarmEmail=${ALARM_EMAIL:-}")
+  --parameter-overrides "Stage=$stage" "AlarmEmail=${ALARM_EMAIL:-}"
+  "ProcessorReservedConcurrency=$processor_rc" "ApiReservedConcurrency=$api_rc"
+  "GeneratorReservedConcurrency=$generator_rc" "WebAclArn=${WEB_ACL_ARN:-}")
+[ -n "${API_RATE_LIMIT:-}" ] && deploy_cmd+=("ApiRateLimit=$API_RATE_LIMIT")
 if $dry_run; then
   step "Dry run: stopping before anything is uploaded"
+  echo "would check the account's Lambda concurrency: infra/concurrency_check.py --stage $stage" \
+    "--processor $processor_rc --api $api_rc --generator $generator_rc"
   echo "would run: ${deploy_cmd[*]}"
   echo "then upload target/site to the stack's ConsoleBucket with config.json pointing at its ApiUrl"
   echo "dry run: ok"
@@ -50,4 +84,7 @@ step "Deploy stack $stack (sam deploy uploads the zips to S3 and applies the cha
 "${deploy_cmd[@]}"
 
 step "Upload the console"
-"$(dirname "$(command -v sam)")/python" scripts/upload_console.py "$stack" target/site
+"$sam_python" scripts/upload_console.py "$stack" target/site
+if [ -n "${ALARM_EMAIL:-}" ]; then
+  echo "alarms: confirm the subscription in the email AWS sent to $ALARM_EMAIL, or no alarm reaches it"
+fi

@@ -1,7 +1,9 @@
 #!/usr/bin/env bash
 # Lints infra/template.yaml offline: cfn-lint and checkov on the SAM template, `sam validate
 # --lint` (the real SAM transform), then the offline package + transform + IAM check
-# (scripts/package_template.py) and cfn-lint again on the plain CloudFormation it produces.
+# (scripts/package_template.py), cfn-lint again on the plain CloudFormation it produces, and
+# the operator properties of that CloudFormation (infra/tests/test_template.py: alarms that
+# reach someone, retention, no public Function URL, retained state, ...).
 # Extra arguments go to package_template.py (deploy.sh passes --zips).
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -19,4 +21,6 @@ sam validate --lint -t "$template"
 "$(dirname "$(command -v sam)")/python" scripts/package_template.py "$template" --out "$out" "$@"
 echo "cfn-lint $out/cloudformation.json (after the SAM transform)"
 cfn-lint "$out/cloudformation.json"
+echo "infra/tests: the template's operator properties, and that each check can fail"
+"$(dirname "$(command -v sam)")/python" -m unittest discover -s infra/tests -t infra/tests
 echo "infra lint: ok"

@@ -89,6 +89,16 @@ def iam_findings(cfn):
     return problems
 
 
+def package_and_transform(template, template_dir, bucket="dry-run-artifacts", check_zips=False):
+    """Packages `template` (a parsed SAM template, changed in place) and returns the plain
+    CloudFormation the SAM transform makes of it, with the packaging and IAM findings.
+    infra/tests/test_template.py uses it too, so the test sees what would be deployed."""
+    os.environ.setdefault("AWS_DEFAULT_REGION", "us-east-1")
+    problems = package(template, template_dir, bucket, check_zips)
+    cfn = transform(json.loads(json.dumps(template)), {}, NoManagedPolicies())
+    return cfn, problems + iam_findings(cfn)
+
+
 def main():
     p = argparse.ArgumentParser()
     p.add_argument("template")
@@ -96,18 +106,14 @@ def main():
     p.add_argument("--bucket", default="dry-run-artifacts")
     p.add_argument("--zips", action="store_true", help="require the built zips and hash them")
     args = p.parse_args()
-    os.environ.setdefault("AWS_DEFAULT_REGION", "us-east-1")
 
     path = pathlib.Path(args.template)
     template = yaml_parse(path.read_text())
-    problems = package(template, path.parent, args.bucket, args.zips)
+    cfn, problems = package_and_transform(template, path.parent, args.bucket, args.zips)
     out = pathlib.Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     (out / "packaged.json").write_text(json.dumps(template, indent=1))
-
-    cfn = transform(json.loads(json.dumps(template)), {}, NoManagedPolicies())
     (out / "cloudformation.json").write_text(json.dumps(cfn, indent=1))
-    problems += iam_findings(cfn)
     print(f"packaged template: {out / 'packaged.json'}; CloudFormation after the SAM "
           f"transform: {out / 'cloudformation.json'} ({len(cfn['Resources'])} resources)")
     for problem in problems:

@@ -10,8 +10,15 @@ cd "$(dirname "$0")/.."
 
 # `rustup toolchain install` without arguments reads rust-toolchain.toml, components and
 # targets included.
-if ! rustup run "$(sed -n 's/^channel = "\(.*\)"/\1/p' rust-toolchain.toml)" rustc --version >/dev/null 2>&1 \
-  || ! rustup target list --installed 2>/dev/null | grep -q wasm32-unknown-unknown; then
+channel=$(sed -n 's/^channel = "\(.*\)"/\1/p' rust-toolchain.toml)
+targets=$(sed -n 's/^targets = \[\(.*\)\]/\1/p' rust-toolchain.toml | tr -d '",')
+installed=$(rustup target list --installed --toolchain "$channel" 2>/dev/null || true)
+need_install=""
+rustup run "$channel" rustc --version >/dev/null 2>&1 || need_install=1
+for target in $targets; do
+  grep -qx "$target" <<<"$installed" || need_install=1
+done
+if [ -n "$need_install" ]; then
   echo "installing the Rust toolchain pinned in rust-toolchain.toml…" >&2
   rustup toolchain install --no-self-update
 fi

@@ -1,38 +1,206 @@
-use axum::http::{header, HeaderMap};
+//! Who is calling: anonymous, the holder of the local bearer token, or a user signed in to
+//! the Cognito user pool (AWS).
+//!
+//! Credentials travel in `x-inventory-auth: Bearer <token>` ([`AUTH_HEADER`]). In AWS the API
+//! is reached only through CloudFront's origin access control, which signs every origin
+//! request with SigV4 and so *replaces* `Authorization`: a user's JWT sent there would never
+//! arrive. Locally (and for scripts) `Authorization: Bearer <token>` is read too, when the
+//! custom header is absent.
+
+use axum::http::{header, HeaderMap, HeaderName};
+use subtle::ConstantTimeEq as _;
 
 use crate::error::ApiError;
-use crate::ApiConfig;
+use crate::jwt::JwtError;
+use crate::AppState;
 
-/// Checks `Authorization: Bearer <token>` against the configured token, in constant time.
-pub fn require_token(config: &ApiConfig, headers: &HeaderMap) -> Result<(), ApiError> {
-    let Some(expected) = config.token.as_deref().filter(|t| !t.is_empty()) else {
-        return Err(ApiError::NotConfigured);
+/// The header that carries the caller's credentials past CloudFront's origin signing.
+pub const AUTH_HEADER: HeaderName = HeaderName::from_static("x-inventory-auth");
+
+/// The caller of one request.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Caller {
+    Anonymous,
+    /// Presented the server's static token (the local stack).
+    Token,
+    /// A signed-in user of the user pool (`sub`, and the user name when the token has one).
+    User {
+        sub: String,
+        username: Option<String>,
+    },
+}
+
+impl Caller {
+    pub fn is_signed_in(&self) -> bool {
+        !matches!(self, Caller::Anonymous)
+    }
+}
+
+/// The bearer credential of a request: `x-inventory-auth` first, then `Authorization`.
+/// `Err` when a header is there but is not `Bearer <something>`.
+pub fn bearer(headers: &HeaderMap) -> Result<Option<&str>, ApiError> {
+    let value = match headers.get(&AUTH_HEADER) {
+        Some(v) => v,
+        None => match headers.get(header::AUTHORIZATION) {
+            Some(v) => v,
+            None => return Ok(None),
+        },
     };
-    let given = headers
-        .get(header::AUTHORIZATION)
-        .and_then(|v| v.to_str().ok())
+    value
+        .to_str()
+        .ok()
         .and_then(|v| v.strip_prefix("Bearer "))
-        .ok_or(ApiError::Unauthorized)?;
-    if constant_time_eq(given.trim().as_bytes(), expected.as_bytes()) {
+        .map(str::trim)
+        .filter(|t| !t.is_empty())
+        .map(Some)
+        .ok_or(ApiError::Unauthorized)
+}
+
+/// Identifies the caller. No credential is [`Caller::Anonymous`]; a credential that is
+/// neither the static token nor a valid access token is refused (401), so a client learns
+/// that its sign-in has expired instead of silently seeing less.
+pub async fn identify(state: &AppState, headers: &HeaderMap) -> Result<Caller, ApiError> {
+    // With a user pool (AWS), `Authorization` is CloudFront's SigV4 signature, not the
+    // caller's: only the custom header counts.
+    let given = if state.jwt.is_some() && !headers.contains_key(&AUTH_HEADER) {
+        None
+    } else {
+        bearer(headers)?
+    };
+    let Some(given) = given else {
+        return Ok(Caller::Anonymous);
+    };
+    if token_matches(state.config.token.as_deref(), given) {
+        return Ok(Caller::Token);
+    }
+    match &state.jwt {
+        Some(verifier) => match verifier.verify(given).await {
+            Ok(claims) => Ok(Caller::User {
+                sub: claims.sub,
+                username: claims.username,
+            }),
+            Err(JwtError::Jwks { url, message }) => Err(ApiError::Internal(format!(
+                "user pool keys unavailable ({url}): {message}"
+            ))),
+            Err(e) => {
+                tracing::info!(error = %e, "token refused");
+                Err(ApiError::Unauthorized)
+            }
+        },
+        None => Err(ApiError::Unauthorized),
+    }
+}
+
+/// The caller, who must be signed in (or hold the local token).
+pub async fn require_signed_in(state: &AppState, headers: &HeaderMap) -> Result<Caller, ApiError> {
+    // Nothing could ever sign in: say so, whatever was sent.
+    if state.jwt.is_none() && !has_token(&state.config) {
+        return Err(ApiError::NotConfigured);
+    }
+    match identify(state, headers).await? {
+        Caller::Anonymous => Err(ApiError::Unauthorized),
+        caller => Ok(caller),
+    }
+}
+
+fn has_token(config: &crate::ApiConfig) -> bool {
+    config.token.as_deref().is_some_and(|t| !t.is_empty())
+}
+
+/// Compares `given` with the configured token in constant time. `subtle` compares every
+/// byte whatever the first difference, so the time taken says nothing about how much of a
+/// guess was right; the length is not secret (tokens are generated at a fixed length).
+fn token_matches(expected: Option<&str>, given: &str) -> bool {
+    expected
+        .filter(|t| !t.is_empty())
+        .is_some_and(|expected| bool::from(given.as_bytes().ct_eq(expected.as_bytes())))
+}
+
+/// Checks the bearer credential (`x-inventory-auth` or `Authorization`) against the
+/// configured token alone, in constant time.
+pub fn require_token(config: &crate::ApiConfig, headers: &HeaderMap) -> Result<(), ApiError> {
+    if !has_token(config) {
+        return Err(ApiError::NotConfigured);
+    }
+    let given = bearer(headers)?.ok_or(ApiError::Unauthorized)?;
+    if token_matches(config.token.as_deref(), given) {
         Ok(())
     } else {
         Err(ApiError::Unauthorized)
     }
 }
 
-fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
-    // The length is not secret (tokens are generated at a fixed length).
-    a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
-}
-
 #[cfg(test)]
 mod tests {
+    use axum::http::HeaderValue;
+
     use super::*;
+    use crate::ApiConfig;
+
+    fn check(
+        token: Option<&str>,
+        header_name: HeaderName,
+        value: Option<&str>,
+    ) -> Result<(), ApiError> {
+        let config = ApiConfig {
+            token: token.map(str::to_owned),
+            allowed_origins: vec![],
+        };
+        let mut headers = HeaderMap::new();
+        if let Some(value) = value {
+            headers.insert(header_name, HeaderValue::from_str(value).unwrap());
+        }
+        require_token(&config, &headers)
+    }
 
     #[test]
-    fn compares_whole_tokens() {
-        assert!(constant_time_eq(b"abc", b"abc"));
-        assert!(!constant_time_eq(b"abc", b"abd"));
-        assert!(!constant_time_eq(b"abc", b"abcd"));
+    fn only_the_whole_token_is_accepted_in_either_header() {
+        for name in [header::AUTHORIZATION, AUTH_HEADER] {
+            assert!(check(Some("abc"), name.clone(), Some("Bearer abc")).is_ok());
+            assert!(check(Some("abc"), name.clone(), Some("Bearer  abc ")).is_ok());
+            for wrong in [
+                "Bearer abd",
+                "Bearer abcd",
+                "Bearer ab",
+                "Bearer ",
+                "abc",
+                "Basic abc",
+            ] {
+                assert!(
+                    matches!(
+                        check(Some("abc"), name.clone(), Some(wrong)),
+                        Err(ApiError::Unauthorized)
+                    ),
+                    "{name}: {wrong}"
+                );
+            }
+            assert!(matches!(
+                check(Some("abc"), name.clone(), None),
+                Err(ApiError::Unauthorized)
+            ));
+        }
+    }
+
+    #[test]
+    fn without_a_configured_token_nothing_is_accepted() {
+        assert!(matches!(
+            check(None, header::AUTHORIZATION, Some("Bearer abc")),
+            Err(ApiError::NotConfigured)
+        ));
+        assert!(matches!(
+            check(Some(""), header::AUTHORIZATION, Some("Bearer ")),
+            Err(ApiError::NotConfigured)
+        ));
+    }
+
+    #[test]
+    fn the_custom_header_wins_over_authorization() {
+        let mut headers = HeaderMap::new();
+        headers.insert(
+            header::AUTHORIZATION,
+            HeaderValue::from_static("AWS4-HMAC-SHA256 Credential=cloudfront"),
+        );
+        headers.insert(AUTH_HEADER, HeaderValue::from_static("Bearer user-jwt"));
+        assert_eq!(bearer(&headers).unwrap(), Some("user-jwt"));
     }
 }

@@ -13,12 +13,17 @@ pub enum ApiError {
     InvalidCursor(String),
     #[error("{0}")]
     Unprocessable(String),
-    #[error("send `Authorization: Bearer <token>`; the token is the API_TOKEN of the server (locally printed by `make dev`)")]
+    #[error("sign in (the console's Sign in button), or send `x-inventory-auth: Bearer <token>` (locally `Authorization: Bearer <token>` works too; the token is the API_TOKEN `make dev` prints)")]
     Unauthorized,
     #[error("no API token is configured on the server, so nothing can be started: set API_TOKEN (or API_TOKEN_SECRET_ARN in AWS)")]
     NotConfigured,
     #[error("{0}")]
     NotFound(String),
+    /// Another simulation holds the one-at-a-time lock.
+    #[error("{0}")]
+    Conflict(String),
+    #[error("simulations are disabled on this deployment (no generator: the prod stage has none); run them in a dev stage or locally")]
+    SimulationsDisabled,
     #[error("the simulation could not be started; try again")]
     LaunchFailed(String),
     #[error("internal error; the API's logs have the details")]
@@ -34,6 +39,10 @@ impl ApiError {
             ApiError::Unauthorized => (StatusCode::UNAUTHORIZED, "unauthorized"),
             ApiError::NotConfigured => (StatusCode::SERVICE_UNAVAILABLE, "not_configured"),
             ApiError::NotFound(_) => (StatusCode::NOT_FOUND, "not_found"),
+            ApiError::Conflict(_) => (StatusCode::CONFLICT, "simulation_running"),
+            ApiError::SimulationsDisabled => {
+                (StatusCode::SERVICE_UNAVAILABLE, "simulations_disabled")
+            }
             ApiError::LaunchFailed(_) => (StatusCode::BAD_GATEWAY, "launch_failed"),
             ApiError::Internal(_) => (StatusCode::INTERNAL_SERVER_ERROR, "internal"),
         }

@@ -3,6 +3,7 @@
 
 pub mod auth;
 pub mod error;
+pub mod jwt;
 pub mod routes;
 pub mod store;
 
@@ -12,7 +13,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use axum::extract::DefaultBodyLimit;
-use axum::http::{header, HeaderValue, Method};
+use axum::http::{header, HeaderName, HeaderValue, Method};
 use axum::routing::get;
 use axum::Router;
 use inventory_domain::api::SimulationStatus;
@@ -28,6 +29,52 @@ pub type BoxFuture<T> = Pin<Box<dyn Future<Output = T> + Send>>;
 /// an asynchronous Lambda invocation in AWS.
 pub trait SimulationLauncher: Send + Sync + 'static {
     fn launch(&self, status: SimulationStatus) -> BoxFuture<Result<(), String>>;
+
+    /// Whether simulations can run at all; `POST /api/simulations` answers 503 otherwise.
+    fn enabled(&self) -> bool {
+        true
+    }
+}
+
+/// Where no generator is deployed (the `prod` stage): simulations are refused with 503.
+pub struct DisabledLauncher;
+
+impl SimulationLauncher for DisabledLauncher {
+    fn launch(&self, _status: SimulationStatus) -> BoxFuture<Result<(), String>> {
+        Box::pin(async { Err("simulations are disabled".to_owned()) })
+    }
+
+    fn enabled(&self) -> bool {
+        false
+    }
+}
+
+/// How long a simulation may run. Its events may be published only within `max_event_age`
+/// of its start (a request that would take longer at its rate is refused, and the generator
+/// is told the deadline); the one-at-a-time lock is held for that plus `verify_allowance`,
+/// the time its verification may take, so a run that crashed frees the lock by then.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct SimulationLimits {
+    pub max_event_age: Duration,
+    pub verify_allowance: Duration,
+}
+
+impl Default for SimulationLimits {
+    /// Ten minutes of events and five of verification: the generator Lambda's 15-minute
+    /// timeout (infra/template.yaml).
+    fn default() -> Self {
+        Self {
+            max_event_age: Duration::from_secs(600),
+            verify_allowance: Duration::from_secs(300),
+        }
+    }
+}
+
+impl SimulationLimits {
+    /// How long the lock is held.
+    pub fn lock_for(&self) -> Duration {
+        self.max_event_age + self.verify_allowance
+    }
 }
 
 #[derive(Debug, Clone, Default)]
@@ -45,6 +92,9 @@ pub struct AppState {
     pub config: Arc<ApiConfig>,
     pub launcher: Arc<dyn SimulationLauncher>,
     pub totals: Arc<store::TotalsCache>,
+    /// The user pool's token verifier (AWS); `None` locally, where the bearer token serves.
+    pub jwt: Option<Arc<jwt::JwtVerifier>>,
+    pub limits: SimulationLimits,
 }
 
 impl AppState {
@@ -59,8 +109,21 @@ impl AppState {
             tables,
             config: Arc::new(config),
             launcher,
-            totals: Arc::new(store::TotalsCache::new(Duration::from_secs(2))),
+            totals: Arc::new(store::TotalsCache::new(Duration::from_secs(5))),
+            jwt: None,
+            limits: SimulationLimits::default(),
         }
+    }
+
+    /// Accepts the user pool's access tokens (in `x-inventory-auth`).
+    pub fn with_jwt(mut self, verifier: jwt::JwtVerifier) -> Self {
+        self.jwt = Some(Arc::new(verifier));
+        self
+    }
+
+    pub fn with_simulation_limits(mut self, limits: SimulationLimits) -> Self {
+        self.limits = limits;
+        self
     }
 }
 
@@ -83,7 +146,14 @@ impl utoipa::Modify for BearerAuth {
         let components = openapi.components.get_or_insert_with(Default::default);
         components.add_security_scheme(
             "bearer",
-            SecurityScheme::Http(HttpBuilder::new().scheme(HttpAuthScheme::Bearer).build()),
+            SecurityScheme::Http(
+                HttpBuilder::new()
+                    .scheme(HttpAuthScheme::Bearer)
+                    .description(Some(
+                        "In AWS: the Cognito access token in `x-inventory-auth: Bearer <jwt>` (CloudFront replaces `Authorization`). Locally: the API token, in either header.",
+                    ))
+                    .build(),
+            ),
         );
     }
 }
@@ -99,7 +169,12 @@ pub fn app(state: AppState) -> Router {
     let cors = CorsLayer::new()
         .allow_origin(AllowOrigin::list(origins))
         .allow_methods([Method::GET, Method::POST])
-        .allow_headers([header::AUTHORIZATION, header::CONTENT_TYPE])
+        .allow_headers([
+            header::AUTHORIZATION,
+            header::CONTENT_TYPE,
+            auth::AUTH_HEADER,
+            HeaderName::from_static("x-amz-content-sha256"),
+        ])
         .max_age(Duration::from_secs(600));
     Router::new()
         .route("/api/inventory", get(routes::list_inventory))
@@ -119,17 +194,37 @@ pub fn app(state: AppState) -> Router {
 }
 
 /// Starts a simulation by invoking the generator Lambda asynchronously (InvocationType
-/// Event), so it runs within Lambda's limits and not in the API's request.
+/// Event), so it runs within Lambda's limits and not in the API's request. The payload
+/// carries the publishing deadline (`publish_deadline`, RFC 3339: the start plus the maximum
+/// event age), past which the generator must publish nothing more.
 pub struct LambdaLauncher {
     pub client: aws_sdk_lambda::Client,
     pub function: String,
+    pub limits: SimulationLimits,
+}
+
+/// The time after which a simulation that started at `created_at` (RFC 3339) publishes no
+/// more events.
+pub fn publish_deadline(created_at: &str, limits: SimulationLimits) -> Option<String> {
+    let start = chrono::DateTime::parse_from_rfc3339(created_at).ok()?;
+    let age = chrono::Duration::from_std(limits.max_event_age).ok()?;
+    Some(
+        (start + age)
+            .with_timezone(&chrono::Utc)
+            .to_rfc3339_opts(chrono::SecondsFormat::Millis, true),
+    )
 }
 
 impl SimulationLauncher for LambdaLauncher {
     fn launch(&self, status: SimulationStatus) -> BoxFuture<Result<(), String>> {
         let (client, function) = (self.client.clone(), self.function.clone());
+        let deadline = publish_deadline(&status.created_at, self.limits);
         Box::pin(async move {
-            let payload = serde_json::json!({"id": status.id, "request": status.request});
+            let payload = serde_json::json!({
+                "id": status.id,
+                "request": status.request,
+                "publish_deadline": deadline,
+            });
             client
                 .invoke()
                 .function_name(function)

@@ -7,24 +7,28 @@ use axum::http::{header, HeaderMap, StatusCode};
 use axum::response::IntoResponse;
 use axum::Json;
 use inventory_domain::api::{
-    ErrorBody, InventoryPage, ProductView, RejectionPage, SimulationAccepted, SimulationList,
-    SimulationRequest, SimulationStatus, Stats,
+    ErrorBody, InventoryPage, ProductView, RejectionView, SimulationAccepted, SimulationList,
+    SimulationRequest, SimulationState, SimulationStatus,
 };
 use inventory_domain::ProductStatus;
-use inventory_store::simulations;
-use serde::Deserialize;
-use utoipa::IntoParams;
+use serde::{Deserialize, Serialize};
+use utoipa::{IntoParams, ToSchema};
 
+use crate::auth;
 use crate::error::ApiError;
-use crate::store::{self, InventoryQuery, SortKey, SortOrder};
+use crate::store::{
+    self, simulation_lock, simulations, InventoryQuery, SortKey, SortOrder, StatsView,
+};
 use crate::AppState;
 
 #[derive(Debug, Deserialize, IntoParams)]
 #[into_params(parameter_in = Query)]
 pub struct InventoryParams {
-    /// `active` or `removed`; all products when omitted.
+    /// `active` or `removed`; all products when omitted (`all`): the active ones, then the
+    /// removed ones.
     pub status: Option<String>,
-    /// Only products whose id or name contains this text.
+    /// Only products whose id starts with this (product names are not searched: that
+    /// would read the whole table).
     pub q: Option<String>,
     /// `product_id` (default), `name`, `quantity` or `updated_at`; orders the page.
     pub sort: Option<SortKey>,
@@ -84,9 +88,10 @@ pub async fn get_product(
         .ok_or_else(|| ApiError::NotFound(format!("no product `{product_id}`")))
 }
 
-/// Totals, throughput, lag, duplicates and rejections.
-#[utoipa::path(get, path = "/api/stats", responses((status = 200, body = Stats)))]
-pub async fn get_stats(State(state): State<AppState>) -> Result<Json<Stats>, ApiError> {
+/// Totals, throughput, lag, duplicates and rejections; a total that cannot be known
+/// without reading the whole table is `null` and named in `unavailable`.
+#[utoipa::path(get, path = "/api/stats", responses((status = 200, body = StatsView)))]
+pub async fn get_stats(State(state): State<AppState>) -> Result<Json<StatsView>, ApiError> {
     Ok(Json(
         store::stats(&state.db, &state.tables, &state.totals).await?,
     ))
@@ -101,41 +106,91 @@ pub struct PageParams {
     pub cursor: Option<String>,
 }
 
-/// Rejected records, newest first.
+/// A page of rejections. The raw data excerpt is producer data: only a signed-in caller
+/// gets it; for anyone else each `data_base64_excerpt` is empty and `excerpts_withheld` is
+/// true.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
+pub struct RejectionList {
+    pub items: Vec<RejectionView>,
+    pub next_cursor: Option<String>,
+    pub excerpts_withheld: bool,
+}
+
+/// Rejected records, newest first; the data excerpts for a signed-in caller only.
 #[utoipa::path(get, path = "/api/rejections", params(PageParams),
-    responses((status = 200, body = RejectionPage), (status = 400, body = ErrorBody)))]
+    security((), ("bearer" = [])),
+    responses((status = 200, body = RejectionList), (status = 400, body = ErrorBody),
+              (status = 401, body = ErrorBody)))]
 pub async fn list_rejections(
     State(state): State<AppState>,
+    headers: HeaderMap,
     query: Result<Query<PageParams>, QueryRejection>,
-) -> Result<Json<RejectionPage>, ApiError> {
+) -> Result<Json<RejectionList>, ApiError> {
+    let caller = auth::identify(&state, &headers).await?;
     let Query(p) = query.map_err(|e| ApiError::BadRequest(e.body_text()))?;
     let limit = p.limit.unwrap_or(50);
     if !(1..=200).contains(&limit) {
         return Err(ApiError::BadRequest("limit must be 1 to 200".into()));
     }
-    Ok(Json(
-        store::rejections_page(&state.db, &state.tables, limit, p.cursor.as_deref()).await?,
-    ))
+    let page = store::rejections_page(&state.db, &state.tables, limit, p.cursor.as_deref()).await?;
+    let withheld = !caller.is_signed_in();
+    Ok(Json(RejectionList {
+        items: page
+            .items
+            .into_iter()
+            .map(|mut r| {
+                if withheld {
+                    r.data_base64_excerpt.clear();
+                }
+                r
+            })
+            .collect(),
+        next_cursor: page.next_cursor,
+        excerpts_withheld: withheld,
+    }))
 }
 
-/// Start a simulation; it runs in the background and this returns at once.
+/// Start a simulation; it runs in the background and this returns at once. One runs at a
+/// time (409 while another does); it needs a signed-in caller.
 #[utoipa::path(post, path = "/api/simulations", request_body = SimulationRequest,
     security(("bearer" = [])),
     responses((status = 202, body = SimulationAccepted), (status = 401, body = ErrorBody),
-              (status = 422, body = ErrorBody)))]
+              (status = 409, body = ErrorBody), (status = 422, body = ErrorBody),
+              (status = 503, body = ErrorBody)))]
 pub async fn start_simulation(
     State(state): State<AppState>,
     headers: HeaderMap,
     body: Result<Json<SimulationRequest>, JsonRejection>,
 ) -> Result<impl IntoResponse, ApiError> {
-    crate::auth::require_token(&state.config, &headers)?;
+    if !state.launcher.enabled() {
+        return Err(ApiError::SimulationsDisabled);
+    }
+    let caller = auth::require_signed_in(&state, &headers).await?;
     let Json(request) = body.map_err(|e| ApiError::Unprocessable(e.body_text()))?;
     request.validate().map_err(ApiError::Unprocessable)?;
+    check_event_age(&request, state.limits.max_event_age)?;
     let id = ulid::Ulid::new().to_string();
-    let now = chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Millis, true);
-    let status = SimulationStatus::queued(&id, &request, &now);
-    simulations::save_status(&state.db, &state.tables, &status).await?;
-    if let Err(e) = state.launcher.launch(status).await {
+    let now = chrono::Utc::now();
+    if let Err(held) =
+        simulation_lock::acquire(&state.db, &state.tables, &id, now, state.limits.lock_for())
+            .await?
+    {
+        return Err(ApiError::Conflict(held.message()));
+    }
+    tracing::info!(simulation = %id, ?caller, "simulation starting");
+    let created = now.to_rfc3339_opts(chrono::SecondsFormat::Millis, true);
+    let mut status = SimulationStatus::queued(&id, &request, &created);
+    if let Err(e) = simulations::save(&state.db, &state.tables, &status).await {
+        release_lock(&state, &id).await;
+        return Err(e);
+    }
+    if let Err(e) = state.launcher.launch(status.clone()).await {
+        status.state = SimulationState::Failed;
+        status.error = Some(format!("could not be started: {e}"));
+        if let Err(save) = simulations::save(&state.db, &state.tables, &status).await {
+            tracing::warn!(simulation = %id, error = %save, "failed launch not recorded");
+        }
+        release_lock(&state, &id).await;
         return Err(ApiError::LaunchFailed(e));
     }
     let status_url = format!("/api/simulations/{id}");
@@ -144,6 +199,31 @@ pub async fn start_simulation(
         [(header::LOCATION, status_url.clone())],
         Json(SimulationAccepted { id, status_url }),
     ))
+}
+
+/// Refuses a request whose events, at its rate, would be published later than the maximum
+/// event age after its start.
+pub fn check_event_age(
+    request: &SimulationRequest,
+    max_event_age: std::time::Duration,
+) -> Result<(), ApiError> {
+    let publishing = request.events as f64 / request.rate;
+    if publishing > max_event_age.as_secs_f64() {
+        return Err(ApiError::Unprocessable(format!(
+            "{} events at {} per second take {publishing:.0} s, longer than the maximum event age of {} s: lower events or raise rate",
+            request.events,
+            request.rate,
+            max_event_age.as_secs()
+        )));
+    }
+    Ok(())
+}
+
+/// Best effort: the lock also expires by itself.
+async fn release_lock(state: &AppState, id: &str) {
+    if let Err(e) = simulation_lock::release(&state.db, &state.tables, id).await {
+        tracing::warn!(simulation = %id, error = %e, "simulation lock not released; it expires by itself");
+    }
 }
 
 /// A simulation's progress and, once the pipeline has caught up, its verdict.
@@ -157,7 +237,7 @@ pub async fn get_simulation(
     if ulid::Ulid::from_string(&id).is_err() {
         return Err(ApiError::NotFound(format!("no simulation `{id}`")));
     }
-    simulations::load_status(&state.db, &state.tables, &id)
+    simulations::load(&state.db, &state.tables, &id)
         .await?
         .map(Json)
         .ok_or_else(|| ApiError::NotFound(format!("no simulation `{id}`")))
@@ -169,7 +249,7 @@ pub async fn list_simulations(
     State(state): State<AppState>,
 ) -> Result<Json<SimulationList>, ApiError> {
     Ok(Json(SimulationList {
-        items: simulations::list_recent(&state.db, &state.tables, 10).await?,
+        items: simulations::recent(&state.db, &state.tables).await?,
     }))
 }
 

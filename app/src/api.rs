@@ -1,13 +1,51 @@
 //! The console's HTTP client. It deserialises the API's JSON with the same types the API
-//! serialises (`inventory_domain::api`).
+//! serialises (`inventory_domain::api`), except `/api/stats`, whose totals may be `null`
+//! ([`StatsView`]).
+//!
+//! Credentials go in `x-inventory-auth: Bearer <token>`: in AWS the API sits behind
+//! CloudFront's origin access control, which replaces `Authorization` with its own
+//! signature. Every POST also sends `x-amz-content-sha256`, the hex SHA-256 of its exact
+//! body, which CloudFront needs to sign a request with a body for a Lambda function URL.
 
-use gloo_net::http::{Request, Response};
+use std::collections::BTreeMap;
+
+use gloo_net::http::{Request, RequestBuilder, Response};
 use inventory_domain::api::{
     ErrorBody, InventoryPage, RejectionPage, SimulationAccepted, SimulationList, SimulationRequest,
-    Stats,
+    ThroughputPoint,
 };
 use serde::de::DeserializeOwned;
 use serde::Deserialize;
+use sha2::{Digest as _, Sha256};
+
+/// The header the API reads credentials from.
+pub const AUTH_HEADER: &str = "x-inventory-auth";
+
+/// `/api/stats`: a total the API cannot know without reading the whole table is `null`
+/// (shown as "—") and named in `unavailable`.
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+pub struct StatsView {
+    pub products: Option<u64>,
+    pub active_products: Option<u64>,
+    pub units: Option<u64>,
+    pub events_applied: Option<u64>,
+    pub duplicates_ignored: u64,
+    pub rejections: BTreeMap<String, u64>,
+    pub rejections_total: u64,
+    pub lag_ms: Option<i64>,
+    pub throughput_last_minute: f64,
+    pub throughput: Vec<ThroughputPoint>,
+    #[serde(default)]
+    pub unavailable: Vec<String>,
+}
+
+/// The hex SHA-256 of a request body, as `x-amz-content-sha256` carries it.
+pub fn content_sha256(body: &[u8]) -> String {
+    Sha256::digest(body)
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect()
+}
 
 #[derive(Debug, Clone, PartialEq)]
 pub enum ApiError {
@@ -29,13 +67,26 @@ impl ApiError {
     }
 }
 
-/// `config.json` beside index.html, written at deploy time so the API's address changes
-/// without rebuilding the wasm.
+/// `config.json` beside index.html, written at deploy time (scripts/upload_console.py) so
+/// the API's address and the sign-in change without rebuilding the wasm.
 #[derive(Debug, Clone, Default, Deserialize)]
 pub struct ConsoleConfig {
-    /// e.g. `https://abc.lambda-url.eu-west-1.on.aws`; empty for the same origin.
+    /// e.g. `https://d111.cloudfront.net`; empty for the same origin.
     #[serde(default)]
     pub api_base_url: String,
+    /// The user pool's hosted UI; absent locally, where the API token field is shown.
+    #[serde(default)]
+    pub cognito: Option<CognitoConfig>,
+}
+
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+pub struct CognitoConfig {
+    /// `https://<prefix>.auth.<region>.amazoncognito.com`
+    pub domain: String,
+    /// The console's (public) app client.
+    pub client_id: String,
+    /// The console's own URL, registered as the client's callback.
+    pub redirect_uri: String,
 }
 
 pub async fn load_config() -> ConsoleConfig {
@@ -48,13 +99,41 @@ pub async fn load_config() -> ConsoleConfig {
 #[derive(Debug, Clone, PartialEq)]
 pub struct Api {
     base: String,
+    /// The signed-in user's access token, sent with every request.
+    credential: Option<String>,
 }
 
 impl Api {
     pub fn new(base_url: &str) -> Self {
         Self {
             base: base_url.trim_end_matches('/').to_owned(),
+            credential: None,
         }
+    }
+
+    pub fn with_credential(mut self, credential: Option<String>) -> Self {
+        self.credential = credential;
+        self
+    }
+
+    pub fn signed_in(&self) -> bool {
+        self.credential.is_some()
+    }
+
+    fn authorised(&self, req: RequestBuilder, token: Option<&str>) -> RequestBuilder {
+        match token.or(self.credential.as_deref()) {
+            Some(t) if !t.is_empty() => req.header(AUTH_HEADER, &format!("Bearer {t}")),
+            _ => req,
+        }
+    }
+
+    async fn get<T: DeserializeOwned>(&self, path: &str) -> Result<T, ApiError> {
+        let resp = self
+            .authorised(Request::get(&self.url(path)), None)
+            .send()
+            .await
+            .map_err(|e| ApiError::Unreachable(e.to_string()))?;
+        read(resp).await
     }
 
     pub fn base(&self) -> &str {
@@ -75,29 +154,34 @@ impl Api {
             path.push_str("&status=");
             path.push_str(status);
         }
-        get(&self.url(&path)).await
+        self.get(&path).await
     }
 
-    pub async fn stats(&self) -> Result<Stats, ApiError> {
-        get(&self.url("/api/stats")).await
+    pub async fn stats(&self) -> Result<StatsView, ApiError> {
+        self.get("/api/stats").await
     }
 
     pub async fn rejections(&self) -> Result<RejectionPage, ApiError> {
-        get(&self.url("/api/rejections?limit=25")).await
+        self.get("/api/rejections?limit=25").await
     }
 
     pub async fn simulations(&self) -> Result<SimulationList, ApiError> {
-        get(&self.url("/api/simulations")).await
+        self.get("/api/simulations").await
     }
 
+    /// Starts a simulation with the signed-in user's token, or `token` (the local stack's).
     pub async fn start_simulation(
         &self,
-        token: &str,
+        token: Option<&str>,
         request: &SimulationRequest,
     ) -> Result<SimulationAccepted, ApiError> {
-        let req = Request::post(&self.url("/api/simulations"))
-            .header("Authorization", &format!("Bearer {token}"))
-            .json(request)
+        let body =
+            serde_json::to_string(request).map_err(|e| ApiError::Status(0, e.to_string()))?;
+        let req = self
+            .authorised(Request::post(&self.url("/api/simulations")), token)
+            .header("Content-Type", "application/json")
+            .header("x-amz-content-sha256", &content_sha256(body.as_bytes()))
+            .body(body)
             .map_err(|e| ApiError::Status(0, e.to_string()))?;
         let resp = req
             .send()
@@ -105,14 +189,6 @@ impl Api {
             .map_err(|e| ApiError::Unreachable(e.to_string()))?;
         read(resp).await
     }
-}
-
-async fn get<T: DeserializeOwned>(url: &str) -> Result<T, ApiError> {
-    let resp = Request::get(url)
-        .send()
-        .await
-        .map_err(|e| ApiError::Unreachable(e.to_string()))?;
-    read(resp).await
 }
 
 async fn read<T: DeserializeOwned>(resp: Response) -> Result<T, ApiError> {
@@ -131,5 +207,36 @@ async fn read<T: DeserializeOwned>(resp: Response) -> Result<T, ApiError> {
         Err(ApiError::Unauthorized(message))
     } else {
         Err(ApiError::Status(status, message))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_content_hash_is_the_hex_sha256_of_the_body() {
+        assert_eq!(
+            content_sha256(b""),
+            "e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855"
+        );
+        assert_eq!(
+            content_sha256(b"abc"),
+            "ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad"
+        );
+    }
+
+    #[test]
+    fn stats_with_unavailable_totals_read_as_none() {
+        let s: StatsView = serde_json::from_str(
+            r#"{"products": 3, "active_products": 2, "units": null, "events_applied": 5,
+                "duplicates_ignored": 0, "rejections": {}, "rejections_total": 0, "lag_ms": null,
+                "last_batch_at": null, "throughput_last_minute": 0.0, "throughput": [],
+                "generated_at": "2026-01-01T00:00:00Z", "unavailable": ["units"],
+                "totals_source": "status_index"}"#,
+        )
+        .unwrap();
+        assert_eq!((s.products, s.units), (Some(3), None));
+        assert_eq!(s.unavailable, ["units"]);
     }
 }

@@ -7,6 +7,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::event::RejectionReason;
 use crate::state::ProductStatus;
+use crate::workload::{FaultRatios, Skew, SkewError, DEFAULT_ZIPF_EXPONENT};
 
 /// Limits a simulation request must stay within.
 pub const MAX_SIMULATION_EVENTS: u64 = 1_000_000;
@@ -152,7 +153,7 @@ impl Default for SimulationRequest {
             products: 200,
             events: 20_000,
             rate: 1_000.0,
-            skew: "zipf:1.1".into(),
+            skew: Skew::Zipf(DEFAULT_ZIPF_EXPONENT).to_string(),
             duplicates: 0.05,
             malformed: 0.01,
             invalid: 0.01,
@@ -165,6 +166,20 @@ impl Default for SimulationRequest {
 }
 
 impl SimulationRequest {
+    /// The request's fault ratios (`invalid` is the invalid transitions' share).
+    pub fn fault_ratios(&self) -> FaultRatios {
+        FaultRatios {
+            duplicates: self.duplicates,
+            malformed: self.malformed,
+            invalid_transitions: self.invalid,
+        }
+    }
+
+    /// The request's `skew`, read.
+    pub fn skew(&self) -> Result<Skew, SkewError> {
+        self.skew.parse()
+    }
+
     /// Checks the request against the limits; the message says what to change.
     pub fn validate(&self) -> Result<(), String> {
         if self.products == 0 || self.products > MAX_SIMULATION_PRODUCTS {
@@ -182,26 +197,14 @@ impl SimulationRequest {
                 "rate must be more than 0 and at most {MAX_SIMULATION_RATE} events per second"
             ));
         }
-        let ratios = [self.duplicates, self.malformed, self.invalid];
-        if ratios.iter().any(|r| !(0.0..=1.0).contains(r)) || ratios.iter().sum::<f64>() > 0.9 {
-            return Err(
-                "duplicates, malformed and invalid must each be between 0 and 1 and sum to at most 0.9"
-                    .into(),
-            );
-        }
         if self.producers == 0 || self.producers > MAX_SIMULATION_PRODUCERS {
             return Err(format!(
                 "producers must be between 1 and {MAX_SIMULATION_PRODUCERS}"
             ));
         }
-        if !(0.0..=1.0).contains(&self.retry_share)
-            || ratios.iter().sum::<f64>() + self.retry_share > 0.9
-        {
-            return Err(
-                "retry_share must be between 0 and 1 and sum with duplicates, malformed and invalid to at most 0.9"
-                    .into(),
-            );
-        }
+        self.fault_ratios()
+            .check(self.retry_share)
+            .map_err(|e| e.to_string())?;
         let d = self.retry_distance;
         if d.min > d.max || d.max > MAX_SIMULATION_RETRY_DISTANCE {
             return Err(format!(
@@ -214,18 +217,7 @@ impl SimulationRequest {
                 d.max, self.rate
             ));
         }
-        let skew_ok = self.skew == "uniform"
-            || self.skew == "zipf"
-            || self
-                .skew
-                .strip_prefix("zipf:")
-                .and_then(|e| e.parse::<f64>().ok())
-                .is_some_and(|e| e > 0.0 && e.is_finite());
-        if !skew_ok {
-            return Err(
-                "skew must be `uniform`, `zipf` or `zipf:<exponent>` with exponent > 0".into(),
-            );
-        }
+        self.skew().map_err(|e| format!("skew: {e}"))?;
         Ok(())
     }
 }

@@ -8,6 +8,7 @@ pub mod event;
 pub mod pipes;
 pub mod sequence;
 pub mod state;
+pub mod workload;
 
 pub use event::{
     decode_record_data, parse_event, Change, EventType, InventoryEvent, Rejection, RejectionReason,
@@ -18,3 +19,4 @@ pub use state::{
     apply, apply_in, fold_product, fold_product_in, DedupContext, DuplicateKind, Outcome,
     ProductFold, ProductRecord, ProductStatus, RecentIds, SequencedEvent,
 };
+pub use workload::{FaultRatios, Skew};

@@ -1,35 +1,15 @@
 //! Command-line options shared by the `generator` binary and the local stack's `demo`.
 
 use std::io::IsTerminal as _;
-use std::str::FromStr;
 use std::time::{Duration, Instant};
 
 use clap::Args;
 use indicatif::{ProgressBar, ProgressStyle};
 
-use crate::publish::PublishProgress;
-use crate::sim::{
+use crate::event_source::{
     new_run_id, FaultRatios, ProducerConfig, RetryDistance, SimConfig, SimError, Simulation, Skew,
 };
-
-impl FromStr for Skew {
-    type Err = String;
-    fn from_str(s: &str) -> Result<Self, Self::Err> {
-        match s.split_once(':') {
-            None if s == "uniform" => Ok(Skew::Uniform),
-            None if s == "zipf" => Ok(Skew::Zipf(1.1)),
-            Some(("zipf", e)) => e
-                .parse::<f64>()
-                .ok()
-                .filter(|e| *e > 0.0 && e.is_finite())
-                .map(Skew::Zipf)
-                .ok_or_else(|| format!("`{e}` is not a positive Zipf exponent")),
-            _ => Err(format!(
-                "`{s}`: use `uniform`, `zipf` (exponent 1.1) or `zipf:<exponent>`"
-            )),
-        }
-    }
-}
+use crate::publish::PublishProgress;
 
 /// What to simulate.
 #[derive(Debug, Clone, Args)]

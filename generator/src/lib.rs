@@ -1,14 +1,23 @@
-//! The mock event source: a simulated catalogue ([`sim`]), its publisher ([`publish`]) and
-//! the check of DynamoDB against the simulation's model ([`verify`]). The `generator` CLI
-//! and the local stack's demo both call these.
+//! The mock event source: a simulated catalogue and the model of the state it must produce
+//! ([`event_source`]), its publisher ([`publish`]), the check of DynamoDB against that model
+//! ([`verify`]), and a whole run started from the API that records its status as it goes
+//! ([`run`]). The `generator` CLI, the generator Lambda and the local stack call these.
 
 pub mod aws;
 pub mod cli;
+pub mod event_source;
 pub mod publish;
-pub mod sim;
-pub mod simulation;
+pub mod run;
 pub mod verify;
 
+pub use event_source::{
+    new_run_id, Expected, FaultRatios, ProducerConfig, RetryDistance, SimConfig, Simulation, Skew,
+};
 pub use publish::{publish, publish_to, PublishOptions, PublishReport, RecordSink};
-pub use sim::{Expected, FaultRatios, ProducerConfig, RetryDistance, SimConfig, Simulation, Skew};
+pub use run::{run_simulation, SimulationContext};
 pub use verify::{verify, VerifyOptions, VerifyReport};
+
+/// The modules' former names, kept until `local/` uses the new ones
+/// (`sim` → [`event_source`], `simulation` → [`run`]).
+#[doc(hidden)]
+pub use self::{event_source as sim, run as simulation};

@@ -5,7 +5,8 @@
 //! could land out of order if the first fails and the second succeeds. Each call therefore
 //! carries at most one record per partition key (the head of that product's queue), and a
 //! product's next record is only sent after the previous one was acknowledged. Failed
-//! records stay at the head of their queue and are retried after a per-product backoff.
+//! records stay at the head of their queue and are retried after a per-product backoff
+//! (backon's exponential backoff with jitter, see [`retry_policy`]).
 //!
 //! The simulation assigns every record to one of its producers; each producer is a
 //! concurrent loop making its own PutRecords calls. A product's order holds across them: its
@@ -24,9 +25,10 @@ use std::time::{Duration, Instant};
 use aws_sdk_kinesis::primitives::Blob;
 use aws_sdk_kinesis::types::PutRecordsRequestEntry;
 use aws_sdk_kinesis::Client;
+use backon::{BackoffBuilder, ExponentialBuilder};
 use tokio::sync::Notify;
 
-use crate::sim::{OutRecord, Retry, Simulation};
+use crate::event_source::{OutRecord, Retry, Simulation};
 
 /// PutRecords' limits.
 pub const MAX_RECORDS_PER_CALL: usize = 500;
@@ -227,6 +229,8 @@ struct ProductQueue {
     /// Its head is in a call: nothing else of the product may go before it is acknowledged.
     in_flight: bool,
     attempts: u32,
+    /// The head's remaining retry delays, from its first failure on.
+    delays: Option<Delays>,
     not_before: Option<Instant>,
 }
 
@@ -240,6 +244,8 @@ struct Producer {
     /// Late retries whose original was acknowledged, waiting for their distance.
     held: Vec<Held>,
     failed_calls: u32,
+    /// The remaining delays before this producer's next call, from a first failed call on.
+    call_delays: Option<Delays>,
     /// After a failed call: this producer's next call waits until then.
     not_before: Option<Instant>,
 }
@@ -249,6 +255,7 @@ struct Held {
     /// Put once this many records were acknowledged in all.
     after: u64,
     attempts: u32,
+    delays: Option<Delays>,
     not_before: Option<Instant>,
     /// Sent before its distance was reached (at the end of the run).
     cut_short: bool,
@@ -421,6 +428,7 @@ impl Shared<'_> {
                             records: VecDeque::new(),
                             in_flight: false,
                             attempts: 0,
+                            delays: None,
                             not_before: None,
                         })
                         .records
@@ -445,6 +453,7 @@ impl Shared<'_> {
             record,
             after,
             attempts: 0,
+            delays: None,
             not_before: None,
             cut_short: false,
         });
@@ -554,6 +563,7 @@ impl Shared<'_> {
             Ok(outcomes) => {
                 let producer = &mut self.producers[me];
                 producer.failed_calls = 0;
+                producer.call_delays = None;
                 producer.not_before = None;
                 outcomes
             }
@@ -571,15 +581,16 @@ impl Shared<'_> {
                 }
                 let producer = &mut self.producers[me];
                 producer.failed_calls += 1;
-                if producer.failed_calls >= options.max_attempts {
+                let Some(retry_at) = next_attempt(&mut producer.call_delays, options.max_attempts)
+                else {
                     return Err(PublishError::Call {
                         stream: options.stream.clone(),
                         attempts: producer.failed_calls,
                         message,
                     });
-                }
+                };
                 tracing::warn!(%message, producer = me, "PutRecords failed; retrying");
-                producer.not_before = Some(Instant::now() + backoff(producer.failed_calls));
+                producer.not_before = Some(retry_at);
                 return Ok(());
             }
         };
@@ -597,6 +608,7 @@ impl Shared<'_> {
                     };
                     q.in_flight = false;
                     q.attempts = 0;
+                    q.delays = None;
                     q.not_before = None;
                     let Some(record) = q.records.pop_front() else {
                         continue;
@@ -627,15 +639,15 @@ impl Shared<'_> {
                     };
                     q.in_flight = false;
                     q.attempts += 1;
-                    self.p.retried += 1;
-                    if q.attempts >= options.max_attempts {
+                    let Some(retry_at) = next_attempt(&mut q.delays, options.max_attempts) else {
                         return Err(PublishError::RecordFailed {
                             partition_key: key,
                             attempts: q.attempts,
                             last_error,
                         });
-                    }
-                    q.not_before = Some(Instant::now() + backoff(q.attempts));
+                    };
+                    self.p.retried += 1;
+                    q.not_before = Some(retry_at);
                 }
                 (Item::Late(h), None) => {
                     self.p.acknowledged += 1;
@@ -647,15 +659,15 @@ impl Shared<'_> {
                 }
                 (Item::Late(mut h), Some(last_error)) => {
                     h.attempts += 1;
-                    self.p.retried += 1;
-                    if h.attempts >= options.max_attempts {
+                    let Some(retry_at) = next_attempt(&mut h.delays, options.max_attempts) else {
                         return Err(PublishError::RecordFailed {
                             partition_key: h.record.partition_key,
                             attempts: h.attempts,
                             last_error,
                         });
-                    }
-                    h.not_before = Some(Instant::now() + backoff(h.attempts));
+                    };
+                    self.p.retried += 1;
+                    h.not_before = Some(retry_at);
                     self.producers[me].held.push(h);
                 }
             }
@@ -666,17 +678,28 @@ impl Shared<'_> {
     }
 }
 
-/// Exponential backoff with full jitter, 50 ms doubling up to 5 s.
-fn backoff(attempt: u32) -> Duration {
-    use backon::BackoffBuilder;
-    backon::ExponentialBuilder::default()
+/// The delays between attempts at one record or one call (boxed: kept only for what failed,
+/// and it would otherwise make every queued record larger).
+type Delays = Box<<ExponentialBuilder as BackoffBuilder>::Backoff>;
+
+/// How a refused record or a failed call is tried again: 50 ms doubling up to 5 s, each
+/// delay stretched by a random share of itself (jitter, so producers that failed together
+/// do not retry together), and `max_attempts` attempts in all.
+fn retry_policy(max_attempts: u32) -> ExponentialBuilder {
+    ExponentialBuilder::default()
         .with_min_delay(Duration::from_millis(50))
         .with_max_delay(Duration::from_secs(5))
         .with_jitter()
-        .with_max_times(attempt as usize + 1)
-        .build()
-        .nth(attempt.saturating_sub(1) as usize)
-        .unwrap_or(Duration::from_secs(5))
+        .with_max_times(max_attempts.saturating_sub(1) as usize)
+}
+
+/// When to try again after a failure (the policy started at the first one), or `None` once
+/// the policy has no attempt left.
+fn next_attempt(delays: &mut Option<Delays>, max_attempts: u32) -> Option<Instant> {
+    delays
+        .get_or_insert_with(|| Box::new(retry_policy(max_attempts).build()))
+        .next()
+        .map(|delay| Instant::now() + delay)
 }
 
 #[cfg(test)]
@@ -687,8 +710,8 @@ mod tests {
     use rand::{Rng, SeedableRng};
 
     use super::*;
-    use crate::sim::tests::Landed;
-    use crate::sim::{FaultRatios, ProducerConfig, RetryDistance, SimConfig, Skew};
+    use crate::event_source::tests::Landed;
+    use crate::event_source::{FaultRatios, ProducerConfig, RetryDistance, SimConfig, Skew};
 
     /// Kinesis in memory: stores what it accepts in the order it lands; can refuse a share of
     /// entries, every entry of one key, or whole calls.
@@ -947,6 +970,26 @@ mod tests {
             "{e}"
         );
         assert!(e.to_string().contains("lower --rate"));
+    }
+
+    #[test]
+    fn the_retry_policy_doubles_with_jitter_and_allows_max_attempts_in_all() {
+        let delays: Vec<Duration> = retry_policy(8).build().collect();
+        assert_eq!(delays.len(), 7, "8 attempts: the first and 7 retries");
+        for (i, d) in delays.iter().enumerate() {
+            let base = (Duration::from_millis(50) * 2u32.pow(i as u32)).min(Duration::from_secs(5));
+            assert!(
+                *d >= base && *d < base * 2,
+                "retry {i}: {d:?} from {base:?}"
+            );
+        }
+        // Jitter: two records failing together are not retried in step.
+        let again: Vec<Duration> = retry_policy(8).build().collect();
+        assert_ne!(delays, again);
+
+        let mut state = None;
+        let attempts = std::iter::from_fn(|| next_attempt(&mut state, 3)).count();
+        assert_eq!(attempts, 2, "3 attempts in all: 2 after the first failure");
     }
 
     #[tokio::test]

@@ -5,15 +5,15 @@ use std::collections::BTreeMap;
 use std::fmt::Write as _;
 use std::time::{Duration, Instant};
 
-use aws_sdk_dynamodb::types::{AttributeValue, KeysAndAttributes};
 use aws_sdk_dynamodb::Client;
 use chrono::{DateTime, Days, Utc};
-use inventory_domain::RejectionReason;
-use inventory_store::items::{self, rejection_partition};
-use inventory_store::Tables;
+use inventory_domain::{ProductStatus, RejectionReason};
+use inventory_store::batch::{batch_get, UNPROCESSED_RETRY};
+use inventory_store::items::{product_key, ProductItem};
+use inventory_store::{rejections, StoreError, Tables};
 use serde::Serialize;
 
-use crate::sim::{Expected, ExpectedProduct, ExpectedStatus};
+use crate::event_source::{Expected, ExpectedProduct, ExpectedStatus};
 
 #[derive(Debug, Clone)]
 pub struct VerifyOptions {
@@ -53,6 +53,41 @@ pub enum Mismatch {
     },
 }
 
+/// One line for people: the verify report's and the simulation verdict's details.
+impl std::fmt::Display for Mismatch {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Mismatch::Product {
+                product_id,
+                expected,
+                stored,
+            } => {
+                write!(
+                    f,
+                    "{product_id}: expected {:?} quantity {} version {}, stored ",
+                    expected.status, expected.quantity, expected.version
+                )?;
+                match stored {
+                    Some(p) => write!(
+                        f,
+                        "{:?} quantity {} version {}",
+                        p.status, p.quantity, p.version
+                    ),
+                    None => f.write_str("nothing"),
+                }
+            }
+            Mismatch::Rejections {
+                reason,
+                expected,
+                stored,
+            } => write!(
+                f,
+                "rejections {reason}: expected {expected}, stored {stored}"
+            ),
+        }
+    }
+}
+
 #[derive(Debug, Clone, Serialize)]
 pub struct VerifyReport {
     /// Whether everything expected had arrived before the deadline.
@@ -71,18 +106,8 @@ impl VerifyReport {
 
 #[derive(Debug, thiserror::Error)]
 pub enum VerifyError {
-    #[error("DynamoDB {operation} failed: {message}. Are INVENTORY_TABLE/EVENTS_TABLE and AWS_ENDPOINT_URL right?")]
-    Dynamo {
-        operation: &'static str,
-        message: String,
-    },
-}
-
-fn dynamo_err<E: std::error::Error>(operation: &'static str, e: E) -> VerifyError {
-    VerifyError::Dynamo {
-        operation,
-        message: aws_sdk_dynamodb::error::DisplayErrorContext(e).to_string(),
-    }
+    #[error("{0}. Are INVENTORY_TABLE/EVENTS_TABLE and AWS_ENDPOINT_URL right?")]
+    Store(#[from] StoreError),
 }
 
 /// Polls until every expected product and rejection is there (or the timeout), then
@@ -158,70 +183,40 @@ pub fn compare(
     out
 }
 
+/// The expected products' items, strongly consistent, in batches; keys DynamoDB leaves
+/// unprocessed are retried with backoff and jitter ([`UNPROCESSED_RETRY`]).
 async fn read_products(
     db: &Client,
     tables: &Tables,
     expected: &Expected,
 ) -> Result<BTreeMap<String, StoredProduct>, VerifyError> {
-    let mut out = BTreeMap::new();
-    let ids: Vec<&String> = expected.products.keys().collect();
-    for page in ids.chunks(100) {
-        let mut keys: Vec<_> = page.iter().map(|id| items::product_key(id)).collect();
-        while !keys.is_empty() {
-            let ka = KeysAndAttributes::builder()
-                .set_keys(Some(std::mem::take(&mut keys)))
-                .consistent_read(true)
-                .build()
-                .map_err(|e| dynamo_err("BatchGetItem", e))?;
-            let resp = db
-                .batch_get_item()
-                .request_items(&tables.inventory, ka)
-                .send()
-                .await
-                .map_err(|e| dynamo_err("BatchGetItem", e))?;
-            for item in resp
-                .responses()
-                .and_then(|r| r.get(&tables.inventory))
-                .into_iter()
-                .flatten()
-            {
-                let text = |k: &str| item.get(k).and_then(|v| v.as_s().ok()).cloned();
-                let num = |k: &str| {
-                    item.get(k)
-                        .and_then(|v| v.as_n().ok())
-                        .and_then(|v| v.parse::<u64>().ok())
-                };
-                let (Some(id), Some(q), Some(v)) =
-                    (text(items::PRODUCT_ID), num("quantity"), num("version"))
-                else {
-                    continue;
-                };
-                let status = match text("status").as_deref() {
-                    Some("active") => ExpectedStatus::Active,
-                    Some("removed") => ExpectedStatus::Removed,
-                    _ => continue,
-                };
-                out.insert(
-                    id,
-                    StoredProduct {
-                        status,
-                        quantity: q,
-                        version: v,
-                    },
-                );
-            }
-            keys = resp
-                .unprocessed_keys()
-                .and_then(|u| u.get(&tables.inventory))
-                .map(|k| k.keys().to_vec())
-                .unwrap_or_default();
-        }
+    let keys = expected.products.keys().map(|id| product_key(id)).collect();
+    let got = batch_get(db, &tables.inventory, keys, true, UNPROCESSED_RETRY).await;
+    if let Some((_, e)) = got.failed.into_iter().next() {
+        return Err(e.into());
     }
-    Ok(out)
+    got.items
+        .into_iter()
+        .map(|item| {
+            let p = ProductItem::from_item(item)?;
+            let status = match p.status {
+                ProductStatus::Active => ExpectedStatus::Active,
+                ProductStatus::Removed => ExpectedStatus::Removed,
+            };
+            Ok((
+                p.product_id,
+                StoredProduct {
+                    status,
+                    quantity: p.quantity,
+                    version: p.version,
+                },
+            ))
+        })
+        .collect()
 }
 
-/// Counts this run's rejections: one Query per day since the run started, filtered on the
-/// run's partition-key prefix.
+/// Counts this run's rejections: each day's partition since the run started (and the day
+/// before, for records that arrived just before midnight), only the run's partition keys.
 async fn read_rejections(
     db: &Client,
     tables: &Tables,
@@ -234,37 +229,11 @@ async fn read_rejections(
     let prefix = format!("{}-", expected.config.run_id);
     let mut day = start.date_naive().pred_opt().unwrap_or(start.date_naive());
     while day <= Utc::now().date_naive() {
-        let mut start_key = None;
-        loop {
-            let resp = db
-                .query()
-                .table_name(&tables.events)
-                .key_condition_expression("pk = :pk")
-                .filter_expression("begins_with(partition_key, :run)")
-                .expression_attribute_values(
-                    ":pk",
-                    AttributeValue::S(rejection_partition(&day.format("%Y-%m-%d").to_string())),
-                )
-                .expression_attribute_values(":run", AttributeValue::S(prefix.clone()))
-                .projection_expression("reason")
-                .consistent_read(true)
-                .set_exclusive_start_key(start_key)
-                .send()
-                .await
-                .map_err(|e| dynamo_err("Query", e))?;
-            for item in resp.items() {
-                if let Some(r) = item
-                    .get("reason")
-                    .and_then(|v| v.as_s().ok())
-                    .and_then(|r| RejectionReason::parse(r))
-                {
-                    *counts.entry(r).or_default() += 1;
-                }
-            }
-            start_key = resp.last_evaluated_key().cloned();
-            if start_key.is_none() {
-                break;
-            }
+        let day_counts =
+            rejections::count_by_reason(db, tables, &day.format("%Y-%m-%d").to_string(), &prefix)
+                .await?;
+        for (reason, n) in day_counts {
+            *counts.entry(reason).or_default() += n;
         }
         day = match day.checked_add_days(Days::new(1)) {
             Some(d) => d,
@@ -358,35 +327,7 @@ pub fn render(expected: &Expected, report: &VerifyReport, max_rows: usize) -> St
     }
     let _ = writeln!(s);
     for m in report.mismatches.iter().take(50) {
-        match m {
-            Mismatch::Product {
-                product_id,
-                expected,
-                stored,
-            } => {
-                let _ = writeln!(
-                    s,
-                    "MISMATCH {product_id}: expected {:?} qty {} v{}, stored {}",
-                    expected.status,
-                    expected.quantity,
-                    expected.version,
-                    stored.map_or("nothing".to_owned(), |p| format!(
-                        "{:?} qty {} v{}",
-                        p.status, p.quantity, p.version
-                    ))
-                );
-            }
-            Mismatch::Rejections {
-                reason,
-                expected,
-                stored,
-            } => {
-                let _ = writeln!(
-                    s,
-                    "MISMATCH rejections {reason}: expected {expected}, stored {stored}"
-                );
-            }
-        }
+        let _ = writeln!(s, "MISMATCH {m}");
     }
     let _ = writeln!(
         s,
@@ -404,4 +345,85 @@ pub fn render(expected: &Expected, report: &VerifyReport, max_rows: usize) -> St
         }
     );
     s
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::event_source::{ProducerConfig, SimConfig, Simulation};
+    use crate::run::to_verdict;
+
+    fn expected() -> Expected {
+        let mut sim = Simulation::new(SimConfig {
+            products: 3,
+            events: 30,
+            skew: crate::Skew::Uniform,
+            seed: 7,
+            run_id: "v".into(),
+            faults: crate::FaultRatios::default(),
+        })
+        .unwrap();
+        while sim.next_record().is_some() {}
+        assert_eq!(sim.producers(), &ProducerConfig::default());
+        sim.expected()
+    }
+
+    #[test]
+    fn a_mismatch_reads_the_same_in_the_report_and_the_verdict() {
+        let expected = expected();
+        let (id, e) = expected.products.iter().next().unwrap();
+        let stored_wrong = StoredProduct {
+            status: ExpectedStatus::Removed,
+            quantity: e.quantity + 1,
+            version: e.version + 1,
+        };
+        let stored = BTreeMap::from([(id.clone(), stored_wrong)]);
+        let rejections = BTreeMap::from([(RejectionReason::InvalidJson, 2)]);
+        let mismatches = compare(&expected, &stored, &rejections);
+        let product = mismatches
+            .iter()
+            .find(|m| matches!(m, Mismatch::Product { product_id, .. } if product_id == id))
+            .unwrap();
+        assert_eq!(
+            product.to_string(),
+            format!(
+                "{id}: expected {:?} quantity {} version {}, stored Removed quantity {} version {}",
+                e.status,
+                e.quantity,
+                e.version,
+                e.quantity + 1,
+                e.version + 1
+            )
+        );
+        let missing = mismatches
+            .iter()
+            .find(|m| matches!(m, Mismatch::Product { product_id, .. } if product_id != id))
+            .unwrap();
+        assert!(missing.to_string().ends_with("stored nothing"), "{missing}");
+        let rejected = Mismatch::Rejections {
+            reason: RejectionReason::InvalidJson,
+            expected: 0,
+            stored: 2,
+        };
+        assert!(mismatches.contains(&rejected));
+        assert_eq!(
+            rejected.to_string(),
+            "rejections invalid_json: expected 0, stored 2"
+        );
+
+        let report = VerifyReport {
+            caught_up: true,
+            waited_ms: 0,
+            mismatches,
+            stored,
+            rejections,
+        };
+        let text = render(&expected, &report, 10);
+        let verdict = to_verdict(&expected, &report);
+        assert_eq!(verdict.details.len(), report.mismatches.len());
+        for (m, detail) in report.mismatches.iter().zip(&verdict.details) {
+            assert_eq!(detail, &m.to_string());
+            assert!(text.contains(&format!("MISMATCH {m}\n")), "{text}");
+        }
+    }
 }

@@ -4,6 +4,7 @@ use std::time::Duration;
 
 use aws_sdk_kinesis::types::{Record, StreamStatus};
 use aws_sdk_kinesis::Client;
+use backon::{ExponentialBuilder, Retryable};
 use base64::Engine as _;
 use inventory_domain::PipeRecord;
 
@@ -60,21 +61,32 @@ pub async fn ensure_stream(
         }
         Err(e) => return Err(KinesisError::call("DescribeStreamSummary", e)),
     }
-    for _ in 0..200 {
+    // `None` while the stream is still being created.
+    let active_arn = || async {
         let summary = client
             .describe_stream_summary()
             .stream_name(name)
             .send()
             .await
-            .map_err(|e| KinesisError::call("DescribeStreamSummary", e))?;
-        if let Some(d) = summary.stream_description_summary() {
-            if d.stream_status() == &StreamStatus::Active {
-                return Ok(d.stream_arn().to_owned());
-            }
-        }
-        tokio::time::sleep(Duration::from_millis(25)).await;
-    }
-    Err(KinesisError::NotActive(name.to_owned()))
+            .map_err(|e| Some(KinesisError::call("DescribeStreamSummary", e)))?;
+        summary
+            .stream_description_summary()
+            .filter(|d| d.stream_status() == &StreamStatus::Active)
+            .map(|d| d.stream_arn().to_owned())
+            .ok_or(None)
+    };
+    // About 5 s in all, asking often: the emulator activates a stream almost at once.
+    let wait = ExponentialBuilder::default()
+        .with_min_delay(Duration::from_millis(10))
+        .with_max_delay(Duration::from_millis(250))
+        .with_jitter()
+        .with_max_times(40);
+    active_arn
+        .retry(wait)
+        .sleep(tokio::time::sleep)
+        .when(Option::is_none)
+        .await
+        .map_err(|e| e.unwrap_or_else(|| KinesisError::NotActive(name.to_owned())))
 }
 
 /// The ids of the stream's shards.

@@ -13,6 +13,7 @@ use inventory_generator::verify::render;
 use inventory_generator::{
     publish, verify, ProducerConfig, PublishOptions, RetryDistance, Simulation, VerifyOptions,
 };
+use inventory_local::lambda_host::{processor_binary, LambdaHost, LambdaHostOptions};
 use inventory_local::pipe::dead_letters;
 use inventory_local::pipe_settings::PipeSettings;
 use inventory_local::replay::replay;
@@ -136,6 +137,10 @@ enum Command {
     },
 }
 
+/// Most processor instances a replay runs at once (it replays the shards that are ready
+/// together, one batch per shard at a time).
+const REPLAY_PROCESSOR_INSTANCES: usize = 16;
+
 fn stack_options(args: &StackArgs) -> StackOptions {
     StackOptions {
         port: args.port,
@@ -170,7 +175,7 @@ async fn main() -> anyhow::Result<ExitCode> {
             allowed_origin,
         } => {
             let stack = LocalStack::start(stack_options(&stack)).await?;
-            let pipe = stack.start_pipe();
+            let (pipe, _processor) = stack.start_processor_pipe()?;
             let token = api_token.unwrap_or_else(|| ulid::Ulid::new().to_string().to_lowercase());
             let mut origins = vec![
                 format!("http://127.0.0.1:{http_port}"),
@@ -222,7 +227,7 @@ async fn main() -> anyhow::Result<ExitCode> {
             let config = simulation.config().clone();
             let producers = *simulation.producers();
             let stack = LocalStack::start(stack_options(&stack)).await?;
-            let pipe = stack.start_pipe();
+            let (pipe, _processor) = stack.start_processor_pipe()?;
             println!(
                 "Local stack on {} ({} shards). Publishing {} events over {} products ({:?}, {:.0}/s, run {}, seed {}) with {:.0}% duplicates, {:.0}% malformed, {:.0}% invalid transitions…",
                 stack.aws.endpoint(),
@@ -284,8 +289,12 @@ async fn main() -> anyhow::Result<ExitCode> {
             .await?;
             print!("{}", render(&expected, &verdict, 15));
             let stats = pipe.stats.snapshot();
-            let dlq =
-                dead_letters(&stack.db, &stack.options.tables, &stack.options.pipe_name).await?;
+            let dlq = dead_letters(
+                &stack.db,
+                &stack.options.pipe_table,
+                &stack.options.pipe_name,
+            )
+            .await?;
             println!(
                 "pipe: {} invocations, {} records delivered, {} dead-lettered",
                 stats.invocations,
@@ -340,6 +349,19 @@ async fn main() -> anyhow::Result<ExitCode> {
                 inventory: format!("{prefix}{}", live.inventory),
                 events: format!("{prefix}{}", live.events),
             };
+            // The processor binary, reaching AWS (or the local stack) as this process does.
+            let env = std::env::vars()
+                .filter(|(k, _)| k.starts_with("AWS_") || k == "HOME")
+                .filter(|(k, _)| k != "INVENTORY_TABLE" && k != "EVENTS_TABLE")
+                .chain([
+                    ("INVENTORY_TABLE".to_owned(), fresh.inventory.clone()),
+                    ("EVENTS_TABLE".to_owned(), fresh.events.clone()),
+                ]);
+            let processor = LambdaHost::new(LambdaHostOptions::processor(
+                processor_binary()?,
+                env,
+                REPLAY_PROCESSOR_INSTANCES,
+            ));
             println!(
                 "Replaying stream {stream} from TRIM_HORIZON into {} (and {}), then comparing with {}…",
                 fresh.inventory, fresh.events, live.inventory
@@ -350,6 +372,7 @@ async fn main() -> anyhow::Result<ExitCode> {
                 &stream,
                 &live,
                 &fresh,
+                &processor,
             )
             .await?;
             println!(
@@ -417,7 +440,7 @@ async fn soak(
     // Refuse bad settings before starting the stack.
     producers.check_rate(Some(rate))?;
     let stack = LocalStack::start(options).await?;
-    let pipe = stack.start_pipe();
+    let (pipe, processor) = stack.start_processor_pipe()?;
     let events = (duration.as_secs_f64() * rate).round() as u64;
     let simulation = Simulation::with_producers(
         inventory_generator::SimConfig {
@@ -477,7 +500,7 @@ async fn soak(
         let sent = published.load(Ordering::Relaxed);
         let per_s = (delivered - last.0) as f64 / last.1.elapsed().as_secs_f64().max(1e-9);
         last = (delivered, std::time::Instant::now());
-        let (rss, peak) = memory_mb();
+        let (rss, peak) = memory_mb(&processor.pids());
         println!(
             "{:>9.0} {sent:>9} {delivered:>9} {per_s:>12.0} {:>7} {:>6} {rss:>6.0} {peak:>11.0}",
             started.elapsed().as_secs_f64(),
@@ -512,41 +535,29 @@ async fn soak(
 
 /// The processor's latest figure of how old an event was when it was applied.
 async fn lag_ms(stack: &LocalStack) -> Option<i64> {
-    stack
-        .db
-        .get_item()
-        .table_name(&stack.options.tables.events)
-        .key(
-            "pk",
-            aws_sdk_dynamodb::types::AttributeValue::S(inventory_store::items::STATS_PK.into()),
-        )
-        .key(
-            "sk",
-            aws_sdk_dynamodb::types::AttributeValue::S(
-                inventory_store::items::STATS_TOTAL_SK.into(),
-            ),
-        )
-        .send()
+    inventory_store::stats::read_total(&stack.db, &stack.options.tables)
         .await
-        .ok()?
-        .item()?
-        .get("last_lag_ms")?
-        .as_n()
-        .ok()?
-        .parse()
-        .ok()
+        .ok()??
+        .last_lag_ms
 }
 
-/// Resident and peak resident memory of this process (emulators, Pipe and processor), MB.
-fn memory_mb() -> (f64, f64) {
-    let status = std::fs::read_to_string("/proc/self/status").unwrap_or_default();
-    let field = |name: &str| {
-        status
-            .lines()
-            .find(|l| l.starts_with(name))
-            .and_then(|l| l.split_whitespace().nth(1))
-            .and_then(|kb| kb.parse::<f64>().ok())
-            .map_or(0.0, |kb| kb / 1024.0)
+/// Resident and peak resident memory, MB, of this process (emulators, Pipe, API) and the
+/// processor instances `pids` (each one's peak, added up).
+fn memory_mb(pids: &[u32]) -> (f64, f64) {
+    let of = |process: String| {
+        let status = std::fs::read_to_string(format!("/proc/{process}/status")).unwrap_or_default();
+        let field = |name: &str| {
+            status
+                .lines()
+                .find(|l| l.starts_with(name))
+                .and_then(|l| l.split_whitespace().nth(1))
+                .and_then(|kb| kb.parse::<f64>().ok())
+                .map_or(0.0, |kb| kb / 1024.0)
+        };
+        (field("VmRSS:"), field("VmHWM:"))
     };
-    (field("VmRSS:"), field("VmHWM:"))
+    std::iter::once("self".to_owned())
+        .chain(pids.iter().map(u32::to_string))
+        .map(of)
+        .fold((0.0, 0.0), |(rss, peak), (r, p)| (rss + r, peak + p))
 }

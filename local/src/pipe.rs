@@ -20,8 +20,13 @@
 //! - a failing batch is halved (AUTOMATIC_BISECT) and retried with backoff up to
 //!   `MaximumRetryAttempts`; records older than `MaximumRecordAgeInSeconds` or out of
 //!   retries go to a dead-letter record a user can read (`DLQ#<pipe>` items);
-//! - the runner's own calls (a fresh shard iterator, the checkpoint write) are retried
-//!   with backoff for as long as the pipe runs: a transient error never ends a shard.
+//! - the runner's own calls (GetRecords, a fresh shard iterator, the checkpoint and
+//!   dead-letter writes) are retried with backoff for as long as the pipe runs: a
+//!   transient error never ends a shard.
+//!
+//! Checkpoints and dead letters are the pipe's own state, as they are Pipes' in AWS: they
+//! live in the local stack's pipe table ([`ensure_pipe_table`]), not in the application's
+//! tables. Every delay between retries comes from backon's exponential backoff with jitter.
 
 use std::collections::{HashMap, HashSet, VecDeque};
 use std::future::Future;
@@ -30,12 +35,15 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::{Duration, Instant};
 
-use aws_sdk_dynamodb::types::AttributeValue;
+use aws_sdk_dynamodb::types::{
+    AttributeDefinition, AttributeValue, BillingMode, KeySchemaElement, KeyType,
+    ScalarAttributeType,
+};
+use aws_sdk_kinesis::operation::get_records::GetRecordsOutput;
 use aws_sdk_kinesis::types::ShardIteratorType;
-use backon::{ExponentialBuilder, Retryable};
+use backon::{BackoffBuilder as _, ExponentialBackoff, ExponentialBuilder, Retryable};
 use chrono::{SecondsFormat, Utc};
 use inventory_domain::{BatchResponse, PipeRecord};
-use inventory_processor::{Processor, Tables};
 use serde::Serialize;
 use tokio::sync::{mpsc, watch};
 use tokio::task::{AbortHandle, JoinSet};
@@ -46,6 +54,8 @@ use crate::pipe_settings::PipeSettings;
 
 /// Lambda's synchronous invocation payload limit.
 pub const MAX_PAYLOAD_BYTES: usize = 6 * 1024 * 1024;
+/// The local stack's pipe table when its tables have no prefix; see [`pipe_table_name`].
+pub const PIPE_TABLE: &str = "local-pipe";
 /// How long an idle shard waits before polling again.
 const IDLE_POLL: Duration = Duration::from_millis(100);
 /// Invocations that take longer count as failed, like a Lambda timeout.
@@ -54,7 +64,7 @@ const INVOKE_TIMEOUT: Duration = Duration::from_secs(60);
 /// reshard creates.
 pub const SHARD_LISTING_INTERVAL: Duration = Duration::from_secs(1);
 /// The longest [`PipeHandle::kill`] waits for the pipe's tasks to be gone.
-const KILL_WAIT: Duration = Duration::from_secs(10);
+pub const KILL_WAIT: Duration = Duration::from_secs(10);
 
 pub type BoxFuture<T> = Pin<Box<dyn Future<Output = T> + Send>>;
 
@@ -63,23 +73,9 @@ pub trait Target: Send + Sync + 'static {
     fn invoke(&self, payload: Vec<u8>) -> BoxFuture<Result<Vec<u8>, String>>;
 }
 
-/// The processor Lambda's handler as a target, behind the same JSON (de)serialisation the
-/// Lambda runtime does.
-#[derive(Clone)]
-pub struct ProcessorTarget(pub Processor);
-
-impl Target for ProcessorTarget {
-    fn invoke(&self, payload: Vec<u8>) -> BoxFuture<Result<Vec<u8>, String>> {
-        let processor = self.0.clone();
-        Box::pin(async move {
-            // Handled as the Lambda handles its body (processor/src/bin/processor.rs).
-            let response = processor
-                .handle_body(payload)
-                .await
-                .map_err(|e| e.to_string())?;
-            serde_json::to_vec(&response).map_err(|e| e.to_string())
-        })
-    }
+/// The pipe table's name for tables named with `prefix` (`<prefix>local-pipe`).
+pub fn pipe_table_name(prefix: &str) -> String {
+    format!("{prefix}{PIPE_TABLE}")
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -99,6 +95,8 @@ pub enum PipeError {
     },
     #[error(transparent)]
     Settings(#[from] crate::pipe_settings::InvalidSetting),
+    #[error("the killed pipe's tasks were still running after {0:?}: a target invocation or an SDK call is not giving up; check the logs for the call it is stuck in")]
+    StillRunning(Duration),
 }
 
 fn dynamo_err<E: std::error::Error>(operation: &'static str, e: E) -> PipeError {
@@ -158,7 +156,8 @@ impl PipeStats {
     }
 }
 
-/// Where the pipe keeps checkpoints and dead letters (the events table).
+/// A pipe from a stream to a target, keeping its checkpoints and dead letters in `table`
+/// (the pipe table, see [`ensure_pipe_table`]).
 #[derive(Clone)]
 pub struct PipeRunner {
     pub name: String,
@@ -166,10 +165,10 @@ pub struct PipeRunner {
     pub settings: PipeSettings,
     kinesis: aws_sdk_kinesis::Client,
     db: aws_sdk_dynamodb::Client,
-    tables: Tables,
+    table: String,
     target: Arc<dyn Target>,
     stats: Arc<PipeStats>,
-    /// First retry delay; doubles per attempt up to `max_backoff`.
+    /// First retry delay; about doubles (with jitter) per attempt up to `max_backoff`.
     pub min_backoff: Duration,
     pub max_backoff: Duration,
     /// How often the running pipe lists the stream's shards to pick up new ones (a
@@ -207,12 +206,10 @@ impl PipeHandle {
         self.task.await.unwrap_or(Ok(()))
     }
 
-    /// Stops at once, mid-batch, like a killed process. On a multi-threaded runtime it
-    /// returns once every task of the pipe has ended, so what the pipe did (its stats, its
-    /// checkpoints) no longer changes. On a current-thread runtime it cannot wait, but
-    /// nothing of the pipe runs again either: aborted tasks that are not running are
-    /// dropped, not polled, when the runtime next gets to them.
-    pub fn kill(self) {
+    /// Stops at once, mid-batch, like a killed process, and returns once every task of
+    /// the pipe has ended (waiting at most [`KILL_WAIT`]), so what the pipe did (its stats,
+    /// its checkpoints) no longer changes and it holds its target no more.
+    pub async fn kill(self) -> Result<(), PipeError> {
         let PipeHandle {
             task,
             readers,
@@ -224,17 +221,11 @@ impl PipeHandle {
         for reader in readers {
             reader.abort();
         }
-        let Ok(runtime) = tokio::runtime::Handle::try_current() else {
-            return;
-        };
-        if runtime.runtime_flavor() == tokio::runtime::RuntimeFlavor::MultiThread {
-            let gone = tokio::task::block_in_place(|| {
-                runtime.block_on(tokio::time::timeout(KILL_WAIT, alive.recv()))
-            });
-            if gone.is_err() {
-                tracing::warn!(waited = ?KILL_WAIT, "a killed pipe's tasks had not all ended");
-            }
-        }
+        // `recv` yields `None` once every task holding a sender has been dropped.
+        tokio::time::timeout(KILL_WAIT, alive.recv())
+            .await
+            .map(|_| ())
+            .map_err(|_| PipeError::StillRunning(KILL_WAIT))
     }
 
     pub fn is_finished(&self) -> bool {
@@ -347,7 +338,7 @@ impl PipeRunner {
         settings: PipeSettings,
         kinesis: aws_sdk_kinesis::Client,
         db: aws_sdk_dynamodb::Client,
-        tables: Tables,
+        table: impl Into<String>,
         target: Arc<dyn Target>,
     ) -> Self {
         Self {
@@ -356,7 +347,7 @@ impl PipeRunner {
             settings,
             kinesis,
             db,
-            tables,
+            table: table.into(),
             target,
             stats: Arc::new(PipeStats::default()),
             min_backoff: Duration::from_millis(100),
@@ -578,7 +569,7 @@ impl PipeRunner {
         let out = self
             .db
             .get_item()
-            .table_name(&self.tables.events)
+            .table_name(&self.table)
             .set_key(Some(self.checkpoint_key(shard).into_iter().collect()))
             .consistent_read(true)
             .send()
@@ -630,7 +621,7 @@ impl PipeRunner {
         );
         self.db
             .put_item()
-            .table_name(&self.tables.events)
+            .table_name(&self.table)
             .set_item(Some(item))
             .send()
             .await
@@ -711,15 +702,12 @@ impl PipeRunner {
             if buffer.len() < batch_size {
                 if let Some(it) = iterator.clone() {
                     let limit = (batch_size - buffer.len()).min(10_000) as i32;
-                    match self
-                        .kinesis
-                        .get_records()
-                        .shard_iterator(it)
-                        .limit(limit)
-                        .send()
-                        .await
-                    {
-                        Ok(out) => {
+                    let got = self
+                        .persist("GetRecords", &stop, || self.get_records(&it, limit))
+                        .await;
+                    match got {
+                        None => return Ok(ShardEnd::Stopped),
+                        Some(Fetched::Records(out)) => {
                             for r in out.records() {
                                 buffer.push_back(kinesis::to_pipe_record(
                                     r,
@@ -735,27 +723,21 @@ impl PipeRunner {
                             // None once a closed shard is read to its end.
                             iterator = out.next_shard_iterator().map(str::to_owned);
                         }
-                        Err(e) => {
-                            let service = e.as_service_error();
-                            if service.is_some_and(|s| s.is_resource_not_found_exception()) {
-                                tracing::warn!(shard = %shard, "the shard is no longer in the stream (its records expired); moving on to its children");
-                                return Ok(ShardEnd::Gone);
-                            }
-                            if service.is_some_and(|s| s.is_expired_iterator_exception()) {
-                                let from = last_read.clone().map_or(start.clone(), Start::After);
-                                let fresh = self
-                                    .persist("GetShardIterator", &stop, || {
-                                        self.iterator_at(&shard, &from)
-                                    })
-                                    .await;
-                                match fresh {
-                                    Some(Some(it)) => iterator = Some(it),
-                                    Some(None) => return Ok(ShardEnd::Gone),
-                                    None => return Ok(ShardEnd::Stopped),
-                                }
-                            } else {
-                                tracing::warn!(shard = %shard, error = %KinesisError::call("GetRecords", e), "GetRecords failed; retrying");
-                                tokio::time::sleep(IDLE_POLL * 5).await;
+                        Some(Fetched::Gone) => {
+                            tracing::warn!(shard = %shard, "the shard is no longer in the stream (its records expired); moving on to its children");
+                            return Ok(ShardEnd::Gone);
+                        }
+                        Some(Fetched::Expired) => {
+                            let from = last_read.clone().map_or(start.clone(), Start::After);
+                            let fresh = self
+                                .persist("GetShardIterator", &stop, || {
+                                    self.iterator_at(&shard, &from)
+                                })
+                                .await;
+                            match fresh {
+                                Some(Some(it)) => iterator = Some(it),
+                                Some(None) => return Ok(ShardEnd::Gone),
+                                None => return Ok(ShardEnd::Stopped),
                             }
                             continue;
                         }
@@ -794,7 +776,7 @@ impl PipeRunner {
             }
             let batch = take_batch(&mut buffer, batch_size);
             first_buffered = (!buffer.is_empty()).then(Instant::now);
-            let done = self.deliver(&shard, arn, batch).await;
+            let done = self.deliver(&shard, arn, batch, &stop).await;
             if let Some(seq) = done {
                 // Stopped before it was saved: the batch is redelivered after a restart,
                 // which the processor absorbs (at-least-once, like Pipes).
@@ -804,6 +786,41 @@ impl PipeRunner {
                 .await;
             }
         }
+    }
+
+    /// One GetRecords call; the errors that end or restart a shard's reading are answers,
+    /// the rest (throttling, 5xx, the network) errors to retry.
+    async fn get_records(&self, iterator: &str, limit: i32) -> Result<Fetched, PipeError> {
+        match self
+            .kinesis
+            .get_records()
+            .shard_iterator(iterator)
+            .limit(limit)
+            .send()
+            .await
+        {
+            Ok(out) => Ok(Fetched::Records(out)),
+            Err(e) => {
+                let service = e.as_service_error();
+                if service.is_some_and(|s| s.is_resource_not_found_exception()) {
+                    Ok(Fetched::Gone)
+                } else if service.is_some_and(|s| s.is_expired_iterator_exception()) {
+                    Ok(Fetched::Expired)
+                } else {
+                    Err(KinesisError::call("GetRecords", e).into())
+                }
+            }
+        }
+    }
+
+    /// The runner's retry delays: exponential from `min_backoff` to `max_backoff`, with
+    /// jitter so shards that failed together do not retry together.
+    fn backoff(&self) -> ExponentialBuilder {
+        ExponentialBuilder::default()
+            .with_min_delay(self.min_backoff)
+            .with_max_delay(self.max_backoff)
+            .with_jitter()
+            .without_max_times()
     }
 
     /// Retries one of the runner's own calls with backoff until it succeeds (`Some`) or the
@@ -819,12 +836,7 @@ impl PipeRunner {
         F: FnMut() -> Fut,
         Fut: Future<Output = Result<T, PipeError>>,
     {
-        let backoff = ExponentialBuilder::default()
-            .with_min_delay(self.min_backoff)
-            .with_max_delay(self.max_backoff)
-            .with_jitter()
-            .without_max_times();
-        call.retry(backoff)
+        call.retry(self.backoff())
             .sleep(tokio::time::sleep)
             .when(|_| !*stop.borrow())
             .notify(|e, wait| tracing::warn!(call = what, error = %e, ?wait, "retrying"))
@@ -833,28 +845,45 @@ impl PipeRunner {
     }
 
     /// Delivers one batch until every record succeeded or was dead-lettered; returns the
-    /// sequence number to checkpoint.
-    async fn deliver(&self, shard: &str, arn: &str, batch: Vec<PipeRecord>) -> Option<String> {
+    /// sequence number to checkpoint, or `None` when the pipe stopped before a dead letter
+    /// could be written (the batch is then delivered again after a restart).
+    async fn deliver(
+        &self,
+        shard: &str,
+        arn: &str,
+        batch: Vec<PipeRecord>,
+        stop: &watch::Receiver<bool>,
+    ) -> Option<String> {
         let last = batch.last().map(|r| r.sequence_number.clone());
-        // (records, retries so far, whether this delivery follows a failure)
-        let mut work: VecDeque<(Vec<PipeRecord>, i32, bool)> = VecDeque::from([(batch, 0, false)]);
-        while let Some((records, attempts, after_failure)) = work.pop_front() {
-            if self.too_old(&records) {
-                self.dead_letter(
-                    shard,
-                    arn,
-                    &records,
-                    attempts,
-                    "MaximumRecordAgeInSeconds exceeded",
-                )
-                .await;
+        // Parts of the batch still to deliver, first in stream order. A bisection is not a
+        // retry: its halves keep their part's retry count, and start their own backoff.
+        let mut work = VecDeque::from([Part {
+            records: batch,
+            attempts: 0,
+            wait: None,
+            backoff: self.backoff().build(),
+        }]);
+        while let Some(mut part) = work.pop_front() {
+            let Part {
+                ref records,
+                attempts,
+                ..
+            } = part;
+            if self.too_old(records) {
+                let reason = "MaximumRecordAgeInSeconds exceeded";
+                if !self
+                    .dead_letter(shard, arn, records, attempts, reason, stop)
+                    .await
+                {
+                    return None;
+                }
                 continue;
             }
-            if after_failure {
-                tokio::time::sleep(self.backoff(attempts)).await;
+            if let Some(wait) = part.wait {
+                tokio::time::sleep(wait).await;
             }
             self.stats.invocations.fetch_add(1, Ordering::Relaxed);
-            let outcome = self.invoke(&records).await;
+            let outcome = self.invoke(records).await;
             let failed_from = match outcome {
                 Ok(None) => {
                     self.stats
@@ -880,23 +909,32 @@ impl PipeRunner {
             let failing = records[failed_from..].to_vec();
             let exhausted = self.settings.maximum_retry_attempts >= 0
                 && attempts >= self.settings.maximum_retry_attempts;
+            let wait = Some(part.backoff.next().unwrap_or(self.max_backoff));
             if failed_from == 0 && failing.len() > 1 {
                 // Whole batch failed: halve it to isolate the bad record (not a retry).
                 self.stats.bisections.fetch_add(1, Ordering::Relaxed);
                 let (a, b) = failing.split_at(failing.len() / 2);
-                work.push_front((b.to_vec(), attempts, true));
-                work.push_front((a.to_vec(), attempts, true));
+                for half in [b, a] {
+                    work.push_front(Part {
+                        records: half.to_vec(),
+                        attempts,
+                        wait,
+                        backoff: self.backoff().build(),
+                    });
+                }
             } else if exhausted {
-                self.dead_letter(
-                    shard,
-                    arn,
-                    &failing,
-                    attempts + 1,
-                    "MaximumRetryAttempts exhausted",
-                )
-                .await;
+                let reason = "MaximumRetryAttempts exhausted";
+                if !self
+                    .dead_letter(shard, arn, &failing, attempts + 1, reason, stop)
+                    .await
+                {
+                    return None;
+                }
             } else {
-                work.push_front((failing, attempts + 1, true));
+                part.records = failing;
+                part.attempts += 1;
+                part.wait = wait;
+                work.push_front(part);
             }
         }
         last
@@ -909,28 +947,7 @@ impl PipeRunner {
         let response = tokio::time::timeout(INVOKE_TIMEOUT, self.target.invoke(payload))
             .await
             .map_err(|_| "the target timed out".to_owned())??;
-        if response.is_empty() || response == b"null" {
-            return Ok(None);
-        }
-        let parsed: BatchResponse = serde_json::from_slice(&response)
-            .map_err(|e| format!("the response is not a batch response: {e}"))?;
-        if parsed.batch_item_failures.is_empty() {
-            return Ok(None);
-        }
-        // Pipes retries from the lowest failed record; an unknown id fails the whole batch.
-        let mut first = usize::MAX;
-        for f in &parsed.batch_item_failures {
-            match records.iter().position(|r| r.event_id == f.item_identifier) {
-                Some(p) => first = first.min(p),
-                None => {
-                    return Err(format!(
-                        "batchItemFailures names `{}`, which is not in the batch",
-                        f.item_identifier
-                    ))
-                }
-            }
-        }
-        Ok(Some(first))
+        failed_from(records, &response)
     }
 
     fn too_old(&self, records: &[PipeRecord]) -> bool {
@@ -944,11 +961,7 @@ impl PipeRunner {
             .is_some_and(|r| now - r.arrival_millis() > i64::from(max_age) * 1000)
     }
 
-    fn backoff(&self, attempts: i32) -> Duration {
-        let factor = 1u32 << attempts.clamp(0, 16) as u32;
-        (self.min_backoff * factor).min(self.max_backoff)
-    }
-
+    /// Writes a dead letter for `records`; `false` when the pipe stopped before it could.
     async fn dead_letter(
         &self,
         shard: &str,
@@ -956,13 +969,11 @@ impl PipeRunner {
         records: &[PipeRecord],
         attempts: i32,
         reason: &str,
-    ) {
+        stop: &watch::Receiver<bool>,
+    ) -> bool {
         let (Some(first), Some(last)) = (records.first(), records.last()) else {
-            return;
+            return true;
         };
-        self.stats
-            .dead_lettered
-            .fetch_add(records.len() as u64, Ordering::Relaxed);
         tracing::error!(shard, records = records.len(), first = %first.sequence_number, reason, "batch sent to the dead-letter queue");
         // The batch description Pipes puts in a dead-letter message, plus the records
         // themselves (bounded) so a user can replay them.
@@ -1008,21 +1019,70 @@ impl PipeRunner {
         .into_iter()
         .map(|(k, v)| (k.to_owned(), v))
         .collect();
-        // Keep trying: a dead letter that is not written would be a silent drop.
-        let mut attempt = 0;
-        while let Err(e) = self
-            .db
-            .put_item()
-            .table_name(&self.tables.events)
-            .set_item(Some(item.clone()))
-            .send()
+        // Kept trying while the pipe runs: a dead letter not written would be a silent drop.
+        let written = self
+            .persist("dead letter PutItem", stop, || async {
+                self.db
+                    .put_item()
+                    .table_name(&self.table)
+                    .set_item(Some(item.clone()))
+                    .send()
+                    .await
+                    .map_err(|e| dynamo_err("PutItem", e))
+            })
             .await
-        {
-            attempt += 1;
-            tracing::error!(error = %dynamo_err("PutItem", e), "could not write the dead letter; retrying");
-            tokio::time::sleep(self.backoff(attempt)).await;
+            .is_some();
+        if written {
+            self.stats
+                .dead_lettered
+                .fetch_add(records.len() as u64, Ordering::Relaxed);
         }
+        written
     }
+}
+
+/// A part of a batch still to deliver.
+struct Part {
+    records: Vec<PipeRecord>,
+    /// Retries so far (bisections do not count).
+    attempts: i32,
+    /// The delay before its next invocation (after a failure).
+    wait: Option<Duration>,
+    backoff: ExponentialBackoff,
+}
+
+/// What a GetRecords call found.
+enum Fetched {
+    Records(GetRecordsOutput),
+    /// The iterator expired: get a fresh one from the last record read.
+    Expired,
+    /// The shard is no longer in the stream.
+    Gone,
+}
+
+/// Reads a target's answer to `records` as Pipes does: `Ok(None)` when every record
+/// succeeded, `Ok(Some(i))` when records from `i` on must be retried (the lowest record
+/// `batchItemFailures` names), `Err` when the answer is unusable (which fails the batch).
+pub fn failed_from(records: &[PipeRecord], response: &[u8]) -> Result<Option<usize>, String> {
+    if response.is_empty() || response == b"null" {
+        return Ok(None);
+    }
+    let parsed: BatchResponse = serde_json::from_slice(response)
+        .map_err(|e| format!("the response is not a batch response: {e}"))?;
+    let mut first: Option<usize> = None;
+    for failure in &parsed.batch_item_failures {
+        let position = records
+            .iter()
+            .position(|r| r.event_id == failure.item_identifier)
+            .ok_or_else(|| {
+                format!(
+                    "batchItemFailures names `{}`, which is not in the batch",
+                    failure.item_identifier
+                )
+            })?;
+        first = Some(first.map_or(position, |f| f.min(position)));
+    }
+    Ok(first)
 }
 
 /// Takes up to `batch_size` records that fit Lambda's payload limit.
@@ -1041,32 +1101,74 @@ fn take_batch(buffer: &mut VecDeque<PipeRecord>, batch_size: usize) -> Vec<PipeR
     out
 }
 
-/// Reads the dead letters of a pipe.
+/// Reads the dead letters of pipe `pipe` from the pipe table `table`.
 pub async fn dead_letters(
     db: &aws_sdk_dynamodb::Client,
-    tables: &Tables,
+    table: &str,
     pipe: &str,
 ) -> Result<Vec<serde_json::Value>, PipeError> {
-    let mut out = Vec::new();
-    let mut start = None;
-    loop {
-        let resp = db
-            .query()
-            .table_name(&tables.events)
-            .key_condition_expression("pk = :pk")
-            .expression_attribute_values(":pk", AttributeValue::S(format!("DLQ#{pipe}")))
-            .set_exclusive_start_key(start)
-            .send()
-            .await
-            .map_err(|e| dynamo_err("Query", e))?;
-        for item in resp.items() {
-            if let Some(info) = item.get("batch_info").and_then(|v| v.as_s().ok()) {
-                out.extend(serde_json::from_str(info).ok());
-            }
+    let items: Vec<HashMap<String, AttributeValue>> = db
+        .query()
+        .table_name(table)
+        .key_condition_expression("pk = :pk")
+        .expression_attribute_values(":pk", AttributeValue::S(format!("DLQ#{pipe}")))
+        .consistent_read(true)
+        .into_paginator()
+        .items()
+        .send()
+        .collect::<Result<_, _>>()
+        .await
+        .map_err(|e| dynamo_err("Query", e))?;
+    Ok(items
+        .iter()
+        .filter_map(|item| item.get("batch_info")?.as_s().ok())
+        .filter_map(|info| serde_json::from_str(info).ok())
+        .collect())
+}
+
+/// Creates the pipe table (checkpoints `PIPE#<pipe>`, dead letters `DLQ#<pipe>`) unless it
+/// exists. Safe to call on every start.
+pub async fn ensure_pipe_table(
+    db: &aws_sdk_dynamodb::Client,
+    table: &str,
+) -> Result<(), PipeError> {
+    match db.describe_table().table_name(table).send().await {
+        Ok(_) => return Ok(()),
+        Err(e)
+            if e.as_service_error()
+                .is_some_and(|s| s.is_resource_not_found_exception()) => {}
+        Err(e) => return Err(dynamo_err("DescribeTable", e)),
+    }
+    let mut create = db
+        .create_table()
+        .table_name(table)
+        .billing_mode(BillingMode::PayPerRequest);
+    for (name, kind) in [("pk", KeyType::Hash), ("sk", KeyType::Range)] {
+        create = create
+            .attribute_definitions(
+                AttributeDefinition::builder()
+                    .attribute_name(name)
+                    .attribute_type(ScalarAttributeType::S)
+                    .build()
+                    .map_err(|e| dynamo_err("CreateTable", e))?,
+            )
+            .key_schema(
+                KeySchemaElement::builder()
+                    .attribute_name(name)
+                    .key_type(kind)
+                    .build()
+                    .map_err(|e| dynamo_err("CreateTable", e))?,
+            );
+    }
+    match create.send().await {
+        Ok(_) => Ok(()),
+        // Another process created it between the describe and the create.
+        Err(e)
+            if e.as_service_error()
+                .is_some_and(|s| s.is_resource_in_use_exception()) =>
+        {
+            Ok(())
         }
-        start = resp.last_evaluated_key().cloned();
-        if start.is_none() {
-            return Ok(out);
-        }
+        Err(e) => Err(dynamo_err("CreateTable", e)),
     }
 }

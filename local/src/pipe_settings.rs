@@ -23,8 +23,8 @@ pub struct PipeSettings {
     )]
     pub maximum_retry_attempts: i32,
     /// Records older than this go to the dead-letter queue instead of the target (-1: never;
-    /// Pipes: -1 or 60-604800). Kept below the stream's 24 h retention so a record reaches
-    /// the dead-letter queue before Kinesis trims it.
+    /// Pipes: -1 or 60-604800). Kept days below the stream's 7-day retention, so a dead-lettered
+    /// range can still be read back (and redriven) before Kinesis trims it.
     #[arg(
         long = "maximum-record-age-in-seconds",
         default_value_t = 82_800,

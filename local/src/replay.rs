@@ -1,5 +1,7 @@
 //! Replay: rebuild the inventory from the stream into a fresh table with the same processor
-//! code, then compare it with the live table item by item.
+//! code, then compare it with the live table item by item. The processor is reached as the
+//! Pipe reaches it, through a [`Target`] (the processor binary behind a local Lambda host,
+//! writing to the fresh tables): Pipes payloads in, `batchItemFailures` out.
 //!
 //! It proves the live table is what the stream says (nothing lost, doubled or reordered by
 //! the live pipeline) and is the recovery path after a bad deploy: a replayed table can
@@ -8,20 +10,23 @@
 //! reported as such rather than as a mismatch.
 
 use std::collections::{BTreeMap, HashMap, HashSet};
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 
 use aws_sdk_dynamodb::types::AttributeValue;
 use aws_sdk_kinesis::types::ShardIteratorType;
+use backon::{ExponentialBuilder, Retryable};
 use inventory_domain::{PipeRecord, SequenceNumber};
-use inventory_processor::{Processor, Tables};
 use inventory_store::tables::ensure_tables;
+use inventory_store::Tables;
 
 use crate::kinesis::{self, KinesisError};
+use crate::pipe::{failed_from, Target};
 
 /// GetRecords page and processor batch size while replaying.
 pub const REPLAY_BATCH: i32 = 1_000;
 /// Attempts per batch when the processor reports a failure (DynamoDB throttling, say).
-const BATCH_ATTEMPTS: u32 = 10;
+const BATCH_ATTEMPTS: usize = 10;
 
 #[derive(Debug, thiserror::Error)]
 pub enum ReplayError {
@@ -36,8 +41,12 @@ pub enum ReplayError {
     Tables(#[from] inventory_store::StoreError),
     #[error("table {0} already holds products: replay needs a fresh table (pick another --into, or delete it)")]
     NotFresh(String),
-    #[error("shard {shard}: the processor kept failing record {record} after {BATCH_ATTEMPTS} attempts; check the logs above and DynamoDB's capacity, then run the replay again into a fresh table")]
-    Stuck { shard: String, record: String },
+    #[error("shard {shard}: the processor kept failing record {record} after {BATCH_ATTEMPTS} attempts (last: {reason}); check the logs above and DynamoDB's capacity, then run the replay again into a fresh table")]
+    Stuck {
+        shard: String,
+        record: String,
+        reason: String,
+    },
 }
 
 fn dynamo_err<E: std::error::Error>(operation: &'static str, e: E) -> ReplayError {
@@ -67,7 +76,9 @@ pub struct ReplayReport {
     pub shards: usize,
     /// Records read from the stream and given to the processor.
     pub records: u64,
-    /// Of those, events applied to the replayed table.
+    /// What the processor counted in the replay's statistics (the `STATS`/`TOTAL` item of
+    /// its events table): events applied, records rejected, duplicates ignored. Retried
+    /// batches count again, as in the live statistics.
     pub applied: u64,
     pub rejected: u64,
     pub duplicates: u64,
@@ -89,13 +100,14 @@ impl ReplayReport {
 }
 
 /// Replays `stream` from TRIM_HORIZON to its current end into `into` (created, must be
-/// empty), then compares with `live`.
+/// empty) through `processor`, which must write to `into`, then compares with `live`.
 pub async fn replay(
     kinesis: &aws_sdk_kinesis::Client,
     db: &aws_sdk_dynamodb::Client,
     stream: &str,
     live: &Tables,
     into: &Tables,
+    processor: &dyn Target,
 ) -> Result<ReplayReport, ReplayError> {
     ensure_tables(db, into).await?;
     let probe = db
@@ -108,7 +120,6 @@ pub async fn replay(
     if probe.count() > 0 {
         return Err(ReplayError::NotFresh(into.inventory.clone()));
     }
-    let processor = Processor::new(db.clone(), into.clone());
     let arn = kinesis
         .describe_stream_summary()
         .stream_name(stream)
@@ -147,13 +158,10 @@ pub async fn replay(
         pending = rest;
         let runs = ready
             .iter()
-            .map(|(shard, _)| replay_shard(kinesis, &processor, stream, &arn, shard.clone()));
+            .map(|(shard, _)| replay_shard(kinesis, processor, stream, &arn, shard.clone()));
         for result in futures::future::join_all(runs).await {
             let shard = result?;
             report.records += shard.records;
-            report.applied += shard.applied;
-            report.rejected += shard.rejected;
-            report.duplicates += shard.duplicates;
             for (key, seq) in shard.last_by_key {
                 positions.insert(key, (shard.shard_id.clone(), seq));
             }
@@ -165,6 +173,7 @@ pub async fn replay(
         }
     }
 
+    (report.applied, report.rejected, report.duplicates) = processed_counts(db, into).await?;
     let live_items = scan_products(db, &live.inventory).await?;
     let replayed = scan_products(db, &into.inventory).await?;
     for (id, live_item) in &live_items {
@@ -197,18 +206,28 @@ pub async fn replay(
     Ok(report)
 }
 
+/// The processor's running totals in the replay's events table: (applied, rejected,
+/// duplicates); zeros when it counted nothing.
+async fn processed_counts(
+    db: &aws_sdk_dynamodb::Client,
+    into: &Tables,
+) -> Result<(u64, u64, u64), ReplayError> {
+    let counters = inventory_store::stats::read_total(db, into)
+        .await?
+        .map(|total| total.counters)
+        .unwrap_or_default();
+    Ok((counters.applied, counters.rejected, counters.duplicates))
+}
+
 struct ShardReplay {
     shard_id: String,
     records: u64,
-    applied: u64,
-    rejected: u64,
-    duplicates: u64,
     last_by_key: HashMap<String, SequenceNumber>,
 }
 
 async fn replay_shard(
     kinesis: &aws_sdk_kinesis::Client,
-    processor: &Processor,
+    processor: &dyn Target,
     stream: &str,
     arn: &str,
     shard_id: String,
@@ -216,9 +235,6 @@ async fn replay_shard(
     let mut out = ShardReplay {
         shard_id: shard_id.clone(),
         records: 0,
-        applied: 0,
-        rejected: 0,
-        duplicates: 0,
         last_by_key: HashMap::new(),
     };
     let mut iterator = kinesis
@@ -256,45 +272,50 @@ async fn replay_shard(
     Ok(out)
 }
 
-/// Applies one batch, retrying from the first failed record as a Pipe would.
+/// Applies one batch, retrying (with backoff and jitter) from the first failed record as a
+/// Pipe would, or the whole rest of the batch after a function error.
 async fn apply_batch(
-    processor: &Processor,
+    processor: &dyn Target,
     shard_id: &str,
     records: &[PipeRecord],
     out: &mut ShardReplay,
 ) -> Result<(), ReplayError> {
-    let mut from = 0;
-    let mut attempts = 0;
-    while from < records.len() {
-        let report = processor.process(&records[from..]).await;
-        out.applied += report.applied;
-        out.rejected += report.rejected_total();
-        out.duplicates += report.redeliveries + report.producer_duplicates;
-        let failed_at = report
-            .response
-            .batch_item_failures
-            .first()
-            .and_then(|f| {
-                records[from..]
-                    .iter()
-                    .position(|r| r.event_id == f.item_identifier)
-            })
-            .map(|p| from + p);
-        match failed_at {
-            None => from = records.len(),
-            Some(i) => {
-                attempts += 1;
-                if attempts >= BATCH_ATTEMPTS {
-                    return Err(ReplayError::Stuck {
-                        shard: shard_id.to_owned(),
-                        record: records[i].event_id.clone(),
-                    });
-                }
-                from = i;
-                tokio::time::sleep(Duration::from_millis(50 << attempts.min(6))).await;
+    if records.is_empty() {
+        return Ok(());
+    }
+    // The first record not yet applied.
+    let from = AtomicUsize::new(0);
+    let apply_rest = || async {
+        let start = from.load(Ordering::Relaxed);
+        let rest = &records[start..];
+        let payload = serde_json::to_vec(rest).map_err(|e| e.to_string())?;
+        let response = processor.invoke(payload).await?;
+        match failed_from(rest, &response)? {
+            None => Ok(()),
+            Some(p) => {
+                from.store(start + p, Ordering::Relaxed);
+                Err(format!(
+                    "the processor reported record {} as failed",
+                    rest[p].event_id
+                ))
             }
         }
-    }
+    };
+    let backoff = ExponentialBuilder::default()
+        .with_min_delay(Duration::from_millis(50))
+        .with_max_delay(Duration::from_secs(5))
+        .with_jitter()
+        .with_max_times(BATCH_ATTEMPTS - 1);
+    apply_rest
+        .retry(backoff)
+        .sleep(tokio::time::sleep)
+        .notify(|reason, wait| tracing::warn!(shard = shard_id, %reason, ?wait, "replay batch failed; retrying"))
+        .await
+        .map_err(|reason| ReplayError::Stuck {
+            shard: shard_id.to_owned(),
+            record: records[from.load(Ordering::Relaxed)].event_id.clone(),
+            reason,
+        })?;
     out.records += records.len() as u64;
     for r in records {
         if let Ok(seq) = SequenceNumber::parse(&r.sequence_number) {
@@ -310,27 +331,23 @@ async fn scan_products(
     db: &aws_sdk_dynamodb::Client,
     table: &str,
 ) -> Result<BTreeMap<String, Item>, ReplayError> {
-    let mut out = BTreeMap::new();
-    let mut start = None;
-    loop {
-        let resp = db
-            .scan()
-            .table_name(table)
-            .consistent_read(true)
-            .set_exclusive_start_key(start)
-            .send()
-            .await
-            .map_err(|e| dynamo_err("Scan", e))?;
-        for item in resp.items() {
-            if let Some(id) = item.get("product_id").and_then(|v| v.as_s().ok()) {
-                out.insert(id.clone(), item.clone());
-            }
-        }
-        start = resp.last_evaluated_key().cloned();
-        if start.is_none() {
-            return Ok(out);
-        }
-    }
+    let items: Vec<Item> = db
+        .scan()
+        .table_name(table)
+        .consistent_read(true)
+        .into_paginator()
+        .items()
+        .send()
+        .collect::<Result<_, _>>()
+        .await
+        .map_err(|e| dynamo_err("Scan", e))?;
+    Ok(items
+        .into_iter()
+        .filter_map(|item| {
+            let id = item.get("product_id")?.as_s().ok()?.clone();
+            Some((id, item))
+        })
+        .collect())
 }
 
 /// Every attribute but the wall-clock `updated_at` must match.

@@ -1,13 +1,22 @@
 //! The console in a real browser: headless Chromium (Debian's, driven over WebDriver by
 //! chromedriver and fantoccini) against the local server, the embedded stack and the local
-//! Pipe. `make test` builds the console and runs this with BROWSER_TEST=required; a plain
-//! `cargo test` without that says it skipped.
+//! Pipe.
+//!
+//! It needs Chromium, chromedriver and the built console, so it is `#[ignore]`d: a plain
+//! `cargo test` lists it as ignored with the reason. `make test` builds the console and
+//! runs it with `BROWSER_TEST=required` and `-- --include-ignored`; run alone it is
+//! `cargo test -p inventory-local --test browser -- --include-ignored`. When it runs, a
+//! missing prerequisite fails it, saying what to install or build; with
+//! `BROWSER_TEST=required` a run that would leave it out fails too.
 
-use std::path::PathBuf;
+mod harness;
+
+use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use fantoccini::{ClientBuilder, Locator};
+use harness::wait_until_async;
 use inventory_api::ApiConfig;
 use inventory_local::server::{serve, ServerOptions};
 use inventory_local::stack::{LocalStack, StackOptions};
@@ -35,32 +44,83 @@ fn free_port() -> u16 {
         .expect("a free port")
 }
 
-async fn wait_until<F, Fut>(what: &str, timeout: Duration, mut check: F)
-where
-    F: FnMut() -> Fut,
-    Fut: std::future::Future<Output = bool>,
-{
-    let start = Instant::now();
-    while !check().await {
-        assert!(start.elapsed() < timeout, "timed out waiting for {what}");
-        tokio::time::sleep(Duration::from_millis(250)).await;
-    }
+/// What the browser test runs: the console's files, chromedriver and Chromium.
+struct Prerequisites {
+    site: PathBuf,
+    chromedriver: PathBuf,
+    chromium: PathBuf,
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
-async fn console_starts_a_simulation_and_shows_the_verified_inventory() {
-    if std::env::var("BROWSER_TEST").as_deref() != Ok("required") {
-        eprintln!("skipped: set BROWSER_TEST=required (make test does) to run the browser test");
-        return;
-    }
+/// Finds the prerequisites, or says which are missing and how to get them.
+fn prerequisites() -> Result<Prerequisites, String> {
     let site = std::env::var("CONSOLE_SITE_DIR")
         .map(PathBuf::from)
         .unwrap_or_else(|_| repo_path("target/site"));
+    let chromedriver = std::env::var("CHROMEDRIVER").unwrap_or_else(|_| "chromedriver".into());
+    let chromium = std::env::var("CHROMIUM").unwrap_or_else(|_| "/usr/bin/chromium".into());
+    let mut missing = Vec::new();
+    if !site.join("pkg/inventory_console.wasm").exists() {
+        missing.push(format!(
+            "the console is not built in {}: run `make console`",
+            site.display()
+        ));
+    }
+    let chromedriver = executable(&chromedriver).ok_or_else(|| {
+        format!("chromedriver (`{chromedriver}`, or $CHROMEDRIVER) is not installed: apt-get install chromium-driver (`make setup-test` does)")
+    });
+    let chromium = executable(&chromium).ok_or_else(|| {
+        format!("Chromium (`{chromium}`, or $CHROMIUM) is not installed: apt-get install chromium (`make setup-test` does)")
+    });
+    match (missing.is_empty(), chromedriver, chromium) {
+        (true, Ok(chromedriver), Ok(chromium)) => Ok(Prerequisites {
+            site,
+            chromedriver,
+            chromium,
+        }),
+        (_, driver, browser) => {
+            missing.extend(driver.err());
+            missing.extend(browser.err());
+            Err(missing.join("; "))
+        }
+    }
+}
+
+/// `name` if it is a path to a file, else the first file of that name on PATH.
+fn executable(name: &str) -> Option<PathBuf> {
+    let path = Path::new(name);
+    if path.components().count() > 1 {
+        return path.is_file().then(|| path.to_path_buf());
+    }
+    std::env::split_paths(&std::env::var_os("PATH")?)
+        .map(|dir| dir.join(name))
+        .find(|p| p.is_file())
+}
+
+/// With `BROWSER_TEST=required` (`make test`), a machine without the browser or the built
+/// console fails here, and so does a run that leaves the ignored browser test out.
+#[test]
+fn browser_test_required_means_it_can_run_and_is_run() {
+    if std::env::var("BROWSER_TEST").as_deref() != Ok("required") {
+        return;
+    }
+    if let Err(missing) = prerequisites() {
+        panic!("BROWSER_TEST=required, but {missing}");
+    }
+    let includes_ignored = std::env::args().any(|a| a == "--include-ignored" || a == "--ignored");
     assert!(
-        site.join("pkg/inventory_console.wasm").exists(),
-        "the console is not built in {}: run `make console`",
-        site.display()
+        includes_ignored,
+        "BROWSER_TEST=required, but this run leaves out the #[ignore]d browser test: pass `-- --include-ignored`"
     );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+#[ignore = "needs Chromium, chromedriver and the built console: make test runs it (BROWSER_TEST=required, -- --include-ignored)"]
+async fn console_starts_a_simulation_and_shows_the_verified_inventory() {
+    let Prerequisites {
+        site,
+        chromedriver,
+        chromium,
+    } = prerequisites().unwrap_or_else(|missing| panic!("the browser test cannot run: {missing}"));
 
     let stack = LocalStack::start(StackOptions {
         shards: 2,
@@ -68,7 +128,7 @@ async fn console_starts_a_simulation_and_shows_the_verified_inventory() {
     })
     .await
     .unwrap();
-    let pipe = stack.start_pipe();
+    let (pipe, _processor) = harness::start_processor_pipe(&stack);
     let (addr, _server) = serve(
         &stack,
         ServerOptions {
@@ -86,18 +146,18 @@ async fn console_starts_a_simulation_and_shows_the_verified_inventory() {
     let port = free_port();
     let profile = std::env::temp_dir().join(format!("inventory-chromium-{}", std::process::id()));
     let _driver = Driver(
-        Command::new(std::env::var("CHROMEDRIVER").unwrap_or_else(|_| "chromedriver".into()))
+        Command::new(&chromedriver)
             .arg(format!("--port={port}"))
             .stdout(Stdio::null())
             .stderr(Stdio::null())
             .spawn()
-            .expect("chromedriver is not installed: apt-get install chromium chromium-driver (.ci/run does)"),
+            .unwrap_or_else(|e| panic!("could not start {}: {e}", chromedriver.display())),
     );
     let mut caps = serde_json::Map::new();
     caps.insert(
         "goog:chromeOptions".into(),
         serde_json::json!({
-            "binary": std::env::var("CHROMIUM").unwrap_or_else(|_| "/usr/bin/chromium".into()),
+            "binary": chromium,
             "args": ["--headless", "--no-sandbox", "--disable-gpu", "--no-first-run",
                      "--disable-background-networking", "--disable-component-update",
                      "--disable-sync", "--disable-dev-shm-usage", "--window-size=1280,2000",
@@ -149,7 +209,7 @@ async fn console_starts_a_simulation_and_shows_the_verified_inventory() {
         .click()
         .await
         .unwrap();
-    wait_until(
+    wait_until_async(
         "the unauthorised message",
         Duration::from_secs(20),
         || async {
@@ -218,7 +278,7 @@ async fn console_starts_a_simulation_and_shows_the_verified_inventory() {
         .unwrap();
     let expected_rows = stored.items().len();
     assert!(expected_rows > 10);
-    wait_until(
+    wait_until_async(
         "the table to show every product",
         Duration::from_secs(30),
         || async {

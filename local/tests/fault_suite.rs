@@ -15,7 +15,7 @@
 //! | 9 | the stream reshards under load | UpdateShardCount 4 → 8 → 4 while publishing, then a replay |
 //! | 10 | a cold start in the middle of 8 | the processor's instances replaced halfway (their memory of the log lost) |
 
-mod support;
+mod harness;
 
 use std::collections::{BTreeMap, HashMap};
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -25,35 +25,24 @@ use std::time::{Duration, Instant};
 use aws_sdk_dynamodb::types::AttributeValue;
 use aws_sdk_kinesis::primitives::Blob;
 use base64::Engine as _;
+use harness::*;
 use inventory_domain::{PipeRecord, RejectionReason};
 use inventory_generator::Skew;
 use inventory_local::fault_proxy::{FaultProxy, FaultRates};
-use inventory_local::pipe::{dead_letters, BoxFuture, PipeRunner, ProcessorTarget, Target};
+use inventory_local::pipe::{BoxFuture, Target};
 use inventory_local::stack::StackOptions;
 use inventory_processor::Processor;
 use rand::{rngs::StdRng, Rng, SeedableRng};
 use serde_json::json;
-use support::*;
 
 const EVENTS: u64 = 10_000;
-
-async fn no_dead_letters(stack: &inventory_local::stack::LocalStack) {
-    let dlq = dead_letters(&stack.db, &stack.options.tables, &stack.options.pipe_name)
-        .await
-        .unwrap();
-    assert!(dlq.is_empty(), "dead-lettered: {dlq:?}");
-}
 
 // ---------------------------------------------------------------- 1. crashes
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn f1_processor_crashes_at_random_points_inside_batches() {
-    let stack = stack(StackOptions::default()).await;
-    let target = shared(CrashingTarget::new(
-        ProcessorTarget(stack.processor.clone()),
-        0.3,
-        11,
-    ));
+    let stack = local_stack(StackOptions::default()).await;
+    let target = shared(CrashingTarget::new(InProcessTarget::on(&stack), 0.3, 11));
     let mut runner = stack.pipe_to(target.clone());
     runner.min_backoff = Duration::from_millis(5);
     runner.max_backoff = Duration::from_millis(200);
@@ -71,7 +60,7 @@ async fn f1_processor_crashes_at_random_points_inside_batches() {
     );
     assert!(target.crashes() >= 20, "crashes: {}", target.crashes());
     assert!(stats.failed_invocations >= 20 && stats.bisections > 0);
-    no_dead_letters(&stack).await;
+    assert_no_dead_letters(&stack).await;
     pipe.stop().await.unwrap();
 }
 
@@ -80,7 +69,7 @@ async fn f1_processor_crashes_at_random_points_inside_batches() {
 /// Delivers every batch, then delivers about 10% of its records again (in order, as a Pipe
 /// retry would), sometimes together with records of the shard's previous batch.
 struct RedeliveringTarget {
-    inner: ProcessorTarget,
+    inner: InProcessTarget,
     rng: Mutex<StdRng>,
     previous: Mutex<HashMap<String, Vec<PipeRecord>>>,
     redelivered: AtomicU64,
@@ -139,9 +128,9 @@ impl Target for RedeliveringTarget {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn f2_redelivered_records_and_producer_duplicates_change_nothing() {
-    let stack = stack(StackOptions::default()).await;
+    let stack = local_stack(StackOptions::default()).await;
     let target = shared(RedeliveringTarget {
-        inner: ProcessorTarget(stack.processor.clone()),
+        inner: InProcessTarget::on(&stack),
         rng: Mutex::new(StdRng::seed_from_u64(22)),
         previous: Mutex::new(HashMap::new()),
         redelivered: AtomicU64::new(0),
@@ -179,7 +168,7 @@ async fn f2_redelivered_records_and_producer_duplicates_change_nothing() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn f3_dynamodb_throttling_5xx_and_lost_responses_lose_and_double_nothing() {
-    let stack = stack(StackOptions::default()).await;
+    let stack = local_stack(StackOptions::default()).await;
     let proxy = FaultProxy::start(
         stack.aws.endpoint(),
         FaultRates {
@@ -196,7 +185,7 @@ async fn f3_dynamodb_throttling_5xx_and_lost_responses_lose_and_double_nothing()
     // Two attempts instead of the default three, so the SDK's retries run out often enough
     // for the processor's batchItemFailures and the Pipe's retries to be exercised too.
     let processor = Processor::new(proxy.dynamodb_client(2), stack.options.tables.clone());
-    let mut runner = stack.pipe_to(Arc::new(ProcessorTarget(processor)));
+    let mut runner = stack.pipe_to(Arc::new(InProcessTarget(processor)));
     runner.min_backoff = Duration::from_millis(5);
     runner.max_backoff = Duration::from_millis(200);
     let pipe = runner.spawn();
@@ -221,7 +210,7 @@ async fn f3_dynamodb_throttling_5xx_and_lost_responses_lose_and_double_nothing()
         stats.partial_failures > 0,
         "no failure reached the Pipe as batchItemFailures: {stats:?}"
     );
-    no_dead_letters(&stack).await;
+    assert_no_dead_letters(&stack).await;
     pipe.stop().await.unwrap();
 }
 
@@ -232,7 +221,7 @@ async fn f3_dynamodb_throttling_5xx_and_lost_responses_lose_and_double_nothing()
 /// shard's tail here: one failed PutItem ended the runner).
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn f7_failing_checkpoint_writes_do_not_stop_the_pipe() {
-    let stack = stack(StackOptions::default()).await;
+    let stack = local_stack(StackOptions::default()).await;
     let proxy = FaultProxy::start(
         stack.aws.endpoint(),
         FaultRates {
@@ -246,15 +235,11 @@ async fn f7_failing_checkpoint_writes_do_not_stop_the_pipe() {
     )
     .await
     .unwrap();
-    let mut runner = PipeRunner::new(
-        stack.options.pipe_name.clone(),
-        stack.options.stream.clone(),
-        stack.options.pipe.clone(),
-        stack.kinesis.clone(),
+    let mut runner = pipe_runner_with_db(
+        &stack,
         // No SDK retries: every injected fault reaches the runner.
         proxy.dynamodb_client(1),
-        stack.options.tables.clone(),
-        Arc::new(ProcessorTarget(stack.processor.clone())),
+        Arc::new(InProcessTarget::on(&stack)),
     );
     runner.min_backoff = Duration::from_millis(5);
     runner.max_backoff = Duration::from_millis(100);
@@ -277,25 +262,23 @@ async fn f7_failing_checkpoint_writes_do_not_stop_the_pipe() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn f4_killing_and_restarting_the_pipe_mid_run_loses_and_doubles_nothing() {
-    let stack = stack(StackOptions::default()).await;
+    let stack = local_stack(StackOptions::default()).await;
     let simulation = sim("restart", 200, EVENTS, Skew::Zipf(1.1), 4);
     let publisher = publish_in_background(&stack, simulation, Some(4000.0));
 
     let mut delivered = Vec::new();
-    let mut pipe = stack.start_pipe();
+    let mut pipe = start_in_process_pipe(&stack);
     // Killed twice, each time in the middle of whatever batch it is in.
     for kill_after in [2500, 2500] {
-        while pipe.stats.records_delivered.load(Ordering::SeqCst) < kill_after {
-            tokio::time::sleep(Duration::from_millis(2)).await;
-        }
+        wait_for_delivered(&pipe.stats, kill_after, CATCH_UP).await;
         assert!(pipe.stats.checkpoints.load(Ordering::SeqCst) > 0);
         let stats = pipe.stats.clone();
-        pipe.kill();
-        tokio::time::sleep(Duration::from_millis(200)).await;
-        // Counted once the run is dead: a batch that finished between a count and the kill
-        // is checkpointed, so the next run does not deliver it again.
+        // `kill` returns once the run is dead, so the count no longer changes: a batch
+        // that finished between a count and the kill is checkpointed, and the next run
+        // does not deliver it again.
+        pipe.kill().await.unwrap();
         delivered.push(stats.records_delivered.load(Ordering::SeqCst));
-        pipe = stack.start_pipe();
+        pipe = start_in_process_pipe(&stack);
     }
     let simulation = publisher.await.unwrap();
     assert_verified(&stack, &simulation).await;
@@ -418,7 +401,7 @@ fn hostile(pk: &str, i: usize) -> (Vec<u8>, RejectionReason) {
 
 /// Replaces the data of marked records with text that is not base64, as a buggy or hostile
 /// intermediary might; Kinesis itself always hands the Pipe base64.
-struct Base64Breaker(ProcessorTarget);
+struct Base64Breaker(InProcessTarget);
 
 impl Target for Base64Breaker {
     fn invoke(&self, payload: Vec<u8>) -> BoxFuture<Result<Vec<u8>, String>> {
@@ -441,11 +424,9 @@ impl Target for Base64Breaker {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn f5_a_thousand_hostile_records_are_each_rejected_with_their_reason() {
-    let stack = stack(StackOptions::default()).await;
+    let stack = local_stack(StackOptions::default()).await;
     let pipe = stack
-        .pipe_to(Arc::new(Base64Breaker(ProcessorTarget(
-            stack.processor.clone(),
-        ))))
+        .pipe_to(Arc::new(Base64Breaker(InProcessTarget::on(&stack))))
         .spawn();
     let simulation = sim("hostile", 200, 5_000, Skew::Zipf(1.1), 5);
     let run_id = simulation.config().run_id.clone();
@@ -494,36 +475,12 @@ async fn f5_a_thousand_hostile_records_are_each_rejected_with_their_reason() {
 
     // Each hostile record individually: recorded once, with its own reason.
     let mut recorded: BTreeMap<String, String> = BTreeMap::new();
-    let mut start = None;
-    loop {
-        let resp = stack
-            .db
-            .scan()
-            .table_name(&stack.options.tables.events)
-            .filter_expression("begins_with(pk, :p)")
-            .expression_attribute_values(":p", AttributeValue::S("REJECTIONS#".into()))
-            .set_exclusive_start_key(start)
-            .send()
-            .await
-            .unwrap();
-        for item in resp.items() {
-            let text = |k: &str| {
-                item.get(k)
-                    .and_then(|v| v.as_s().ok())
-                    .cloned()
-                    .unwrap_or_default()
-            };
-            let excerpt = text("data_base64_excerpt");
-            assert!(
-                excerpt.chars().count() <= 1024,
-                "a bounded copy of the payload"
-            );
-            recorded.insert(text("sequence_number"), text("reason"));
-        }
-        start = resp.last_evaluated_key().cloned();
-        if start.is_none() {
-            break;
-        }
+    for item in rejection_items(&stack.db, &stack.options.tables).await {
+        assert!(
+            text(&item, "data_base64_excerpt").chars().count() <= 1024,
+            "a bounded copy of the payload"
+        );
+        recorded.insert(text(&item, "sequence_number"), text(&item, "reason"));
     }
     for (seq, reason) in &sequence_reasons {
         assert_eq!(
@@ -539,7 +496,7 @@ async fn f5_a_thousand_hostile_records_are_each_rejected_with_their_reason() {
             m
         });
     eprintln!("f5: 1,000 hostile records rejected by reason: {by_reason:?}");
-    no_dead_letters(&stack).await;
+    assert_no_dead_letters(&stack).await;
     pipe.stop().await.unwrap();
 }
 
@@ -547,8 +504,8 @@ async fn f5_a_thousand_hostile_records_are_each_rejected_with_their_reason() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn f6_one_hot_product_with_half_the_events_at_full_speed() {
-    let stack = stack(StackOptions::default()).await;
-    let pipe = stack.start_pipe();
+    let stack = local_stack(StackOptions::default()).await;
+    let pipe = start_in_process_pipe(&stack);
     // Zipf(2) over 50 products puts ~60% of events on the first.
     let mut simulation = sim("hot", 50, EVENTS, Skew::Zipf(2.0), 6);
     let started = Instant::now();
@@ -582,12 +539,8 @@ async fn replay_rebuilds_a_table_identical_to_the_live_one_and_catches_a_tampere
     use inventory_local::replay::{replay, Difference};
     use inventory_store::Tables;
 
-    let stack = stack(StackOptions::default()).await;
-    let target = shared(CrashingTarget::new(
-        ProcessorTarget(stack.processor.clone()),
-        0.2,
-        7,
-    ));
+    let stack = local_stack(StackOptions::default()).await;
+    let target = shared(CrashingTarget::new(InProcessTarget::on(&stack), 0.2, 7));
     let mut runner = stack.pipe_to(target.clone());
     runner.min_backoff = Duration::from_millis(5);
     runner.max_backoff = Duration::from_millis(200);
@@ -605,6 +558,7 @@ async fn replay_rebuilds_a_table_identical_to_the_live_one_and_catches_a_tampere
         &stack.options.stream,
         live,
         &first,
+        &InProcessTarget::on_tables(&stack, &first),
     )
     .await
     .unwrap();
@@ -633,6 +587,7 @@ async fn replay_rebuilds_a_table_identical_to_the_live_one_and_catches_a_tampere
         &stack.options.stream,
         live,
         &second,
+        &InProcessTarget::on_tables(&stack, &second),
     )
     .await
     .unwrap();
@@ -649,7 +604,8 @@ async fn replay_rebuilds_a_table_identical_to_the_live_one_and_catches_a_tampere
         &stack.db,
         &stack.options.stream,
         live,
-        &second
+        &second,
+        &InProcessTarget::on_tables(&stack, &second),
     )
     .await
     .is_err());
@@ -661,7 +617,7 @@ async fn replay_rebuilds_a_table_identical_to_the_live_one_and_catches_a_tampere
 /// invocation on the next one (so each instance's memory of the shard log misses what the
 /// others wrote), and [`Instances::cold_start`] replacing them all with new ones.
 struct Instances {
-    pool: Mutex<Vec<ProcessorTarget>>,
+    pool: Mutex<Vec<InProcessTarget>>,
     next: AtomicU64,
 }
 
@@ -673,15 +629,8 @@ impl Instances {
         }
     }
 
-    fn fresh(stack: &inventory_local::stack::LocalStack, n: usize) -> Vec<ProcessorTarget> {
-        (0..n)
-            .map(|_| {
-                ProcessorTarget(Processor::new(
-                    stack.db.clone(),
-                    stack.options.tables.clone(),
-                ))
-            })
-            .collect()
+    fn fresh(stack: &inventory_local::stack::LocalStack, n: usize) -> Vec<InProcessTarget> {
+        (0..n).map(|_| InProcessTarget::on(stack)).collect()
     }
 
     fn cold_start(&self, stack: &inventory_local::stack::LocalStack) {
@@ -745,7 +694,7 @@ async fn assert_duplicates_counted(
 async fn f8_many_producers_on_hot_products_with_late_retries_apply_each_event_once() {
     // The Pipe as deployed (batches of 100 or 1 s), so the log's cost per event is the
     // deployed one.
-    let stack = stack_as_deployed().await;
+    let stack = local_stack_as_deployed().await;
     let instances = shared(Instances::new(&stack, 3));
     let pipe = stack.pipe_to(instances.clone()).spawn();
     let mut simulation = producers_sim("manyprod", 3, 3_000, 8, 10, 0.05, (1, 2_000));
@@ -757,7 +706,7 @@ async fn f8_many_producers_on_hot_products_with_late_retries_apply_each_event_on
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn f10_a_cold_start_in_the_middle_of_many_producers_loses_no_duplicate() {
-    let stack = stack(StackOptions::default()).await;
+    let stack = local_stack(StackOptions::default()).await;
     let instances = shared(Instances::new(&stack, 2));
     let pipe = stack.pipe_to(instances.clone()).spawn();
     let simulation = producers_sim("coldstart", 3, 3_000, 10, 10, 0.05, (1, 2_000));
@@ -782,7 +731,7 @@ async fn f9_a_split_4_to_8_and_a_merge_back_under_load_lose_and_double_nothing()
     use inventory_local::replay::replay;
     use inventory_store::Tables;
 
-    let stack = stack(StackOptions::default()).await;
+    let stack = local_stack(StackOptions::default()).await;
     let instances = shared(Instances::new(&stack, 3));
     let pipe = stack.pipe_to(instances.clone()).spawn();
     let simulation = producers_sim("reshard", 200, 6_000, 9, 4, 0.05, (1, 500));
@@ -792,12 +741,12 @@ async fn f9_a_split_4_to_8_and_a_merge_back_under_load_lose_and_double_nothing()
         stats.records_delivered.load(Ordering::Relaxed) >= 2_000
     })
     .await;
-    reshard(&stack, 8).await;
+    reshard(&stack.kinesis, &stack.options.stream, Reshard::Count(8)).await;
     wait_until("two thirds delivered", Duration::from_secs(300), || {
         stats.records_delivered.load(Ordering::Relaxed) >= 4_000
     })
     .await;
-    reshard(&stack, 4).await;
+    reshard(&stack.kinesis, &stack.options.stream, Reshard::Count(4)).await;
     let simulation = publishing.await.unwrap();
     let verified = assert_verified(&stack, &simulation).await;
     assert_duplicates_counted(&stack, &simulation, "f9").await;
@@ -822,6 +771,7 @@ async fn f9_a_split_4_to_8_and_a_merge_back_under_load_lose_and_double_nothing()
         &stack.options.stream,
         &stack.options.tables,
         &into,
+        &InProcessTarget::on_tables(&stack, &into),
     )
     .await
     .unwrap();

@@ -1,15 +1,16 @@
 //! The local Pipe runner's EventBridge Pipes semantics, observed from a recording target
 //! over the real Kinesis emulator.
 
-mod common;
+mod harness;
 
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
+use harness::*;
 use inventory_domain::{BatchItemFailure, BatchResponse, PipeRecord, SequenceNumber};
-use inventory_local::pipe::{dead_letters, BoxFuture, PipeHandle, PipeStats, Target};
+use inventory_local::pipe::{BoxFuture, PipeHandle, PipeStats, Target};
 use inventory_local::pipe_settings::PipeSettings;
 
 #[derive(Default)]
@@ -88,26 +89,36 @@ impl Recorder {
     }
 }
 
-async fn run_pipe(s: &common::Stack, target: &Recorder, settings: PipeSettings) -> PipeHandle {
+async fn run_pipe(s: &Stack, target: &Recorder, settings: PipeSettings) -> PipeHandle {
     let mut runner = s.pipe_runner(settings, Arc::new(target.clone()));
     runner.min_backoff = Duration::from_millis(1);
     runner.spawn()
 }
 
-async fn wait_for(target: &Recorder, mut done: impl FnMut(&[(String, Vec<String>)]) -> bool) {
-    // Up to 30 s: a passing run takes well under one, a slow CI machine several.
-    for _ in 0..3000 {
-        if done(&target.invocations()) {
-            return;
+/// Waits (bounded) until the invocations so far satisfy `done`; a passing run takes well
+/// under a second, a slow CI machine several.
+async fn wait_for_invocations(
+    target: &Recorder,
+    what: &str,
+    mut done: impl FnMut(&[(String, Vec<String>)]) -> bool,
+) {
+    let waited = tokio::time::timeout(PATIENCE, async {
+        while !done(&target.invocations()) {
+            tokio::time::sleep(Duration::from_millis(10)).await;
         }
-        tokio::time::sleep(Duration::from_millis(10)).await;
+    })
+    .await;
+    if waited.is_err() {
+        panic!(
+            "timed out after {PATIENCE:?} waiting for {what}; invocations: {:?}",
+            target.invocations()
+        );
     }
-    panic!("timed out; invocations: {:?}", target.invocations());
 }
 
 #[tokio::test]
 async fn batches_respect_batch_size_shard_order_and_one_batch_per_shard() {
-    let s = common::stack(3).await;
+    let s = stack(3).await;
     for i in 0..400 {
         s.put(&format!("key-{}", i % 17), format!("r{i:04}")).await;
     }
@@ -123,7 +134,7 @@ async fn batches_respect_batch_size_shard_order_and_one_batch_per_shard() {
         },
     )
     .await;
-    wait_for(&target, |inv| {
+    wait_for_invocations(&target, "the 400 records", |inv| {
         inv.iter().map(|(_, r)| r.len()).sum::<usize>() >= 400
     })
     .await;
@@ -152,7 +163,7 @@ async fn batches_respect_batch_size_shard_order_and_one_batch_per_shard() {
 
 #[tokio::test]
 async fn the_batching_window_gathers_a_partial_batch() {
-    let s = common::stack(1).await;
+    let s = stack(1).await;
     let target = Recorder::default();
     let pipe = run_pipe(
         &s,
@@ -167,7 +178,7 @@ async fn the_batching_window_gathers_a_partial_batch() {
     for i in 0..10 {
         s.put("k", format!("w{i}")).await;
     }
-    wait_for(&target, |inv| !inv.is_empty()).await;
+    wait_for_invocations(&target, "an invocation", |inv| !inv.is_empty()).await;
     pipe.stop().await.unwrap();
     let inv = target.invocations();
     assert_eq!(inv.len(), 1, "{inv:?}");
@@ -176,7 +187,7 @@ async fn the_batching_window_gathers_a_partial_batch() {
 
 #[tokio::test]
 async fn a_batch_item_failure_retries_from_that_record_only() {
-    let s = common::stack(1).await;
+    let s = stack(1).await;
     for d in ["a", "b", "fail-once", "c", "d"] {
         s.put("k", d).await;
     }
@@ -190,7 +201,7 @@ async fn a_batch_item_failure_retries_from_that_record_only() {
         },
     )
     .await;
-    wait_for(&target, |inv| inv.len() >= 2).await;
+    wait_for_invocations(&target, "the redelivery", |inv| inv.len() >= 2).await;
     pipe.stop().await.unwrap();
     let inv: Vec<Vec<String>> = target.invocations().into_iter().map(|(_, r)| r).collect();
     assert_eq!(inv[0], ["a", "b", "fail-once", "c", "d"]);
@@ -204,7 +215,7 @@ async fn a_batch_item_failure_retries_from_that_record_only() {
 
 #[tokio::test]
 async fn an_unknown_item_identifier_fails_the_whole_batch() {
-    let s = common::stack(1).await;
+    let s = stack(1).await;
     for d in ["a", "bogus-id", "c"] {
         s.put("k", d).await;
     }
@@ -218,7 +229,7 @@ async fn an_unknown_item_identifier_fails_the_whole_batch() {
         },
     )
     .await;
-    wait_for(&target, |inv| {
+    wait_for_invocations(&target, "the whole batch again", |inv| {
         inv.iter().map(|(_, r)| r.len()).sum::<usize>() >= 6
     })
     .await;
@@ -234,7 +245,7 @@ async fn an_unknown_item_identifier_fails_the_whole_batch() {
 
 #[tokio::test]
 async fn a_poison_record_is_bisected_out_and_dead_lettered_and_the_shard_moves_on() {
-    let s = common::stack(1).await;
+    let s = stack(1).await;
     for i in 0..40 {
         let d = if i == 21 {
             "poison".to_owned()
@@ -254,15 +265,16 @@ async fn a_poison_record_is_bisected_out_and_dead_lettered_and_the_shard_moves_o
         },
     )
     .await;
-    let dlq = loop {
-        let d = dead_letters(&s.db, &s.tables, "test-pipe").await.unwrap();
-        if !d.is_empty() {
-            break d;
-        }
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    };
+    let dlq = wait_for("the poison's dead letter", PATIENCE, || async {
+        let d = s.dead_letters().await;
+        (!d.is_empty()).then_some(d)
+    })
+    .await;
     s.put("k", "after").await;
-    wait_for(&target, |inv| inv.iter().any(|(_, r)| r == &["after"])).await;
+    wait_for_invocations(&target, "the record put after the poison", |inv| {
+        inv.iter().any(|(_, r)| r == &["after"])
+    })
+    .await;
     let stats = pipe.stats.snapshot();
     pipe.stop().await.unwrap();
 
@@ -292,29 +304,19 @@ async fn a_poison_record_is_bisected_out_and_dead_lettered_and_the_shard_moves_o
 
 #[tokio::test]
 async fn a_checkpoint_of_a_stream_that_no_longer_exists_stops_the_pipe_with_a_reason() {
-    let s = common::stack(1).await;
+    let s = stack(1).await;
     s.put("k", "one").await;
     let target = Recorder::default();
     let pipe = run_pipe(&s, &target, PipeSettings::default()).await;
-    wait_for(&target, |inv| !inv.is_empty()).await;
-    while pipe
-        .stats
-        .checkpoints
-        .load(std::sync::atomic::Ordering::SeqCst)
-        == 0
-    {
-        tokio::time::sleep(Duration::from_millis(10)).await;
-    }
+    wait_for_invocations(&target, "an invocation", |inv| !inv.is_empty()).await;
+    wait_until("a checkpoint", PATIENCE, || {
+        stat(&pipe, |s| &s.checkpoints) > 0
+    })
+    .await;
     pipe.stop().await.unwrap();
 
     // The stream is replaced; the table keeps the old checkpoint.
-    s.kinesis
-        .delete_stream()
-        .stream_name(&s.stream)
-        .send()
-        .await
-        .unwrap();
-    tokio::time::sleep(Duration::from_millis(20)).await;
+    delete_stream(&s.kinesis, &s.stream).await;
     inventory_local::kinesis::ensure_stream(&s.kinesis, &s.stream, 1)
         .await
         .unwrap();
@@ -324,6 +326,103 @@ async fn a_checkpoint_of_a_stream_that_no_longer_exists_stops_the_pipe_with_a_re
         .await
         .unwrap_err();
     assert!(err.to_string().contains("out of step"), "{err}");
+}
+
+// ---------------------------------------------------------------- record age
+
+/// How old [`AgingProxy`] makes the records marked `old-`: two hours.
+const OLD: Duration = Duration::from_secs(2 * 3600);
+
+/// Puts five records marked `old-` and starts a Pipe reading them through an
+/// [`AgingProxy`] that makes them [`OLD`], with the given MaximumRecordAgeInSeconds.
+/// Returns the pipe and the five records' sequence numbers.
+async fn pipe_over_old_records(
+    s: &Stack,
+    target: &Recorder,
+    maximum_record_age_in_seconds: i32,
+) -> (PipeHandle, Vec<String>) {
+    let mut old = Vec::new();
+    for i in 0..5 {
+        old.push(s.put("k", format!("old-{i}")).await);
+    }
+    let aging = AgingProxy::start(s.aws.endpoint(), "old-", OLD).await;
+    let mut runner = s.pipe_runner_reading_with(
+        aging.kinesis_client(),
+        PipeSettings {
+            maximum_batching_window_in_seconds: 0,
+            maximum_record_age_in_seconds,
+            ..Default::default()
+        },
+        Arc::new(target.clone()),
+    );
+    runner.min_backoff = Duration::from_millis(1);
+    (runner.spawn(), old)
+}
+
+/// MaximumRecordAgeInSeconds: records that arrived in Kinesis longer ago than the maximum
+/// age are not delivered; their batch goes to the dead-letter queue with that reason, and
+/// the shard moves on to what comes next.
+#[tokio::test]
+async fn records_older_than_the_maximum_age_are_dead_lettered_not_delivered() {
+    let s = stack(1).await;
+    let target = Recorder::default();
+    let (pipe, old) = pipe_over_old_records(&s, &target, 3600).await;
+    wait_until("the five old records to be dead-lettered", PATIENCE, || {
+        stat(&pipe, |s| &s.dead_lettered) == 5
+    })
+    .await;
+    s.put("k", "fresh").await;
+    // Counted once the target has answered, so nothing of it is still in flight.
+    wait_until("the fresh record to be delivered", PATIENCE, || {
+        stat(&pipe, |s| &s.records_delivered) == 1
+    })
+    .await;
+    let stats = pipe.stats.snapshot();
+    pipe.stop().await.unwrap();
+
+    let delivered: Vec<String> = target
+        .invocations()
+        .into_iter()
+        .flat_map(|(_, r)| r)
+        .collect();
+    assert_eq!(
+        delivered,
+        ["fresh"],
+        "only the fresh record reached the target"
+    );
+    assert_eq!((stats.dead_lettered, stats.records_delivered), (5, 1));
+    let dlq = s.dead_letters().await;
+    assert!(!dlq.is_empty());
+    for letter in &dlq {
+        assert_eq!(
+            letter["reason"], "MaximumRecordAgeInSeconds exceeded",
+            "{letter}"
+        );
+    }
+    let info = |i: usize, field: &str| dlq[i]["KinesisBatchInfo"][field].clone();
+    let sizes: Vec<u64> = (0..dlq.len())
+        .map(|i| info(i, "batchSize").as_u64().unwrap())
+        .collect();
+    assert_eq!(sizes.iter().sum::<u64>(), 5, "{dlq:?}");
+    assert_eq!(info(0, "startSequenceNumber"), old[0].as_str());
+    assert_eq!(info(dlq.len() - 1, "endSequenceNumber"), old[4].as_str());
+}
+
+/// The same two-hour-old records within a three-hour maximum age are delivered: the age
+/// is compared with the maximum, not merely read.
+#[tokio::test]
+async fn records_younger_than_the_maximum_age_are_delivered() {
+    let s = stack(1).await;
+    let target = Recorder::default();
+    let (pipe, _) = pipe_over_old_records(&s, &target, 3 * 3600).await;
+    wait_until("the five old records to be delivered", PATIENCE, || {
+        stat(&pipe, |s| &s.records_delivered) == 5
+    })
+    .await;
+    let stats = pipe.stats.snapshot();
+    pipe.stop().await.unwrap();
+    assert_eq!((stats.dead_lettered, stats.records_delivered), (0, 5));
+    assert!(s.dead_letters().await.is_empty());
 }
 
 /// Kinesis makes a record readable only in sequence order: a consumer never sees a later
@@ -338,7 +437,7 @@ async fn a_reader_tailing_a_shard_sees_every_record_of_concurrent_producers() {
     const PRODUCERS: usize = 8;
     const PUTS: usize = 100;
     const RECORDS: usize = 5;
-    let s = common::stack(1).await;
+    let s = stack(1).await;
     let shard = inventory_local::kinesis::shard_ids(&s.kinesis, &s.stream)
         .await
         .unwrap()
@@ -425,7 +524,7 @@ async fn a_reader_tailing_a_shard_sees_every_record_of_concurrent_producers() {
 
 // ---------------------------------------------------------------- resharding
 
-/// One invocation a [`Gate`] let through: the shard and its records' (partition key, data).
+/// One invocation a [`HeldTarget`] let through: the shard and its records' (partition key, data).
 #[derive(Debug, Clone)]
 struct Delivery {
     shard: String,
@@ -435,12 +534,12 @@ struct Delivery {
 /// A target that records every invocation in the order they began and can be held shut,
 /// so a test can reshard while the pipe still has records of the parent shards to deliver.
 #[derive(Clone)]
-struct Gate {
+struct HeldTarget {
     log: Arc<Mutex<Vec<Delivery>>>,
     open: Arc<tokio::sync::watch::Sender<bool>>,
 }
 
-impl Gate {
+impl HeldTarget {
     fn new() -> Self {
         Self {
             log: Arc::default(),
@@ -481,11 +580,11 @@ impl Gate {
     }
 }
 
-impl Target for Gate {
+impl Target for HeldTarget {
     fn invoke(&self, payload: Vec<u8>) -> BoxFuture<Result<Vec<u8>, String>> {
         let (log, mut open) = (self.log.clone(), self.open.subscribe());
         Box::pin(async move {
-            // The sender lives as long as the Gate, which the pipe holds.
+            // The sender lives as long as the target, which the pipe holds.
             let _ = open.wait_for(|open| *open).await;
             let records: Vec<PipeRecord> =
                 serde_json::from_slice(&payload).map_err(|e| e.to_string())?;
@@ -500,19 +599,7 @@ impl Target for Gate {
     }
 }
 
-/// Up to 60 s for `done` to hold: a passing run takes a few seconds, a loaded 2-core
-/// machine several times that.
-async fn eventually(what: &str, mut done: impl FnMut() -> bool) {
-    for _ in 0..6000 {
-        if done() {
-            return;
-        }
-        tokio::time::sleep(Duration::from_millis(10)).await;
-    }
-    panic!("timed out waiting until {what}");
-}
-
-fn gated_pipe(s: &common::Stack, target: &Gate, settings: PipeSettings) -> PipeHandle {
+fn gated_pipe(s: &Stack, target: &HeldTarget, settings: PipeSettings) -> PipeHandle {
     let mut runner = s.pipe_runner(settings, Arc::new(target.clone()));
     runner.min_backoff = Duration::from_millis(1);
     // Fast, so a test does not wait out the 1 s default for each generation of shards.
@@ -524,136 +611,10 @@ fn stat(pipe: &PipeHandle, counter: fn(&PipeStats) -> &AtomicU64) -> u64 {
     counter(&pipe.stats).load(Ordering::SeqCst)
 }
 
-/// A shard as ListShards gives it, read straight from the emulator.
-#[derive(Debug, Clone)]
-struct Listed {
-    id: String,
-    number: u64,
-    parent: Option<String>,
-    adjacent_parent: Option<String>,
-    range: (u128, u128),
-    closed: bool,
-    starting_sequence: SequenceNumber,
-}
-
-impl Listed {
-    fn overlaps(&self, other: &Listed) -> bool {
-        self.range.0 <= other.range.1 && other.range.0 <= self.range.1
-    }
-}
-
-async fn listed(s: &common::Stack) -> Vec<Listed> {
-    let out = s
-        .kinesis
-        .list_shards()
-        .stream_name(&s.stream)
-        .send()
-        .await
-        .unwrap();
-    assert!(out.next_token().is_none(), "one page");
-    out.shards()
-        .iter()
-        .map(|sh| {
-            let range = sh.hash_key_range().unwrap();
-            let seqs = sh.sequence_number_range().unwrap();
-            Listed {
-                id: sh.shard_id().to_owned(),
-                number: inventory_local::kinesis::shard_number(sh.shard_id()).unwrap(),
-                parent: sh.parent_shard_id().map(str::to_owned),
-                adjacent_parent: sh.adjacent_parent_shard_id().map(str::to_owned),
-                range: (
-                    range.starting_hash_key().parse().unwrap(),
-                    range.ending_hash_key().parse().unwrap(),
-                ),
-                closed: seqs.ending_sequence_number().is_some(),
-                starting_sequence: SequenceNumber::parse(seqs.starting_sequence_number()).unwrap(),
-            }
-        })
-        .collect()
-}
-
-/// The open shards, in hash-key order.
-async fn open_shards(s: &common::Stack) -> Vec<Listed> {
-    let mut open: Vec<Listed> = listed(s).await.into_iter().filter(|l| !l.closed).collect();
-    open.sort_by_key(|l| l.range.0);
-    open
-}
-
-#[derive(Debug, Clone, Copy)]
-enum Reshard {
-    /// UpdateShardCount to this many shards.
-    Count(i32),
-    /// SplitShard the first open shard (in hash-key order) in the middle of its range.
-    SplitFirst,
-    /// MergeShards the first two adjacent open shards.
-    MergeFirst,
-}
-
-/// Reshards and waits until the stream is ACTIVE again with the new shards.
-async fn reshard(s: &common::Stack, how: Reshard) {
-    use aws_sdk_kinesis::types::{ScalingType, StreamStatus};
-    let open = open_shards(s).await;
-    match how {
-        Reshard::Count(n) => {
-            s.kinesis
-                .update_shard_count()
-                .stream_name(&s.stream)
-                .target_shard_count(n)
-                .scaling_type(ScalingType::UniformScaling)
-                .send()
-                .await
-                .unwrap();
-        }
-        Reshard::SplitFirst => {
-            let (start, end) = open[0].range;
-            s.kinesis
-                .split_shard()
-                .stream_name(&s.stream)
-                .shard_to_split(&open[0].id)
-                .new_starting_hash_key((start + (end - start) / 2 + 1).to_string())
-                .send()
-                .await
-                .unwrap();
-        }
-        Reshard::MergeFirst => {
-            let pair = open
-                .windows(2)
-                .find(|w| w[0].range.1 + 1 == w[1].range.0)
-                .expect("two adjacent open shards");
-            s.kinesis
-                .merge_shards()
-                .stream_name(&s.stream)
-                .shard_to_merge(&pair[0].id)
-                .adjacent_shard_to_merge(&pair[1].id)
-                .send()
-                .await
-                .unwrap();
-        }
-    }
-    for _ in 0..1000 {
-        let summary = s
-            .kinesis
-            .describe_stream_summary()
-            .stream_name(&s.stream)
-            .send()
-            .await
-            .unwrap();
-        let status = summary
-            .stream_description_summary()
-            .unwrap()
-            .stream_status();
-        if status == &StreamStatus::Active && open_shards(s).await.len() != open.len() {
-            return;
-        }
-        tokio::time::sleep(Duration::from_millis(10)).await;
-    }
-    panic!("the stream did not become ACTIVE after {how:?}");
-}
-
 /// Puts records with PutRecords, 500 at most a call, each (partition key, data, explicit
 /// hash key). A key appears at most once a call, so its records are stored in the order
 /// they are given.
-async fn put_all(s: &common::Stack, records: &[(String, String, Option<u128>)]) {
+async fn put_all(s: &Stack, records: &[(String, String, Option<u128>)]) {
     use aws_sdk_kinesis::primitives::Blob;
     use aws_sdk_kinesis::types::PutRecordsRequestEntry;
     let mut calls: Vec<Vec<PutRecordsRequestEntry>> = Vec::new();
@@ -676,7 +637,7 @@ async fn put_all(s: &common::Stack, records: &[(String, String, Option<u128>)]) 
 
 /// One round: `per_key` records for each key, interleaved across keys, appended to `put`.
 async fn publish_round(
-    s: &common::Stack,
+    s: &Stack,
     round: usize,
     keys: &[(String, Option<u128>)],
     per_key: usize,
@@ -702,7 +663,7 @@ fn by_key(put: &[(String, String)]) -> BTreeMap<String, Vec<String>> {
 
 /// Every record delivered once and each partition key's in the order they were put;
 /// otherwise names the first key that differs and where.
-fn assert_delivered_as_put(target: &Gate, put: &[(String, String)]) {
+fn assert_delivered_as_put(target: &HeldTarget, put: &[(String, String)]) {
     let (got, want) = (target.by_key(), by_key(put));
     for (key, want) in &want {
         let got = got.get(key).map(Vec::as_slice).unwrap_or_default();
@@ -735,8 +696,8 @@ fn assert_delivered_as_put(target: &Gate, put: &[(String, String)]) {
 async fn a_reshard_under_load_delivers_every_record_once_in_order_parents_first() {
     const KEYS: usize = 64;
     const PER_KEY: usize = 8;
-    let s = common::stack(4).await;
-    let target = Gate::new();
+    let s = stack(4).await;
+    let target = HeldTarget::new();
     let pipe = gated_pipe(
         &s,
         &target,
@@ -759,18 +720,18 @@ async fn a_reshard_under_load_delivers_every_record_once_in_order_parents_first(
     for (i, step) in steps.into_iter().enumerate() {
         target.hold();
         publish_round(&s, 2 * i + 1, &keys, PER_KEY, &mut put).await;
-        reshard(&s, step).await;
+        reshard(&s.kinesis, &s.stream, step).await;
         publish_round(&s, 2 * i + 2, &keys, PER_KEY, &mut put).await;
         target.release();
     }
-    eventually("every record is delivered", || {
+    wait_until("every record is delivered", PATIENCE, || {
         target.delivered() >= put.len()
     })
     .await;
-    let shards = listed(&s).await;
+    let shards = listed(&s.kinesis, &s.stream).await;
     let closed = shards.iter().filter(|l| l.closed).count() as u64;
     assert_eq!(closed, 15, "4 + 8 + split 1 + merge 2 closed: {shards:#?}");
-    eventually("every closed shard is finished", || {
+    wait_until("every closed shard is finished", PATIENCE, || {
         assert!(!pipe.is_finished(), "the pipe ended by itself");
         stat(&pipe, |s| &s.shards_finished) == closed
             && stat(&pipe, |s| &s.shards_started) == shards.len() as u64
@@ -823,16 +784,17 @@ async fn a_reshard_under_load_delivers_every_record_once_in_order_parents_first(
 /// end (every shard task ended once its shard closed), and with it `inventory-local up`.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_reshard_with_no_events_flowing_does_not_end_the_pipe() {
-    let s = common::stack(4).await;
-    let target = Gate::new();
+    let s = stack(4).await;
+    let target = HeldTarget::new();
     let pipe = gated_pipe(&s, &target, PipeSettings::default());
-    eventually("the four shards are read", || {
+    wait_until("the four shards are read", PATIENCE, || {
         stat(&pipe, |s| &s.shards_started) == 4
     })
     .await;
-    reshard(&s, Reshard::Count(8)).await;
-    eventually(
+    reshard(&s.kinesis, &s.stream, Reshard::Count(8)).await;
+    wait_until(
         "the 4 closed shards are finished and the 8 new ones read",
+        PATIENCE,
         || {
             assert!(!pipe.is_finished(), "the pipe ended by itself");
             stat(&pipe, |s| &s.shards_finished) == 4 && stat(&pipe, |s| &s.shards_started) == 12
@@ -841,14 +803,17 @@ async fn a_reshard_with_no_events_flowing_does_not_end_the_pipe() {
     .await;
     // It keeps listing and running with nothing to do...
     let listings = stat(&pipe, |s| &s.shard_listings);
-    eventually("two more listings", || {
+    wait_until("two more listings", PATIENCE, || {
         assert!(!pipe.is_finished(), "the pipe ended by itself");
         stat(&pipe, |s| &s.shard_listings) >= listings + 2
     })
     .await;
     // ...and delivers what comes next, from the new shards.
     s.put("after-the-reshard", "hello").await;
-    eventually("the new record is delivered", || target.delivered() == 1).await;
+    wait_until("the new record is delivered", PATIENCE, || {
+        target.delivered() == 1
+    })
+    .await;
     let shard = target.deliveries()[0].shard.clone();
     assert!(
         inventory_local::kinesis::shard_number(&shard).unwrap() >= 4,
@@ -865,7 +830,7 @@ async fn a_reshard_with_no_events_flowing_does_not_end_the_pipe() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_restart_after_a_reshard_skips_finished_parents_and_resumes_the_children() {
     const PER_KEY: usize = 5;
-    let s = common::stack(2).await;
+    let s = stack(2).await;
     let settings = PipeSettings {
         batch_size: 10,
         maximum_batching_window_in_seconds: 0,
@@ -884,16 +849,16 @@ async fn a_restart_after_a_reshard_skips_finished_parents_and_resumes_the_childr
             .collect()
     };
 
-    let first = Gate::new();
+    let first = HeldTarget::new();
     let pipe = gated_pipe(&s, &first, settings.clone());
-    eventually("both shards are read from LATEST", || {
+    wait_until("both shards are read from LATEST", PATIENCE, || {
         stat(&pipe, |s| &s.shards_started) == 2
     })
     .await;
     let mut before = Vec::new();
     publish_round(&s, 0, &keys_in(&[0, 1, 2, 3]), PER_KEY, &mut before).await;
     for shard in ["shardId-000000000000", "shardId-000000000001"] {
-        let start = listed(&s)
+        let start = listed(&s.kinesis, &s.stream)
             .await
             .into_iter()
             .find(|l| l.id == shard)
@@ -908,14 +873,22 @@ async fn a_restart_after_a_reshard_skips_finished_parents_and_resumes_the_childr
             .send()
             .await
             .unwrap();
-        eventually_active(&s).await;
+        wait_until_async("the stream to be ACTIVE", PATIENCE, || {
+            is_active(&s.kinesis, &s.stream)
+        })
+        .await;
     }
-    let children: Vec<String> = open_shards(&s).await.into_iter().map(|l| l.id).collect();
+    let children: Vec<String> = open_shards(&s.kinesis, &s.stream)
+        .await
+        .into_iter()
+        .map(|l| l.id)
+        .collect();
     assert_eq!(children.len(), 4);
     // Only the first and third children get records before the restart.
     publish_round(&s, 1, &keys_in(&[0, 2]), PER_KEY, &mut before).await;
-    eventually(
+    wait_until(
         "the first run delivered everything and finished both parents",
+        PATIENCE,
         || first.delivered() == before.len() && stat(&pipe, |s| &s.shards_finished) == 2,
     )
     .await;
@@ -924,21 +897,22 @@ async fn a_restart_after_a_reshard_skips_finished_parents_and_resumes_the_childr
 
     let mut after = Vec::new();
     publish_round(&s, 2, &keys_in(&[0, 1, 2, 3]), PER_KEY, &mut after).await;
-    let second = Gate::new();
+    let second = HeldTarget::new();
     let pipe = gated_pipe(&s, &second, settings);
-    eventually("the four children are read", || {
+    wait_until("the four children are read", PATIENCE, || {
         stat(&pipe, |s| &s.shards_started) == 4
     })
     .await;
     publish_round(&s, 3, &keys_in(&[0, 1, 2, 3]), PER_KEY, &mut after).await;
-    eventually(
+    wait_until(
         "the second run delivered what was put since the first",
+        PATIENCE,
         || second.delivered() >= after.len(),
     )
     .await;
     // A few more listings: the finished parents are never started again.
     let listings = stat(&pipe, |s| &s.shard_listings);
-    eventually("two more listings", || {
+    wait_until("two more listings", PATIENCE, || {
         stat(&pipe, |s| &s.shard_listings) >= listings + 2
     })
     .await;
@@ -956,11 +930,8 @@ async fn a_restart_after_a_reshard_skips_finished_parents_and_resumes_the_childr
 
 /// Puts a record at each end of every open shard's hash-key range, keeping their sequence
 /// numbers by shard.
-async fn put_in_each_open_shard(
-    s: &common::Stack,
-    records: &mut HashMap<String, Vec<SequenceNumber>>,
-) {
-    for l in open_shards(s).await {
+async fn put_in_each_open_shard(s: &Stack, records: &mut HashMap<String, Vec<SequenceNumber>>) {
+    for l in open_shards(&s.kinesis, &s.stream).await {
         for hash in [l.range.0, l.range.1] {
             let out = s
                 .kinesis
@@ -986,14 +957,14 @@ async fn put_in_each_open_shard(
 /// do the first records of its children, which start at LATEST like any open shard.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_pipe_starting_at_latest_after_a_reshard_delivers_only_newer_records() {
-    let s = common::stack(2).await;
+    let s = stack(2).await;
     let keys: Vec<(String, Option<u128>)> = (0..16).map(|k| (format!("key-{k}"), None)).collect();
     let mut old = Vec::new();
     publish_round(&s, 0, &keys, 3, &mut old).await;
-    reshard(&s, Reshard::SplitFirst).await;
+    reshard(&s.kinesis, &s.stream, Reshard::SplitFirst).await;
     publish_round(&s, 1, &keys, 3, &mut old).await;
 
-    let target = Gate::new();
+    let target = HeldTarget::new();
     let pipe = gated_pipe(
         &s,
         &target,
@@ -1004,13 +975,13 @@ async fn a_pipe_starting_at_latest_after_a_reshard_delivers_only_newer_records()
         },
     );
     // The three open shards; the closed one is not read at all.
-    eventually("the open shards are read from LATEST", || {
+    wait_until("the open shards are read from LATEST", PATIENCE, || {
         stat(&pipe, |s| &s.shards_started) == 3
     })
     .await;
     let mut new = Vec::new();
     publish_round(&s, 2, &keys, 3, &mut new).await;
-    eventually("the new records are delivered", || {
+    wait_until("the new records are delivered", PATIENCE, || {
         target.delivered() >= new.len()
     })
     .await;
@@ -1018,29 +989,6 @@ async fn a_pipe_starting_at_latest_after_a_reshard_delivers_only_newer_records()
     assert_eq!(stat(&pipe, |s| &s.shards_started), 3);
     assert_eq!(stat(&pipe, |s| &s.shards_finished), 0);
     pipe.stop().await.unwrap();
-}
-
-async fn eventually_active(s: &common::Stack) {
-    use aws_sdk_kinesis::types::StreamStatus;
-    for _ in 0..1000 {
-        let summary = s
-            .kinesis
-            .describe_stream_summary()
-            .stream_name(&s.stream)
-            .send()
-            .await
-            .unwrap();
-        if summary
-            .stream_description_summary()
-            .unwrap()
-            .stream_status()
-            == &StreamStatus::Active
-        {
-            return;
-        }
-        tokio::time::sleep(Duration::from_millis(10)).await;
-    }
-    panic!("the stream did not become ACTIVE");
 }
 
 /// What the local Kinesis (ferrokinesis 0.7) does across a reshard, which the Pipe and the
@@ -1059,14 +1007,14 @@ async fn eventually_active(s: &common::Stack) {
 async fn ferrokinesis_numbers_children_after_their_parents_and_what_that_means_for_sequence_numbers(
 ) {
     use ferrokinesis::sequence::{parse_sequence, stringify_sequence, SeqObj};
-    let s = common::stack(2).await;
+    let s = stack(2).await;
     let mut records = HashMap::new();
     put_in_each_open_shard(&s, &mut records).await;
     for step in [Reshard::SplitFirst, Reshard::MergeFirst, Reshard::Count(4)] {
-        reshard(&s, step).await;
+        reshard(&s.kinesis, &s.stream, step).await;
         put_in_each_open_shard(&s, &mut records).await;
     }
-    let shards = listed(&s).await;
+    let shards = listed(&s.kinesis, &s.stream).await;
     let by_id: HashMap<&str, &Listed> = shards.iter().map(|l| (l.id.as_str(), l)).collect();
 
     // Split: shard 0 → 2 and 3, parent recorded.

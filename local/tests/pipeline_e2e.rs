@@ -2,25 +2,25 @@
 //! DynamoDB, checked by `verify` against the generator's model. Crashes, redelivery,
 //! DynamoDB faults, Pipe restarts and hostile input are in `fault_suite.rs`.
 
-mod support;
+mod harness;
 
 use std::sync::atomic::Ordering;
 
+use harness::*;
 use inventory_generator::{publish, PublishOptions, Skew};
 use inventory_local::stack::StackOptions;
-use support::*;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn throttled_puts_are_retried_without_reordering_a_product() {
     // Kinesis' real per-shard limit (1,000 records/s) on one shard, published unpaced:
     // PutRecords reports failed records and the generator must retry them in order.
-    let stack = stack(StackOptions {
+    let stack = local_stack(StackOptions {
         enforce_kinesis_limits: true,
         shards: 1,
         ..StackOptions::default()
     })
     .await;
-    let pipe = stack.start_pipe();
+    let (pipe, _processor) = start_processor_pipe(&stack);
     let mut simulation = sim("throttle", 60, 3000, Skew::Zipf(1.1), 3);
     let options = PublishOptions {
         stream: stack.options.stream.clone(),
@@ -46,16 +46,16 @@ async fn a_data_dir_keeps_table_stream_and_checkpoints_in_step_across_restarts()
         data_dir: Some(dir.clone()),
         ..StackOptions::default()
     };
-    let stack1 = stack(options.clone()).await;
-    let pipe = stack1.start_pipe();
+    let stack1 = local_stack(options.clone()).await;
+    let (pipe, _processor) = start_processor_pipe(&stack1);
     let mut first = sim("keep1", 60, 300, Skew::Zipf(1.1), 4);
     publish_all(&stack1, &mut first, None).await;
     assert_verified(&stack1, &first).await;
     pipe.stop().await.unwrap();
     stack1.aws.stop().await;
 
-    let stack2 = stack(options).await;
-    let pipe = stack2.start_pipe();
+    let stack2 = local_stack(options).await;
+    let (pipe, _processor) = start_processor_pipe(&stack2);
     // The first run's state is still there, and the pipe resumes from its checkpoint.
     assert_verified(&stack2, &first).await;
     let mut second = sim("keep2", 60, 300, Skew::Zipf(1.1), 5);

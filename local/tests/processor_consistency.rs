@@ -2,13 +2,15 @@
 //! Kinesis, come out with real 56-digit sequence numbers, and reach the handler in the
 //! exact Pipes shape. Every assertion is on what DynamoDB holds afterwards.
 
-mod common;
+mod harness;
 
 use std::collections::BTreeMap;
 
-use common::*;
-use inventory_domain::{PipeRecord, RejectionReason};
-use inventory_processor::{Processor, Tables};
+use aws_sdk_dynamodb::types::AttributeValue;
+use harness::*;
+use inventory_domain::pipes::PipeBatch;
+use inventory_domain::{BatchItemFailure, PipeRecord, RejectionReason};
+use inventory_processor::{Processor, ProcessorSettings, Tables};
 use rand::{rngs::StdRng, Rng, SeedableRng};
 
 #[tokio::test]
@@ -529,7 +531,7 @@ async fn racing_processors_never_lose_or_double_an_event() {
                     // item failure; the Pipe would redeliver, and so does this loop.
                     let mut attempts = 0;
                     while !p
-                        .process(chunk)
+                        .process_batch(&PipeBatch::from(chunk))
                         .await
                         .response
                         .batch_item_failures
@@ -570,10 +572,8 @@ async fn a_stale_write_loses_the_race_instead_of_putting_old_state_back() {
     let slow_db = aws_sdk_dynamodb::Client::new(&inventory_local::sdk_config_for(&gate.endpoint));
     let slow = inventory_processor::Processor::new(slow_db, s.tables.clone());
     let stale = batch[..3].to_vec();
-    let a = tokio::spawn(async move { slow.process(&stale).await });
-    while gate.held.load(std::sync::atomic::Ordering::SeqCst) == 0 {
-        tokio::time::sleep(std::time::Duration::from_millis(5)).await;
-    }
+    let a = tokio::spawn(async move { slow.process_batch(&PipeBatch::from(&stale[..])).await });
+    gate.wait_until_holding().await;
     // ...while processor B applies the whole stream.
     deliver(&s.processor(), &batch).await;
     assert_eq!(
@@ -611,10 +611,8 @@ async fn a_write_race_lost_to_a_writer_that_rejected_the_same_record_keeps_its_r
     let slow_db = aws_sdk_dynamodb::Client::new(&inventory_local::sdk_config_for(&gate.endpoint));
     let slow = Processor::new(slow_db, s.tables.clone());
     let half = batch[..2].to_vec();
-    let a = tokio::spawn(async move { slow.process(&half).await });
-    while gate.held.load(std::sync::atomic::Ordering::SeqCst) == 0 {
-        tokio::time::sleep(std::time::Duration::from_millis(5)).await;
-    }
+    let a = tokio::spawn(async move { slow.process_batch(&PipeBatch::from(&half[..])).await });
+    gate.wait_until_holding().await;
     // ...while processor B processes the whole batch, rejecting e2 too.
     deliver(&s.processor(), &batch).await;
     gate.open();
@@ -635,6 +633,201 @@ async fn a_write_race_lost_to_a_writer_that_rejected_the_same_record_keeps_its_r
         Some("insufficient_stock"),
         "the loser of a write race deleted the winner's rejection"
     );
+}
+
+/// A product whose write keeps losing races gives up after `max_conflict_retries` and is
+/// reported as the batch item failure: its events are neither applied nor logged as
+/// processed, so the Pipe's retry from that record applies them, once.
+#[tokio::test]
+async fn running_out_of_conflict_retries_reports_the_product_and_loses_nothing() {
+    let s = stack(1).await;
+    s.put("P1", event("add", "product_added", "P1", Some(10)))
+        .await;
+    s.put("P1", event("s1", "quantity_decreased", "P1", Some(1)))
+        .await;
+    s.put("P1", event("s2", "quantity_decreased", "P1", Some(2)))
+        .await;
+    s.put("P2", event("p2", "product_added", "P2", Some(5)))
+        .await;
+    let batch = s.read_one_shard().await;
+
+    // Processor A, with no conflict retries, reads both products (absent) and its writes
+    // are held back...
+    let gate = Gate::start(s.aws.endpoint(), ".PutItem").await;
+    let slow_db = aws_sdk_dynamodb::Client::new(&inventory_local::sdk_config_for(&gate.endpoint));
+    let settings = ProcessorSettings {
+        max_conflict_retries: 0,
+        ..ProcessorSettings::default()
+    };
+    let slow = Processor::with_settings(slow_db, s.tables.clone(), settings);
+    let whole = PipeBatch::from(&batch[..]);
+    let a = tokio::spawn(async move { slow.process_batch(&whole).await });
+    gate.wait_until_holding().await;
+    // ...while processor B applies P1's first record only, so A's write of P1 loses and its
+    // re-fold over B's item still has s1 and s2 to write.
+    deliver(&s.processor(), &batch[..1]).await;
+    gate.open();
+    let report = a.await.unwrap();
+
+    assert_eq!(
+        report.response.batch_item_failures,
+        vec![BatchItemFailure {
+            item_identifier: batch[0].event_id.clone()
+        }],
+        "the Pipe must retry from P1's first record"
+    );
+    assert!(
+        report
+            .errors
+            .iter()
+            .any(|e| e.contains("P1") && e.contains("conflicting concurrent writes")),
+        "{:?}",
+        report.errors
+    );
+    assert_eq!(
+        stock(&s.product("P1").await.unwrap()),
+        (10, "active".into(), 1),
+        "only B's write is stored"
+    );
+    assert_eq!(
+        stock(&s.product("P2").await.unwrap()),
+        (5, "active".into(), 1),
+        "the other product of A's batch is written"
+    );
+
+    // The Pipe's retry from the reported record: nothing lost, nothing doubled.
+    let retry = deliver(&s.processor(), &batch).await;
+    assert!(retry.response.batch_item_failures.is_empty());
+    assert_eq!((retry.applied, retry.redeliveries), (2, 2));
+    assert_eq!(
+        stock(&s.product("P1").await.unwrap()),
+        (7, "active".into(), 3)
+    );
+}
+
+/// A product item that is not what the pipeline writes (here `quantity` edited by hand into
+/// a string) does not crash the batch: the product's records are reported for retry with
+/// an error naming the item and the field, and the other products of the batch apply.
+#[tokio::test]
+async fn a_corrupt_stored_product_is_named_by_field_and_the_rest_of_the_batch_applies() {
+    let s = stack(1).await;
+    s.put("P1", event("a1", "product_added", "P1", Some(10)))
+        .await;
+    s.put("P2", event("a2", "product_added", "P2", Some(5)))
+        .await;
+    let first = s.read_one_shard().await;
+    deliver(&s.processor(), &first).await;
+    s.db.update_item()
+        .table_name(&s.tables.inventory)
+        .key("product_id", AttributeValue::S("P1".into()))
+        .update_expression("SET quantity = :q")
+        .expression_attribute_values(":q", AttributeValue::S("lots".into()))
+        .send()
+        .await
+        .unwrap();
+
+    s.put("P2", event("i2", "quantity_increased", "P2", Some(3)))
+        .await;
+    s.put("P1", event("d1", "quantity_decreased", "P1", Some(1)))
+        .await;
+    s.put("P3", event("a3", "product_added", "P3", Some(1)))
+        .await;
+    let all = s.read_one_shard().await;
+    let batch = &all[first.len()..];
+    let report = deliver(&s.processor(), batch).await;
+
+    assert_eq!(
+        report.response.batch_item_failures,
+        vec![BatchItemFailure {
+            item_identifier: batch[1].event_id.clone()
+        }],
+        "P1's record is retried, not rejected or dropped"
+    );
+    assert!(
+        report
+            .errors
+            .iter()
+            .any(|e| e.contains("product P1") && e.contains("quantity")),
+        "the error names the item and the field: {:?}",
+        report.errors
+    );
+    assert_eq!(report.applied, 2);
+    assert_eq!(
+        stock(&s.product("P2").await.unwrap()),
+        (8, "active".into(), 2)
+    );
+    assert_eq!(
+        stock(&s.product("P3").await.unwrap()),
+        (1, "active".into(), 1)
+    );
+    let p1 = s.product("P1").await.unwrap();
+    assert_eq!(
+        text(&p1, "quantity"),
+        "lots",
+        "the corrupt item is left as it is"
+    );
+    assert!(s.rejections(&s.tables).await.is_empty());
+}
+
+/// The statistics are observability: when their writes fail (every UpdateItem answered
+/// with a 500), the batch still succeeds and its products and shard log are written.
+#[tokio::test]
+async fn a_statistics_write_failure_does_not_fail_the_batch() {
+    use inventory_local::fault_proxy::{FaultProxy, FaultRates};
+    let s = stack(1).await;
+    s.put("P1", event("e1", "product_added", "P1", Some(5)))
+        .await;
+    s.put("P1", event("e2", "quantity_decreased", "P1", Some(2)))
+        .await;
+    let batch = s.read_one_shard().await;
+    let proxy = FaultProxy::start(
+        s.aws.endpoint(),
+        FaultRates {
+            server_error: 1.0,
+            only: Some("UpdateItem"),
+            ..FaultRates::default()
+        },
+        1,
+    )
+    .await
+    .unwrap();
+    let processor = Processor::new(proxy.dynamodb_client(1), s.tables.clone());
+    let report = deliver(&processor, &batch).await;
+
+    assert!(report.response.batch_item_failures.is_empty());
+    assert_eq!(report.applied, 2);
+    assert_eq!(
+        proxy
+            .counts
+            .server_errors
+            .load(std::sync::atomic::Ordering::SeqCst),
+        2,
+        "both statistics writes (bucket and totals) were failed"
+    );
+    assert!(
+        report.errors.iter().any(|e| e.contains("statistics")),
+        "{:?}",
+        report.errors
+    );
+    assert_eq!(
+        stock(&s.product("P1").await.unwrap()),
+        (3, "active".into(), 2)
+    );
+    assert_eq!(
+        inventory_store::stats::read_total(&s.db, &s.tables)
+            .await
+            .unwrap(),
+        None,
+        "no statistics were written"
+    );
+    // The shard log was written: a redelivery is recognised by a cold instance.
+    let again = deliver(&s.processor(), &batch).await;
+    assert_eq!((again.applied, again.redeliveries), (0, 2));
+    let total = inventory_store::stats::read_total(&s.db, &s.tables)
+        .await
+        .unwrap()
+        .expect("the healthy processor's statistics");
+    assert_eq!((total.counters.records, total.counters.duplicates), (2, 2));
 }
 
 // ------------------------------------------------- duplicates at any distance (shard log)
@@ -937,7 +1130,7 @@ async fn delete_dedup_items(
     s: &Stack,
     keep: impl Fn(&std::collections::HashMap<String, aws_sdk_dynamodb::types::AttributeValue>) -> bool,
 ) -> usize {
-    let items =
+    let items: Vec<_> =
         s.db.scan()
             .table_name(&s.tables.events)
             .filter_expression("begins_with(pk, :p)")
@@ -946,11 +1139,13 @@ async fn delete_dedup_items(
                 aws_sdk_dynamodb::types::AttributeValue::S("DEDUP#".into()),
             )
             .consistent_read(true)
+            .into_paginator()
+            .items()
             .send()
-            .await
-            .unwrap();
+            .collect()
+            .await;
     let mut deleted = 0;
-    for item in items.items().iter().filter(|i| !keep(i)) {
+    for item in items.into_iter().map(Result::unwrap).filter(|i| !keep(i)) {
         s.db.delete_item()
             .table_name(&s.tables.events)
             .key("pk", item["pk"].clone())
@@ -961,4 +1156,129 @@ async fn delete_dedup_items(
         deleted += 1;
     }
     deleted
+}
+
+// ------------------------------------------------- the store's batch helpers under throttling
+
+/// A proxy in front of the emulator that answers the first `unprocessed` BatchWriteItem and
+/// BatchGetItem calls as throttled DynamoDB does (HTTP 200, everything sent handed back as
+/// unprocessed, nothing done) and forwards every other call.
+async fn unprocessing_proxy(upstream: &str, unprocessed: usize) -> String {
+    use axum::body::Body;
+    use axum::extract::Request;
+    use http_body_util::BodyExt as _;
+    use hyper_util::client::legacy::{connect::HttpConnector, Client};
+    use std::sync::atomic::{AtomicUsize, Ordering};
+    use std::sync::Arc;
+
+    let client: Client<HttpConnector, Body> =
+        Client::builder(hyper_util::rt::TokioExecutor::new()).build(HttpConnector::new());
+    let upstream = upstream.to_owned();
+    let calls = Arc::new(AtomicUsize::new(0));
+    let app = axum::Router::new().fallback(move |req: Request| {
+        let (client, upstream, calls) = (client.clone(), upstream.clone(), calls.clone());
+        async move {
+            let target = req
+                .headers()
+                .get("x-amz-target")
+                .and_then(|v| v.to_str().ok())
+                .unwrap_or("")
+                .to_owned();
+            let (mut parts, body) = req.into_parts();
+            let body = body.collect().await.unwrap().to_bytes();
+            let unprocessed_key = if target.ends_with(".BatchWriteItem") {
+                Some("UnprocessedItems")
+            } else if target.ends_with(".BatchGetItem") {
+                Some("UnprocessedKeys")
+            } else {
+                None
+            };
+            if let Some(key) = unprocessed_key {
+                if calls.fetch_add(1, Ordering::SeqCst) < unprocessed {
+                    let sent: serde_json::Value = serde_json::from_slice(&body).unwrap();
+                    let answer = serde_json::json!({ key: sent["RequestItems"], "Responses": {} });
+                    return axum::response::Response::builder()
+                        .header("content-type", "application/x-amz-json-1.0")
+                        .body(Body::from(answer.to_string()))
+                        .unwrap();
+                }
+            }
+            let pq = parts
+                .uri
+                .path_and_query()
+                .map_or("/", |p| p.as_str())
+                .to_owned();
+            parts.uri = format!("{upstream}{pq}").parse().unwrap();
+            client
+                .request(Request::from_parts(parts, Body::from(body)))
+                .await
+                .unwrap()
+                .map(Body::new)
+        }
+    });
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let endpoint = format!("http://{}", listener.local_addr().unwrap());
+    tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
+    endpoint
+}
+
+fn test_item(i: usize) -> std::collections::HashMap<String, AttributeValue> {
+    [
+        ("pk".to_owned(), AttributeValue::S("BATCH-TEST".into())),
+        ("sk".to_owned(), AttributeValue::S(format!("{i:03}"))),
+    ]
+    .into()
+}
+
+/// Unprocessed items and keys (DynamoDB's answer under throttling, without an error) are
+/// sent again with backoff until done, and what is still unprocessed after the attempts is
+/// returned, key by key, with why.
+#[tokio::test]
+async fn the_store_retries_unprocessed_items_and_keys_and_returns_what_stayed_unprocessed() {
+    use aws_sdk_dynamodb::types::{PutRequest, WriteRequest};
+    use inventory_store::batch::{batch_get, batch_write, UNPROCESSED_RETRY};
+    use inventory_store::StoreError;
+
+    let s = stack(1).await;
+    // Two pages of writes (25 + 5); the first two calls are left unprocessed.
+    let endpoint = unprocessing_proxy(s.aws.endpoint(), 2).await;
+    let db = aws_sdk_dynamodb::Client::new(&inventory_local::sdk_config_for(&endpoint));
+    let requests = (0..30)
+        .map(|i| {
+            let put = PutRequest::builder()
+                .set_item(Some(test_item(i)))
+                .build()
+                .unwrap();
+            (i, WriteRequest::builder().put_request(put).build())
+        })
+        .collect();
+    let written = batch_write(&db, &s.tables.events, requests, UNPROCESSED_RETRY).await;
+    assert!(written.failed.is_empty(), "{:?}", written.failed);
+    assert_eq!(written.requests, 4, "page one three times, page two once");
+
+    // Read back through the same proxy (its first two BatchGetItems are left unprocessed
+    // too), with two keys that have no item.
+    let endpoint = unprocessing_proxy(s.aws.endpoint(), 2).await;
+    let db = aws_sdk_dynamodb::Client::new(&inventory_local::sdk_config_for(&endpoint));
+    let keys = (0..32).map(test_item).collect();
+    let read = batch_get(&db, &s.tables.events, keys, true, UNPROCESSED_RETRY).await;
+    assert!(read.failed.is_empty(), "{:?}", read.failed);
+    assert_eq!((read.items.len(), read.requests), (30, 3));
+
+    // Never processed: after the policy's attempts every key comes back, saying why.
+    let endpoint = unprocessing_proxy(s.aws.endpoint(), usize::MAX).await;
+    let db = aws_sdk_dynamodb::Client::new(&inventory_local::sdk_config_for(&endpoint));
+    let policy = UNPROCESSED_RETRY.with_max_times(2);
+    let keys = (0..3).map(test_item).collect();
+    let read = batch_get(&db, &s.tables.events, keys, true, policy).await;
+    assert_eq!((read.items.len(), read.requests), (0, 3));
+    assert_eq!(read.failed.len(), 3);
+    assert!(read.failed.iter().all(|(_, e)| matches!(
+        e,
+        StoreError::Unprocessed {
+            attempts: 3,
+            count: 3,
+            ..
+        }
+    )));
 }

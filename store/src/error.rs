@@ -1,7 +1,8 @@
 use thiserror::Error;
 
-/// Failures reading or writing the pipeline's tables.
-#[derive(Debug, Error)]
+/// Failures reading or writing the pipeline's tables. `Clone`, so one failed request can be
+/// reported against every key or item it carried.
+#[derive(Debug, Clone, Error)]
 pub enum StoreError {
     #[error("environment variable {name} is not set: set it to the name of the {what} table (see infra/template.yaml)")]
     MissingTable {
@@ -20,6 +21,13 @@ pub enum StoreError {
 
     #[error("{what}: gave up after {attempts} conflicting concurrent writes; is a second processor or a replay writing to the same table?")]
     Contention { what: String, attempts: usize },
+
+    #[error("DynamoDB {operation} left {count} of its keys or items unprocessed after {attempts} attempts (throttling): raise the table's capacity or retry later")]
+    Unprocessed {
+        operation: &'static str,
+        count: usize,
+        attempts: usize,
+    },
 
     #[error("{what} could not be encoded as a DynamoDB item: {message}")]
     Encode { what: &'static str, message: String },

@@ -6,9 +6,7 @@ use std::collections::HashMap;
 
 use aws_sdk_dynamodb::types::AttributeValue;
 use chrono::{DateTime, SecondsFormat, Utc};
-use inventory_domain::{
-    PipeRecord, ProductRecord, ProductStatus, RecentIds, Rejection, RejectionReason, SequenceNumber,
-};
+use inventory_domain::{ProductRecord, ProductStatus, RecentIds, SequenceNumber};
 use serde::{Deserialize, Serialize};
 
 use crate::error::StoreError;
@@ -16,11 +14,6 @@ use crate::error::StoreError;
 pub type Item = HashMap<String, AttributeValue>;
 
 pub const PRODUCT_ID: &str = "product_id";
-/// Rejections are kept this long (TTL on the events table).
-pub const REJECTION_TTL_DAYS: i64 = 30;
-/// At most this much of a rejected record's data is kept, so one hostile record cannot
-/// make an item over DynamoDB's 400 KB limit or cost more than a few write units.
-pub const PAYLOAD_EXCERPT_CHARS: usize = 1024;
 
 pub fn s(v: impl Into<String>) -> AttributeValue {
     AttributeValue::S(v.into())
@@ -98,108 +91,35 @@ impl ProductItem {
             .and_then(|v| v.as_s().ok())
             .map(|id| format!("product {id}"))
             .unwrap_or_else(|| "a product item without a product_id".to_owned());
-        let item: serde_dynamo::Item = item.into();
-        let deserializer = serde_dynamo::Deserializer::from_attribute_value(
-            serde_dynamo::AttributeValue::M(item.into()),
-        );
-        serde_path_to_error::deserialize(deserializer).map_err(|e| StoreError::CorruptItem {
-            key,
-            field: format!("{} ({})", e.path(), e.inner()),
-        })
+        decode(item, key)
     }
 }
 
-pub fn product_to_item(rec: &ProductRecord, updated_at: DateTime<Utc>) -> Item {
-    // Every field is a string, a number or bytes, so serde_dynamo cannot fail on it.
-    ProductItem::from_record(rec, updated_at)
-        .to_item()
-        .unwrap_or_default()
-}
+// The names the rejection and statistics layouts had before they got their own modules,
+// for callers not yet moved to `crate::rejections` and `crate::stats`.
+pub use crate::rejections::{
+    partition as rejection_partition, RejectedRecord, PAYLOAD_EXCERPT_CHARS,
+    TTL_DAYS as REJECTION_TTL_DAYS,
+};
+pub use crate::stats::{
+    bucket_sort_key as stats_sort_key, reason_counter, BUCKET_SECS as STATS_BUCKET_SECS,
+    PK as STATS_PK, TOTAL_SK as STATS_TOTAL_SK, TTL_SECS as STATS_TTL_SECS,
+};
 
-pub fn product_from_item(item: &Item) -> Result<ProductRecord, StoreError> {
-    ProductItem::from_item(item.clone()).map(ProductItem::into_record)
-}
-
-/// Everything a user needs to find and understand a rejected record.
-#[derive(Debug, Clone)]
-pub struct RejectedRecord<'a> {
-    pub record: &'a PipeRecord,
-    pub rejection: &'a Rejection,
-    pub product_id: Option<&'a str>,
-    pub event_id: Option<&'a str>,
-}
-
-/// Partition of the rejections for a UTC day of arrival: newest-first listing is a Query per
-/// day, and the key is a function of the record alone, so recording it again overwrites it.
-pub fn rejection_partition(day: &str) -> String {
-    format!("REJECTIONS#{day}")
-}
-
-pub fn rejection_to_item(r: &RejectedRecord<'_>, now: DateTime<Utc>) -> Item {
-    let arrival_ms = r.record.arrival_millis();
-    let arrival = DateTime::<Utc>::from_timestamp_millis(arrival_ms).unwrap_or(now);
-    let day = arrival.format("%Y-%m-%d").to_string();
-    let excerpt: String = r.record.data.chars().take(PAYLOAD_EXCERPT_CHARS).collect();
-    let mut item = HashMap::from([
-        ("pk".to_owned(), s(rejection_partition(&day))),
-        (
-            "sk".to_owned(),
-            s(format!("{arrival_ms:013}#{}", r.record.event_id)),
-        ),
-        ("reason".to_owned(), s(r.rejection.reason.as_str())),
-        ("detail".to_owned(), s(&r.rejection.detail)),
-        ("record_id".to_owned(), s(&r.record.event_id)),
-        ("shard_id".to_owned(), s(r.record.shard_id())),
-        ("sequence_number".to_owned(), s(&r.record.sequence_number)),
-        (
-            "partition_key".to_owned(),
-            s(clip(&r.record.partition_key, 256)),
-        ),
-        ("event_source_arn".to_owned(), s(&r.record.event_source_arn)),
-        (
-            "arrived_at".to_owned(),
-            s(arrival.to_rfc3339_opts(SecondsFormat::Millis, true)),
-        ),
-        (
-            "rejected_at".to_owned(),
-            s(now.to_rfc3339_opts(SecondsFormat::Millis, true)),
-        ),
-        ("data_base64_excerpt".to_owned(), s(excerpt)),
-        ("data_base64_length".to_owned(), n(r.record.data.len())),
-        (
-            "ttl".to_owned(),
-            n(now.timestamp() + REJECTION_TTL_DAYS * 86_400),
-        ),
-    ]);
-    if let Some(p) = r.product_id {
-        item.insert("product_id".to_owned(), s(p));
-    }
-    if let Some(e) = r.event_id {
-        item.insert("event_id".to_owned(), s(e));
-    }
-    item
-}
-
-fn clip(text: &str, max_chars: usize) -> String {
-    text.chars().take(max_chars).collect()
-}
-
-/// Counters per 10-second bucket for the API's figures. They count deliveries, so a batch
-/// retried after a crash is counted again; the inventory itself is exact regardless.
-pub const STATS_PK: &str = "STATS";
-pub const STATS_BUCKET_SECS: i64 = 10;
-/// Buckets are kept a day (TTL).
-pub const STATS_TTL_SECS: i64 = 86_400;
-
-/// Running totals since the table was created (same counters, no TTL).
-pub const STATS_TOTAL_SK: &str = "TOTAL";
-
-pub fn stats_sort_key(bucket_start_epoch_secs: i64) -> String {
-    format!("BUCKET#{bucket_start_epoch_secs:010}")
-}
-
-pub fn reason_counter(reason: RejectionReason) -> String {
-    format!("rejected_{}", reason.as_str())
+/// Decodes an item with serde_dynamo; a missing or mistyped attribute is named in the
+/// error with `key`, the item's name for the user.
+pub(crate) fn decode<T: serde::de::DeserializeOwned>(
+    item: Item,
+    key: String,
+) -> Result<T, StoreError> {
+    let item: serde_dynamo::Item = item.into();
+    let deserializer = serde_dynamo::Deserializer::from_attribute_value(
+        serde_dynamo::AttributeValue::M(item.into()),
+    );
+    serde_path_to_error::deserialize(deserializer).map_err(|e| StoreError::CorruptItem {
+        key,
+        field: format!("{} ({})", e.path(), e.inner()),
+    })
 }
 
 #[cfg(test)]
@@ -224,8 +144,10 @@ mod tests {
             last_event_at: "2023-09-11T12:00:00Z".into(),
             recent_ids: recent,
         };
-        let item = product_to_item(&rec, Utc::now());
-        assert_eq!(product_from_item(&item).unwrap(), rec);
+        let item = ProductItem::from_record(&rec, Utc::now())
+            .to_item()
+            .unwrap();
+        assert_eq!(ProductItem::from_item(item).unwrap().into_record(), rec);
     }
 
     /// DynamoDB's billed size: attribute names plus values (numbers ~ digits / 2 + 1).
@@ -260,13 +182,17 @@ mod tests {
             last_event_at: "2023-09-11T12:00:00.123456789Z".into(),
             recent_ids: recent,
         };
-        let size = billed_size(&product_to_item(&rec, Utc::now()));
+        let size = billed_size(
+            &ProductItem::from_record(&rec, Utc::now())
+                .to_item()
+                .unwrap(),
+        );
         assert!(size <= 1024, "{size} bytes is over one write unit");
     }
 
     #[test]
     fn a_corrupt_item_names_its_field() {
-        let mut item = product_to_item(
+        let mut item = ProductItem::from_record(
             &ProductRecord {
                 product_id: "P1".into(),
                 name: "n".into(),
@@ -279,9 +205,11 @@ mod tests {
                 recent_ids: RecentIds::default(),
             },
             Utc::now(),
-        );
+        )
+        .to_item()
+        .unwrap();
         item.insert("quantity".into(), s("lots"));
-        let err = product_from_item(&item).unwrap_err().to_string();
+        let err = ProductItem::from_item(item).unwrap_err().to_string();
         assert!(err.contains("quantity") && err.contains("P1"), "{err}");
     }
 }

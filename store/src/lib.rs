@@ -2,15 +2,21 @@
 //! encoded. The processor, the API, the generator and the local tools all read and write
 //! through it, so the layout is defined once.
 
+pub mod batch;
 pub mod config;
 pub mod dedup_log;
 pub mod error;
 pub mod items;
+pub mod rejections;
 pub mod simulations;
+pub mod stats;
 pub mod tables;
 
 pub use config::Tables;
 pub use error::StoreError;
+pub use items::ProductItem;
+pub use rejections::RejectionItem;
+pub use stats::{StatsCounters, StatsItem};
 
 /// Builds a DynamoDB client the SDK's standard way (region, credentials chain,
 /// `AWS_ENDPOINT_URL`), so one binary runs against AWS and the local emulator.

@@ -4,7 +4,7 @@
 use std::time::Duration;
 
 use inventory_domain::api::SimulationRequest;
-use inventory_generator::simulation::{queued, run_simulation, SimulationContext};
+use inventory_generator::run::{queued, run_simulation, SimulationContext};
 use inventory_store::simulations::load_status;
 use inventory_store::Tables;
 use lambda_runtime::{service_fn, Error, LambdaEvent};
@@ -21,13 +21,9 @@ const MARGIN: Duration = Duration::from_secs(10);
 
 #[tokio::main]
 async fn main() -> Result<(), Error> {
-    tracing_subscriber::fmt()
-        .json()
-        .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into()),
-        )
-        .without_time()
-        .init();
+    // lambda_runtime's subscriber follows the function's logging configuration
+    // (AWS_LAMBDA_LOG_FORMAT / AWS_LAMBDA_LOG_LEVEL, set in infra/template.yaml), then RUST_LOG.
+    lambda_runtime::tracing::init_default_subscriber();
     let config = aws_config::load_defaults(aws_config::BehaviorVersion::latest()).await;
     let stream = std::env::var("STREAM_NAME")
         .map_err(|_| "STREAM_NAME is not set: set it to the Kinesis stream's name")?;

@@ -12,13 +12,9 @@ static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
 #[tokio::main]
 async fn main() -> Result<(), Error> {
-    tracing_subscriber::fmt()
-        .json()
-        .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into()),
-        )
-        .without_time()
-        .init();
+    // Lambda's log settings apply: AWS_LAMBDA_LOG_FORMAT (JSON in infra/template.yaml) and
+    // AWS_LAMBDA_LOG_LEVEL, else RUST_LOG, else INFO.
+    lambda_runtime::tracing::init_default_subscriber();
     let processor = Processor::with_settings(
         dynamodb_client_from_env().await,
         Tables::from_env()?,

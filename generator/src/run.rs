@@ -1,5 +1,6 @@
-//! A simulation started from the API: publish, then verify, recording progress where the
-//! API reads it. Runs as a background task locally and as the generator Lambda in AWS.
+//! One run of a simulation started from the API: publish, then verify, saving its status as
+//! it goes where the API reads it. Runs as a background task locally and as the generator
+//! Lambda in AWS. (The simulated events themselves come from [`crate::event_source`].)
 
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
@@ -10,9 +11,9 @@ use inventory_domain::api::{SimulationRequest, SimulationState, SimulationStatus
 use inventory_store::simulations::save_status;
 use inventory_store::Tables;
 
+use crate::event_source::{ProducerConfig, RetryDistance, SimConfig, Simulation};
 use crate::publish::{publish, PublishOptions};
-use crate::sim::{FaultRatios, ProducerConfig, RetryDistance, SimConfig, Simulation, Skew};
-use crate::verify::{verify, Mismatch, VerifyOptions, VerifyReport};
+use crate::verify::{verify, VerifyOptions, VerifyReport};
 use crate::Expected;
 
 /// Everything a simulation needs to reach the stack.
@@ -110,18 +111,13 @@ pub async fn run_simulation(
 }
 
 fn to_config(run_id: &str, r: &SimulationRequest) -> Result<SimConfig, String> {
-    let skew: Skew = r.skew.parse()?;
     Ok(SimConfig {
         products: r.products as usize,
         events: r.events,
-        skew,
+        skew: r.skew().map_err(|e| format!("skew: {e}"))?,
         seed: r.seed.unwrap_or_else(rand::random),
         run_id: run_id.to_owned(),
-        faults: FaultRatios {
-            duplicates: r.duplicates,
-            malformed: r.malformed,
-            invalid_transitions: r.invalid,
-        },
+        faults: r.fault_ratios(),
     })
 }
 
@@ -133,27 +129,7 @@ pub fn to_verdict(expected: &Expected, report: &VerifyReport) -> Verdict {
         .mismatches
         .iter()
         .take(50)
-        .map(|m| match m {
-            Mismatch::Product {
-                product_id,
-                expected,
-                stored,
-            } => format!(
-                "{product_id}: expected {:?} quantity {} version {}, stored {}",
-                expected.status,
-                expected.quantity,
-                expected.version,
-                stored.map_or("nothing".into(), |s| format!(
-                    "{:?} quantity {} version {}",
-                    s.status, s.quantity, s.version
-                ))
-            ),
-            Mismatch::Rejections {
-                reason,
-                expected,
-                stored,
-            } => format!("rejections {reason}: expected {expected}, stored {stored}"),
-        })
+        .map(ToString::to_string)
         .collect();
     Verdict {
         mismatches: report.mismatches.len() as u64,

@@ -5,31 +5,13 @@
 use std::collections::BTreeMap;
 
 use chrono::{SecondsFormat, Utc};
+use inventory_domain::api::{MAX_RETRY_DELAY_SECS, MAX_SIMULATION_RETRY_DISTANCE};
+pub use inventory_domain::workload::{FaultRatioError, FaultRatios, Skew, MAX_FAULT_SHARE};
 use inventory_domain::RejectionReason;
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
 use rand_distr::{Distribution, Zipf};
 use serde::{Deserialize, Serialize};
-
-/// How often each product is picked.
-#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
-#[serde(tag = "kind", content = "exponent", rename_all = "snake_case")]
-pub enum Skew {
-    Uniform,
-    /// Product k (1-based) is picked with probability ∝ 1 / k^exponent.
-    Zipf(f64),
-}
-
-/// Fractions of generated records that are faults.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Serialize, Deserialize)]
-pub struct FaultRatios {
-    /// A valid event published a second time (same event_id, new record).
-    pub duplicates: f64,
-    /// Records that are not valid events (bad JSON, bad fields, unknown type, oversized).
-    pub malformed: f64,
-    /// Valid events the product's state must refuse (oversell, double add, unknown product).
-    pub invalid_transitions: f64,
-}
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct SimConfig {
@@ -47,10 +29,10 @@ pub struct SimConfig {
 /// Most producers a simulation plays at once.
 pub const MAX_PRODUCERS: usize = 100;
 /// Longest distance between an event and its late retry, in records.
-pub const MAX_RETRY_DISTANCE: u64 = 1_000_000;
+pub const MAX_RETRY_DISTANCE: u64 = MAX_SIMULATION_RETRY_DISTANCE;
 /// How long after its original a late retry may land and still be recognised: the
 /// processor remembers event ids for 15 minutes; 10 leave room for pipeline lag.
-pub const RETRY_WINDOW_SECS: f64 = 600.0;
+pub const RETRY_WINDOW_SECS: f64 = MAX_RETRY_DELAY_SECS;
 
 /// How many other records are put between an event and its late retry (both ends included).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -155,7 +137,7 @@ impl ProducerConfig {
 pub enum SimError {
     #[error("--products must be between 1 and 100000 (got {0})")]
     Products(usize),
-    #[error("fault ratios must each be in [0, 1] and sum to at most 0.9 (got {0:?})")]
+    #[error("--duplicates, --malformed and --invalid must each be in [0, 1] and sum to at most {MAX_FAULT_SHARE} (got {}, {} and {})", .0.duplicates, .0.malformed, .0.invalid_transitions)]
     Faults(FaultRatios),
     #[error("Zipf exponent must be > 0 and finite (got {0})")]
     Skew(f64),
@@ -163,7 +145,7 @@ pub enum SimError {
     RunId(String),
     #[error("--producers must be between 1 and {MAX_PRODUCERS} (got {0})")]
     Producers(usize),
-    #[error("--retry-share must be in [0, 1] and sum with --duplicates, --malformed and --invalid to at most 0.9 (got {share}, the others {others})")]
+    #[error("--retry-share must be in [0, 1] and sum with --duplicates, --malformed and --invalid to at most {MAX_FAULT_SHARE} (got {share}, the others {others})")]
     RetryShare { share: f64, others: f64 },
     #[error(
         "--retry-distance must be MIN..=MAX with MIN <= MAX <= {MAX_RETRY_DISTANCE} (got {0})"
@@ -293,18 +275,15 @@ impl Simulation {
         if config.products == 0 || config.products > 100_000 {
             return Err(SimError::Products(config.products));
         }
-        let f = config.faults;
-        let ratios = [f.duplicates, f.malformed, f.invalid_transitions];
-        if ratios.iter().any(|r| !(0.0..=1.0).contains(r)) || ratios.iter().sum::<f64>() > 0.9 {
-            return Err(SimError::Faults(f));
-        }
-        let others = ratios.iter().sum::<f64>();
-        if !(0.0..=1.0).contains(&producers.retry_share) || others + producers.retry_share > 0.9 {
-            return Err(SimError::RetryShare {
-                share: producers.retry_share,
-                others,
-            });
-        }
+        config
+            .faults
+            .check(producers.retry_share)
+            .map_err(|e| match e {
+                FaultRatioError::Faults(f) => SimError::Faults(f),
+                FaultRatioError::RetryShare { share, others } => {
+                    SimError::RetryShare { share, others }
+                }
+            })?;
         if config.run_id.is_empty()
             || config.run_id.len() > 16
             || !config.run_id.bytes().all(|b| b.is_ascii_alphanumeric())

@@ -1,0 +1,116 @@
+//! `/api/rejections`: rejected records newest first, a Query per UTC day of arrival (the
+//! store's key scheme, [`inventory_store::rejections`]), decoded with [`RejectionItem`].
+
+use std::collections::HashMap;
+
+use aws_sdk_dynamodb::types::AttributeValue;
+use aws_sdk_dynamodb::Client;
+use chrono::{Days, NaiveDate, Utc};
+use inventory_domain::api::{RejectionPage, RejectionView};
+use inventory_store::items::Item;
+use inventory_store::rejections::{self, RejectionItem};
+use inventory_store::{StoreError, Tables};
+use serde::{Deserialize, Serialize};
+
+use super::cursors;
+use crate::error::ApiError;
+
+/// Where the next page starts: a day's partition, and in it the sort key after which to go
+/// on (empty: from that day's newest).
+#[derive(Debug, PartialEq, Serialize, Deserialize)]
+struct RejectionCursor {
+    day: String,
+    sk: String,
+}
+
+const DAY_FORMAT: &str = "%Y-%m-%d";
+
+/// How many days of rejections are kept (their TTL) and so looked through.
+const DAYS_KEPT: u64 = rejections::TTL_DAYS as u64;
+
+pub async fn rejections_page(
+    db: &Client,
+    tables: &Tables,
+    limit: usize,
+    cursor: Option<&str>,
+) -> Result<RejectionPage, ApiError> {
+    let today = Utc::now().date_naive();
+    let (mut day, mut start) = match cursor {
+        None => (today, None),
+        Some(c) => {
+            let c: RejectionCursor = cursors::decode(c)?;
+            let day =
+                NaiveDate::parse_from_str(&c.day, DAY_FORMAT).map_err(|_| cursors::invalid())?;
+            (day, Some(c.sk).filter(|sk| !sk.is_empty()))
+        }
+    };
+    let oldest = today
+        .checked_sub_days(Days::new(DAYS_KEPT))
+        .unwrap_or(today);
+    let mut out = Vec::new();
+    let mut next = None;
+    // Bounded: at most one Query per page-full or per day kept.
+    while day >= oldest && out.len() < limit {
+        let pk = rejections::partition(&day.format(DAY_FORMAT).to_string());
+        let resp = db
+            .query()
+            .table_name(&tables.events)
+            .key_condition_expression("pk = :pk")
+            .expression_attribute_values(":pk", AttributeValue::S(pk.clone()))
+            .scan_index_forward(false)
+            .limit(i32::try_from(limit - out.len()).unwrap_or(i32::MAX))
+            .set_exclusive_start_key(start.take().map(|sk| {
+                HashMap::from([
+                    ("pk".to_owned(), AttributeValue::S(pk.clone())),
+                    ("sk".to_owned(), AttributeValue::S(sk)),
+                ])
+            }))
+            .send()
+            .await
+            .map_err(|e| StoreError::dynamo("Query (rejections)", e))?;
+        let last_sk = resp
+            .last_evaluated_key()
+            .and_then(|k| k.get("sk")?.as_s().ok().cloned());
+        out.extend(decode_listed(resp.items.unwrap_or_default()));
+        match last_sk {
+            Some(sk) => {
+                start = Some(sk.clone());
+                next = Some(RejectionCursor {
+                    day: day.format(DAY_FORMAT).to_string(),
+                    sk,
+                });
+            }
+            None => {
+                next = None;
+                day = match day.pred_opt() {
+                    Some(d) => d,
+                    None => break,
+                };
+                if out.len() >= limit && day >= oldest {
+                    // The page is full at a day boundary: continue from the previous day.
+                    next = Some(RejectionCursor {
+                        day: day.format(DAY_FORMAT).to_string(),
+                        sk: String::new(),
+                    });
+                }
+            }
+        }
+    }
+    Ok(RejectionPage {
+        items: out,
+        next_cursor: next.map(|c| cursors::encode(&c)),
+    })
+}
+
+/// An item that is not a rejection item is logged and left out rather than failing the page.
+fn decode_listed(items: Vec<Item>) -> Vec<RejectionView> {
+    items
+        .into_iter()
+        .filter_map(|item| {
+            RejectionItem::from_item(item)
+                .inspect_err(|e| tracing::warn!(error = %e, "rejection left out of a listing"))
+                .ok()
+        })
+        .map(RejectionItem::into_view)
+        .collect()
+}

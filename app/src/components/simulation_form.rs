@@ -1,0 +1,175 @@
+//! The form that starts a simulation. In AWS (config.json names a user pool) the user signs
+//! in through the hosted UI first; locally the API token is typed in and kept in local
+//! storage.
+
+use inventory_domain::api::SimulationRequest;
+use leptos::prelude::*;
+use leptos::task::spawn_local;
+
+use crate::api::ApiError;
+use crate::auth;
+use crate::live::Live;
+
+const TOKEN_KEY: &str = "inventory-console-token";
+
+fn storage() -> Option<web_sys::Storage> {
+    web_sys::window().and_then(|w| w.local_storage().ok().flatten())
+}
+
+#[component]
+pub(super) fn SimulationForm(live: Live, busy: StoredValue<bool>) -> impl IntoView {
+    let token = RwSignal::new(
+        storage()
+            .and_then(|s| s.get_item(TOKEN_KEY).ok().flatten())
+            .unwrap_or_default(),
+    );
+    let defaults = SimulationRequest::default();
+    let products = RwSignal::new(defaults.products.to_string());
+    let events = RwSignal::new(defaults.events.to_string());
+    let rate = RwSignal::new(defaults.rate.to_string());
+    let skew = RwSignal::new(defaults.skew.clone());
+    let duplicates = RwSignal::new(defaults.duplicates.to_string());
+    let malformed = RwSignal::new(defaults.malformed.to_string());
+    let invalid = RwSignal::new(defaults.invalid.to_string());
+    let producers = RwSignal::new(defaults.producers.to_string());
+    let retry_share = RwSignal::new(defaults.retry_share.to_string());
+    let message: RwSignal<Option<Result<String, String>>> = RwSignal::new(None);
+    let sending = RwSignal::new(false);
+
+    let submit = move |ev: leptos::ev::SubmitEvent| {
+        ev.prevent_default();
+        let Some(api) = live.api.get_untracked() else {
+            return;
+        };
+        let parse = |s: RwSignal<String>, name: &str| -> Result<f64, String> {
+            s.get_untracked()
+                .trim()
+                .parse::<f64>()
+                .map_err(|_| format!("{name} must be a number"))
+        };
+        let whole = |s: RwSignal<String>, name: &str| -> Result<u32, String> {
+            s.get_untracked()
+                .trim()
+                .parse::<u32>()
+                .map_err(|_| format!("{name} must be a whole number"))
+        };
+        let request = (|| -> Result<SimulationRequest, String> {
+            Ok(SimulationRequest {
+                products: parse(products, "Products")? as u32,
+                events: parse(events, "Events")? as u64,
+                rate: parse(rate, "Rate")?,
+                skew: skew.get_untracked(),
+                duplicates: parse(duplicates, "Duplicates")?,
+                malformed: parse(malformed, "Malformed")?,
+                invalid: parse(invalid, "Invalid")?,
+                seed: None,
+                producers: whole(producers, "Producers")?,
+                retry_share: parse(retry_share, "Late retries")?,
+                // The default range (1 to 2,000 records later) is what the form offers.
+                ..SimulationRequest::default()
+            })
+        })()
+        .and_then(|r| r.validate().map(|_| r));
+        let request = match request {
+            Ok(r) => r,
+            Err(e) => {
+                message.set(Some(Err(e)));
+                return;
+            }
+        };
+        // Signed in through the user pool, the API client carries the user's token; locally,
+        // the typed token is sent.
+        let local_token = if live.cognito.get_untracked().is_some() {
+            if !api.signed_in() {
+                message.set(Some(Err(
+                    "Sign in first: starting a simulation needs a signed-in user".into(),
+                )));
+                return;
+            }
+            None
+        } else {
+            let t = token.get_untracked();
+            if let Some(s) = storage() {
+                let _ = s.set_item(TOKEN_KEY, &t);
+            }
+            Some(t)
+        };
+        sending.set(true);
+        spawn_local(async move {
+            let result = api.start_simulation(local_token.as_deref(), &request).await;
+            sending.set(false);
+            message.set(Some(match result {
+                Ok(accepted) => Ok(format!("Started simulation {}", accepted.id)),
+                Err(ApiError::Unauthorized(m)) => Err(format!("Unauthorised: {m}")),
+                Err(e) => Err(e.message()),
+            }));
+            live.refresh(busy);
+        });
+    };
+
+    let field = move |label: &'static str,
+                      id: &'static str,
+                      value: RwSignal<String>,
+                      step: &'static str| {
+        view! {
+            <label for=id>{label}</label>
+            // Uncontrolled: writing the value back while typing would eat a "0." in progress.
+            <input id=id name=id type="number" step=step value=value.get_untracked()
+                on:input=move |ev| value.set(event_target_value(&ev)) />
+        }
+    };
+
+    view! {
+        <form class="card form" on:submit=submit id="simulation-form">
+            <h2>"Start a simulation"</h2>
+            {move || match live.cognito.get() {
+                None => view! {
+                    <label for="token">"API token"</label>
+                    <input id="token" name="token" type="password" autocomplete="off" placeholder="printed by make dev"
+                        value=token.get_untracked() on:input=move |ev| token.set(event_target_value(&ev)) />
+                }.into_any(),
+                Some(cognito) => {
+                    let signed_in = live.api.get().is_some_and(|a| a.signed_in());
+                    let (c_in, c_out) = (cognito.clone(), cognito);
+                    view! {
+                        <p class="signin" id="signin">
+                            {if signed_in { "Signed in." } else { "Starting a simulation needs a signed-in user." }}
+                            " "
+                            {if signed_in {
+                                view! { <button type="button" id="sign-out" on:click=move |_| auth::sign_out(&c_out)>"Sign out"</button> }.into_any()
+                            } else {
+                                view! { <button type="button" id="sign-in" on:click=move |_| {
+                                    if let Err(e) = auth::sign_in(&c_in) { message.set(Some(Err(e))); }
+                                }>"Sign in"</button> }.into_any()
+                            }}
+                        </p>
+                        {move || live.sign_in_error.get().map(|e| view! { <p class="error" role="alert">{e}</p> })}
+                    }.into_any()
+                }
+            }}
+            <div class="fields">
+                {field("Products", "products", products, "1")}
+                {field("Events", "events", events, "1")}
+                {field("Events per second", "rate", rate, "any")}
+                <label for="skew">"Popularity"</label>
+                <select id="skew" name="skew" on:change=move |ev| skew.set(event_target_value(&ev))>
+                    <option value="zipf:1.1" selected=true>"Zipf 1.1 (a few hot products)"</option>
+                    <option value="zipf:1.5">"Zipf 1.5 (very hot)"</option>
+                    <option value="uniform">"Uniform"</option>
+                </select>
+                {field("Duplicates (ratio)", "duplicates", duplicates, "any")}
+                {field("Malformed (ratio)", "malformed", malformed, "any")}
+                {field("Invalid transitions (ratio)", "invalid", invalid, "any")}
+                {field("Producers", "producers", producers, "1")}
+                {field("Late retries (ratio, 1–2,000 events later)", "retry_share", retry_share, "any")}
+            </div>
+            <button type="submit" id="start" prop:disabled=move || sending.get()>
+                {move || if sending.get() { "Starting…" } else { "Start simulation" }}
+            </button>
+            {move || message.get().map(|m| match m {
+                Ok(t) => view! { <p class="ok" role="status">{t}</p> }.into_any(),
+                Err(t) => view! { <p class="error" role="alert">{t}</p> }.into_any(),
+            })}
+        </form>
+    }
+}

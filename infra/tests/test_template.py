@@ -1,0 +1,767 @@
+"""The operator's properties of infra/template.yaml, asserted on the CloudFormation the SAM
+transform makes of it (what would be deployed), so none can regress silently.
+
+Each property is a check: a function of the transformed template that returns what is wrong
+(an empty list when the property holds). `TemplateHolds` asserts every check on the real
+template; `ChecksCanFail` removes or breaks each property in a copy of the SAM template and
+asserts that the check watching it then reports it, so no check passes by construction.
+
+Run by scripts/infra-lint.sh (make infra-lint, part of make test) with the aws-sam-cli venv's
+python:  python -m unittest discover -s infra/tests -v
+INFRA_TEMPLATE=<path> checks another template instead of infra/template.yaml.
+"""
+
+import copy
+import fnmatch
+import json
+import logging
+import os
+import pathlib
+import re
+import sys
+import unittest
+
+ROOT = pathlib.Path(__file__).resolve().parents[2]
+sys.path.insert(0, str(ROOT / "scripts"))
+
+from package_template import package_and_transform  # noqa: E402
+from samtranslator.yaml_helper import yaml_parse  # noqa: E402
+
+# samtranslator warns about its own usage metrics on every transform.
+logging.getLogger("samtranslator").setLevel(logging.ERROR)
+TEMPLATE = pathlib.Path(os.environ.get("INFRA_TEMPLATE", ROOT / "infra" / "template.yaml"))
+# A dead-lettered range must stay readable this long after the Pipe gives up on it.
+READABLE_AFTER_DEAD_LETTER_S = 3 * 86400
+# Records older than this are dead-lettered instead of retried (a day, as the brief says).
+MAX_RECORD_AGE_S = 86400
+PSEUDO = {
+    "AWS::Partition": "aws",
+    "AWS::Region": "us-east-1",
+    "AWS::AccountId": "123456789012",
+    "AWS::StackName": "inventory-dev",
+}
+EMF_NAMESPACE = "InventoryPipeline"
+EMF_METRICS = ["EventsApplied", "Duplicates", "Rejections", "LagMs", "ProductWrites"]
+NO_VALUE = object()
+
+
+# ---------------------------------------------------------------- evaluating the template
+
+
+def parameters(cfn, **overrides):
+    """The parameters' defaults, pseudo parameters, and the given overrides."""
+    values = {name: p.get("Default") for name, p in cfn.get("Parameters", {}).items()}
+    values.update(PSEUDO)
+    values.update(overrides)
+    return values
+
+
+def evaluate(cfn, expr, params):
+    """Evaluates the intrinsic functions conditions, rules and property values use here;
+    a reference to a resource stays as it is."""
+    if isinstance(expr, list):
+        return [evaluate(cfn, e, params) for e in expr]
+    if not isinstance(expr, dict) or len(expr) != 1:
+        return expr
+    (fn, arg), = expr.items()
+    if fn == "Ref":
+        if arg == "AWS::NoValue":
+            return NO_VALUE
+        return params[arg] if arg in params else expr
+    if fn == "Condition":
+        return evaluate(cfn, cfn["Conditions"][arg], params)
+    if fn == "Fn::Equals":
+        a, b = (evaluate(cfn, x, params) for x in arg)
+        return str(a) == str(b)
+    if fn == "Fn::Not":
+        return not evaluate(cfn, arg[0], params)
+    if fn == "Fn::And":
+        return all(evaluate(cfn, x, params) for x in arg)
+    if fn == "Fn::Or":
+        return any(evaluate(cfn, x, params) for x in arg)
+    if fn == "Fn::If":
+        cond, yes, no = arg
+        chosen = yes if evaluate(cfn, {"Condition": cond}, params) else no
+        return evaluate(cfn, chosen, params)
+    if fn == "Fn::Sub" and isinstance(arg, str):
+        def sub(m):
+            name = m.group(1)
+            if name in params:
+                return str(params[name])
+            return "<" + name + ">"  # a resource or attribute: left as a marker
+        return re.sub(r"\$\{([^}!]+)\}", sub, arg)
+    return expr
+
+
+def resources(cfn, kind):
+    return {n: r for n, r in cfn["Resources"].items() if r["Type"] == kind}
+
+
+def props(resource):
+    return resource.get("Properties", {})
+
+
+def as_list(x):
+    return x if isinstance(x, list) else [x]
+
+
+def refers_to(expr, name):
+    """Whether expr is a Ref or GetAtt of resource `name`."""
+    if not isinstance(expr, dict):
+        return False
+    return expr.get("Ref") == name or (
+        "Fn::GetAtt" in expr and as_list(expr["Fn::GetAtt"])[0] in (name, name + ".Arn"))
+
+
+def mentions(expr, name):
+    """Whether expr refers to resource `name` anywhere (Ref, GetAtt or inside a Sub)."""
+    text = json.dumps(expr)
+    return (f'"Ref": "{name}"' in text or f'"Fn::GetAtt": ["{name}"' in text
+            or "${" + name + "}" in text or "${" + name + "." in text)
+
+
+def alarm_metrics(alarm):
+    """(namespace, metric name, {dimension: value}) of everything an alarm reads."""
+    p = props(alarm)
+    if "MetricName" in p:
+        dims = {d["Name"]: d["Value"] for d in p.get("Dimensions", [])}
+        yield p["Namespace"], p["MetricName"], dims
+    for m in p.get("Metrics", []):
+        if "MetricStat" in m:
+            metric = m["MetricStat"]["Metric"]
+            dims = {d["Name"]: d["Value"] for d in metric.get("Dimensions", [])}
+            yield metric["Namespace"], metric["MetricName"], dims
+
+
+def alarms_on(cfn, namespace, metric, dimension=None, resource=None):
+    found = {}
+    for name, alarm in resources(cfn, "AWS::CloudWatch::Alarm").items():
+        for ns, m, dims in alarm_metrics(alarm):
+            if ns == namespace and m == metric and (
+                    dimension is None or refers_to(dims.get(dimension), resource)):
+                found[name] = alarm
+    return found
+
+
+def statements(policy_document):
+    return as_list(policy_document.get("Statement", []))
+
+
+def allows(statement, principal_service, *actions):
+    if statement.get("Effect") != "Allow":
+        return False
+    services = as_list(statement.get("Principal", {}).get("Service", []))
+    granted = as_list(statement.get("Action", []))
+    return principal_service in services and all(
+        any(fnmatch.fnmatch(a, g) for g in granted) for a in actions)
+
+
+def source_arn_patterns(statement, params, cfn):
+    cond = statement.get("Condition", {})
+    patterns = []
+    for op in ("ArnLike", "ArnEquals", "StringLike", "StringEquals"):
+        for key, value in cond.get(op, {}).items():
+            if key.lower() == "aws:sourcearn":
+                patterns += [evaluate(cfn, v, params) for v in as_list(value)]
+    return patterns
+
+
+def alarm_topics(cfn):
+    """The SNS topics alarms notify."""
+    topics = set()
+    for alarm in resources(cfn, "AWS::CloudWatch::Alarm").values():
+        for action in props(alarm).get("AlarmActions", []):
+            if isinstance(action, dict) and "Ref" in action:
+                topics.add(action["Ref"])
+    return topics
+
+
+def alarm_arn(cfn, alarm, params):
+    name = evaluate(cfn, props(alarm).get("AlarmName"), params)
+    if not isinstance(name, str):
+        return None
+    p = params
+    return f"arn:{p['AWS::Partition']}:cloudwatch:{p['AWS::Region']}:{p['AWS::AccountId']}:alarm:{name}"
+
+
+# ---------------------------------------------------------------- the checks
+
+
+def check_alarm_topic_deliverable(cfn):
+    """CloudWatch can publish to the alarm topic: unencrypted, or encrypted with a customer
+    managed key in this template (rotation on) whose policy lets cloudwatch.amazonaws.com use
+    it for every alarm here; a topic policy, if any, lets CloudWatch publish those alarms."""
+    problems = []
+    params = parameters(cfn)
+    alarms = resources(cfn, "AWS::CloudWatch::Alarm")
+    arns = {n: alarm_arn(cfn, a, params) for n, a in alarms.items()}
+    topics = alarm_topics(cfn)
+    if not topics:
+        problems.append("no alarm notifies an SNS topic of this template")
+    for topic in topics:
+        res = cfn["Resources"].get(topic)
+        if res is None or res["Type"] != "AWS::SNS::Topic":
+            problems.append(f"alarm action {topic} is not an SNS topic of this template")
+            continue
+        key = props(res).get("KmsMasterKeyId")
+        if key is not None:
+            key_name = next((n for n in resources(cfn, "AWS::KMS::Key") if refers_to(key, n)), None)
+            if key_name is None:
+                problems.append(f"{topic} is encrypted with {key!r}, not a key of this template "
+                                "whose policy lets CloudWatch use it (alias/aws/sns cannot)")
+            else:
+                kp = props(cfn["Resources"][key_name])
+                if kp.get("EnableKeyRotation") is not True:
+                    problems.append(f"{key_name}: key rotation is off")
+                grants = [s for s in statements(kp.get("KeyPolicy", {}))
+                          if allows(s, "cloudwatch.amazonaws.com", "kms:Decrypt", "kms:GenerateDataKey")]
+                if not grants:
+                    problems.append(f"{key_name}'s policy does not let cloudwatch.amazonaws.com "
+                                    "kms:Decrypt and kms:GenerateDataKey*")
+                for s in grants:
+                    patterns = source_arn_patterns(s, params, cfn)
+                    for alarm, arn in arns.items():
+                        if patterns and not any(fnmatch.fnmatch(arn or "", p) for p in patterns):
+                            problems.append(f"{key_name}'s CloudWatch grant does not cover alarm {alarm} ({arn})")
+        for pol_name, pol in resources(cfn, "AWS::SNS::TopicPolicy").items():
+            if not any(refers_to(t, topic) for t in props(pol).get("Topics", [])):
+                continue
+            grants = [s for s in statements(props(pol)["PolicyDocument"])
+                      if allows(s, "cloudwatch.amazonaws.com", "sns:Publish")]
+            if not grants:
+                problems.append(f"{pol_name} replaces {topic}'s policy without letting CloudWatch publish")
+            for s in grants:
+                patterns = source_arn_patterns(s, params, cfn)
+                for alarm, arn in arns.items():
+                    if patterns and not any(fnmatch.fnmatch(arn or "", p) for p in patterns):
+                        problems.append(f"{pol_name} does not let alarm {alarm} ({arn}) publish")
+    return problems
+
+
+def check_every_alarm_notifies(cfn):
+    """Every alarm has AlarmActions to the alarm topic."""
+    problems = []
+    topics = {n for n in resources(cfn, "AWS::SNS::Topic")}
+    alarms = resources(cfn, "AWS::CloudWatch::Alarm")
+    if not alarms:
+        problems.append("no alarms")
+    for name, alarm in alarms.items():
+        actions = props(alarm).get("AlarmActions", [])
+        if not any(refers_to(a, t) for a in actions for t in topics):
+            problems.append(f"{name} has no AlarmActions to the alarm topic")
+        if props(alarm).get("ActionsEnabled") is False:
+            problems.append(f"{name} has its actions disabled")
+    return problems
+
+
+def check_alarm_email_required_outside_dev(cfn):
+    """A Rule fails a non-dev deploy without AlarmEmail; the address gets a subscription."""
+    problems = []
+
+    def rules_pass(**overrides):
+        params = parameters(cfn, **overrides)
+        for rule in cfn.get("Rules", {}).values():
+            applies = evaluate(cfn, rule.get("RuleCondition", True), params)
+            if applies and not all(evaluate(cfn, a["Assert"], params) for a in rule["Assertions"]):
+                return False
+        return True
+
+    if rules_pass(Stage="prod", AlarmEmail=""):
+        problems.append("a prod deploy without AlarmEmail passes the template's Rules")
+    if not rules_pass(Stage="prod", AlarmEmail="ops@example.com"):
+        problems.append("a prod deploy with AlarmEmail fails the template's Rules")
+    if not rules_pass(Stage="dev", AlarmEmail=""):
+        problems.append("a dev deploy without AlarmEmail fails the template's Rules")
+    subs = [s for s in resources(cfn, "AWS::SNS::Subscription").values()
+            if props(s).get("Protocol") == "email" and props(s).get("Endpoint") == {"Ref": "AlarmEmail"}]
+    if not subs:
+        problems.append("no email subscription to AlarmEmail")
+    return problems
+
+
+def check_blind_spots_alarmed(cfn):
+    """An alarm on each blind spot: the Pipe's failures, partial failures and throttles, each
+    function's errors and throttles, the API's 5xx answers, the stream's iterator age."""
+    problems = []
+    pipes = resources(cfn, "AWS::Pipes::Pipe")
+    for pipe in pipes:
+        for metric in ("ExecutionFailed", "ExecutionPartiallyFailed", "ExecutionThrottled"):
+            if not alarms_on(cfn, "AWS/EventBridge/Pipes", metric, "PipeName", pipe):
+                problems.append(f"no alarm on {pipe}'s {metric}")
+    for fn in resources(cfn, "AWS::Lambda::Function"):
+        for metric in ("Errors", "Throttles"):
+            if not alarms_on(cfn, "AWS/Lambda", metric, "FunctionName", fn):
+                problems.append(f"no alarm on {fn}'s {metric}")
+    for url in resources(cfn, "AWS::Lambda::Url").values():
+        fn = props(url)["TargetFunctionArn"].get("Ref")
+        if not alarms_on(cfn, "AWS/Lambda", "Url5xxCount", "FunctionName", fn):
+            problems.append(f"no alarm on {fn}'s 5xx answers (Url5xxCount)")
+    for stream in resources(cfn, "AWS::Kinesis::Stream"):
+        if not alarms_on(cfn, "AWS/Kinesis", "GetRecords.IteratorAgeMilliseconds", "StreamName", stream):
+            problems.append(f"no alarm on {stream}'s iterator age")
+    return problems
+
+
+def check_silence_alarms(cfn):
+    """The iterator-age alarm and the "records arriving, processor not invoked" alarm (metric
+    math over Kinesis IncomingRecords and the Pipe target's Invocations) treat missing data as
+    breaching, so a stopped Pipe cannot make them go quiet."""
+    problems = []
+    age = alarms_on(cfn, "AWS/Kinesis", "GetRecords.IteratorAgeMilliseconds")
+    for name, alarm in age.items():
+        if props(alarm).get("TreatMissingData") != "breaching":
+            problems.append(f"{name}: missing data is not breaching, so a stopped Pipe silences it")
+    if not age:
+        problems.append("no iterator-age alarm")
+    for pipe_name, pipe in resources(cfn, "AWS::Pipes::Pipe").items():
+        target = props(pipe)["Target"]
+        fn = next((n for n in resources(cfn, "AWS::Lambda::Function") if refers_to(target, n)), None)
+        found = False
+        for name, alarm in resources(cfn, "AWS::CloudWatch::Alarm").items():
+            read = list(alarm_metrics(alarm))
+            has_in = any(ns == "AWS/Kinesis" and m == "IncomingRecords" for ns, m, _ in read)
+            has_inv = any(ns == "AWS/Lambda" and m == "Invocations" and refers_to(d.get("FunctionName"), fn)
+                          for ns, m, d in read)
+            expr = any("Expression" in m for m in props(alarm).get("Metrics", []))
+            if has_in and has_inv and expr:
+                found = True
+                if props(alarm).get("TreatMissingData") != "breaching":
+                    problems.append(f"{name}: missing data is not breaching")
+        if not found:
+            problems.append(f"no metric-math alarm on records arriving while {fn} ({pipe_name}'s target) is not invoked")
+    return problems
+
+
+def check_retention_outlives_record_age(cfn):
+    """Stream retention >= the Pipe's MaximumRecordAgeInSeconds + a margin of days, the record
+    age at most a day, and the dead-letter age alarm fires while the range is still readable."""
+    problems = []
+    for pipe_name, pipe in resources(cfn, "AWS::Pipes::Pipe").items():
+        kinesis = props(pipe)["SourceParameters"]["KinesisStreamParameters"]
+        age = int(kinesis.get("MaximumRecordAgeInSeconds", -1))
+        stream = next((n for n in resources(cfn, "AWS::Kinesis::Stream") if refers_to(props(pipe)["Source"], n)), None)
+        if stream is None:
+            problems.append(f"{pipe_name}'s source is not a stream of this template")
+            continue
+        retention = int(props(cfn["Resources"][stream]).get("RetentionPeriodHours", 24)) * 3600
+        if age == -1 or age > MAX_RECORD_AGE_S:
+            problems.append(f"{pipe_name}: MaximumRecordAgeInSeconds {age} must be set and at most {MAX_RECORD_AGE_S}")
+            continue
+        if retention < age + READABLE_AFTER_DEAD_LETTER_S:
+            problems.append(f"{stream} keeps records {retention} s, less than the record age {age} s + "
+                            f"{READABLE_AFTER_DEAD_LETTER_S} s: a dead-lettered range expires too soon")
+        dlq_ages = alarms_on(cfn, "AWS/SQS", "ApproximateAgeOfOldestMessage")
+        if not dlq_ages:
+            problems.append("no alarm on the dead-letter queue's oldest message age")
+        for name, alarm in dlq_ages.items():
+            threshold = float(props(alarm)["Threshold"])
+            if age + threshold + 86400 > retention:
+                problems.append(f"{name} fires at {threshold} s, leaving less than a day before {stream} trims the range")
+    return problems
+
+
+def check_no_public_function_url(cfn):
+    """No Function URL with AuthType NONE and no public permission: each URL is AWS_IAM, may be
+    invoked by cloudfront.amazonaws.com for a distribution of this template only, and that
+    distribution routes /api/* to it through an origin access control of type lambda, behind
+    a WAF web ACL (scope CLOUDFRONT) with a rate-based rule."""
+    problems = []
+    distributions = resources(cfn, "AWS::CloudFront::Distribution")
+    for perm_name, perm in resources(cfn, "AWS::Lambda::Permission").items():
+        if props(perm).get("Principal") == "*":
+            problems.append(f"{perm_name} lets anyone invoke {props(perm).get('FunctionName')}")
+    for url_name, url in resources(cfn, "AWS::Lambda::Url").items():
+        fn = props(url)["TargetFunctionArn"].get("Ref")
+        if props(url).get("AuthType") != "AWS_IAM":
+            problems.append(f"{url_name} has AuthType {props(url).get('AuthType')}, not AWS_IAM")
+        perms = [p for p in resources(cfn, "AWS::Lambda::Permission").values()
+                 if refers_to(props(p).get("FunctionName"), fn)
+                 and props(p).get("Principal") == "cloudfront.amazonaws.com"]
+        for action in ("lambda:InvokeFunctionUrl", "lambda:InvokeFunction"):
+            granted = [p for p in perms if props(p).get("Action") == action]
+            if not granted:
+                problems.append(f"no {action} permission on {fn} for cloudfront.amazonaws.com")
+            for p in granted:
+                if not any(mentions(props(p).get("SourceArn"), d) for d in distributions):
+                    problems.append(f"{fn}'s {action} permission for CloudFront names no distribution of this template")
+        fronted = False
+        for dist_name, dist in distributions.items():
+            config = props(dist)["DistributionConfig"]
+            for origin in config.get("Origins", []):
+                if not mentions(origin.get("DomainName"), url_name):
+                    continue
+                oac_ref = origin.get("OriginAccessControlId")
+                oac = next((r for n, r in resources(cfn, "AWS::CloudFront::OriginAccessControl").items()
+                            if refers_to(oac_ref, n) or mentions(oac_ref, n)), None)
+                if oac is None or props(oac)["OriginAccessControlConfig"].get("OriginAccessControlOriginType") != "lambda":
+                    problems.append(f"{dist_name}'s origin {origin['Id']} has no origin access control of type lambda")
+                behaviours = [b for b in config.get("CacheBehaviors", []) if b.get("TargetOriginId") == origin["Id"]]
+                if not any(b.get("PathPattern") == "/api/*" for b in behaviours):
+                    problems.append(f"{dist_name} has no /api/* behaviour to origin {origin['Id']}")
+                fronted = True
+                acl = evaluate(cfn, config.get("WebACLId", NO_VALUE), parameters(cfn))
+                acl_name = next((n for n in resources(cfn, "AWS::WAFv2::WebACL") if refers_to(acl, n)), None)
+                if acl_name is None:
+                    problems.append(f"{dist_name} has no WAF web ACL of this template in us-east-1")
+                    continue
+                acl_props = props(cfn["Resources"][acl_name])
+                if acl_props.get("Scope") != "CLOUDFRONT":
+                    problems.append(f"{acl_name} is not of scope CLOUDFRONT")
+                if not any("RateBasedStatement" in r.get("Statement", {}) and "Block" in r.get("Action", {})
+                           for r in acl_props.get("Rules", [])):
+                    problems.append(f"{acl_name} has no blocking rate-based rule")
+        if not fronted:
+            problems.append(f"no CloudFront distribution fronts {url_name}")
+    return problems
+
+
+def check_no_scan_for_the_api(cfn):
+    """The role of a function reachable from the internet (through its URL) cannot Scan."""
+    problems = []
+    for url in resources(cfn, "AWS::Lambda::Url").values():
+        fn = props(url)["TargetFunctionArn"].get("Ref")
+        role = props(cfn["Resources"][fn]).get("Role")
+        role_name = next(n for n in resources(cfn, "AWS::IAM::Role") if refers_to(role, n))
+        for policy in props(cfn["Resources"][role_name]).get("Policies", []):
+            for s in statements(policy["PolicyDocument"]):
+                if s.get("Effect") != "Allow":
+                    continue
+                for a in as_list(s.get("Action", [])):
+                    if fnmatch.fnmatch("dynamodb:Scan", a) or fnmatch.fnmatch("dynamodb:scan", a):
+                        problems.append(f"{role_name} ({fn}'s role) may {a}")
+    return problems
+
+
+def check_stateful_resources_retained(cfn):
+    """Tables, the stream and the dead-letter queue survive stack deletion and replacement;
+    the tables are deletion-protected outside dev and keep point-in-time recovery."""
+    problems = []
+    kinds = ("AWS::DynamoDB::Table", "AWS::Kinesis::Stream", "AWS::SQS::Queue")
+    for kind in kinds:
+        for name, res in resources(cfn, kind).items():
+            for policy in ("DeletionPolicy", "UpdateReplacePolicy"):
+                if res.get(policy) != "Retain":
+                    problems.append(f"{name}: {policy} is {res.get(policy)!r}, not Retain")
+    for name, table in resources(cfn, "AWS::DynamoDB::Table").items():
+        p = props(table)
+        for stage, want in (("prod", True), ("staging", True), ("dev", False)):
+            got = evaluate(cfn, p.get("DeletionProtectionEnabled", False), parameters(cfn, Stage=stage))
+            if got is not want and str(got).lower() != str(want).lower():
+                problems.append(f"{name}: deletion protection is {got} in stage {stage}, want {want}")
+        if p.get("PointInTimeRecoverySpecification", {}).get("PointInTimeRecoveryEnabled") is not True:
+            problems.append(f"{name}: point-in-time recovery is off")
+    return problems
+
+
+def check_reserved_concurrency_off_by_default(cfn):
+    """No function reserves concurrency unless a parameter asks for it."""
+    problems = []
+    defaults = parameters(cfn)
+    for name, fn in resources(cfn, "AWS::Lambda::Function").items():
+        reserved = props(fn).get("ReservedConcurrentExecutions", NO_VALUE)
+        value = evaluate(cfn, reserved, defaults)
+        if value is not NO_VALUE:
+            problems.append(f"{name} reserves {value} concurrent executions by default")
+        elif reserved is not NO_VALUE:
+            on = evaluate(cfn, reserved, {**defaults, **{p: 5 for p in cfn.get("Parameters", {})
+                                                        if p.endswith("ReservedConcurrency")}})
+            if on is NO_VALUE:
+                problems.append(f"{name}'s reservation cannot be turned on by its parameter")
+    return problems
+
+
+def check_json_logs(cfn):
+    """Every function logs JSON (LoggingConfig.LogFormat)."""
+    return [f"{name} does not log JSON (LoggingConfig.LogFormat)"
+            for name, fn in resources(cfn, "AWS::Lambda::Function").items()
+            if props(fn).get("LoggingConfig", {}).get("LogFormat") != "JSON"]
+
+
+def check_dashboard(cfn):
+    """A dashboard shows the Pipe's, Kinesis', Lambda's and DynamoDB's metrics and the
+    processor's EMF metrics."""
+    problems = []
+    dashboards = resources(cfn, "AWS::CloudWatch::Dashboard")
+    if not dashboards:
+        return ["no CloudWatch dashboard"]
+    for name, dash in dashboards.items():
+        body = props(dash)["DashboardBody"]
+        text = body.get("Fn::Sub", body) if isinstance(body, dict) else body
+        text = text[0] if isinstance(text, list) else text
+        try:
+            parsed = json.loads(re.sub(r"\$\{[^}]+\}", "x", text))
+        except ValueError as e:
+            problems.append(f"{name}: the body is not JSON once substituted: {e}")
+            continue
+        flat = json.dumps(parsed)
+        for ns in ("AWS/EventBridge/Pipes", "AWS/Kinesis", "AWS/Lambda", "AWS/DynamoDB"):
+            if f'"{ns}"' not in flat:
+                problems.append(f"{name} shows no {ns} metric")
+        for metric in EMF_METRICS:
+            if not re.search(rf'Namespace=\\"{EMF_NAMESPACE}\\" MetricName=\\"{metric}\\"', flat):
+                problems.append(f"{name} shows no {EMF_NAMESPACE} {metric}")
+    return problems
+
+
+def url_functions(cfn):
+    """The functions reachable through a Function URL (the API)."""
+    return [props(u)["TargetFunctionArn"].get("Ref") for u in resources(cfn, "AWS::Lambda::Url").values()]
+
+
+def check_cognito_sign_in(cfn):
+    """Users sign in through a Cognito user pool without self sign-up, whose hosted UI domain
+    exists, with a public app client (no secret) allowed the authorization code flow only (no
+    implicit flow, no password flows), called back at the console's distribution; the API's
+    function is told the pool's issuer and the client id."""
+    problems = []
+    pools = resources(cfn, "AWS::Cognito::UserPool")
+    if not pools:
+        return ["no Cognito user pool"]
+    for name, pool in pools.items():
+        if props(pool).get("AdminCreateUserConfig", {}).get("AllowAdminCreateUserOnly") is not True:
+            problems.append(f"{name} lets anyone sign up (AllowAdminCreateUserOnly is not true)")
+        if not any(refers_to(props(d).get("UserPoolId"), name)
+                   for d in resources(cfn, "AWS::Cognito::UserPoolDomain").values()):
+            problems.append(f"{name} has no hosted UI domain (AWS::Cognito::UserPoolDomain)")
+    clients = resources(cfn, "AWS::Cognito::UserPoolClient")
+    if not clients:
+        problems.append("no Cognito app client for the console")
+    distributions = resources(cfn, "AWS::CloudFront::Distribution")
+    for name, client in clients.items():
+        p = props(client)
+        if p.get("GenerateSecret") not in (False, None):
+            problems.append(f"{name} has a client secret: a browser app cannot keep one")
+        if p.get("AllowedOAuthFlowsUserPoolClient") is not True:
+            problems.append(f"{name} is not allowed OAuth flows")
+        if p.get("AllowedOAuthFlows") != ["code"]:
+            problems.append(f"{name} allows flows {p.get('AllowedOAuthFlows')}, not only the authorization code flow")
+        for flow in p.get("ExplicitAuthFlows", []):
+            if flow != "ALLOW_REFRESH_TOKEN_AUTH":
+                problems.append(f"{name} allows {flow}: tokens must come from the hosted UI's code flow")
+        callbacks = p.get("CallbackURLs", [])
+        if not callbacks or not all(any(mentions(c, d) for d in distributions) for c in callbacks):
+            problems.append(f"{name}'s callback URLs {callbacks} are not the console's distribution")
+    for fn in url_functions(cfn):
+        env = props(cfn["Resources"][fn]).get("Environment", {}).get("Variables", {})
+        if not any(mentions(env.get("COGNITO_ISSUER"), pool) for pool in pools):
+            problems.append(f"{fn}'s environment has no COGNITO_ISSUER naming the user pool")
+        if "COGNITO_CLIENT_ID" not in env and "COGNITO_CLIENT_ID_SECRET" not in env:
+            problems.append(f"{fn}'s environment names no app client (COGNITO_CLIENT_ID or COGNITO_CLIENT_ID_SECRET)")
+    return problems
+
+
+def resolve(cfn, expr, params):
+    """`evaluate` all the way down: each Fn::If's branch chosen, AWS::NoValue dropped."""
+    if isinstance(expr, dict) and list(expr) == ["Fn::If"]:
+        cond, yes, no = expr["Fn::If"]
+        return resolve(cfn, yes if evaluate(cfn, {"Condition": cond}, params) else no, params)
+    if isinstance(expr, dict) and expr == {"Ref": "AWS::NoValue"}:
+        return NO_VALUE
+    if isinstance(expr, dict):
+        out = {k: resolve(cfn, v, params) for k, v in expr.items()}
+        return {k: v for k, v in out.items() if v is not NO_VALUE}
+    if isinstance(expr, list):
+        return [v for v in (resolve(cfn, e, params) for e in expr) if v is not NO_VALUE]
+    return expr
+
+
+def check_no_generator_in_prod(cfn):
+    """In the prod stage no simulation generator exists: its function (and every resource
+    naming it) is conditional on the stage, and the API is not told of one."""
+    problems = []
+    prod, dev = parameters(cfn, Stage="prod"), parameters(cfn, Stage="dev")
+
+    def exists(res, params):
+        cond = res.get("Condition")
+        return True if cond is None else evaluate(cfn, {"Condition": cond}, params)
+
+    generators = [n for n, fn in resources(cfn, "AWS::Lambda::Function").items()
+                  if "generator" in str(evaluate(cfn, props(fn).get("FunctionName"), dev))]
+    if not generators:
+        problems.append("no generator function found (FunctionName inventory-generator-<stage>)")
+    for gen in generators:
+        if exists(cfn["Resources"][gen], prod):
+            problems.append(f"{gen} exists in the prod stage")
+        if not exists(cfn["Resources"][gen], dev):
+            problems.append(f"{gen} does not exist in the dev stage")
+        for name, res in cfn["Resources"].items():
+            if name != gen and exists(res, prod) and mentions(resolve(cfn, res, prod), gen):
+                problems.append(f"{name} refers to {gen} in the prod stage, where it does not exist")
+    for fn in url_functions(cfn):
+        env = props(cfn["Resources"][fn]).get("Environment", {}).get("Variables", {})
+        if evaluate(cfn, env.get("GENERATOR_FUNCTION", NO_VALUE), prod) is not NO_VALUE:
+            problems.append(f"{fn} is given GENERATOR_FUNCTION in the prod stage")
+    return problems
+
+
+CHECKS = [
+    check_alarm_topic_deliverable,
+    check_every_alarm_notifies,
+    check_alarm_email_required_outside_dev,
+    check_blind_spots_alarmed,
+    check_silence_alarms,
+    check_retention_outlives_record_age,
+    check_no_public_function_url,
+    check_no_scan_for_the_api,
+    check_stateful_resources_retained,
+    check_reserved_concurrency_off_by_default,
+    check_json_logs,
+    check_dashboard,
+    check_cognito_sign_in,
+    check_no_generator_in_prod,
+]
+
+
+# ---------------------------------------------------------------- tests
+
+
+def sam_template():
+    return yaml_parse(TEMPLATE.read_text())
+
+
+def transformed(sam):
+    cfn, problems = package_and_transform(copy.deepcopy(sam), TEMPLATE.parent)
+    if problems:
+        raise AssertionError(f"packaging or IAM findings: {problems}")
+    return cfn
+
+
+class TemplateHolds(unittest.TestCase):
+    @classmethod
+    def setUpClass(cls):
+        cls.cfn = transformed(sam_template())
+
+
+def _holds(check):
+    def test(self):
+        problems = check(self.cfn)
+        self.assertEqual(problems, [], f"{check.__name__}: {check.__doc__.split('.')[0]}")
+    test.__doc__ = check.__doc__
+    return test
+
+
+for _check in CHECKS:
+    setattr(TemplateHolds, "test_" + _check.__name__[len("check_"):], _holds(_check))
+
+
+# Each mutation removes or breaks one property in the SAM template; the named check must
+# then report it. (name, check, mutation of the parsed SAM template)
+def _res(sam, name):
+    return sam["Resources"][name]
+
+
+def _props(sam, name):
+    return _res(sam, name)["Properties"]
+
+
+def _drop_statement(doc, sid):
+    doc["Statement"] = [s for s in doc["Statement"] if s.get("Sid") != sid]
+
+
+MUTATIONS = [
+    ("topic under the AWS managed key", check_alarm_topic_deliverable,
+     lambda s: _props(s, "AlarmTopic").update(KmsMasterKeyId="alias/aws/sns")),
+    ("key policy without CloudWatch", check_alarm_topic_deliverable,
+     lambda s: _drop_statement(_props(s, "AlarmKey")["KeyPolicy"], "CloudWatchPublishesThisStagesAlarms")),
+    ("key rotation off", check_alarm_topic_deliverable,
+     lambda s: _props(s, "AlarmKey").update(EnableKeyRotation=False)),
+    ("topic policy without CloudWatch", check_alarm_topic_deliverable,
+     lambda s: _drop_statement(_props(s, "AlarmTopicPolicy")["PolicyDocument"], "CloudWatchPublishesThisStagesAlarms")),
+    ("an alarm named outside the key's pattern", check_alarm_topic_deliverable,
+     lambda s: _props(s, "Api5xxAlarm").update(AlarmName={"Fn::Sub": "api-5xx-${Stage}"})),
+    ("an alarm without AlarmActions", check_every_alarm_notifies,
+     lambda s: _props(s, "PipeThrottlesAlarm").pop("AlarmActions")),
+    ("no rule on AlarmEmail", check_alarm_email_required_outside_dev,
+     lambda s: s.pop("Rules")),
+    ("no alarm on Pipe throttles", check_blind_spots_alarmed,
+     lambda s: s["Resources"].pop("PipeThrottlesAlarm")),
+    ("no alarm on Pipe partial failures", check_blind_spots_alarmed,
+     lambda s: s["Resources"].pop("PipePartialFailuresAlarm")),
+    ("no alarm on the generator's errors", check_blind_spots_alarmed,
+     lambda s: s["Resources"].pop("GeneratorErrorsAlarm")),
+    ("no alarm on the API's throttles", check_blind_spots_alarmed,
+     lambda s: s["Resources"].pop("ApiThrottlesAlarm")),
+    ("no alarm on API 5xx", check_blind_spots_alarmed,
+     lambda s: s["Resources"].pop("Api5xxAlarm")),
+    ("iterator age silent when the Pipe stops", check_silence_alarms,
+     lambda s: _props(s, "IteratorAgeAlarm").update(TreatMissingData="notBreaching")),
+    ("not-invoked alarm with missing data not breaching", check_silence_alarms,
+     lambda s: _props(s, "ProcessorNotInvokedAlarm").update(TreatMissingData="notBreaching")),
+    ("no not-invoked alarm", check_silence_alarms,
+     lambda s: s["Resources"].pop("ProcessorNotInvokedAlarm")),
+    ("24 h retention", check_retention_outlives_record_age,
+     lambda s: _props(s, "EventStream").update(RetentionPeriodHours=24)),
+    ("record age of 2 days", check_retention_outlives_record_age,
+     lambda s: _props(s, "InventoryPipe")["SourceParameters"]["KinesisStreamParameters"].update(
+         MaximumRecordAgeInSeconds=172800)),
+    ("dead-letter age alarm too late", check_retention_outlives_record_age,
+     lambda s: _props(s, "DeadLetterAgeAlarm").update(Threshold=6 * 86400)),
+    ("Function URL with AuthType NONE", check_no_public_function_url,
+     lambda s: _props(s, "ApiFunction")["FunctionUrlConfig"].update(AuthType="NONE")),
+    ("no CloudFront permission on the URL", check_no_public_function_url,
+     lambda s: s["Resources"].pop("ApiUrlInvokeFromCloudFront")),
+    ("no /api/* behaviour", check_no_public_function_url,
+     lambda s: _props(s, "ConsoleDistribution")["DistributionConfig"].pop("CacheBehaviors")),
+    ("no WAF on the distribution", check_no_public_function_url,
+     lambda s: _props(s, "ConsoleDistribution")["DistributionConfig"].pop("WebACLId")),
+    ("OAC of type s3 on the API origin", check_no_public_function_url,
+     lambda s: _props(s, "ApiOriginAccessControl")["OriginAccessControlConfig"].update(
+         OriginAccessControlOriginType="s3")),
+    ("Scan for the API", check_no_scan_for_the_api,
+     lambda s: _props(s, "ApiRole")["Policies"][0]["PolicyDocument"]["Statement"][0]["Action"].append("dynamodb:Scan")),
+    ("inventory table not retained", check_stateful_resources_retained,
+     lambda s: _res(s, "InventoryTable").pop("DeletionPolicy")),
+    ("stream replaced without retention", check_stateful_resources_retained,
+     lambda s: _res(s, "EventStream").pop("UpdateReplacePolicy")),
+    ("no deletion protection", check_stateful_resources_retained,
+     lambda s: _props(s, "EventsTable").pop("DeletionProtectionEnabled")),
+    ("no PITR on the inventory table", check_stateful_resources_retained,
+     lambda s: _props(s, "InventoryTable").pop("PointInTimeRecoverySpecification")),
+    ("a fixed reservation", check_reserved_concurrency_off_by_default,
+     lambda s: _props(s, "ProcessorFunction").update(ReservedConcurrentExecutions=50)),
+    ("text logs", check_json_logs,
+     lambda s: s["Globals"]["Function"].pop("LoggingConfig")),
+    ("implicit flow on the console's client", check_cognito_sign_in,
+     lambda s: _props(s, "UserPoolClient")["AllowedOAuthFlows"].append("implicit")),
+    ("a client secret", check_cognito_sign_in,
+     lambda s: _props(s, "UserPoolClient").update(GenerateSecret=True)),
+    ("a password flow", check_cognito_sign_in,
+     lambda s: _props(s, "UserPoolClient")["ExplicitAuthFlows"].append("ALLOW_USER_PASSWORD_AUTH")),
+    ("self sign-up", check_cognito_sign_in,
+     lambda s: _props(s, "UserPool")["AdminCreateUserConfig"].update(AllowAdminCreateUserOnly=False)),
+    ("no hosted UI domain", check_cognito_sign_in,
+     lambda s: s["Resources"].pop("UserPoolDomain")),
+    ("the API not told the issuer", check_cognito_sign_in,
+     lambda s: _props(s, "ApiFunction")["Environment"]["Variables"].pop("COGNITO_ISSUER")),
+    ("the generator in prod", check_no_generator_in_prod,
+     lambda s: _res(s, "GeneratorFunction").pop("Condition")),
+    ("the API told of a generator in prod", check_no_generator_in_prod,
+     lambda s: _props(s, "ApiFunction")["Environment"]["Variables"].update(
+         GENERATOR_FUNCTION={"Ref": "GeneratorFunction"})),
+    ("no EMF metrics on the dashboard", check_dashboard,
+     lambda s: _props(s, "Dashboard").update(DashboardBody={
+         "Fn::Sub": _props(s, "Dashboard")["DashboardBody"]["Fn::Sub"].replace("InventoryPipeline", "Other")})),
+]
+
+
+class ChecksCanFail(unittest.TestCase):
+    """Each check reports its property once the property is removed from the template."""
+
+    @classmethod
+    def setUpClass(cls):
+        cls.sam = sam_template()
+
+    def test_each_mutation_is_reported(self):
+        for label, check, mutate in MUTATIONS:
+            with self.subTest(label):
+                sam = copy.deepcopy(self.sam)
+                mutate(sam)
+                problems = check(transformed(sam))
+                self.assertNotEqual(problems, [], f"{check.__name__} did not notice: {label}")
+
+    def test_every_check_has_a_mutation(self):
+        self.assertEqual({c.__name__ for c in CHECKS}, {c.__name__ for _, c, _ in MUTATIONS})
+
+
+if __name__ == "__main__":
+    unittest.main()

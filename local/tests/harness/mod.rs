@@ -1,0 +1,39 @@
+//! The one test harness of the local stack's integration tests, by role:
+//!
+//! - [`wait`]: bounded waits that fail saying what they waited for;
+//! - [`emulators`]: the embedded emulators alone (a stream and the tables), reached with the
+//!   real SDK clients, for tests that drive the processor or a Pipe themselves;
+//! - [`streams`]: Kinesis helpers (puts, reshards, waiting for ACTIVE);
+//! - [`processor`]: the processor on its production path (the Lambda's body reader, then
+//!   `process_batch`), the Pipes payload's shape, and the stored items;
+//! - [`targets`]: Pipe targets: the processor in process, and one that crashes;
+//! - [`pipeline`]: the whole local stack fed by the generator and checked by `verify`;
+//! - [`proxy`]: HTTP proxies in front of the emulators that hold or rewrite calls.
+//!
+//! Each test file compiles its own copy, and uses only part of it.
+#![allow(dead_code, unused_imports)]
+
+pub mod emulators;
+pub mod pipeline;
+pub mod processor;
+pub mod proxy;
+pub mod streams;
+pub mod targets;
+pub mod wait;
+
+pub use emulators::*;
+pub use pipeline::*;
+pub use processor::*;
+pub use proxy::*;
+pub use streams::*;
+pub use targets::*;
+pub use wait::*;
+
+/// Logs to the test's output when RUST_LOG asks for it
+/// (RUST_LOG=inventory_processor=info,inventory_local=info shows what a failing case did).
+pub fn init_tracing() {
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter(tracing_subscriber::EnvFilter::from_default_env())
+        .with_test_writer()
+        .try_init();
+}

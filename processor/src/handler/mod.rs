@@ -1,0 +1,195 @@
+//! The batch handler: a Pipes batch in, exactly-once product state in DynamoDB out.
+//!
+//! 1. Decode and validate every record (pure); malformed ones become rejections.
+//! 2. Group the valid events by product, in stream order.
+//! 3. Read the touched products' items (BatchGetItem, consistent) and the shard log.
+//! 4. Fold each product's events over its item (pure): redeliveries and producer
+//!    duplicates are skipped, invalid transitions rejected.
+//! 5. Record every rejection (idempotent keys), then write each changed product once,
+//!    conditional on the version and position read in step 3 (optimistic concurrency).
+//! 6. Report the first record whose work did not complete as the batch item failure, so the
+//!    Pipe retries from there; everything before it is applied exactly once.
+//!
+//! By role: [`run`] (the batch run: steps 1-4 and 6, and the order of everything),
+//! [`settle`] (the conditional product writes and the re-reads after a lost race),
+//! [`rejections`] and [`statistics`] (the events table's items).
+
+mod rejections;
+mod run;
+mod settle;
+mod statistics;
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+use std::time::Duration;
+
+use aws_sdk_dynamodb::Client;
+pub use inventory_domain::batch::{
+    decode, decode_batch, decode_pipe_batch, DecodedBatch, ProductWork,
+};
+use inventory_domain::dedup;
+use inventory_domain::pipes::PipeBatch;
+use inventory_domain::{BatchResponse, RejectionReason};
+use inventory_store::dedup_log::{DedupLog, LogCost};
+use inventory_store::Tables;
+
+use crate::error::ProcessorError;
+
+#[derive(Debug, Clone)]
+pub struct ProcessorSettings {
+    /// Product writes in flight at once.
+    pub write_concurrency: usize,
+    /// Re-reads after a lost optimistic-concurrency race before the record is retried.
+    pub max_conflict_retries: usize,
+    /// A producer's duplicate arriving up to this long after its original is recognised,
+    /// at any distance in events (docs/consistency.md). At most the stream's retention.
+    pub dedup_window: Duration,
+    /// Events of the shard log kept in memory, all shards together (16-40 bytes each);
+    /// past it the coldest shards' logs are dropped and read again when needed.
+    pub dedup_max_entries: usize,
+}
+
+impl Default for ProcessorSettings {
+    fn default() -> Self {
+        Self {
+            write_concurrency: 32,
+            max_conflict_retries: 8,
+            dedup_window: Duration::from_millis(dedup::DEFAULT_WINDOW_MS as u64),
+            dedup_max_entries: 4_000_000,
+        }
+    }
+}
+
+/// The environment variable that sets [`ProcessorSettings::dedup_window`], in seconds.
+pub const DEDUP_WINDOW_VAR: &str = "DEDUP_WINDOW_SECONDS";
+
+impl ProcessorSettings {
+    /// Defaults, with the dedup window from `DEDUP_WINDOW_SECONDS` when set.
+    pub fn from_env() -> Result<Self, ProcessorError> {
+        let mut settings = Self::default();
+        if let Ok(raw) = std::env::var(DEDUP_WINDOW_VAR) {
+            let secs: u64 = raw
+                .trim()
+                .parse()
+                .ok()
+                .filter(|s| *s >= 1 && (*s as i64) * 1000 <= dedup::MAX_WINDOW_MS)
+                .ok_or_else(|| ProcessorError::Setting {
+                    name: DEDUP_WINDOW_VAR,
+                    value: raw.clone(),
+                    rule: "a whole number of seconds from 1 to 31536000 (365 days), at most the stream's retention",
+                })?;
+            settings.dedup_window = Duration::from_secs(secs);
+        }
+        Ok(settings)
+    }
+}
+
+/// The processor with its clients, built once per cold start.
+#[derive(Clone)]
+pub struct Processor {
+    db: Client,
+    tables: Arc<Tables>,
+    settings: ProcessorSettings,
+    log: Arc<DedupLog>,
+}
+
+/// What one invocation did; the response is what the Pipe sees.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct BatchReport {
+    pub response: BatchResponse,
+    pub records: usize,
+    pub applied: u64,
+    pub redeliveries: u64,
+    pub producer_duplicates: u64,
+    pub rejected: BTreeMap<RejectionReason, u64>,
+    /// Distinct products whose item was written.
+    pub products_written: u64,
+    /// DynamoDB requests made, for cost accounting.
+    pub read_requests: u64,
+    pub product_write_requests: u64,
+    pub rejection_write_requests: u64,
+    /// The shard log's reads and writes (what exactly-once at any distance costs).
+    pub log: LogCost,
+    /// Why work was left for the Pipe to retry, or a statistics write failed: one line per
+    /// failure, as logged.
+    pub errors: Vec<String>,
+}
+
+impl BatchReport {
+    pub fn rejected_total(&self) -> u64 {
+        self.rejected.values().sum()
+    }
+}
+
+impl Processor {
+    pub fn new(db: Client, tables: Tables) -> Self {
+        Self::with_settings(db, tables, ProcessorSettings::default())
+    }
+
+    pub fn with_settings(db: Client, tables: Tables, settings: ProcessorSettings) -> Self {
+        let window_ms = i64::try_from(settings.dedup_window.as_millis())
+            .unwrap_or(dedup::MAX_WINDOW_MS)
+            .clamp(1, dedup::MAX_WINDOW_MS);
+        let log = DedupLog::new(
+            db.clone(),
+            tables.events.clone(),
+            window_ms,
+            settings.dedup_max_entries,
+        );
+        Self {
+            db,
+            tables: Arc::new(tables),
+            settings,
+            log: Arc::new(log),
+        }
+    }
+
+    /// Events of the shard log this instance holds in memory.
+    pub fn dedup_entries(&self) -> usize {
+        self.log.entries()
+    }
+
+    pub fn tables(&self) -> &Tables {
+        &self.tables
+    }
+
+    /// The Lambda's entry point: the invocation body as it arrives (the JSON bytes Pipes
+    /// sends), read once and in place by [`crate::body::read_body`], then
+    /// [`process_batch`](Self::process_batch). Returns the partial batch failure response.
+    pub async fn handle_body(&self, body: Vec<u8>) -> Result<BatchResponse, ProcessorError> {
+        let batch = crate::body::read_body(body)?;
+        Ok(self.process_batch(&batch).await.response)
+    }
+
+    /// Processes one batch: the one path every caller takes (the Lambda through
+    /// [`handle_body`](Self::handle_body), the local Pipe, replays and tests).
+    pub async fn process_batch(&self, batch: &PipeBatch) -> BatchReport {
+        // Boxed (once per batch): the run's future, retries and streams of writes inside,
+        // is deeper than the compiler's default limit where the Lambda runtime nests it.
+        Box::pin(self.run(batch)).await
+    }
+}
+
+/// A shard of a stream: (stream name, shard id).
+type ShardKey = (String, String);
+
+/// The record's stream and shard (the shard from its `eventID`, `shardId-…:seq`).
+fn shard_key(batch: &PipeBatch, index: usize) -> ShardKey {
+    let record = batch.at(index);
+    let shard = record
+        .event_id
+        .split_once(':')
+        .map_or("", |(shard, _)| shard);
+    (
+        inventory_store::dedup_log::stream_name(record.event_source_arn).to_owned(),
+        shard.to_owned(),
+    )
+}
+
+/// The Lambda runtime and the local Pipe spawn a batch's future, so it must stay `Send`
+/// (an iterator's closure held across an await is enough to lose it); this fails to compile
+/// if it does not.
+#[allow(dead_code)]
+fn process_batch_is_send<'a>(p: &'a Processor, batch: &'a PipeBatch) -> impl Send + 'a {
+    p.process_batch(batch)
+}
