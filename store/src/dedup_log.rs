@@ -251,7 +251,11 @@ impl DedupLog {
             let extra = with(number, cost)?.len() as u64;
             let this = LogCost {
                 write_requests: 1,
-                write_units: if extra == 0 { units } else { 2 * (units + extra) },
+                write_units: if extra == 0 {
+                    units
+                } else {
+                    2 * (units + extra)
+                },
                 ..LogCost::default()
             };
             let mut so_far = cost;
