@@ -349,8 +349,12 @@ async fn rejections_page_newest_first_across_days_and_statistics_read_the_counte
     inventory_store::stats::add(
         &db,
         &tables,
-        &counters,
-        Some(now.timestamp_millis() - 120),
+        "shardId-000000000000",
+        &inventory_store::stats::ShardAdd {
+            counters,
+            last_applied_arrival_ms: Some(now.timestamp_millis() - 120),
+            ..Default::default()
+        },
         batch_at,
     )
     .await

@@ -76,9 +76,9 @@ pub struct ReplayReport {
     pub shards: usize,
     /// Records read from the stream and given to the processor.
     pub records: u64,
-    /// What the processor counted in the replay's statistics (the `STATS`/`TOTAL` item of
-    /// its events table): events applied, records rejected, duplicates ignored. Retried
-    /// batches count again, as in the live statistics.
+    /// What the processor counted in the replay's statistics (the `STATS`/`SHARD#…` items
+    /// of its events table, summed): events applied, records rejected, duplicates ignored.
+    /// A batch counts once, with its shard log item (store/src/stats.rs).
     pub applied: u64,
     pub rejected: u64,
     pub duplicates: u64,

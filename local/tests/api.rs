@@ -11,10 +11,9 @@ use axum::http::{header, HeaderMap, Method, Request, StatusCode};
 use axum::Router;
 use harness::{local_stack, start_in_process_pipe, wait_for_delivered, CATCH_UP, PATIENCE};
 use http_body_util::BodyExt as _;
+use inventory_api::store::StatsView;
 use inventory_api::{app, ApiConfig, AppState, BoxFuture, SimulationLauncher};
-use inventory_domain::api::{
-    InventoryPage, RejectionPage, SimulationState, SimulationStatus, Stats,
-};
+use inventory_domain::api::{InventoryPage, RejectionPage, SimulationState, SimulationStatus};
 use inventory_local::server::local_state;
 use inventory_local::stack::{LocalStack, StackOptions};
 use serde_json::{json, Value};
@@ -169,9 +168,11 @@ async fn inventory_lists_filters_sorts_and_pages() {
     let q: Vec<u64> = page.items.iter().map(|p| p.quantity).collect();
     assert_eq!(q, [50, 6, 0]);
 
-    let (_, _, body) = call(&router, get("/api/inventory?q=Mou")).await;
+    // Search is by product-id prefix (a name search would need a Scan).
+    let (_, _, body) = call(&router, get("/api/inventory?q=B")).await;
     let page: InventoryPage = serde_json::from_value(body).unwrap();
-    assert_eq!(page.items.len(), 1);
+    let ids: Vec<&str> = page.items.iter().map(|p| p.product_id.as_str()).collect();
+    assert_eq!(ids, ["B2"]);
 
     // Pages of 2 with the opaque cursor cover everything once.
     let (_, _, body) = call(&router, get("/api/inventory?limit=2")).await;
@@ -249,9 +250,30 @@ async fn listing_one_status_is_a_paged_query_of_the_status_index_not_a_scan() {
         }
     }
     assert_eq!(seen, [("A1".to_owned(), 6), ("B2".to_owned(), 50)]);
-    // The same proxy does fail a listing that has to scan (a search), so it is in the path.
-    let (status, _, _) = call(&router, get("/api/inventory?q=Mou")).await;
-    assert_eq!(status, StatusCode::INTERNAL_SERVER_ERROR);
+    // A search, the whole listing and the statistics need no Scan either…
+    for uri in ["/api/inventory?q=B", "/api/inventory", "/api/stats"] {
+        let (status, _, body) = call(&router, get(uri)).await;
+        assert_eq!(status, StatusCode::OK, "{uri}: {body}");
+        if uri == "/api/stats" {
+            let stats: StatsView = serde_json::from_value(body).unwrap();
+            assert_eq!(stats.units, Some(56), "{stats:?}");
+        }
+    }
+    // …while the proxy is in the path and does fail a Scan.
+    let scan = proxy
+        .dynamodb_client(1)
+        .scan()
+        .table_name(&stack.options.tables.inventory)
+        .send()
+        .await;
+    assert!(scan.is_err(), "the proxy let a Scan through");
+    assert!(
+        proxy
+            .counts
+            .server_errors
+            .load(std::sync::atomic::Ordering::SeqCst)
+            > 0
+    );
 }
 
 #[tokio::test]
@@ -277,12 +299,15 @@ async fn stats_report_exact_totals_and_the_rejections() {
     let (_stack, router, _) = seeded().await;
     let (status, _, body) = call(&router, get("/api/stats")).await;
     assert_eq!(status, StatusCode::OK, "{body}");
-    let stats: Stats = serde_json::from_value(body).unwrap();
+    let stats: StatsView = serde_json::from_value(body).unwrap();
+    // From the processor's shard counters, units included: 6 + 50 (C3 was removed).
     assert_eq!(
         (stats.products, stats.active_products, stats.units),
-        (3, 2, 56)
+        (Some(3), Some(2), Some(56))
     );
-    assert_eq!(stats.events_applied, 5);
+    assert_eq!(stats.events_applied, Some(5));
+    assert!(stats.unavailable.is_empty(), "{:?}", stats.unavailable);
+    assert_eq!(stats.totals_source, "shard_counters");
     assert_eq!(stats.rejections.get("insufficient_stock"), Some(&1));
     assert_eq!(stats.rejections.get("invalid_json"), Some(&1));
     assert_eq!(stats.rejections_total, 2);

@@ -18,8 +18,10 @@ use std::collections::{BTreeSet, HashMap};
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
+use aws_sdk_dynamodb::operation::put_item::PutItemError;
+use aws_sdk_dynamodb::operation::transact_write_items::TransactWriteItemsError;
 use aws_sdk_dynamodb::primitives::Blob;
-use aws_sdk_dynamodb::types::AttributeValue;
+use aws_sdk_dynamodb::types::{AttributeValue, Put, TransactWriteItem, Update};
 use aws_sdk_dynamodb::Client;
 use chrono::Utc;
 use inventory_domain::dedup::{decode_log, encode_log, Lineage, LogRecord, ShardLog};
@@ -201,6 +203,25 @@ impl DedupLog {
         parents: &[String],
         batch_arrivals: (i64, i64),
     ) -> Result<LogCost, StoreError> {
+        self.append_with(stream, shard, records, parents, batch_arrivals, |_, _| {
+            Ok(Vec::new())
+        })
+        .await
+    }
+
+    /// [`append`](Self::append), with the updates `with(item number, cost so far)` returns
+    /// in the same `TransactWriteItems` as the log item, so they land with it or not at all
+    /// (the shard's counters: `stats::updates`). The transaction's write units (twice each
+    /// item's) are counted as the log's; the updated items are estimated at 1 KB each.
+    pub async fn append_with(
+        &self,
+        stream: &str,
+        shard: &str,
+        records: &[LogRecord],
+        parents: &[String],
+        batch_arrivals: (i64, i64),
+        with: impl Fn(u64, LogCost) -> Result<Vec<Update>, StoreError>,
+    ) -> Result<LogCost, StoreError> {
         let mut cost = LogCost::default();
         if records.is_empty() && parents.is_empty() {
             return Ok(cost);
@@ -224,16 +245,24 @@ impl DedupLog {
             let mut item = log_item(&pk, number, &packed, parents, first, last, self.window_ms);
             item.insert("writer".to_owned(), items::s(&writer));
             let units = write_units(&item);
-            cost.write_requests += 1;
-            cost.write_units += units;
-            let result = self
-                .db
-                .put_item()
-                .table_name(&self.table)
-                .set_item(Some(item))
-                .condition_expression("attribute_not_exists(pk)")
-                .send()
-                .await;
+            // A transaction bills each item twice; how many items `with` adds is known by
+            // asking it (cheap: it only builds requests), then it is asked again with the
+            // cost that includes this write.
+            let extra = with(number, cost)?.len() as u64;
+            let this = LogCost {
+                write_requests: 1,
+                write_units: if extra == 0 {
+                    units
+                } else {
+                    2 * (units + extra)
+                },
+                ..LogCost::default()
+            };
+            let mut so_far = cost;
+            so_far.add(this);
+            let updates = with(number, so_far)?;
+            cost.add(this);
+            let result = self.put_log_item(item, updates, &writer, number).await;
             match result {
                 Ok(_) => {
                     let mut state = self.lock();
@@ -245,14 +274,8 @@ impl DedupLog {
                     log.high_water = log.high_water.max(number);
                     return Ok(cost);
                 }
-                Err(e) => {
-                    let taken = matches!(
-                        e.as_service_error(),
-                        Some(aws_sdk_dynamodb::operation::put_item::PutItemError::ConditionalCheckFailedException(_))
-                    );
-                    if !taken {
-                        return Err(StoreError::dynamo("PutItem (dedup log)", e));
-                    }
+                Err(Taken::No(e)) => return Err(e),
+                Err(Taken::Yes) => {
                     let high_water = self.lock().logs.get(&pk).map_or(0, |l| l.high_water);
                     let (read, items) = self.read_after(&pk, high_water).await?;
                     cost.add(read);
@@ -277,6 +300,87 @@ impl DedupLog {
             what: format!("dedup log of {shard}"),
             attempts: APPEND_ATTEMPTS,
         })
+    }
+
+    /// Writes a log item if its number is free: a conditional PutItem, or with `updates` one
+    /// `TransactWriteItems` (idempotent for the SDK's retries through its client token).
+    async fn put_log_item(
+        &self,
+        item: Item,
+        updates: Vec<Update>,
+        writer: &str,
+        number: u64,
+    ) -> Result<(), Taken> {
+        const CONDITION: &str = "attribute_not_exists(pk)";
+        if updates.is_empty() {
+            return match self
+                .db
+                .put_item()
+                .table_name(&self.table)
+                .set_item(Some(item))
+                .condition_expression(CONDITION)
+                .send()
+                .await
+            {
+                Ok(_) => Ok(()),
+                Err(e)
+                    if matches!(
+                        e.as_service_error(),
+                        Some(PutItemError::ConditionalCheckFailedException(_))
+                    ) =>
+                {
+                    Err(Taken::Yes)
+                }
+                Err(e) => Err(Taken::No(StoreError::dynamo("PutItem (dedup log)", e))),
+            };
+        }
+        let build = |e: aws_sdk_dynamodb::error::BuildError| {
+            Taken::No(StoreError::Dynamo {
+                operation: "TransactWriteItems (dedup log)",
+                message: e.to_string(),
+            })
+        };
+        let put = Put::builder()
+            .table_name(&self.table)
+            .set_item(Some(item))
+            .condition_expression(CONDITION)
+            .build()
+            .map_err(build)?;
+        let mut items = vec![TransactWriteItem::builder().put(put).build()];
+        items.extend(
+            updates
+                .into_iter()
+                .map(|u| TransactWriteItem::builder().update(u).build()),
+        );
+        let result = self
+            .db
+            .transact_write_items()
+            .set_transact_items(Some(items))
+            // At most 36 characters: the writer's nonce (16) and the item number (20).
+            .client_request_token(format!("{writer}{number:020}"))
+            .send()
+            .await;
+        match result {
+            Ok(_) => Ok(()),
+            Err(e) => {
+                // The log item's number was taken: reasons are in item order, the log first.
+                let taken = match e.as_service_error() {
+                    Some(TransactWriteItemsError::TransactionCanceledException(c)) => {
+                        c.cancellation_reasons().first().and_then(|r| r.code())
+                            == Some("ConditionalCheckFailed")
+                    }
+                    _ => false,
+                };
+                if taken {
+                    Err(Taken::Yes)
+                } else {
+                    Err(Taken::No(StoreError::dynamo(
+                        "TransactWriteItems (dedup log and counters)",
+                        e,
+                    )))
+                }
+            }
+        }
     }
 
     /// Reads the items after `high_water` (strongly consistent) into memory; returns them too.
@@ -509,6 +613,13 @@ fn evict(state: &mut State, keep: &[String], max: usize) {
         state.logs.remove(&k);
         state.used.remove(&k);
     }
+}
+
+/// Why a log item was not written.
+enum Taken {
+    /// Another writer holds its number.
+    Yes,
+    No(StoreError),
 }
 
 /// A value no other append shares: std's per-process random hash keys (advanced on every

@@ -103,7 +103,7 @@ pub use crate::rejections::{
 };
 pub use crate::stats::{
     bucket_sort_key as stats_sort_key, reason_counter, BUCKET_SECS as STATS_BUCKET_SECS,
-    PK as STATS_PK, TOTAL_SK as STATS_TOTAL_SK, TTL_SECS as STATS_TTL_SECS,
+    PK as STATS_PK, TTL_SECS as STATS_TTL_SECS,
 };
 
 /// Decodes an item with serde_dynamo; a missing or mistyped attribute is named in the

@@ -1,19 +1,26 @@
-//! The processor's counters for the API's figures, in the events table's `STATS` partition:
-//! one item per 10-second bucket (`sk = BUCKET#<start, epoch seconds, 10 digits>`, kept a
-//! day) and the running totals (`sk = TOTAL`, kept for good). Each batch adds its counts to
-//! both with UpdateItem `ADD` (two writes per batch, whatever its size), so the items are
-//! written by expression, not whole; [`StatsCounters`] names the counters once for the
-//! writer ([`add`]) and the readers ([`StatsItem::from_item`]).
+//! The processor's counters for the API's figures, in the events table's `STATS` partition,
+//! all **per shard** so no key takes every batch's write:
 //!
-//! They count deliveries, so a batch retried after a crash is counted again; the inventory
-//! itself is exact regardless.
+//! - `sk = SHARD#<shardId>`: the running totals of the batches of that shard (kept for good):
+//!   the delivery counters of [`StatsCounters`], the product counters of [`ProductDelta`]
+//!   (`products`, `active_products`, `units`, `events_applied`: the changes the shard's
+//!   batches applied, so only their sum over all shards means anything), `through` (the
+//!   number of the last shard log item counted), the newest applied arrival and its lag.
+//! - `sk = BUCKET#<start, epoch seconds, 10 digits>#<shardId>`: the same delivery counters
+//!   per 10-second bucket and shard (kept a day); the readers sum a bucket's shards.
+//!
+//! A batch adds to both in the same `TransactWriteItems` as its shard log item
+//! (`dedup_log.rs`), which is conditional on its number being free, so a batch counts
+//! once or not at all (docs/consistency.md, "Counters").
+//! Before this layout a single `TOTAL` item and shard-less buckets held the totals; the
+//! readers still read such buckets, not the `TOTAL` item.
 
 use std::collections::{BTreeMap, HashMap};
 
-use aws_sdk_dynamodb::types::AttributeValue;
+use aws_sdk_dynamodb::types::{AttributeValue, TransactWriteItem, Update};
 use aws_sdk_dynamodb::Client;
 use chrono::{DateTime, Utc};
-use inventory_domain::RejectionReason;
+use inventory_domain::{ProductRecord, ProductStatus, RejectionReason};
 
 use crate::config::Tables;
 use crate::error::StoreError;
@@ -23,8 +30,8 @@ pub const PK: &str = "STATS";
 pub const BUCKET_SECS: i64 = 10;
 /// Buckets are kept a day (TTL).
 pub const TTL_SECS: i64 = 86_400;
-/// The running totals since the table was created (same counters, no TTL).
-pub const TOTAL_SK: &str = "TOTAL";
+/// The sort key prefix of the per-shard running totals.
+pub const SHARD_PREFIX: &str = "SHARD#";
 
 const BUCKET_PREFIX: &str = "BUCKET#";
 
@@ -38,14 +45,24 @@ pub fn bucket_sort_key(bucket_start_epoch_secs: i64) -> String {
     format!("{BUCKET_PREFIX}{bucket_start_epoch_secs:010}")
 }
 
+/// The sort key of `shard`'s running totals.
+pub fn shard_sort_key(shard: &str) -> String {
+    format!("{SHARD_PREFIX}{shard}")
+}
+
+/// The sort key of `shard`'s part of the bucket starting at `bucket_start_epoch_secs`.
+pub fn shard_bucket_sort_key(bucket_start_epoch_secs: i64, shard: &str) -> String {
+    format!("{}#{shard}", bucket_sort_key(bucket_start_epoch_secs))
+}
+
 /// The counter of rejections for one reason (`rejected_<reason>`).
 pub fn reason_counter(reason: RejectionReason) -> String {
     format!("rejected_{}", reason.as_str())
 }
 
-/// The key of the totals item.
-pub fn total_key() -> Item {
-    key(TOTAL_SK.to_owned())
+/// The key of `shard`'s running totals.
+pub fn shard_key(shard: &str) -> Item {
+    key(shard_sort_key(shard))
 }
 
 fn key(sk: String) -> Item {
@@ -102,6 +119,22 @@ impl StatsCounters {
             .collect()
     }
 
+    /// Adds `other`'s counts (shards summed on read).
+    pub fn add(&mut self, other: &StatsCounters) {
+        self.records += other.records;
+        self.applied += other.applied;
+        self.duplicates += other.duplicates;
+        self.producer_duplicates += other.producer_duplicates;
+        self.rejected += other.rejected;
+        self.batches += other.batches;
+        self.dedup_log_writes += other.dedup_log_writes;
+        self.dedup_log_write_units += other.dedup_log_write_units;
+        self.dedup_log_reads += other.dedup_log_reads;
+        for (reason, n) in &other.rejected_by_reason {
+            *self.rejected_by_reason.entry(*reason).or_default() += n;
+        }
+    }
+
     fn from_item(item: &Item, key: &str) -> Result<Self, StoreError> {
         let get = |name: &str| number(item, name, key).map(Option::unwrap_or_default);
         let mut counters = Self {
@@ -125,12 +158,74 @@ impl StatsCounters {
     }
 }
 
+/// The changes a batch applied to a shard's products, as the shard item counts them.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct ProductDelta {
+    /// +1 per product item created.
+    pub products: i64,
+    /// +1 per product that became active, −1 per product removed.
+    pub active_products: i64,
+    /// The change of units in stock of active products.
+    pub units: i64,
+    /// +1 per event applied.
+    pub events_applied: i64,
+}
+
+impl ProductDelta {
+    /// What one product write changed, from the item it was conditional on (`None`: the
+    /// product had no item) to the state it wrote.
+    pub fn between(before: Option<&ProductRecord>, after: Option<&ProductRecord>) -> Self {
+        let active = |r: Option<&ProductRecord>| {
+            r.filter(|r| r.status == ProductStatus::Active)
+                .map_or((0, 0), |r| {
+                    (1, i64::try_from(r.quantity).unwrap_or(i64::MAX))
+                })
+        };
+        let ((was, was_units), (is, is_units)) = (active(before), active(after));
+        Self {
+            products: i64::from(before.is_none() && after.is_some()),
+            active_products: is - was,
+            units: is_units - was_units,
+            events_applied: 0,
+        }
+    }
+
+    pub fn add(&mut self, other: ProductDelta) {
+        self.products += other.products;
+        self.active_products += other.active_products;
+        self.units += other.units;
+        self.events_applied += other.events_applied;
+    }
+
+    /// The counters with their attribute names (the API's `SHARD_COUNTERS` reads them).
+    pub fn named(&self) -> [(&'static str, i64); 4] {
+        [
+            ("products", self.products),
+            ("active_products", self.active_products),
+            ("units", self.units),
+            ("events_applied", self.events_applied),
+        ]
+    }
+
+    fn from_item(item: &Item, key: &str) -> Result<Self, StoreError> {
+        let get = |name: &str| number(item, name, key).map(Option::unwrap_or_default);
+        Ok(Self {
+            products: get("products")?,
+            active_products: get("active_products")?,
+            units: get("units")?,
+            events_applied: get("events_applied")?,
+        })
+    }
+}
+
 /// A bucket or the totals, as read.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct StatsItem {
     /// The bucket's start (epoch seconds); `None` for the totals.
     pub bucket_start: Option<i64>,
     pub counters: StatsCounters,
+    /// The product counters (zero in buckets).
+    pub products: ProductDelta,
     /// When a batch last added to it (epoch milliseconds).
     pub updated_at_ms: Option<i64>,
     /// The arrival time of the newest event applied (epoch milliseconds)…
@@ -148,25 +243,43 @@ impl StatsItem {
             .map_or("", String::as_str);
         let key = format!("{PK}/{sk}");
         let bucket_start = match sk.strip_prefix(BUCKET_PREFIX) {
-            Some(start) => Some(start.parse().map_err(|_| StoreError::CorruptItem {
-                key: key.clone(),
-                field: "sk (a bucket's start in epoch seconds)".into(),
-            })?),
-            None if sk == TOTAL_SK => None,
+            // `BUCKET#<start>#<shard>`, or `BUCKET#<start>` as written before shards.
+            Some(rest) => {
+                let start = rest.split_once('#').map_or(rest, |(start, _)| start);
+                Some(start.parse().map_err(|_| StoreError::CorruptItem {
+                    key: key.clone(),
+                    field: "sk (a bucket's start in epoch seconds)".into(),
+                })?)
+            }
+            None if sk.starts_with(SHARD_PREFIX) => None,
             None => {
                 return Err(StoreError::CorruptItem {
                     key,
-                    field: "sk (BUCKET#<start> or TOTAL)".into(),
+                    field: "sk (BUCKET#<start>#<shard> or SHARD#<shard>)".into(),
                 })
             }
         };
         Ok(Self {
             bucket_start,
             counters: StatsCounters::from_item(item, &key)?,
+            products: ProductDelta::from_item(item, &key)?,
             updated_at_ms: number(item, "updated_at", &key)?,
             last_applied_arrival_ms: number(item, "last_applied_arrival_ms", &key)?,
             last_lag_ms: number(item, "last_lag_ms", &key)?,
         })
+    }
+}
+
+impl StatsItem {
+    /// Adds another shard's part: counts summed, the newest batch's times kept.
+    fn merge(&mut self, other: StatsItem) {
+        self.counters.add(&other.counters);
+        self.products.add(other.products);
+        self.updated_at_ms = self.updated_at_ms.max(other.updated_at_ms);
+        if other.last_applied_arrival_ms > self.last_applied_arrival_ms {
+            self.last_applied_arrival_ms = other.last_applied_arrival_ms;
+            self.last_lag_ms = other.last_lag_ms;
+        }
     }
 }
 
@@ -188,105 +301,180 @@ fn number<T: std::str::FromStr>(
     }
 }
 
-/// Adds `counters` to the bucket of `now` and to the totals, and records the newest applied
-/// event's arrival and lag when there was one.
+/// What one batch adds to a shard's counters.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct ShardAdd {
+    pub counters: StatsCounters,
+    pub products: ProductDelta,
+    /// The arrival time of the newest event applied (epoch milliseconds).
+    pub last_applied_arrival_ms: Option<i64>,
+}
+
+/// The two updates that add `add` to `shard`'s running totals and to its part of the bucket
+/// of `now`, for one `TransactWriteItems`. With `through` (the number of the shard log item
+/// written in the same transaction) the totals record it, for audits.
+///
+/// Exactly once comes from the log item's `attribute_not_exists`: the transaction lands
+/// only with a new log item, and a retried request either is recognised by its client
+/// token or finds the item and cancels. No condition on `through` itself: a shard idle
+/// past its log items' TTL numbers them from 1 again, and a `through < n` condition would
+/// then refuse every batch of that shard.
+pub fn updates(
+    table: &str,
+    shard: &str,
+    add: &ShardAdd,
+    through: Option<u64>,
+    now: DateTime<Utc>,
+) -> Result<[Update; 2], StoreError> {
+    let build = |sk: String, totals: bool| {
+        let mut names: HashMap<String, String> = HashMap::new();
+        let mut values: Item = HashMap::new();
+        let mut adds = Vec::new();
+        let counters = add
+            .counters
+            .attributes()
+            .into_iter()
+            .map(|(n, v)| (n, i64::try_from(v).unwrap_or(i64::MAX)));
+        let products = add
+            .products
+            .named()
+            .into_iter()
+            .map(|(n, v)| (n.to_owned(), v))
+            .filter(|_| totals);
+        for (k, (name, value)) in counters.chain(products).enumerate() {
+            adds.push(format!("#a{k} :a{k}"));
+            names.insert(format!("#a{k}"), name);
+            values.insert(format!(":a{k}"), AttributeValue::N(value.to_string()));
+        }
+        let mut set = vec!["updated_at = :now".to_owned()];
+        values.insert(
+            ":now".into(),
+            AttributeValue::N(now.timestamp_millis().to_string()),
+        );
+        if !totals {
+            set.push("#ttl = :ttl".to_owned());
+            names.insert("#ttl".into(), "ttl".into());
+            values.insert(
+                ":ttl".into(),
+                AttributeValue::N((now.timestamp() + TTL_SECS).to_string()),
+            );
+        }
+        if let Some(arrival) = add.last_applied_arrival_ms {
+            set.push("last_applied_arrival_ms = :arr".to_owned());
+            set.push("last_lag_ms = :lag".to_owned());
+            values.insert(":arr".into(), AttributeValue::N(arrival.to_string()));
+            values.insert(
+                ":lag".into(),
+                AttributeValue::N((now.timestamp_millis() - arrival).to_string()),
+            );
+        }
+        if let (true, Some(n)) = (totals, through) {
+            set.push("through = :through".to_owned());
+            values.insert(":through".into(), AttributeValue::N(n.to_string()));
+        }
+        Update::builder()
+            .table_name(table)
+            .set_key(Some(key(sk)))
+            .update_expression(format!("SET {} ADD {}", set.join(", "), adds.join(", ")))
+            .set_expression_attribute_names(Some(names))
+            .set_expression_attribute_values(Some(values))
+            .build()
+            .map_err(|e| StoreError::Dynamo {
+                operation: "TransactWriteItems (statistics)",
+                message: e.to_string(),
+            })
+    };
+    Ok([
+        build(shard_sort_key(shard), true)?,
+        build(
+            shard_bucket_sort_key(bucket_start(now.timestamp()), shard),
+            false,
+        )?,
+    ])
+}
+
+/// Adds `add` to `shard`'s counters on its own (a batch with no shard log item to ride
+/// with): one `TransactWriteItems` of the two updates.
 pub async fn add(
     db: &Client,
     tables: &Tables,
-    counters: &StatsCounters,
-    last_applied_arrival_ms: Option<i64>,
+    shard: &str,
+    add: &ShardAdd,
     now: DateTime<Utc>,
 ) -> Result<(), StoreError> {
-    let adds = counters.attributes();
-    let update = |sk: String, ttl: Option<i64>| {
-        let mut req = db
-            .update_item()
-            .table_name(&tables.events)
-            .set_key(Some(key(sk)));
-        let mut add = Vec::with_capacity(adds.len());
-        for (k, (name, value)) in adds.iter().enumerate() {
-            add.push(format!("#a{k} :a{k}"));
-            req = req
-                .expression_attribute_names(format!("#a{k}"), name)
-                .expression_attribute_values(
-                    format!(":a{k}"),
-                    AttributeValue::N(value.to_string()),
-                );
-        }
-        let mut set = vec!["updated_at = :now".to_owned()];
-        req = req.expression_attribute_values(
-            ":now",
-            AttributeValue::N(now.timestamp_millis().to_string()),
-        );
-        if let Some(ttl) = ttl {
-            set.push("#ttl = :ttl".to_owned());
-            req = req
-                .expression_attribute_names("#ttl", "ttl")
-                .expression_attribute_values(":ttl", AttributeValue::N(ttl.to_string()));
-        }
-        if let Some(arrival) = last_applied_arrival_ms {
-            set.push("last_applied_arrival_ms = :arr".to_owned());
-            set.push("last_lag_ms = :lag".to_owned());
-            req = req
-                .expression_attribute_values(":arr", AttributeValue::N(arrival.to_string()))
-                .expression_attribute_values(
-                    ":lag",
-                    AttributeValue::N((now.timestamp_millis() - arrival).to_string()),
-                );
-        }
-        req.update_expression(format!("SET {} ADD {}", set.join(", "), add.join(", ")))
-            .send()
-    };
-    let (bucket, total) = futures::join!(
-        update(
-            bucket_sort_key(bucket_start(now.timestamp())),
-            Some(now.timestamp() + TTL_SECS)
-        ),
-        update(TOTAL_SK.to_owned(), None)
-    );
-    bucket.map_err(|e| StoreError::dynamo("UpdateItem (statistics)", e))?;
-    total.map_err(|e| StoreError::dynamo("UpdateItem (statistics)", e))?;
+    let items = updates(&tables.events, shard, add, None, now)?
+        .into_iter()
+        .map(|u| TransactWriteItem::builder().update(u).build())
+        .collect();
+    db.transact_write_items()
+        .set_transact_items(Some(items))
+        .send()
+        .await
+        .map_err(|e| StoreError::dynamo("TransactWriteItems (statistics)", e))?;
     Ok(())
 }
 
-/// The running totals; `None` before the first batch.
+/// The running totals, every shard's summed; `None` before the first batch.
 pub async fn read_total(db: &Client, tables: &Tables) -> Result<Option<StatsItem>, StoreError> {
-    let out = db
-        .get_item()
+    let mut pages = db
+        .query()
         .table_name(&tables.events)
-        .set_key(Some(total_key()))
+        .key_condition_expression("pk = :pk AND begins_with(sk, :prefix)")
+        .expression_attribute_values(":pk", AttributeValue::S(PK.to_owned()))
+        .expression_attribute_values(":prefix", AttributeValue::S(SHARD_PREFIX.to_owned()))
         .consistent_read(true)
-        .send()
-        .await
-        .map_err(|e| StoreError::dynamo("GetItem (statistics)", e))?;
-    out.item().map(StatsItem::from_item).transpose()
+        .into_paginator()
+        .send();
+    let mut total: Option<StatsItem> = None;
+    while let Some(page) = pages.next().await {
+        let page = page.map_err(|e| StoreError::dynamo("Query (statistics)", e))?;
+        for item in page.items() {
+            let shard = StatsItem::from_item(item)?;
+            match &mut total {
+                Some(t) => t.merge(shard),
+                None => total = Some(shard),
+            }
+        }
+    }
+    Ok(total)
 }
 
 /// The buckets starting from `first_start` to `last_start` (epoch seconds, both included)
-/// that hold anything, oldest first.
+/// that hold anything, their shards summed, oldest first.
 pub async fn read_buckets(
     db: &Client,
     tables: &Tables,
     first_start: i64,
     last_start: i64,
 ) -> Result<Vec<StatsItem>, StoreError> {
+    // `$` sorts after `#`: the last bucket's shard parts are inside the range.
+    let last = format!("{}$", bucket_sort_key(last_start));
     let mut pages = db
         .query()
         .table_name(&tables.events)
         .key_condition_expression("pk = :pk AND sk BETWEEN :a AND :b")
         .expression_attribute_values(":pk", AttributeValue::S(PK.to_owned()))
         .expression_attribute_values(":a", AttributeValue::S(bucket_sort_key(first_start)))
-        .expression_attribute_values(":b", AttributeValue::S(bucket_sort_key(last_start)))
+        .expression_attribute_values(":b", AttributeValue::S(last))
         .into_paginator()
         .send();
-    let mut out = Vec::new();
+    let mut by_start: BTreeMap<i64, StatsItem> = BTreeMap::new();
     while let Some(page) = pages.next().await {
         let page = page.map_err(|e| StoreError::dynamo("Query (statistics)", e))?;
         for item in page.items() {
-            out.push(StatsItem::from_item(item)?);
+            let part = StatsItem::from_item(item)?;
+            let Some(start) = part.bucket_start else {
+                continue;
+            };
+            match by_start.get_mut(&start) {
+                Some(bucket) => bucket.merge(part),
+                None => {
+                    by_start.insert(start, part);
+                }
+            }
         }
     }
-    Ok(out)
+    Ok(by_start.into_values().collect())
 }
 
 #[cfg(test)]
@@ -334,16 +522,19 @@ mod tests {
 
     #[test]
     fn the_totals_have_no_bucket_and_a_bad_counter_is_named() {
-        let mut item = total_key();
+        let mut item = shard_key("shardId-000000000001");
         item.insert("applied".into(), AttributeValue::N("7".into()));
-        assert_eq!(StatsItem::from_item(&item).unwrap().bucket_start, None);
+        item.insert("units".into(), AttributeValue::N("-3".into()));
+        let read = StatsItem::from_item(&item).unwrap();
+        assert_eq!((read.bucket_start, read.products.units), (None, -3));
         item.insert(
             "rejected_invalid_json".into(),
             AttributeValue::S("many".into()),
         );
         let err = StatsItem::from_item(&item).unwrap_err().to_string();
         assert!(
-            err.contains("rejected_invalid_json") && err.contains("STATS/TOTAL"),
+            err.contains("rejected_invalid_json")
+                && err.contains("STATS/SHARD#shardId-000000000001"),
             "{err}"
         );
     }

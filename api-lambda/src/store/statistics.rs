@@ -1,6 +1,6 @@
 //! `/api/stats`: the product totals ([`super::totals`], never a Scan) plus the processor's
-//! counters (the store's [`stats`](inventory_store::stats) items: the running totals and
-//! 10-second buckets).
+//! counters (the store's [`stats`](inventory_store::stats) items: each shard's running totals
+//! and 10-second buckets, summed).
 
 use std::collections::BTreeMap;
 
@@ -23,12 +23,12 @@ pub struct StatsView {
     pub active_products: Option<u64>,
     /// Units in stock over all active products.
     pub units: Option<u64>,
-    /// Events applied (the shard counters' sum, else the processor's running total, counted
-    /// per delivery).
+    /// Events applied (the shard counters' sum).
     pub events_applied: Option<u64>,
-    /// Duplicates skipped (redeliveries and producer duplicates; counted per delivery).
+    /// Duplicates skipped (redeliveries and producer duplicates; counted with each batch
+    /// that completes).
     pub duplicates_ignored: u64,
-    /// Rejections recorded, by reason (counted per delivery).
+    /// Rejections recorded, by reason (counted with each batch that completes).
     pub rejections: BTreeMap<String, u64>,
     pub rejections_total: u64,
     /// At the last batch: its processing time minus the newest applied record's arrival.
@@ -39,8 +39,8 @@ pub struct StatsView {
     /// The last 10 minutes, oldest first, in 10-second buckets.
     pub throughput: Vec<ThroughputPoint>,
     pub generated_at: String,
-    /// The fields above that are `null` because only a Scan could compute them (until the
-    /// processor keeps per-shard counters: docs/deploy.md).
+    /// The fields above that are `null` because only a Scan could compute them (before the
+    /// processor's first per-shard counters: docs/deploy.md).
     pub unavailable: Vec<String>,
     /// Where the product totals come from: `shard_counters` (the processor's per-shard
     /// items) or `status_index` (counted from the status index).

@@ -1,6 +1,7 @@
 //! Product totals for `/api/stats` without a Scan.
 //!
-//! **Shard counters** (the layout this API reads; the processor is to write them): one item
+//! **Shard counters** (the layout this API reads; the processor writes them with each batch's
+//! shard log item, store/src/stats.rs): one item
 //! per Kinesis shard in the events table's statistics partition,
 //!
 //! | `pk` | `sk` | attributes (numbers, signed) |
@@ -16,7 +17,7 @@
 //! anything (one shard's item may even go negative). One item per shard, so no single hot
 //! key; the API sums them with one Query (`begins_with(sk, "SHARD#")`).
 //!
-//! Until such items exist, the API counts products per status with `Select=COUNT` Queries of
+//! Before the first such item exists, the API counts products per status with `Select=COUNT` Queries of
 //! the keys-only status index (bounded to [`MAX_COUNT_PAGES`] pages per status) and reports
 //! `units` as unavailable: units are not in the index, and only a Scan could add them up.
 

@@ -226,22 +226,16 @@ pub async fn assert_verified(stack: &LocalStack, sim: &Simulation) -> VerifyRepo
     verify_exact(stack, &expected).await
 }
 
-/// The processor's running totals (the `STATS`/`TOTAL` item): counter name → value.
+/// The processor's running totals (its `STATS`/`SHARD#<shard>` items, summed): counter
+/// name → value.
 pub async fn stats_totals(stack: &LocalStack) -> BTreeMap<String, u64> {
-    let item = stack
-        .db
-        .get_item()
-        .table_name(&stack.options.tables.events)
-        .key("pk", AttributeValue::S("STATS".into()))
-        .key("sk", AttributeValue::S("TOTAL".into()))
-        .consistent_read(true)
-        .send()
+    let total = inventory_store::stats::read_total(&stack.db, &stack.options.tables)
         .await
         .unwrap()
-        .item()
-        .cloned()
         .unwrap_or_default();
-    item.iter()
-        .filter_map(|(k, v)| Some((k.clone(), v.as_n().ok()?.parse().ok()?)))
-        .collect()
+    let mut named: BTreeMap<String, u64> = total.counters.attributes().into_iter().collect();
+    for (name, value) in total.products.named() {
+        named.insert(name.to_owned(), u64::try_from(value).unwrap_or(0));
+    }
+    named
 }

@@ -13,7 +13,9 @@ use inventory_domain::{
 };
 use inventory_store::batch::{batch_get, UNPROCESSED_RETRY};
 use inventory_store::items::{self, ProductItem};
+use inventory_store::stats::ShardAdd;
 
+use super::statistics::delivery_counters;
 use super::{shard_key, BatchReport, DecodedBatch, Processor, ProductWork, ShardKey};
 
 /// One product's events folded over its stored item, waiting to be written.
@@ -188,11 +190,13 @@ impl Processor {
             .collect()
             .await;
 
-        let mut max_applied_arrival: Option<i64> = None;
         let mut to_log: BTreeMap<ShardKey, Vec<LogRecord>> = BTreeMap::new();
+        let mut applied_to: BTreeMap<ShardKey, ShardAdd> = BTreeMap::new();
         for (w, shard, result) in settled {
             match result {
                 Ok(s) => {
+                    let add = applied_to.entry(shard.clone()).or_default();
+                    add.products.add(s.delta);
                     to_log.entry(shard).or_default().extend(s.to_log);
                     report.product_write_requests += s.write_requests;
                     report.rejection_write_requests += s.rejection_requests;
@@ -203,9 +207,10 @@ impl Processor {
                         match o {
                             Outcome::Applied => {
                                 report.applied += 1;
+                                add.products.events_applied += 1;
                                 let arrival = batch.at(*i).arrival_millis();
-                                max_applied_arrival =
-                                    Some(max_applied_arrival.map_or(arrival, |m| m.max(arrival)));
+                                add.last_applied_arrival_ms =
+                                    add.last_applied_arrival_ms.max(Some(arrival));
                             }
                             Outcome::Duplicate(DuplicateKind::Redelivery) => {
                                 report.redeliveries += 1
@@ -232,21 +237,47 @@ impl Processor {
             }
         }
 
-        // 5c. The shard log, after the writes it vouches for (dedup_log.rs says why). If it
-        // cannot be written, the whole shard's part of the batch is retried: the products
-        // see their records as redeliveries and the retry logs them.
+        // 5c. The shard log, after the writes it vouches for (dedup_log.rs says why), in one
+        // transaction with the shard's counters, so they count what the log vouches for,
+        // once. If it cannot be written, the whole shard's part of the batch is retried: the
+        // products see their records as redeliveries and the retry logs them (counting
+        // nothing for them: docs/consistency.md, "Counters"). The batch's delivery counts
+        // ride with its first shard's append, or alone when nothing is to be logged.
+        let mut deliveries_counted = false;
         for (key, logged) in &to_log {
             if logged.is_empty() {
                 continue;
             }
-            match self
+            let add = applied_to.remove(key).unwrap_or_default();
+            let carries = !deliveries_counted;
+            let appended = self
                 .log
-                .append(&key.0, &key.1, logged, &[], (oldest, newest))
-                .await
-            {
-                Ok(cost) => report.log.add(cost),
+                .append_with(
+                    &key.0,
+                    &key.1,
+                    logged,
+                    &[],
+                    (oldest, newest),
+                    |number, this| {
+                        let mut add = add.clone();
+                        if carries {
+                            let mut log = report.log;
+                            log.add(this);
+                            add.counters = delivery_counters(&report, log);
+                        }
+                        Ok(self
+                            .counter_updates(&key.1, &add, Some(number), now)?
+                            .to_vec())
+                    },
+                )
+                .await;
+            match appended {
+                Ok(cost) => {
+                    report.log.add(cost);
+                    deliveries_counted |= carries;
+                }
                 Err(e) => {
-                    tracing::warn!(shard = %key.1, error = %e, "could not write the shard log; the Pipe will retry the batch");
+                    tracing::warn!(shard = %key.1, error = %e, "could not write the shard log and its counters; the Pipe will retry the batch");
                     if let Some(first) = (0..report.records).find(|i| shard_key(batch, *i) == *key)
                     {
                         fail(&mut report, first, e.to_string());
@@ -255,10 +286,19 @@ impl Processor {
             }
         }
 
-        // 6. Observability counters; a failure here must not fail the batch.
-        if let Err(err) = self.add_stats(&report, max_applied_arrival, now).await {
-            tracing::warn!(error = %err, "could not update statistics");
-            report.errors.push(err.to_string());
+        // 6. A batch with nothing to log (rejections and duplicates only) still counts its
+        // deliveries: one transaction of the shard's two counter updates. A failure here is
+        // logged and does not fail the batch.
+        if !deliveries_counted && failed.is_empty() && report.records > 0 {
+            let shard = shard_key(batch, 0).1;
+            let add = ShardAdd {
+                counters: delivery_counters(&report, report.log),
+                ..ShardAdd::default()
+            };
+            if let Err(err) = self.add_counters(&shard, &add, now).await {
+                tracing::warn!(error = %err, "could not update statistics");
+                report.errors.push(err.to_string());
+            }
         }
 
         if let Some(first) = failed.iter().min() {

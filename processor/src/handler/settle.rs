@@ -13,6 +13,7 @@ use inventory_domain::pipes::PipeBatch;
 use inventory_domain::{fold_product_in, DuplicateKind, Outcome, ProductFold, ProductRecord};
 use inventory_store::items::ProductItem;
 use inventory_store::rejections::{self, RejectedRecord, RejectionItem};
+use inventory_store::stats::ProductDelta;
 use inventory_store::StoreError;
 
 use super::run::Folded;
@@ -26,6 +27,8 @@ pub(super) struct Settled {
     /// What the shard log must add for this product.
     pub to_log: Vec<LogRecord>,
     pub written: bool,
+    /// What the write changed in the shard's counters (zero when nothing was written).
+    pub delta: ProductDelta,
     pub write_requests: u64,
     pub rejection_requests: u64,
 }
@@ -40,6 +43,12 @@ struct Attempt {
 
 impl Attempt {
     fn done(mut self, written: bool) -> Settled {
+        if written {
+            // From the item the write was conditional on, so a lost race counts only what
+            // this write added over the winner's.
+            self.settled.delta =
+                ProductDelta::between(self.stored.as_ref(), self.fold.record.as_ref());
+        }
         self.settled.written |= written;
         self.settled.outcomes = self.fold.outcomes;
         self.settled.to_log = self.fold.to_log;
