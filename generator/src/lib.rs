@@ -16,8 +16,3 @@ pub use event_source::{
 pub use publish::{publish, publish_to, PublishOptions, PublishReport, RecordSink};
 pub use run::{run_simulation, SimulationContext};
 pub use verify::{verify, VerifyOptions, VerifyReport};
-
-/// The modules' former names, kept until `local/` uses the new ones
-/// (`sim` → [`event_source`], `simulation` → [`run`]).
-#[doc(hidden)]
-pub use self::{event_source as sim, run as simulation};

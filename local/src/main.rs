@@ -448,7 +448,7 @@ async fn soak(
             events,
             skew,
             seed: rand::random(),
-            run_id: inventory_generator::sim::new_run_id(),
+            run_id: inventory_generator::new_run_id(),
             faults: inventory_generator::FaultRatios {
                 duplicates: 0.05,
                 malformed: 0.01,

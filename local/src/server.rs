@@ -11,7 +11,7 @@ use axum::routing::get;
 use axum::Json;
 use inventory_api::{app, ApiConfig, AppState, BoxFuture, SimulationLauncher};
 use inventory_domain::api::SimulationStatus;
-use inventory_generator::simulation::{run_simulation, SimulationContext};
+use inventory_generator::{run_simulation, SimulationContext};
 use tower_http::services::ServeDir;
 
 /// The console's shell; `cargo leptos watch` builds only `pkg/`, so the server supplies it.
