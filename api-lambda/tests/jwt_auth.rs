@@ -7,6 +7,8 @@
 //! and cached, fetched again for an unknown `kid` (key rotation), and not more often than
 //! the refetch interval. DynamoDB is a stand-in that accepts every write.
 
+mod support;
+
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -133,28 +135,10 @@ impl SimulationLauncher for CountingLauncher {
     }
 }
 
-/// A DynamoDB endpoint that answers every request with `{}` (what PutItem returns).
-async fn accepting_dynamodb() -> aws_sdk_dynamodb::Client {
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let addr = listener.local_addr().unwrap();
-    let fake = Router::new()
-        .fallback(|| async { ([(header::CONTENT_TYPE, "application/x-amz-json-1.0")], "{}") });
-    tokio::spawn(async move { axum::serve(listener, fake).await });
-    let config = aws_sdk_dynamodb::Config::builder()
-        .behavior_version(aws_sdk_dynamodb::config::BehaviorVersion::latest())
-        .region(aws_sdk_dynamodb::config::Region::new("us-east-1"))
-        .credentials_provider(aws_sdk_dynamodb::config::Credentials::new(
-            "test", "test", None, None, "test",
-        ))
-        .endpoint_url(format!("http://{addr}"))
-        .build();
-    aws_sdk_dynamodb::Client::from_conf(config)
-}
-
 async fn router(verifier: JwtVerifier) -> (Router, Arc<CountingLauncher>) {
     let launcher = Arc::new(CountingLauncher::default());
     let state = AppState::new(
-        accepting_dynamodb().await,
+        support::accepting_dynamodb().await,
         Tables::with_prefix("jwt-test-"),
         // As in AWS: no static token.
         ApiConfig::default(),

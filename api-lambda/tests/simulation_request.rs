@@ -3,6 +3,8 @@
 //! absent, passed to the launcher as sent, and described in the OpenAPI document. DynamoDB is
 //! a stand-in that accepts every write (the emulators live in `inventory-local`).
 
+mod support;
+
 use std::sync::{Arc, Mutex};
 
 use axum::body::Body;
@@ -27,28 +29,10 @@ impl SimulationLauncher for RecordingLauncher {
     }
 }
 
-/// A DynamoDB endpoint that answers every request with `{}` (what PutItem returns).
-async fn accepting_dynamodb() -> aws_sdk_dynamodb::Client {
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let addr = listener.local_addr().unwrap();
-    let fake = Router::new()
-        .fallback(|| async { ([(header::CONTENT_TYPE, "application/x-amz-json-1.0")], "{}") });
-    tokio::spawn(async move { axum::serve(listener, fake).await });
-    let config = aws_sdk_dynamodb::Config::builder()
-        .behavior_version(aws_sdk_dynamodb::config::BehaviorVersion::latest())
-        .region(aws_sdk_dynamodb::config::Region::new("us-east-1"))
-        .credentials_provider(aws_sdk_dynamodb::config::Credentials::new(
-            "test", "test", None, None, "test",
-        ))
-        .endpoint_url(format!("http://{addr}"))
-        .build();
-    aws_sdk_dynamodb::Client::from_conf(config)
-}
-
 async fn router() -> (Router, Arc<RecordingLauncher>) {
     let launcher = Arc::new(RecordingLauncher::default());
     let state = AppState::new(
-        accepting_dynamodb().await,
+        support::accepting_dynamodb().await,
         Tables {
             inventory: "inventory".into(),
             events: "inventory-events".into(),

@@ -5,6 +5,8 @@
 //! stage without a generator answers 503. Rejections' data excerpts go to signed-in callers
 //! only.
 
+mod support;
+
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
@@ -23,31 +25,11 @@ use inventory_api::{
 use inventory_domain::api::{SimulationRequest, SimulationState, SimulationStatus};
 use inventory_domain::{PipeRecord, Rejection, RejectionReason};
 use inventory_store::rejections::{RejectedRecord, RejectionItem};
-use inventory_store::tables::ensure_tables;
 use inventory_store::Tables;
 use serde_json::Value;
 use tower::ServiceExt as _;
 
 const TOKEN: &str = "local-token-0123456789";
-
-async fn dynamodb() -> (Client, Tables) {
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let addr = listener.local_addr().unwrap();
-    let db = dynoxide::Database::memory().unwrap();
-    tokio::spawn(dynoxide::server::serve_on(listener, db));
-    let config = aws_sdk_dynamodb::Config::builder()
-        .behavior_version(aws_sdk_dynamodb::config::BehaviorVersion::latest())
-        .region(aws_sdk_dynamodb::config::Region::new("us-east-1"))
-        .credentials_provider(aws_sdk_dynamodb::config::Credentials::new(
-            "test", "test", None, None, "test",
-        ))
-        .endpoint_url(format!("http://{addr}"))
-        .build();
-    let client = Client::from_conf(config);
-    let tables = Tables::with_prefix("lock-test-");
-    ensure_tables(&client, &tables).await.unwrap();
-    (client, tables)
-}
 
 #[derive(Default)]
 struct CountingLauncher(AtomicUsize);
@@ -97,7 +79,7 @@ async fn set_state(db: &Client, tables: &Tables, id: &str, state: SimulationStat
 
 #[tokio::test]
 async fn a_second_start_gets_409_until_the_first_has_ended() {
-    let (db, tables) = dynamodb().await;
+    let (db, tables) = support::dynamodb("lock-test-").await;
     let launcher = Arc::new(CountingLauncher::default());
     let router = router_with(&db, &tables, launcher.clone());
 
@@ -134,7 +116,7 @@ async fn a_second_start_gets_409_until_the_first_has_ended() {
 
 #[tokio::test]
 async fn of_concurrent_starts_exactly_one_takes_the_lock() {
-    let (db, tables) = dynamodb().await;
+    let (db, tables) = support::dynamodb("lock-test-").await;
     let now = Utc::now();
     let attempts = (0..8).map(|i| {
         let (db, tables) = (db.clone(), tables.clone());
@@ -157,7 +139,7 @@ async fn of_concurrent_starts_exactly_one_takes_the_lock() {
 
 #[tokio::test]
 async fn the_lock_expires_and_only_its_holder_releases_it() {
-    let (db, tables) = dynamodb().await;
+    let (db, tables) = support::dynamodb("lock-test-").await;
     let now = Utc::now();
     let hold = Duration::from_secs(60);
     assert_eq!(
@@ -215,7 +197,7 @@ async fn the_lock_expires_and_only_its_holder_releases_it() {
 
 #[tokio::test]
 async fn a_stage_without_a_generator_answers_503_and_requests_past_the_event_age_422() {
-    let (db, tables) = dynamodb().await;
+    let (db, tables) = support::dynamodb("lock-test-").await;
     let router = router_with(&db, &tables, Arc::new(DisabledLauncher));
     let (status, body) = call(&router, start("{}")).await;
     assert_eq!(status, StatusCode::SERVICE_UNAVAILABLE, "{body}");
@@ -260,7 +242,7 @@ async fn a_stage_without_a_generator_answers_503_and_requests_past_the_event_age
 
 #[tokio::test]
 async fn rejection_excerpts_go_to_signed_in_callers_only() {
-    let (db, tables) = dynamodb().await;
+    let (db, tables) = support::dynamodb("lock-test-").await;
     let now = Utc::now();
     let record = PipeRecord {
         event_id: "shardId-000000000000:1".into(),

@@ -5,6 +5,8 @@
 //! shard counters or else the index, and an item that is not a product is left out of a
 //! listing but is an error when asked for by id.
 
+mod support;
+
 use std::time::Duration;
 
 use aws_sdk_dynamodb::types::AttributeValue;
@@ -20,27 +22,7 @@ use inventory_domain::{
 use inventory_store::items::ProductItem;
 use inventory_store::rejections::{RejectedRecord, RejectionItem};
 use inventory_store::stats::StatsCounters;
-use inventory_store::tables::ensure_tables;
 use inventory_store::Tables;
-
-async fn dynamodb() -> (Client, Tables) {
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let addr = listener.local_addr().unwrap();
-    let db = dynoxide::Database::memory().unwrap();
-    tokio::spawn(dynoxide::server::serve_on(listener, db));
-    let config = aws_sdk_dynamodb::Config::builder()
-        .behavior_version(aws_sdk_dynamodb::config::BehaviorVersion::latest())
-        .region(aws_sdk_dynamodb::config::Region::new("us-east-1"))
-        .credentials_provider(aws_sdk_dynamodb::config::Credentials::new(
-            "test", "test", None, None, "test",
-        ))
-        .endpoint_url(format!("http://{addr}"))
-        .build();
-    let client = Client::from_conf(config);
-    let tables = Tables::with_prefix("api-test-");
-    ensure_tables(&client, &tables).await.unwrap();
-    (client, tables)
-}
 
 fn product(id: &str, status: ProductStatus, quantity: u64, recent: usize) -> ProductRecord {
     let mut recent_ids = RecentIds::default();
@@ -98,7 +80,7 @@ fn query(status: Option<ProductStatus>, limit: usize, cursor: Option<String>) ->
 
 #[tokio::test]
 async fn status_pages_list_each_product_once_decoded_with_the_store_codec() {
-    let (db, tables) = dynamodb().await;
+    let (db, tables) = support::dynamodb("api-test-").await;
     for i in 0..25 {
         let status = if i % 5 == 0 {
             ProductStatus::Removed
@@ -210,7 +192,7 @@ async fn status_pages_list_each_product_once_decoded_with_the_store_codec() {
 
 #[tokio::test]
 async fn totals_count_the_status_index_until_shard_counters_exist_then_sum_them() {
-    let (db, tables) = dynamodb().await;
+    let (db, tables) = support::dynamodb("api-test-").await;
     const PRODUCTS: u64 = 300;
     for i in 0..PRODUCTS {
         let status = if i % 4 == 0 {
@@ -286,7 +268,7 @@ fn record(seq: u64, arrival: chrono::DateTime<Utc>) -> PipeRecord {
 
 #[tokio::test]
 async fn rejections_page_newest_first_across_days_and_statistics_read_the_counters() {
-    let (db, tables) = dynamodb().await;
+    let (db, tables) = support::dynamodb("api-test-").await;
     let now = Utc::now();
     let yesterday = now - chrono::Duration::days(1);
     // Three today, two yesterday.
