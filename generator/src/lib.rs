@@ -13,6 +13,9 @@ pub mod verify;
 pub use event_source::{
     new_run_id, Expected, FaultRatios, ProducerConfig, RetryDistance, SimConfig, Simulation, Skew,
 };
-pub use publish::{publish, publish_to, PublishOptions, PublishReport, RecordSink};
+pub use publish::{
+    publish, publish_to, publish_to_until, publish_until, PublishError, PublishOptions,
+    PublishReport, RecordSink,
+};
 pub use run::{run_simulation, SimulationContext};
 pub use verify::{verify, VerifyOptions, VerifyReport};

@@ -86,6 +86,8 @@ pub enum PublishError {
         attempts: u32,
         last_error: String,
     },
+    #[error("stopped publishing at the deadline after {acknowledged} of {total} records were acknowledged (nothing is put after it); publish fewer events or at a higher rate so the run ends in time")]
+    Deadline { acknowledged: u64, total: u64 },
     #[error("PutRecords to stream {stream} failed {attempts} times in a row: {message}. Is the stream there and AWS_ENDPOINT_URL/credentials right?")]
     Call {
         stream: String,
@@ -162,7 +164,18 @@ pub async fn publish(
     options: &PublishOptions,
     progress: &mut (dyn FnMut(&PublishProgress) + Send),
 ) -> Result<PublishReport, PublishError> {
-    publish_to(client, sim, options, progress).await
+    publish_to_until(client, sim, options, None, progress).await
+}
+
+/// [`publish`], stopping at `deadline`: see [`publish_to_until`].
+pub async fn publish_until(
+    client: &Client,
+    sim: &mut Simulation,
+    options: &PublishOptions,
+    deadline: Option<Instant>,
+    progress: &mut (dyn FnMut(&PublishProgress) + Send),
+) -> Result<PublishReport, PublishError> {
+    publish_to_until(client, sim, options, deadline, progress).await
 }
 
 /// [`publish`] to any [`RecordSink`].
@@ -170,6 +183,22 @@ pub async fn publish_to<S: RecordSink>(
     sink: &S,
     sim: &mut Simulation,
     options: &PublishOptions,
+    progress: &mut (dyn FnMut(&PublishProgress) + Send),
+) -> Result<PublishReport, PublishError> {
+    publish_to_until(sink, sim, options, None, progress).await
+}
+
+/// [`publish_to`] that starts no call once `deadline` has passed: calls already in flight
+/// end and their outcome is counted, refused records are not tried again, and the run fails
+/// with [`PublishError::Deadline`] unless everything was acknowledged.
+///
+/// (The deadline is a parameter rather than a [`PublishOptions`] field so that callers
+/// building `PublishOptions` elsewhere in the workspace keep compiling.)
+pub async fn publish_to_until<S: RecordSink>(
+    sink: &S,
+    sim: &mut Simulation,
+    options: &PublishOptions,
+    deadline: Option<Instant>,
     progress: &mut (dyn FnMut(&PublishProgress) + Send),
 ) -> Result<PublishReport, PublishError> {
     let producers = sim.producers().producers.max(1);
@@ -194,6 +223,7 @@ pub async fn publish_to<S: RecordSink>(
             ..Default::default()
         },
         failure: None,
+        deadline_reached: false,
     });
     let wake = Notify::new();
     let loops = (0..producers).map(|me| {
@@ -205,16 +235,24 @@ pub async fn publish_to<S: RecordSink>(
                 wake: &wake,
                 options,
                 started,
+                deadline,
             },
         )
     });
     futures::future::join_all(loops).await;
     let mut s = lock(&shared);
+    let p = s.p.clone();
+    (s.progress)(&p);
     if let Some(e) = s.failure.take() {
         return Err(e);
     }
-    let p = s.p.clone();
-    (s.progress)(&p);
+    let all_acknowledged = s.sim.is_done() && s.ordered == 0 && s.late_pending == 0;
+    if s.deadline_reached && !all_acknowledged {
+        return Err(PublishError::Deadline {
+            acknowledged: p.acknowledged,
+            total: p.total,
+        });
+    }
     Ok(PublishReport {
         records: p.acknowledged,
         calls: p.calls,
@@ -301,6 +339,8 @@ struct Shared<'a> {
     report: PublishReport,
     /// The first fatal error; every producer stops.
     failure: Option<PublishError>,
+    /// The deadline passed: every producer stops once its call in flight has ended.
+    deadline_reached: bool,
 }
 
 struct Ctx<'c, 'a, S> {
@@ -309,6 +349,7 @@ struct Ctx<'c, 'a, S> {
     wake: &'c Notify,
     options: &'c PublishOptions,
     started: Instant,
+    deadline: Option<Instant>,
 }
 
 fn lock<'m, 'a>(m: &'m Mutex<Shared<'a>>) -> MutexGuard<'m, Shared<'a>> {
@@ -328,7 +369,10 @@ async fn produce<S: RecordSink>(me: usize, ctx: Ctx<'_, '_, S>) {
         let step = {
             let mut s = lock(ctx.shared);
             let now = Instant::now();
-            if s.failure.is_some() {
+            if ctx.deadline.is_some_and(|d| now >= d) {
+                s.deadline_reached = true;
+            }
+            if s.failure.is_some() || s.deadline_reached {
                 Step::Stop
             } else {
                 if s.generate_due(ctx.started, ctx.options.rate) {
@@ -343,8 +387,9 @@ async fn produce<S: RecordSink>(me: usize, ctx: Ctx<'_, '_, S>) {
                         let pacer = s.in_call.iter().position(|busy| !busy) == Some(me);
                         let due = s.until_due(ctx.started, ctx.options.rate).filter(|_| pacer);
                         let until_ready = ready_at.map(|t| t.saturating_duration_since(now));
+                        let until_deadline = ctx.deadline.map(|d| d.saturating_duration_since(now));
                         Step::Wait(
-                            [due, until_ready]
+                            [due, until_ready, until_deadline]
                                 .into_iter()
                                 .flatten()
                                 .min()
@@ -990,6 +1035,168 @@ mod tests {
         let mut state = None;
         let attempts = std::iter::from_fn(|| next_attempt(&mut state, 3)).count();
         assert_eq!(attempts, 2, "3 attempts in all: 2 after the first failure");
+    }
+
+    /// Accepts every entry and notes when each call started and how many entries it held.
+    #[derive(Default)]
+    struct CountingSink {
+        calls: Mutex<Vec<(Instant, usize)>>,
+    }
+
+    impl CountingSink {
+        fn stored(&self) -> u64 {
+            self.calls
+                .lock()
+                .unwrap()
+                .iter()
+                .map(|(_, n)| *n as u64)
+                .sum()
+        }
+    }
+
+    impl RecordSink for CountingSink {
+        async fn put_records(
+            &self,
+            _stream: &str,
+            entries: Vec<PutEntry>,
+        ) -> Result<Vec<Option<EntryError>>, String> {
+            self.calls
+                .lock()
+                .unwrap()
+                .push((Instant::now(), entries.len()));
+            tokio::task::yield_now().await;
+            Ok(vec![None; entries.len()])
+        }
+    }
+
+    #[tokio::test]
+    async fn a_deadline_already_passed_puts_nothing_and_says_so() {
+        let mut sim = simulation(20, 1_000, 0.0, ProducerConfig::default());
+        let sink = CountingSink::default();
+        let e = publish_to_until(
+            &sink,
+            &mut sim,
+            &options(),
+            Some(Instant::now()),
+            &mut |_| {},
+        )
+        .await
+        .unwrap_err();
+        assert_eq!(sink.stored(), 0, "no record may be put after the deadline");
+        assert!(
+            matches!(
+                e,
+                PublishError::Deadline {
+                    acknowledged: 0,
+                    total: 1_000
+                }
+            ),
+            "{e}"
+        );
+        assert!(e.to_string().contains("deadline"), "{e}");
+    }
+
+    #[tokio::test]
+    async fn a_deadline_in_the_middle_of_a_paced_run_stops_publishing_near_it() {
+        let producers = ProducerConfig {
+            producers: 3,
+            retry_share: 0.05,
+            retry_distance: RetryDistance::new(1, 50).unwrap(),
+        };
+        // 100,000 records at 2,000/s take 50 s; the deadline is 300 ms in.
+        let mut sim = simulation(20, 100_000, 0.0, producers);
+        let sink = CountingSink::default();
+        let options = PublishOptions {
+            rate: Some(2_000.0),
+            ..options()
+        };
+        let deadline = Instant::now() + Duration::from_millis(300);
+        let mut last = PublishProgress::default();
+        let e = publish_to_until(&sink, &mut sim, &options, Some(deadline), &mut |p| {
+            last = p.clone()
+        })
+        .await
+        .unwrap_err();
+        let returned = Instant::now();
+        let PublishError::Deadline {
+            acknowledged,
+            total,
+        } = e
+        else {
+            panic!("expected the deadline to stop the run, got {e}");
+        };
+        assert_eq!(total, 100_000);
+        assert!(acknowledged > 0, "records were due before the deadline");
+        assert!(acknowledged < total);
+        assert_eq!(
+            acknowledged,
+            sink.stored(),
+            "what is reported is what the sink stored"
+        );
+        assert_eq!(
+            last.acknowledged, acknowledged,
+            "the last progress is final"
+        );
+        // Bounded: a producer looks at the deadline at least every 100 ms and no call here
+        // takes long, so nothing starts well after it and the run ends soon after.
+        let late = Duration::from_millis(50);
+        let calls = sink.calls.lock().unwrap().clone();
+        assert!(
+            calls.iter().all(|(at, _)| *at <= deadline + late),
+            "a call started {:?} after the deadline",
+            calls
+                .iter()
+                .map(|(at, _)| at.saturating_duration_since(deadline))
+                .max()
+        );
+        assert!(
+            returned <= deadline + Duration::from_secs(1),
+            "publishing went on {:?} past the deadline",
+            returned - deadline
+        );
+    }
+
+    #[tokio::test]
+    async fn records_refused_before_the_deadline_are_not_tried_again_after_it() {
+        let mut sim = simulation(5, 200, 0.0, ProducerConfig::default());
+        let kinesis = FakeKinesis {
+            refuse_share: 1.0,
+            ..FakeKinesis::new()
+        };
+        let deadline = Instant::now() + Duration::from_millis(200);
+        // Without the deadline, 30 attempts with backoff up to 5 s would take minutes.
+        let e = publish_to_until(&kinesis, &mut sim, &options(), Some(deadline), &mut |_| {})
+            .await
+            .unwrap_err();
+        let returned = Instant::now();
+        assert!(
+            matches!(
+                e,
+                PublishError::Deadline {
+                    acknowledged: 0,
+                    total: 200
+                }
+            ),
+            "{e}"
+        );
+        assert!(kinesis.landed().is_empty());
+        assert!(
+            returned <= deadline + Duration::from_secs(1),
+            "retries went on {:?} past the deadline",
+            returned - deadline
+        );
+    }
+
+    #[tokio::test]
+    async fn a_deadline_after_the_last_record_changes_nothing() {
+        let mut sim = simulation(20, 500, 0.0, ProducerConfig::default());
+        let sink = CountingSink::default();
+        let deadline = Instant::now() + Duration::from_secs(3600);
+        let report = publish_to_until(&sink, &mut sim, &options(), Some(deadline), &mut |_| {})
+            .await
+            .unwrap();
+        assert_eq!(report.records, 500);
+        assert_eq!(sink.stored(), 500);
     }
 
     #[tokio::test]

@@ -4,15 +4,15 @@
 
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
-use chrono::{SecondsFormat, Utc};
+use chrono::{DateTime, SecondsFormat, Utc};
 use inventory_domain::api::{SimulationRequest, SimulationState, SimulationStatus, Verdict};
 use inventory_store::simulations::save_status;
 use inventory_store::Tables;
 
 use crate::event_source::{ProducerConfig, RetryDistance, SimConfig, Simulation};
-use crate::publish::{publish, PublishOptions};
+use crate::publish::{publish_until, PublishError, PublishOptions};
 use crate::verify::{verify, VerifyOptions, VerifyReport};
 use crate::Expected;
 
@@ -32,11 +32,21 @@ pub fn queued(id: &str, request: &SimulationRequest) -> SimulationStatus {
 }
 
 /// Runs the simulation to the end and returns its final status (also saved).
+///
+/// `publish_deadline` (RFC 3339, from the API: the start plus the maximum event age) is when
+/// publishing must stop. A run cut short there is recorded as failed without a verdict: the
+/// model expects every generated event, so checking DynamoDB against it would report
+/// mismatches that are not the pipeline's.
 pub async fn run_simulation(
     ctx: SimulationContext,
     mut status: SimulationStatus,
     verify_timeout: Duration,
+    publish_deadline: Option<String>,
 ) -> SimulationStatus {
+    let deadline = match publish_deadline.as_deref().map(parse_deadline).transpose() {
+        Ok(d) => d,
+        Err(message) => return finish_failed(&ctx, status, message).await,
+    };
     let request = status.request.clone();
     let config = match request
         .validate()
@@ -81,15 +91,29 @@ pub async fn run_simulation(
         max_attempts: 30,
     };
     let progress_sent = sent.clone();
-    let result = publish(&ctx.kinesis, &mut simulation, &options, &mut |p| {
-        progress_sent.store(p.acknowledged, Ordering::Relaxed)
-    })
+    let result = publish_until(
+        &ctx.kinesis,
+        &mut simulation,
+        &options,
+        deadline.map(|d| instant_at(d, Utc::now(), Instant::now())),
+        &mut |p| progress_sent.store(p.acknowledged, Ordering::Relaxed),
+    )
     .await;
     reporter.abort();
     let _ = reporter.await;
     status.events_sent = sent.load(Ordering::Relaxed);
-    if let Err(e) = result {
-        return finish_failed(&ctx, status, e.to_string()).await;
+    match result {
+        Ok(_) => {}
+        Err(e @ PublishError::Deadline { .. }) => {
+            let at = deadline
+                .map(|d| d.to_rfc3339_opts(SecondsFormat::Millis, true))
+                .unwrap_or_default();
+            let message = format!(
+                "cut short at its publishing deadline {at} (the maximum event age): {e}. No verdict: the model counts every event of the run, so DynamoDB is not checked against it"
+            );
+            return finish_failed(&ctx, status, message).await;
+        }
+        Err(e) => return finish_failed(&ctx, status, e.to_string()).await,
     }
 
     status.state = SimulationState::Verifying;
@@ -108,6 +132,20 @@ pub async fn run_simulation(
         }
         Err(e) => finish_failed(&ctx, status, e.to_string()).await,
     }
+}
+
+fn parse_deadline(s: &str) -> Result<DateTime<Utc>, String> {
+    DateTime::parse_from_rfc3339(s)
+        .map(|d| d.with_timezone(&Utc))
+        .map_err(|e| {
+            format!("publish_deadline {s:?} is not an RFC 3339 time ({e}); the API sends e.g. 2026-01-01T00:10:00.000Z")
+        })
+}
+
+/// The monotonic instant of wall-clock `at`, given that `now_wall` and `now` are the same
+/// moment; a time already past is `now`.
+fn instant_at(at: DateTime<Utc>, now_wall: DateTime<Utc>, now: Instant) -> Instant {
+    now + (at - now_wall).to_std().unwrap_or_default()
 }
 
 fn to_config(run_id: &str, r: &SimulationRequest) -> Result<SimConfig, String> {
@@ -160,5 +198,100 @@ async fn save(ctx: &SimulationContext, status: &mut SimulationStatus) {
     status.updated_at = Utc::now().to_rfc3339_opts(SecondsFormat::Millis, true);
     if let Err(e) = save_status(&ctx.db, &ctx.tables, status).await {
         tracing::warn!(id = %status.id, error = %e, "could not record simulation progress");
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use inventory_domain::api::SimulationRequest;
+
+    use super::*;
+
+    /// Clients of an endpoint nothing listens on, without retries: saving a status fails at
+    /// once (and is only logged), and any put to Kinesis would fail the run another way.
+    fn unreachable_context() -> SimulationContext {
+        let credentials =
+            aws_sdk_dynamodb::config::Credentials::new("test", "test", None, None, "test");
+        let endpoint = "http://127.0.0.1:1";
+        let region = aws_sdk_dynamodb::config::Region::new("us-east-1");
+        let db = aws_sdk_dynamodb::Config::builder()
+            .behavior_version(aws_sdk_dynamodb::config::BehaviorVersion::latest())
+            .credentials_provider(credentials.clone())
+            .region(region.clone())
+            .endpoint_url(endpoint)
+            .retry_config(aws_sdk_dynamodb::config::retry::RetryConfig::disabled())
+            .build();
+        let kinesis = aws_sdk_kinesis::Config::builder()
+            .behavior_version(aws_sdk_kinesis::config::BehaviorVersion::latest())
+            .credentials_provider(credentials)
+            .region(region)
+            .endpoint_url(endpoint)
+            .retry_config(aws_sdk_kinesis::config::retry::RetryConfig::disabled())
+            .build();
+        SimulationContext {
+            kinesis: aws_sdk_kinesis::Client::from_conf(kinesis),
+            db: aws_sdk_dynamodb::Client::from_conf(db),
+            tables: Tables {
+                inventory: "inventory".into(),
+                events: "events".into(),
+            },
+            stream: "stream".into(),
+        }
+    }
+
+    fn request() -> SimulationRequest {
+        serde_json::from_value(serde_json::json!({"products": 10, "events": 200, "rate": 100.0}))
+            .expect("a minimal simulation request")
+    }
+
+    #[tokio::test]
+    async fn a_deadline_already_passed_fails_the_run_without_a_verdict_and_says_why() {
+        let status = queued("01JTESTDEADLINE0000000000", &request());
+        let passed = (Utc::now() - chrono::Duration::seconds(1))
+            .to_rfc3339_opts(SecondsFormat::Millis, true);
+        let done = tokio::time::timeout(
+            Duration::from_secs(30),
+            run_simulation(
+                unreachable_context(),
+                status,
+                Duration::from_secs(1),
+                Some(passed.clone()),
+            ),
+        )
+        .await
+        .expect("a run past its deadline ends at once");
+        assert_eq!(done.state, SimulationState::Failed);
+        assert_eq!(done.events_sent, 0);
+        assert!(done.verdict.is_none());
+        let error = done.error.unwrap_or_default();
+        assert!(
+            error.contains("publishing deadline")
+                && error.contains(&passed)
+                && error.contains("0 of 200"),
+            "{error}"
+        );
+    }
+
+    #[tokio::test]
+    async fn a_deadline_that_is_not_a_time_fails_the_run_before_publishing() {
+        let status = queued("01JTESTDEADLINE0000000001", &request());
+        let done = run_simulation(
+            unreachable_context(),
+            status,
+            Duration::from_secs(1),
+            Some("in ten minutes".into()),
+        )
+        .await;
+        assert_eq!(done.state, SimulationState::Failed);
+        assert!(done.error.unwrap_or_default().contains("RFC 3339"));
+    }
+
+    #[test]
+    fn a_wall_clock_deadline_maps_to_the_same_distance_on_the_monotonic_clock() {
+        let (wall, now) = (Utc::now(), Instant::now());
+        let ahead = instant_at(wall + chrono::Duration::milliseconds(1_500), wall, now);
+        assert_eq!(ahead - now, Duration::from_millis(1_500));
+        let past = instant_at(wall - chrono::Duration::seconds(5), wall, now);
+        assert_eq!(past, now);
     }
 }

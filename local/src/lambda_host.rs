@@ -523,13 +523,18 @@ async fn watch_instance(
     }
 }
 
-/// Passes an instance's log lines on; the processor logs JSON with a `level` field.
+/// Passes an instance's log lines on; the processor logs JSON with a `level` field, and
+/// prints its EMF metrics (kept at debug level here).
 async fn forward_logs(stream: impl AsyncRead + Unpin, instance: u64, stdout: bool) {
     let mut lines = BufReader::new(stream).lines();
     while let Ok(Some(line)) = lines.next_line().await {
-        let level = serde_json::from_str::<serde_json::Value>(&line)
-            .ok()
-            .and_then(|v| v.get("level")?.as_str().map(str::to_ascii_uppercase));
+        let json = serde_json::from_str::<serde_json::Value>(&line).ok();
+        // Lambda turns EMF documents (an `_aws` member) into CloudWatch metrics, not logs.
+        if json.as_ref().is_some_and(|v| v.get("_aws").is_some()) {
+            tracing::debug!(target: "processor::metrics", instance, "{line}");
+            continue;
+        }
+        let level = json.and_then(|v| v.get("level")?.as_str().map(str::to_ascii_uppercase));
         match level.as_deref() {
             Some("ERROR") => tracing::error!(target: "processor", instance, "{line}"),
             Some("WARN") => tracing::warn!(target: "processor", instance, "{line}"),

@@ -9,7 +9,9 @@ use std::time::Duration;
 use axum::response::{Html, IntoResponse};
 use axum::routing::get;
 use axum::Json;
-use inventory_api::{app, ApiConfig, AppState, BoxFuture, SimulationLauncher};
+use inventory_api::{
+    app, publish_deadline, ApiConfig, AppState, BoxFuture, SimulationLauncher, SimulationLimits,
+};
 use inventory_domain::api::SimulationStatus;
 use inventory_generator::{run_simulation, SimulationContext};
 use tower_http::services::ServeDir;
@@ -19,16 +21,19 @@ const INDEX_HTML: &str = include_str!("../../app/index.html");
 
 use crate::stack::LocalStack;
 
-/// Runs each simulation as a tokio task in this process.
+/// Runs each simulation as a tokio task in this process, with the publishing deadline the
+/// API Lambda's launcher gives the generator Lambda.
 pub struct LocalLauncher {
     pub ctx: SimulationContext,
     pub verify_timeout: Duration,
+    pub limits: SimulationLimits,
 }
 
 impl SimulationLauncher for LocalLauncher {
     fn launch(&self, status: SimulationStatus) -> BoxFuture<Result<(), String>> {
         let (ctx, timeout) = (self.ctx.clone(), self.verify_timeout);
-        tokio::spawn(run_simulation(ctx, status, timeout));
+        let deadline = publish_deadline(&status.created_at, self.limits);
+        tokio::spawn(run_simulation(ctx, status, timeout, deadline));
         Box::pin(async { Ok(()) })
     }
 }
@@ -49,15 +54,20 @@ pub fn local_state(stack: &LocalStack, api: ApiConfig) -> AppState {
         tables: stack.options.tables.clone(),
         stream: stack.options.stream.clone(),
     };
-    AppState::new(
+    let limits = SimulationLimits::default();
+    let mut state = AppState::new(
         stack.db.clone(),
         stack.options.tables.clone(),
         api,
         Arc::new(LocalLauncher {
             ctx,
-            verify_timeout: Duration::from_secs(300),
+            verify_timeout: limits.verify_allowance,
+            limits,
         }),
-    )
+    );
+    // The same limits for the API's lock and the launcher's deadline.
+    state.limits = limits;
+    state
 }
 
 /// Serves the API and the console; returns the bound address and the server task.

@@ -4,6 +4,7 @@
 pub mod body;
 pub mod error;
 pub mod handler;
+pub mod metrics;
 
 pub use error::ProcessorError;
 pub use handler::{BatchReport, Processor, ProcessorSettings};

@@ -5,6 +5,7 @@
 //! local/tests; this test is about the binary's wiring.
 
 use std::collections::VecDeque;
+use std::io::{BufRead, BufReader};
 use std::process::{Child, Command, Stdio};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -96,7 +97,7 @@ async fn the_binary_reads_each_invocation_body_and_answers_the_runtime_api() {
     let dynamodb = format!("http://{}", closed.local_addr().unwrap());
     drop(closed);
 
-    let _child = Killed(
+    let mut child = Killed(
         Command::new(env!("CARGO_BIN_EXE_processor"))
             .env_clear()
             .env("AWS_LAMBDA_RUNTIME_API", addr.to_string())
@@ -113,11 +114,22 @@ async fn the_binary_reads_each_invocation_body_and_answers_the_runtime_api() {
             .env("INVENTORY_TABLE", "inventory")
             .env("EVENTS_TABLE", "inventory-events")
             .env("RUST_LOG", "error")
+            .env("STAGE", "test")
             .stdin(Stdio::null())
-            .stdout(Stdio::null())
+            .stdout(Stdio::piped())
             .spawn()
             .expect("the processor binary starts"),
     );
+    // The child's stdout, line by line: the EMF documents it prints after each batch.
+    let stdout = child.0.stdout.take().expect("stdout is piped");
+    let (line_tx, mut lines) = mpsc::unbounded_channel();
+    std::thread::spawn(move || {
+        for line in BufReader::new(stdout).lines().map_while(Result::ok) {
+            if line_tx.send(line).is_err() {
+                return;
+            }
+        }
+    });
 
     let mut got = Vec::new();
     while got.len() < 3 {
@@ -161,4 +173,37 @@ async fn the_binary_reads_each_invocation_body_and_answers_the_runtime_api() {
         }
         other => panic!("expected a response, got {other:?}"),
     }
+
+    // Each batch that was processed (not the one refused) printed its metrics before its
+    // answer: the batch's document with a lag, the empty batch's without.
+    let mut documents = Vec::new();
+    while documents.len() < 2 {
+        let line = tokio::time::timeout(Duration::from_secs(10), lines.recv())
+            .await
+            .expect("the processor printed two EMF documents within 10 s of answering")
+            .expect("the processor's stdout stays open while it runs");
+        if let Ok(v) = serde_json::from_str::<serde_json::Value>(&line) {
+            if v.get("_aws").is_some() {
+                documents.push(v);
+            }
+        }
+    }
+    for doc in &documents {
+        assert_eq!(
+            doc["_aws"]["CloudWatchMetrics"][0]["Namespace"], "InventoryPipeline",
+            "{doc}"
+        );
+        assert_eq!(doc["Stage"], "test", "{doc}");
+        assert_eq!(doc["EventsApplied"], 0, "nothing could be applied: {doc}");
+    }
+    assert!(
+        documents[0]["LagMs"].as_u64().is_some_and(|lag| lag > 0),
+        "the fixture's record arrived in 2023: {}",
+        documents[0]
+    );
+    assert!(
+        documents[1].get("LagMs").is_none(),
+        "an empty batch has no lag: {}",
+        documents[1]
+    );
 }

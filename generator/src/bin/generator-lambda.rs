@@ -14,6 +14,9 @@ use serde::Deserialize;
 struct StartSimulation {
     id: String,
     request: SimulationRequest,
+    /// RFC 3339; no event is published after it. Absent from payloads of older APIs.
+    #[serde(default)]
+    publish_deadline: Option<String>,
 }
 
 /// Time kept back from the Lambda deadline to record the verdict.
@@ -42,11 +45,22 @@ async fn main() -> Result<(), Error> {
                 .duration_since(std::time::SystemTime::now())
                 .unwrap_or_default();
             // The API saved the queued status; keep its creation time.
-            let status = match load_status(&ctx.db, &ctx.tables, &event.payload.id).await {
+            let StartSimulation {
+                id,
+                request,
+                publish_deadline,
+            } = event.payload;
+            let status = match load_status(&ctx.db, &ctx.tables, &id).await {
                 Ok(Some(saved)) => saved,
-                _ => queued(&event.payload.id, &event.payload.request),
+                _ => queued(&id, &request),
             };
-            let done = run_simulation(ctx, status, remaining.saturating_sub(MARGIN)).await;
+            let done = run_simulation(
+                ctx,
+                status,
+                remaining.saturating_sub(MARGIN),
+                publish_deadline,
+            )
+            .await;
             Ok::<_, Error>(serde_json::json!({"id": done.id, "state": done.state}))
         }
     }))

@@ -1,6 +1,7 @@
 //! The Lambda an EventBridge Pipe invokes with a batch of Kinesis records.
 
 use inventory_processor::body::RawBodies;
+use inventory_processor::metrics::{stage_from_env, write_emf};
 use inventory_processor::{dynamodb_client_from_env, Processor, ProcessorSettings, Tables};
 use lambda_runtime::{service_fn, Error, LambdaEvent, Runtime};
 use serde::de::IgnoredAny;
@@ -23,16 +24,29 @@ async fn main() -> Result<(), Error> {
     // The body is taken out of the invocation before lambda_runtime would deserialise it,
     // and read once, in place (processor/src/body.rs).
     let bodies = RawBodies::default();
+    let stage = stage_from_env();
     let handler = {
         let bodies = bodies.clone();
         service_fn(move |event: LambdaEvent<IgnoredAny>| {
             let processor = processor.clone();
+            let stage = stage.clone();
             let body = bodies.take(&event.context.request_id);
             async move {
                 let body = body.ok_or("the invocation's body was not captured: the runtime must be wrapped in RawBodies::layer")?;
-                Ok::<_, Error>(processor.handle_body(body).await?)
+                let report = processor.handle_body_report(body).await?;
+                emit_metrics(&report, stage.as_deref());
+                Ok::<_, Error>(report.response)
             }
         })
     };
     Runtime::new(handler).layer(bodies.layer()).run().await
+}
+
+/// The batch's metrics on stdout, which CloudWatch Logs reads as EMF. A failed write loses
+/// metrics, never the batch.
+fn emit_metrics(report: &inventory_processor::BatchReport, stage: Option<&str>) {
+    let now = chrono::Utc::now().timestamp_millis();
+    if let Err(err) = write_emf(&mut std::io::stdout().lock(), report, stage, now) {
+        tracing::warn!(error = %err, "could not write the batch's metrics");
+    }
 }

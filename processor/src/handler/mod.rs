@@ -110,6 +110,10 @@ pub struct BatchReport {
     pub rejection_write_requests: u64,
     /// The shard log's reads and writes (what exactly-once at any distance costs).
     pub log: LogCost,
+    /// From the oldest record's arrival in the stream (`approximateArrivalTimestamp`, the
+    /// stream's clock, not the producer's) to the end of the batch's work, in ms; `None` for
+    /// an empty batch.
+    pub lag_ms: Option<u64>,
     /// Why work was left for the Pipe to retry, or a statistics write failed: one line per
     /// failure, as logged.
     pub errors: Vec<String>,
@@ -157,8 +161,13 @@ impl Processor {
     /// sends), read once and in place by [`crate::body::read_body`], then
     /// [`process_batch`](Self::process_batch). Returns the partial batch failure response.
     pub async fn handle_body(&self, body: Vec<u8>) -> Result<BatchResponse, ProcessorError> {
+        Ok(self.handle_body_report(body).await?.response)
+    }
+
+    /// [`handle_body`](Self::handle_body) with the whole report, for the metrics.
+    pub async fn handle_body_report(&self, body: Vec<u8>) -> Result<BatchReport, ProcessorError> {
         let batch = crate::body::read_body(body)?;
-        Ok(self.process_batch(&batch).await.response)
+        Ok(self.process_batch(&batch).await)
     }
 
     /// Processes one batch: the one path every caller takes (the Lambda through

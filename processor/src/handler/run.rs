@@ -308,6 +308,10 @@ impl Processor {
                 }],
             };
         }
+        if report.records > 0 {
+            let lag = Utc::now().timestamp_millis().saturating_sub(oldest);
+            report.lag_ms = Some(u64::try_from(lag).unwrap_or(0));
+        }
         tracing::info!(
             records = report.records,
             applied = report.applied,
