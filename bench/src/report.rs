@@ -70,7 +70,7 @@ pub(crate) fn print_phase(r: &PhaseResult) {
     );
     let writes = total_writes(&r.requests);
     println!(
-        "  all requests   {:?}: {} writes = {:.3} per event (stats: 2 UpdateItem per batch)",
+        "  all requests   {:?}: {} writes = {:.3} per event (the shard log and statistics: one TransactWriteItems per batch and shard)",
         r.requests,
         writes,
         ratio(writes, m.applied)
