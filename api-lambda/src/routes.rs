@@ -16,10 +16,9 @@ use utoipa::{IntoParams, ToSchema};
 
 use crate::auth;
 use crate::error::ApiError;
-use crate::store::{
-    self, simulation_lock, simulations, InventoryQuery, SortKey, SortOrder, StatsView,
-};
+use crate::store::{self, simulation_lock, simulations, InventoryQuery, SortKey, SortOrder};
 use crate::AppState;
+use inventory_domain::api::Stats;
 
 #[derive(Debug, Deserialize, IntoParams)]
 #[into_params(parameter_in = Query)]
@@ -90,8 +89,8 @@ pub async fn get_product(
 
 /// Totals, throughput, lag, duplicates and rejections; a total that cannot be known
 /// without reading the whole table is `null` and named in `unavailable`.
-#[utoipa::path(get, path = "/api/stats", responses((status = 200, body = StatsView)))]
-pub async fn get_stats(State(state): State<AppState>) -> Result<Json<StatsView>, ApiError> {
+#[utoipa::path(get, path = "/api/stats", responses((status = 200, body = Stats)))]
+pub async fn get_stats(State(state): State<AppState>) -> Result<Json<Stats>, ApiError> {
     Ok(Json(
         store::stats(&state.db, &state.tables, &state.totals).await?,
     ))

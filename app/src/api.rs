@@ -1,18 +1,15 @@
 //! The console's HTTP client. It deserialises the API's JSON with the same types the API
-//! serialises (`inventory_domain::api`), except `/api/stats`, whose totals may be `null`
-//! ([`StatsView`]).
+//! serialises (`inventory_domain::api`), including `/api/stats`, whose totals may be `null`.
 //!
 //! Credentials go in `x-inventory-auth: Bearer <token>`: in AWS the API sits behind
 //! CloudFront's origin access control, which replaces `Authorization` with its own
 //! signature. Every POST also sends `x-amz-content-sha256`, the hex SHA-256 of its exact
 //! body, which CloudFront needs to sign a request with a body for a Lambda function URL.
 
-use std::collections::BTreeMap;
-
 use gloo_net::http::{Request, RequestBuilder, Response};
 use inventory_domain::api::{
     ErrorBody, InventoryPage, RejectionPage, SimulationAccepted, SimulationList, SimulationRequest,
-    ThroughputPoint,
+    Stats,
 };
 use serde::de::DeserializeOwned;
 use serde::Deserialize;
@@ -20,24 +17,6 @@ use sha2::{Digest as _, Sha256};
 
 /// The header the API reads credentials from.
 pub const AUTH_HEADER: &str = "x-inventory-auth";
-
-/// `/api/stats`: a total the API cannot know without reading the whole table is `null`
-/// (shown as "—") and named in `unavailable`.
-#[derive(Debug, Clone, PartialEq, Deserialize)]
-pub struct StatsView {
-    pub products: Option<u64>,
-    pub active_products: Option<u64>,
-    pub units: Option<u64>,
-    pub events_applied: Option<u64>,
-    pub duplicates_ignored: u64,
-    pub rejections: BTreeMap<String, u64>,
-    pub rejections_total: u64,
-    pub lag_ms: Option<i64>,
-    pub throughput_last_minute: f64,
-    pub throughput: Vec<ThroughputPoint>,
-    #[serde(default)]
-    pub unavailable: Vec<String>,
-}
 
 /// The hex SHA-256 of a request body, as `x-amz-content-sha256` carries it.
 pub fn content_sha256(body: &[u8]) -> String {
@@ -157,7 +136,7 @@ impl Api {
         self.get(&path).await
     }
 
-    pub async fn stats(&self) -> Result<StatsView, ApiError> {
+    pub async fn stats(&self) -> Result<Stats, ApiError> {
         self.get("/api/stats").await
     }
 
@@ -228,7 +207,7 @@ mod tests {
 
     #[test]
     fn stats_with_unavailable_totals_read_as_none() {
-        let s: StatsView = serde_json::from_str(
+        let s: Stats = serde_json::from_str(
             r#"{"products": 3, "active_products": 2, "units": null, "events_applied": 5,
                 "duplicates_ignored": 0, "rejections": {}, "rejections_total": 0, "lag_ms": null,
                 "last_batch_at": null, "throughput_last_minute": 0.0, "throughput": [],

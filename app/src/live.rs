@@ -6,7 +6,8 @@ use inventory_domain::api::{InventoryPage, RejectionPage, SimulationList};
 use leptos::prelude::*;
 use leptos::task::spawn_local;
 
-use crate::api::{Api, CognitoConfig, StatsView};
+use crate::api::{Api, CognitoConfig};
+use inventory_domain::api::Stats;
 
 /// How often the console polls the API.
 pub(crate) const POLL: Duration = Duration::from_millis(1500);
@@ -18,7 +19,7 @@ pub(crate) struct Live {
     /// `None` while the first answer is awaited.
     pub(crate) reachable: RwSignal<Option<Result<(), String>>>,
     pub(crate) inventory: RwSignal<Option<InventoryPage>>,
-    pub(crate) stats: RwSignal<Option<StatsView>>,
+    pub(crate) stats: RwSignal<Option<Stats>>,
     pub(crate) rejections: RwSignal<Option<RejectionPage>>,
     pub(crate) simulations: RwSignal<Option<SimulationList>>,
     pub(crate) status_filter: RwSignal<String>,

@@ -51,20 +51,22 @@ pub struct ThroughputPoint {
     pub applied_per_sec: f64,
 }
 
+/// `/api/stats`. The product totals are `null` when they cannot be known without reading the
+/// whole table, and `unavailable` names them, rather than showing a made-up number.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct Stats {
     /// Products with an item (active or removed).
-    pub products: u64,
-    pub active_products: u64,
+    pub products: Option<u64>,
+    pub active_products: Option<u64>,
     /// Units in stock over all active products.
-    pub units: u64,
-    /// Events applied, summed over product versions (exact).
-    pub events_applied: u64,
-    /// Duplicates skipped in the last 24 h (redeliveries and producer duplicates; counted
-    /// per delivery).
+    pub units: Option<u64>,
+    /// Events applied (the shard counters' sum).
+    pub events_applied: Option<u64>,
+    /// Duplicates skipped (redeliveries and producer duplicates; counted with each batch
+    /// that completes).
     pub duplicates_ignored: u64,
-    /// Rejections recorded in the last 24 h, by reason (counted per delivery).
+    /// Rejections recorded, by reason (counted with each batch that completes).
     pub rejections: BTreeMap<String, u64>,
     pub rejections_total: u64,
     /// At the last batch: its processing time minus the newest applied record's arrival.
@@ -75,6 +77,14 @@ pub struct Stats {
     /// The last 10 minutes, oldest first, in 10-second buckets.
     pub throughput: Vec<ThroughputPoint>,
     pub generated_at: String,
+    /// The fields above that are `null` because only a Scan could compute them (before the
+    /// processor's first per-shard counters: docs/deploy.md).
+    #[serde(default)]
+    pub unavailable: Vec<String>,
+    /// Where the product totals come from: `shard_counters` (the processor's per-shard
+    /// items) or `status_index` (counted from the status index).
+    #[serde(default)]
+    pub totals_source: String,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]

@@ -11,9 +11,10 @@ use axum::http::{header, HeaderMap, Method, Request, StatusCode};
 use axum::Router;
 use harness::{local_stack, start_in_process_pipe, wait_for_delivered, CATCH_UP, PATIENCE};
 use http_body_util::BodyExt as _;
-use inventory_api::store::StatsView;
 use inventory_api::{app, ApiConfig, AppState, BoxFuture, SimulationLauncher};
-use inventory_domain::api::{InventoryPage, RejectionPage, SimulationState, SimulationStatus};
+use inventory_domain::api::{
+    InventoryPage, RejectionPage, SimulationState, SimulationStatus, Stats,
+};
 use inventory_local::server::local_state;
 use inventory_local::stack::{LocalStack, StackOptions};
 use serde_json::{json, Value};
@@ -255,7 +256,7 @@ async fn listing_one_status_is_a_paged_query_of_the_status_index_not_a_scan() {
         let (status, _, body) = call(&router, get(uri)).await;
         assert_eq!(status, StatusCode::OK, "{uri}: {body}");
         if uri == "/api/stats" {
-            let stats: StatsView = serde_json::from_value(body).unwrap();
+            let stats: Stats = serde_json::from_value(body).unwrap();
             assert_eq!(stats.units, Some(56), "{stats:?}");
         }
     }
@@ -299,7 +300,7 @@ async fn stats_report_exact_totals_and_the_rejections() {
     let (_stack, router, _) = seeded().await;
     let (status, _, body) = call(&router, get("/api/stats")).await;
     assert_eq!(status, StatusCode::OK, "{body}");
-    let stats: StatsView = serde_json::from_value(body).unwrap();
+    let stats: Stats = serde_json::from_value(body).unwrap();
     // From the processor's shard counters, units included: 6 + 50 (C3 was removed).
     assert_eq!(
         (stats.products, stats.active_products, stats.units),

@@ -13,5 +13,5 @@ pub mod totals;
 
 pub use products::{inventory_page, product, sort_products, InventoryQuery, SortKey, SortOrder};
 pub use rejections::rejections_page;
-pub use statistics::{stats, StatsView};
+pub use statistics::stats;
 pub use totals::{Totals, TotalsCache, TotalsSource};

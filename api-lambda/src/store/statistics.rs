@@ -6,55 +6,17 @@ use std::collections::BTreeMap;
 
 use aws_sdk_dynamodb::Client;
 use chrono::{DateTime, SecondsFormat, Utc};
-use inventory_domain::api::ThroughputPoint;
+use inventory_domain::api::{Stats, ThroughputPoint};
 use inventory_store::stats::{self, StatsItem, BUCKET_SECS};
 use inventory_store::Tables;
-use serde::{Deserialize, Serialize};
 
 use super::totals::{Totals, TotalsCache};
 use crate::error::ApiError;
 
-/// `/api/stats`. The product totals are `null` when they cannot be known without reading the
-/// whole table, and `unavailable` names them, rather than showing a made-up number.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
-pub struct StatsView {
-    /// Products with an item (active or removed).
-    pub products: Option<u64>,
-    pub active_products: Option<u64>,
-    /// Units in stock over all active products.
-    pub units: Option<u64>,
-    /// Events applied (the shard counters' sum).
-    pub events_applied: Option<u64>,
-    /// Duplicates skipped (redeliveries and producer duplicates; counted with each batch
-    /// that completes).
-    pub duplicates_ignored: u64,
-    /// Rejections recorded, by reason (counted with each batch that completes).
-    pub rejections: BTreeMap<String, u64>,
-    pub rejections_total: u64,
-    /// At the last batch: its processing time minus the newest applied record's arrival.
-    pub lag_ms: Option<i64>,
-    pub last_batch_at: Option<String>,
-    /// Events applied per second over the last minute.
-    pub throughput_last_minute: f64,
-    /// The last 10 minutes, oldest first, in 10-second buckets.
-    pub throughput: Vec<ThroughputPoint>,
-    pub generated_at: String,
-    /// The fields above that are `null` because only a Scan could compute them (before the
-    /// processor's first per-shard counters: docs/deploy.md).
-    pub unavailable: Vec<String>,
-    /// Where the product totals come from: `shard_counters` (the processor's per-shard
-    /// items) or `status_index` (counted from the status index).
-    pub totals_source: String,
-}
-
 /// How far back the throughput chart goes.
 const CHART_SECS: i64 = 600;
 
-pub async fn stats(
-    db: &Client,
-    tables: &Tables,
-    totals: &TotalsCache,
-) -> Result<StatsView, ApiError> {
+pub async fn stats(db: &Client, tables: &Tables, totals: &TotalsCache) -> Result<Stats, ApiError> {
     let now = Utc::now();
     let totals = totals.get(db, tables).await?;
     let current = stats::bucket_start(now.timestamp());
@@ -68,7 +30,7 @@ pub async fn stats(
 
 /// The response from what was read: every bucket of the chart (empty ones as zero) and the
 /// rejections by reason that happened at all.
-fn shape(now: DateTime<Utc>, totals: Totals, total: StatsItem, buckets: &[StatsItem]) -> StatsView {
+fn shape(now: DateTime<Utc>, totals: Totals, total: StatsItem, buckets: &[StatsItem]) -> Stats {
     let current = stats::bucket_start(now.timestamp());
     let first = current - CHART_SECS + BUCKET_SECS;
     let applied_by_start: BTreeMap<i64, u64> = buckets
@@ -109,7 +71,7 @@ fn shape(now: DateTime<Utc>, totals: Totals, total: StatsItem, buckets: &[StatsI
     .filter(|(_, missing)| *missing)
     .map(|(name, _)| name.to_owned())
     .collect();
-    StatsView {
+    Stats {
         products: totals.products,
         active_products: totals.active_products,
         units: totals.units,

@@ -2,10 +2,10 @@
 
 use leptos::prelude::*;
 
-use crate::api::StatsView;
+use inventory_domain::api::Stats;
 
 #[component]
-pub(super) fn Chart(stats: StatsView) -> impl IntoView {
+pub(super) fn Chart(stats: Stats) -> impl IntoView {
     let (w, h) = (600.0, 110.0);
     let max = stats
         .throughput
