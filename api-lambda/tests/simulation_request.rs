@@ -5,19 +5,16 @@
 
 mod support;
 
+use support::{call, start, TOKEN};
+
 use std::sync::{Arc, Mutex};
 
 use axum::body::Body;
-use axum::http::{header, Request, StatusCode};
+use axum::http::{Request, StatusCode};
 use axum::Router;
-use http_body_util::BodyExt as _;
 use inventory_api::{app, ApiConfig, AppState, BoxFuture, SimulationLauncher};
 use inventory_domain::api::{RetryDistance, SimulationStatus};
 use inventory_store::Tables;
-use serde_json::Value;
-use tower::ServiceExt as _;
-
-const TOKEN: &str = "test-token-0123456789";
 
 #[derive(Default)]
 struct RecordingLauncher(Mutex<Vec<SimulationStatus>>);
@@ -44,24 +41,6 @@ async fn router() -> (Router, Arc<RecordingLauncher>) {
         launcher.clone(),
     );
     (app(state), launcher)
-}
-
-async fn call(router: &Router, req: Request<Body>) -> (StatusCode, Value) {
-    let resp = router.clone().oneshot(req).await.unwrap();
-    let status = resp.status();
-    let bytes = resp.into_body().collect().await.unwrap().to_bytes();
-    (
-        status,
-        serde_json::from_slice(&bytes).unwrap_or(Value::Null),
-    )
-}
-
-fn start(body: &str) -> Request<Body> {
-    Request::post("/api/simulations")
-        .header(header::CONTENT_TYPE, "application/json")
-        .header(header::AUTHORIZATION, format!("Bearer {TOKEN}"))
-        .body(Body::from(body.to_owned()))
-        .unwrap()
 }
 
 #[tokio::test]

@@ -7,16 +7,17 @@
 
 mod support;
 
+use support::{call, start, TOKEN};
+
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
 use aws_sdk_dynamodb::Client;
 use axum::body::Body;
-use axum::http::{header, Request, StatusCode};
+use axum::http::{Request, StatusCode};
 use axum::Router;
 use chrono::Utc;
-use http_body_util::BodyExt as _;
 use inventory_api::store::simulation_lock::{self, LOCK_PK, LOCK_SK};
 use inventory_api::store::simulations;
 use inventory_api::{
@@ -26,10 +27,6 @@ use inventory_domain::api::{SimulationRequest, SimulationState, SimulationStatus
 use inventory_domain::{PipeRecord, Rejection, RejectionReason};
 use inventory_store::rejections::{RejectedRecord, RejectionItem};
 use inventory_store::Tables;
-use serde_json::Value;
-use tower::ServiceExt as _;
-
-const TOKEN: &str = "local-token-0123456789";
 
 #[derive(Default)]
 struct CountingLauncher(AtomicUsize);
@@ -51,24 +48,6 @@ fn router_with(db: &Client, tables: &Tables, launcher: Arc<dyn SimulationLaunche
         },
         launcher,
     ))
-}
-
-async fn call(router: &Router, req: Request<Body>) -> (StatusCode, Value) {
-    let resp = router.clone().oneshot(req).await.unwrap();
-    let status = resp.status();
-    let bytes = resp.into_body().collect().await.unwrap().to_bytes();
-    (
-        status,
-        serde_json::from_slice(&bytes).unwrap_or(Value::Null),
-    )
-}
-
-fn start(body: &str) -> Request<Body> {
-    Request::post("/api/simulations")
-        .header(header::CONTENT_TYPE, "application/json")
-        .header(header::AUTHORIZATION, format!("Bearer {TOKEN}"))
-        .body(Body::from(body.to_owned()))
-        .unwrap()
 }
 
 async fn set_state(db: &Client, tables: &Tables, id: &str, state: SimulationState) {
