@@ -7,5 +7,5 @@ pub mod handler;
 pub mod metrics;
 
 pub use error::ProcessorError;
-pub use handler::{BatchReport, Processor, ProcessorSettings};
+pub use handler::{BatchReport, Phases, Processor, ProcessorSettings};
 pub use inventory_store::{dynamodb_client_from_env, Tables};

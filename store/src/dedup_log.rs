@@ -57,9 +57,21 @@ struct State {
     logs: HashMap<String, ShardLog>,
     /// When each log was last used, to evict the coldest past `max_entries`.
     used: HashMap<String, Instant>,
+    /// By partition key: changes whenever the log takes in items this instance did not
+    /// write itself (another writer's appends, or a reload after a cold start or an
+    /// eviction). What a cache of the shard's products checks to know it is still current.
+    epochs: HashMap<String, u64>,
+    /// The last epoch handed out; never reused, so a log dropped and reloaded gets a new one.
+    last_epoch: u64,
 }
 
 impl State {
+    fn bump_epoch(&mut self, pk: &str) {
+        self.last_epoch += 1;
+        let epoch = self.last_epoch;
+        self.epochs.insert(pk.to_owned(), epoch);
+    }
+
     fn touch(&mut self, keys: &[String]) {
         let now = Instant::now();
         for k in keys {
@@ -446,8 +458,13 @@ impl DedupLog {
             }
         }
         cost.items_read += read.len() as u64;
-        // Registered even when empty, so the next batch only reads what is newer.
-        self.lock().logs.entry(pk.to_owned()).or_default();
+        // Registered even when empty, so the next batch only reads what is newer; a (re)load
+        // is a new epoch even when it finds nothing.
+        {
+            let mut state = self.lock();
+            state.logs.entry(pk.to_owned()).or_default();
+            state.bump_epoch(pk);
+        }
         self.ingest(pk, &read)?;
         if let Some(log) = self.lock().logs.get_mut(pk) {
             // Complete from the horizon on, unless the read reached the shard's first item.
@@ -526,6 +543,11 @@ impl DedupLog {
 
     fn ingest(&self, pk: &str, read: &[Item]) -> Result<(), StoreError> {
         let mut state = self.lock();
+        if !read.is_empty() {
+            // Items read back are another writer's (or, rarely, one of ours whose answer
+            // was lost: a needless but harmless change of epoch).
+            state.bump_epoch(pk);
+        }
         let log = state.logs.entry(pk.to_owned()).or_default();
         // Oldest first, so the first record of a key is the one kept.
         let mut ordered: Vec<(u64, &Item)> = read
@@ -559,6 +581,14 @@ impl DedupLog {
             log.high_water = log.high_water.max(number);
         }
         Ok(())
+    }
+
+    /// The shard log's epoch (see [`State::epochs`]): equal between two calls (each after a
+    /// [`refresh`](Self::refresh)) exactly when no log item written by anyone else was seen
+    /// in between and the log was not reloaded, so whatever this instance learned about the
+    /// shard's products is as current as the log says. `None` when the log is not held.
+    pub fn epoch(&self, stream: &str, shard: &str) -> Option<u64> {
+        self.lock().epochs.get(&partition(stream, shard)).copied()
     }
 
     /// Events held in memory, all shards together.
@@ -612,6 +642,7 @@ fn evict(state: &mut State, keep: &[String], max: usize) {
         };
         state.logs.remove(&k);
         state.used.remove(&k);
+        state.epochs.remove(&k);
     }
 }
 

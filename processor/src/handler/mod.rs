@@ -14,6 +14,7 @@
 //! [`settle`] (the conditional product writes and the re-reads after a lost race),
 //! [`rejections`] and [`statistics`] (the events table's items).
 
+mod cache;
 mod rejections;
 mod run;
 mod settle;
@@ -47,6 +48,9 @@ pub struct ProcessorSettings {
     /// Events of the shard log kept in memory, all shards together (16-40 bytes each);
     /// past it the coldest shards' logs are dropped and read again when needed.
     pub dedup_max_entries: usize,
+    /// Product items kept in memory, all shards together (about 0.5 KB each), so a warm
+    /// instance writes without reading first; 0 turns the cache off.
+    pub product_cache_max_items: usize,
 }
 
 impl Default for ProcessorSettings {
@@ -56,17 +60,37 @@ impl Default for ProcessorSettings {
             max_conflict_retries: 8,
             dedup_window: Duration::from_millis(dedup::DEFAULT_WINDOW_MS as u64),
             dedup_max_entries: 4_000_000,
+            // About 25 MB: beside the shard logs' worst case, within a 256 MB Lambda.
+            product_cache_max_items: 50_000,
         }
     }
 }
 
 /// The environment variable that sets [`ProcessorSettings::dedup_window`], in seconds.
 pub const DEDUP_WINDOW_VAR: &str = "DEDUP_WINDOW_SECONDS";
+/// The environment variable that sets [`ProcessorSettings::product_cache_max_items`].
+pub const PRODUCT_CACHE_VAR: &str = "PRODUCT_CACHE_MAX_ITEMS";
+/// The largest [`PRODUCT_CACHE_VAR`] accepted: about 5 GB of products, more than the
+/// largest Lambda can spare beside the runtime.
+const PRODUCT_CACHE_LIMIT: usize = 10_000_000;
 
 impl ProcessorSettings {
-    /// Defaults, with the dedup window from `DEDUP_WINDOW_SECONDS` when set.
+    /// Defaults, with the dedup window from `DEDUP_WINDOW_SECONDS` and the product cache's
+    /// bound from `PRODUCT_CACHE_MAX_ITEMS` when set.
     pub fn from_env() -> Result<Self, ProcessorError> {
         let mut settings = Self::default();
+        if let Ok(raw) = std::env::var(PRODUCT_CACHE_VAR) {
+            settings.product_cache_max_items = raw
+                .trim()
+                .parse()
+                .ok()
+                .filter(|n| *n <= PRODUCT_CACHE_LIMIT)
+                .ok_or_else(|| ProcessorError::Setting {
+                    name: PRODUCT_CACHE_VAR,
+                    value: raw.clone(),
+                    rule: "a whole number of products from 0 (no cache) to 10000000; about 0.5 KB of memory each",
+                })?;
+        }
         if let Ok(raw) = std::env::var(DEDUP_WINDOW_VAR) {
             let secs: u64 = raw
                 .trim()
@@ -91,6 +115,7 @@ pub struct Processor {
     tables: Arc<Tables>,
     settings: ProcessorSettings,
     log: Arc<DedupLog>,
+    products: Arc<std::sync::Mutex<cache::ProductCache>>,
 }
 
 /// What one invocation did; the response is what the Pipe sees.
@@ -106,6 +131,11 @@ pub struct BatchReport {
     pub products_written: u64,
     /// DynamoDB requests made, for cost accounting.
     pub read_requests: u64,
+    /// Products whose state came from this instance's cache (no read).
+    pub cache_hits: u64,
+    /// Products that had to be read (cold start, another instance wrote the shard, a lost
+    /// race, or evicted).
+    pub cache_misses: u64,
     pub product_write_requests: u64,
     pub rejection_write_requests: u64,
     /// The shard log's reads and writes (what exactly-once at any distance costs).
@@ -117,6 +147,29 @@ pub struct BatchReport {
     /// Why work was left for the Pipe to retry, or a statistics write failed: one line per
     /// failure, as logged.
     pub errors: Vec<String>,
+    /// Wall-clock time of the batch's phases, for the lag split (docs/performance.md).
+    pub phases: Phases,
+}
+
+/// Wall-clock microseconds of one batch's phases, in the order they run. Phases that run
+/// concurrently with others (a re-read after a lost race inside the product writes) count
+/// in the phase that contains them, so the parts add up to at most `total_us`.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Phases {
+    /// Bringing the shard logs up to date (one Query per shard) and linking parents.
+    pub log_refresh_us: u64,
+    /// Reading the products not served from this instance's cache (BatchGetItem).
+    pub read_us: u64,
+    /// Folding the events over the products (pure).
+    pub fold_us: u64,
+    /// Recording the rejections (BatchWriteItem).
+    pub rejection_write_us: u64,
+    /// The conditional product writes, with their conflict re-folds.
+    pub product_write_us: u64,
+    /// The shard log and counters transaction (or the counters alone).
+    pub log_write_us: u64,
+    /// The whole batch, decode to report.
+    pub total_us: u64,
 }
 
 impl BatchReport {
@@ -140,12 +193,25 @@ impl Processor {
             window_ms,
             settings.dedup_max_entries,
         );
+        let products = cache::ProductCache::new(settings.product_cache_max_items);
         Self {
             db,
             tables: Arc::new(tables),
             settings,
             log: Arc::new(log),
+            products: Arc::new(std::sync::Mutex::new(products)),
         }
+    }
+
+    /// Product items this instance holds in memory.
+    pub fn cached_products(&self) -> usize {
+        self.cache().len()
+    }
+
+    fn cache(&self) -> std::sync::MutexGuard<'_, cache::ProductCache> {
+        // Every change to the cache is one insert or remove, so a poisoned lock still
+        // guards a consistent map.
+        self.products.lock().unwrap_or_else(|p| p.into_inner())
     }
 
     /// Events of the shard log this instance holds in memory.

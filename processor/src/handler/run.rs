@@ -2,6 +2,7 @@
 //! (rejections, products, shard log), and the one batch item failure the Pipe retries from.
 
 use std::collections::{BTreeMap, HashMap, HashSet};
+use std::time::{Duration, Instant};
 
 use chrono::Utc;
 use futures::stream::{self, StreamExt};
@@ -24,10 +25,13 @@ pub(super) struct Folded {
     pub shard: ShardKey,
     pub stored: Option<ProductRecord>,
     pub fold: ProductFold,
+    /// `stored` came from this instance's cache, not from a read in this batch.
+    pub from_cache: bool,
 }
 
 impl Processor {
     pub(super) async fn run(&self, batch: &PipeBatch) -> BatchReport {
+        let started = Instant::now();
         let now = Utc::now();
         let mut report = BatchReport {
             records: batch.len(),
@@ -58,6 +62,7 @@ impl Processor {
             shards.entry(key.clone()).or_insert(None);
             shard_of.push(key);
         }
+        let mut phase = Instant::now();
         for (key, error) in shards.iter_mut() {
             match self.log.refresh(&key.0, &key.1, oldest).await {
                 Ok(cost) => report.log.add(cost),
@@ -65,10 +70,53 @@ impl Processor {
             }
         }
 
-        // 3b. Read current items.
-        let ids: Vec<&str> = work.iter().map(|w| w.product_id.as_str()).collect();
-        let (current, reads, unread) = self.load_products(&ids).await;
+        report.phases.log_refresh_us = elapsed_us(&mut phase);
+
+        // 3b. The products' items: from this instance's cache for a shard whose log says
+        // nobody else wrote it since (cache.rs says why that is safe), the rest read.
+        let epochs: Vec<(&ShardKey, Option<u64>)> = shards
+            .iter()
+            .filter(|(_, error)| error.is_none())
+            .map(|(key, _)| (key, self.log.epoch(&key.0, &key.1)))
+            .collect();
+        let mut current: HashMap<String, ProductRecord> = HashMap::with_capacity(work.len());
+        let mut from_cache: Vec<bool> = Vec::with_capacity(work.len());
+        let mut to_read: Vec<&str> = Vec::new();
+        {
+            let mut cache = self.cache();
+            for (key, epoch) in &epochs {
+                cache.validate(key, *epoch);
+            }
+            for (w, shard) in work.iter().zip(&shard_of) {
+                let usable = matches!(shards.get(shard), Some(None));
+                match cache.get(shard, &w.product_id).filter(|_| usable) {
+                    Some(hit) => {
+                        if let Some(record) = hit {
+                            current.insert(w.product_id.clone(), record);
+                        }
+                        from_cache.push(true);
+                    }
+                    None => {
+                        to_read.push(&w.product_id);
+                        from_cache.push(false);
+                    }
+                }
+            }
+        }
+        let (read, reads, unread) = self.load_products(&to_read).await;
         report.read_requests = reads;
+        report.cache_misses = to_read.len() as u64;
+        report.cache_hits = (work.len() - to_read.len()) as u64;
+        {
+            let mut cache = self.cache();
+            for ((w, shard), cached) in work.iter().zip(&shard_of).zip(&from_cache) {
+                if !cached && !unread.contains_key(&w.product_id) {
+                    cache.put(shard, &w.product_id, read.get(&w.product_id).cloned());
+                }
+            }
+        }
+        current.extend(read);
+        report.phases.read_us = elapsed_us(&mut phase);
 
         // 3c. Lineage: a product whose item names an older shard than its records moved
         // here in a split or merge, and that shard's log holds its earlier events. A new
@@ -120,10 +168,12 @@ impl Processor {
             }
         }
 
+        report.phases.log_refresh_us += elapsed_us(&mut phase);
+
         // 4. Fold (pure), against the log of the product's shard and its ancestors.
         let window = self.log.window_ms();
         let mut folds: Vec<Folded> = Vec::with_capacity(work.len());
-        for (w, shard) in work.into_iter().zip(shard_of) {
+        for ((w, shard), from_cache) in work.into_iter().zip(shard_of).zip(from_cache) {
             let unavailable = unread
                 .get(&w.product_id)
                 .or(shards.get(&shard).and_then(Option::as_ref));
@@ -145,8 +195,68 @@ impl Processor {
                 shard,
                 stored,
                 fold,
+                from_cache,
             });
         }
+
+        // 4b. A rejection that writes nothing was decided on a state no conditional write
+        // will check; from the cache that state may be stale (cache.rs), so such products
+        // are read and folded again before any rejection is recorded.
+        let recheck: Vec<usize> = folds
+            .iter()
+            .enumerate()
+            .filter(|(_, f)| {
+                f.from_cache
+                    && !f.fold.changed
+                    && f.fold
+                        .outcomes
+                        .iter()
+                        .any(|o| matches!(o, Outcome::Rejected(_)))
+            })
+            .map(|(k, _)| k)
+            .collect();
+        if !recheck.is_empty() {
+            let ids: Vec<&str> = recheck
+                .iter()
+                .map(|k| folds[*k].work.product_id.as_str())
+                .collect();
+            let (fresh, reads, unread) = self.load_products(&ids).await;
+            report.read_requests += reads;
+            report.cache_hits -= recheck.len() as u64;
+            report.cache_misses += recheck.len() as u64;
+            let mut unreadable = HashSet::new();
+            for k in recheck {
+                let f = &mut folds[k];
+                if let Some(err) = unread.get(&f.work.product_id) {
+                    tracing::warn!(product_id = %f.work.product_id, error = %err, "could not read product; will be retried");
+                    fail(
+                        &mut report,
+                        f.work.indices[0],
+                        format!("product {}: {err}", f.work.product_id),
+                    );
+                    unreadable.insert(k);
+                    continue;
+                }
+                let stored = fresh.get(&f.work.product_id).cloned();
+                self.cache()
+                    .put(&f.shard, &f.work.product_id, stored.clone());
+                f.fold = self.log.with_lineage(&f.shard.0, &f.shard.1, |index| {
+                    fold_product_in(stored.clone(), &f.work.events, index, window)
+                });
+                f.stored = stored;
+                f.from_cache = false;
+            }
+            if !unreadable.is_empty() {
+                folds = folds
+                    .into_iter()
+                    .enumerate()
+                    .filter(|(k, _)| !unreadable.contains(k))
+                    .map(|(_, f)| f)
+                    .collect();
+            }
+        }
+
+        report.phases.fold_us = elapsed_us(&mut phase);
 
         // 5a. Record rejections before any product moves past them, so a record whose
         // rejection could not be written is retried rather than lost.
@@ -163,6 +273,7 @@ impl Processor {
         }
         let (requests, unwritten) = self.put_rejections(batch, &to_record, &folds, now).await;
         report.rejection_write_requests += requests;
+        report.phases.rejection_write_us = elapsed_us(&mut phase);
         let mut blocked_products: HashSet<usize> = HashSet::new();
         for (i, _, product) in &to_record {
             let Some(error) = unwritten.get(i) else {
@@ -189,6 +300,17 @@ impl Processor {
             .buffer_unordered(self.settings.write_concurrency.max(1))
             .collect()
             .await;
+        report.phases.product_write_us = elapsed_us(&mut phase);
+        {
+            // What the item now holds, or, when a write's outcome is unknown, nothing.
+            let mut cache = self.cache();
+            for (w, shard, result) in &settled {
+                match result.as_ref().ok().and_then(|s| s.state.as_ref()) {
+                    Some(state) => cache.put(shard, &w.product_id, state.clone()),
+                    None => cache.remove(shard, &w.product_id),
+                }
+            }
+        }
 
         let mut to_log: BTreeMap<ShardKey, Vec<LogRecord>> = BTreeMap::new();
         let mut applied_to: BTreeMap<ShardKey, ShardAdd> = BTreeMap::new();
@@ -301,6 +423,8 @@ impl Processor {
             }
         }
 
+        report.phases.log_write_us = elapsed_us(&mut phase);
+
         if let Some(first) = failed.iter().min() {
             report.response = BatchResponse {
                 batch_item_failures: vec![BatchItemFailure {
@@ -312,6 +436,7 @@ impl Processor {
             let lag = Utc::now().timestamp_millis().saturating_sub(oldest);
             report.lag_ms = Some(u64::try_from(lag).unwrap_or(0));
         }
+        report.phases.total_us = micros(started.elapsed());
         tracing::info!(
             records = report.records,
             applied = report.applied,
@@ -331,6 +456,9 @@ impl Processor {
         &self,
         ids: &[&str],
     ) -> (HashMap<String, ProductRecord>, u64, HashMap<String, String>) {
+        if ids.is_empty() {
+            return (HashMap::new(), 0, HashMap::new());
+        }
         let keys = ids.iter().map(|id| items::product_key(id)).collect();
         let read = batch_get(
             &self.db,
@@ -364,4 +492,16 @@ impl Processor {
         }
         (found, read.requests, unread)
     }
+}
+
+fn micros(d: Duration) -> u64 {
+    u64::try_from(d.as_micros()).unwrap_or(u64::MAX)
+}
+
+/// Microseconds since `since`, which moves on to now: consecutive phases, no gaps.
+fn elapsed_us(since: &mut Instant) -> u64 {
+    let now = Instant::now();
+    let us = micros(now.duration_since(*since));
+    *since = now;
+    us
 }

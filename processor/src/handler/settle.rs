@@ -31,6 +31,8 @@ pub(super) struct Settled {
     pub delta: ProductDelta,
     pub write_requests: u64,
     pub rejection_requests: u64,
+    /// The state the item is known to have now (`Some(None)`: no item), for the cache.
+    pub state: Option<Option<ProductRecord>>,
 }
 
 /// Where settling stands between attempts: the item the next write is conditional on and
@@ -50,6 +52,11 @@ impl Attempt {
                 ProductDelta::between(self.stored.as_ref(), self.fold.record.as_ref());
         }
         self.settled.written |= written;
+        self.settled.state = Some(if written {
+            self.fold.record.clone()
+        } else {
+            self.stored
+        });
         self.settled.outcomes = self.fold.outcomes;
         self.settled.to_log = self.fold.to_log;
         self.settled
@@ -81,6 +88,7 @@ impl Processor {
             shard,
             stored,
             fold,
+            ..
         } = folded;
         let attempt = Attempt {
             stored,

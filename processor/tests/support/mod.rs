@@ -1,0 +1,139 @@
+//! What the processor's integration tests share: an embedded dynoxide with the pipeline's
+//! tables, reached through the real SDK client, and Pipes batches of one shard built the way
+//! the Pipe sends them.
+
+#![allow(dead_code)] // each test file uses a part
+
+use std::collections::HashMap;
+
+use aws_sdk_dynamodb::types::AttributeValue;
+use aws_sdk_dynamodb::Client;
+use base64::Engine as _;
+use inventory_domain::pipes::PipeBatch;
+use inventory_domain::{PipeRecord, ProductRecord};
+use inventory_store::items::{self, ProductItem};
+use inventory_store::tables::ensure_tables;
+use inventory_store::Tables;
+
+/// A client for the DynamoDB endpoint at `addr`, with test credentials.
+pub fn client_at(addr: std::net::SocketAddr) -> Client {
+    let config = aws_sdk_dynamodb::Config::builder()
+        .behavior_version(aws_sdk_dynamodb::config::BehaviorVersion::latest())
+        .region(aws_sdk_dynamodb::config::Region::new("us-east-1"))
+        .credentials_provider(aws_sdk_dynamodb::config::Credentials::new(
+            "test", "test", None, None, "test",
+        ))
+        .endpoint_url(format!("http://{addr}"))
+        .build();
+    Client::from_conf(config)
+}
+
+/// An embedded dynoxide on 127.0.0.1:0 with the pipeline's tables.
+pub async fn dynamodb() -> (Client, Tables) {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("bind a local port");
+    let addr = listener.local_addr().expect("local address");
+    let db = dynoxide::Database::memory().expect("in-memory dynoxide");
+    tokio::spawn(dynoxide::server::serve_on(listener, db));
+    let client = client_at(addr);
+    let tables = Tables::with_prefix("cache-test");
+    ensure_tables(&client, &tables)
+        .await
+        .expect("create the tables");
+    (client, tables)
+}
+
+/// An event's JSON, as a producer puts it (a product_added has a name).
+pub fn event(id: &str, kind: &str, product: &str, quantity: Option<u64>) -> String {
+    let mut p = serde_json::json!({"product_id": product, "timestamp": "2023-09-11T12:00:00Z"});
+    if let Some(q) = quantity {
+        p["quantity"] = q.into();
+    }
+    if kind == "product_added" {
+        p["product_name"] = format!("Product {product}").into();
+    }
+    serde_json::json!({"event_id": id, "event_type": kind, "product": p}).to_string()
+}
+
+/// One shard's records, numbered in stream order as Kinesis would.
+pub struct Shard {
+    id: String,
+    next: u64,
+}
+
+impl Shard {
+    pub fn new(ordinal: u32) -> Self {
+        Self {
+            id: format!("shardId-{ordinal:012}"),
+            next: 1,
+        }
+    }
+
+    /// A batch of `(product, event JSON)` in this order, each with the next sequence number.
+    pub fn batch(&mut self, events: &[(&str, String)]) -> PipeBatch {
+        let now = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .expect("clock after 1970")
+            .as_secs_f64();
+        let records: Vec<PipeRecord> = events
+            .iter()
+            .map(|(product, json)| {
+                // Kinesis' sequence numbers are 56 digits; these grow within one shard.
+                let sequence = format!(
+                    "4959033827149025660855969253836157109592157598{:010}",
+                    self.next
+                );
+                self.next += 1;
+                PipeRecord {
+                    kinesis_schema_version: "1.0".into(),
+                    partition_key: (*product).to_owned(),
+                    event_id: format!("{}:{sequence}", self.id),
+                    sequence_number: sequence,
+                    data: base64::engine::general_purpose::STANDARD.encode(json),
+                    approximate_arrival_timestamp: now,
+                    event_source: "aws:kinesis".into(),
+                    event_version: "1.0".into(),
+                    event_name: "aws:kinesis:record".into(),
+                    invoke_identity_arn: String::new(),
+                    aws_region: "us-east-1".into(),
+                    event_source_arn:
+                        "arn:aws:kinesis:us-east-1:123456789012:stream/inventory-events".into(),
+                }
+            })
+            .collect();
+        PipeBatch::from(&records[..])
+    }
+}
+
+/// The product's stored state, read consistently (`None`: no item).
+pub async fn stored(db: &Client, tables: &Tables, product: &str) -> Option<ProductRecord> {
+    let out = db
+        .get_item()
+        .table_name(&tables.inventory)
+        .set_key(Some(items::product_key(product)))
+        .consistent_read(true)
+        .send()
+        .await
+        .expect("GetItem");
+    out.item.map(|item| {
+        ProductItem::from_item(item)
+            .expect("a product item")
+            .into_record()
+    })
+}
+
+/// Writes a product's item directly, as an instance that wrote it and crashed before its
+/// shard log append would have left it.
+pub async fn write_behind(db: &Client, tables: &Tables, record: &ProductRecord) {
+    let item: HashMap<String, AttributeValue> =
+        ProductItem::from_record(record, chrono::Utc::now())
+            .to_item()
+            .expect("encode the product");
+    db.put_item()
+        .table_name(&tables.inventory)
+        .set_item(Some(item))
+        .send()
+        .await
+        .expect("PutItem");
+}
