@@ -26,6 +26,10 @@ pub enum ApiError {
     SimulationsDisabled,
     #[error("the simulation could not be started; try again")]
     LaunchFailed(String),
+    #[error("redrive is not available on this deployment: the API has no stream to write to (set STREAM_NAME)")]
+    RedriveDisabled,
+    #[error("the redrive stopped part-way: {0}. What was republished is marked; redrive again to send the rest")]
+    RedriveFailed(String),
     #[error("internal error; the API's logs have the details")]
     Internal(String),
 }
@@ -44,6 +48,8 @@ impl ApiError {
                 (StatusCode::SERVICE_UNAVAILABLE, "simulations_disabled")
             }
             ApiError::LaunchFailed(_) => (StatusCode::BAD_GATEWAY, "launch_failed"),
+            ApiError::RedriveDisabled => (StatusCode::SERVICE_UNAVAILABLE, "redrive_disabled"),
+            ApiError::RedriveFailed(_) => (StatusCode::BAD_GATEWAY, "redrive_failed"),
             ApiError::Internal(_) => (StatusCode::INTERNAL_SERVER_ERROR, "internal"),
         }
     }
@@ -59,7 +65,9 @@ impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
         let (status, code) = self.parts();
         match &self {
-            ApiError::Internal(detail) | ApiError::LaunchFailed(detail) => {
+            ApiError::Internal(detail)
+            | ApiError::LaunchFailed(detail)
+            | ApiError::RedriveFailed(detail) => {
                 tracing::error!(error = %detail, "request failed")
             }
             _ => {}

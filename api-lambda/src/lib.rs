@@ -95,6 +95,9 @@ pub struct AppState {
     /// The user pool's token verifier (AWS); `None` locally, where the bearer token serves.
     pub jwt: Option<Arc<jwt::JwtVerifier>>,
     pub limits: SimulationLimits,
+    /// Republishes dead letters to the stream; `None` when the API has no stream to write to
+    /// (`STREAM_NAME` unset), and redrive answers 503.
+    pub redriver: Option<Arc<inventory_dead_letters::Redriver>>,
 }
 
 impl AppState {
@@ -112,12 +115,18 @@ impl AppState {
             totals: Arc::new(store::TotalsCache::new(Duration::from_secs(5))),
             jwt: None,
             limits: SimulationLimits::default(),
+            redriver: None,
         }
     }
 
     /// Accepts the user pool's access tokens (in `x-inventory-auth`).
     pub fn with_jwt(mut self, verifier: jwt::JwtVerifier) -> Self {
         self.jwt = Some(Arc::new(verifier));
+        self
+    }
+
+    pub fn with_redriver(mut self, redriver: inventory_dead_letters::Redriver) -> Self {
+        self.redriver = Some(Arc::new(redriver));
         self
     }
 
@@ -132,7 +141,8 @@ impl AppState {
     info(title = "Inventory pipeline API", description = "Live inventory, pipeline figures and simulations."),
     paths(
         routes::list_inventory, routes::get_product, routes::get_stats, routes::list_rejections,
-        routes::start_simulation, routes::get_simulation, routes::list_simulations, routes::openapi
+        routes::start_simulation, routes::get_simulation, routes::list_simulations,
+        routes::list_dead_letters, routes::redrive_dead_letters, routes::openapi
     ),
     modifiers(&BearerAuth)
 )]
@@ -186,6 +196,11 @@ pub fn app(state: AppState) -> Router {
             get(routes::list_simulations).post(routes::start_simulation),
         )
         .route("/api/simulations/{id}", get(routes::get_simulation))
+        .route("/api/dead-letters", get(routes::list_dead_letters))
+        .route(
+            "/api/dead-letters/redrive",
+            axum::routing::post(routes::redrive_dead_letters),
+        )
         .route("/api/openapi.json", get(routes::openapi))
         .route("/api/{*rest}", axum::routing::any(routes::not_found))
         .layer(DefaultBodyLimit::max(64 * 1024))

@@ -7,8 +7,9 @@ use axum::http::{header, HeaderMap, StatusCode};
 use axum::response::IntoResponse;
 use axum::Json;
 use inventory_domain::api::{
-    ErrorBody, InventoryPage, ProductView, RejectionView, SimulationAccepted, SimulationList,
-    SimulationRequest, SimulationState, SimulationStatus,
+    DeadLetterPage, DeadLetterStatus, ErrorBody, InventoryPage, ProductView, RedriveRequest,
+    RedriveResult, RejectionView, SimulationAccepted, SimulationList, SimulationRequest,
+    SimulationState, SimulationStatus,
 };
 use inventory_domain::ProductStatus;
 use serde::{Deserialize, Serialize};
@@ -147,6 +148,84 @@ pub async fn list_rejections(
         next_cursor: page.next_cursor,
         excerpts_withheld: withheld,
     }))
+}
+
+#[derive(Debug, Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
+pub struct DeadLetterParams {
+    /// `pending`, `redriven` or `processed_before`; all when omitted.
+    pub status: Option<DeadLetterStatus>,
+    /// Items per page, 1 to 200 (default 50).
+    pub limit: Option<usize>,
+    /// `next_cursor` of the previous page.
+    pub cursor: Option<String>,
+}
+
+/// Records the Pipe dead-lettered, archived by the dead-letter consumer, newest first; the
+/// data excerpts for a signed-in caller only.
+#[utoipa::path(get, path = "/api/dead-letters", params(DeadLetterParams),
+    security((), ("bearer" = [])),
+    responses((status = 200, body = DeadLetterPage), (status = 400, body = ErrorBody),
+              (status = 401, body = ErrorBody)))]
+pub async fn list_dead_letters(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    query: Result<Query<DeadLetterParams>, QueryRejection>,
+) -> Result<Json<DeadLetterPage>, ApiError> {
+    let caller = auth::identify(&state, &headers).await?;
+    let Query(p) = query.map_err(|e| ApiError::BadRequest(e.body_text()))?;
+    let limit = p.limit.unwrap_or(50);
+    if !(1..=200).contains(&limit) {
+        return Err(ApiError::BadRequest("limit must be 1 to 200".into()));
+    }
+    let after = p
+        .cursor
+        .as_deref()
+        .map(store::cursors::decode::<String>)
+        .transpose()?;
+    let (items, next) = inventory_store::dead_letters::list(
+        &state.db,
+        &state.tables,
+        p.status,
+        inventory_store::dead_letters::Order::NewestFirst,
+        limit,
+        after.as_deref(),
+    )
+    .await?;
+    let signed_in = caller.is_signed_in();
+    Ok(Json(DeadLetterPage {
+        items: items.into_iter().map(|i| i.into_view(signed_in)).collect(),
+        next_cursor: next.map(|n| store::cursors::encode(&n)),
+    }))
+}
+
+/// Republish dead letters to the stream (the ids given, or every pending one when `ids` is
+/// empty, up to 500 per request) with their partition keys and bytes, so their event ids:
+/// the processor applies each once. Needs a signed-in caller.
+#[utoipa::path(post, path = "/api/dead-letters/redrive", request_body = RedriveRequest,
+    security(("bearer" = [])),
+    responses((status = 200, body = RedriveResult), (status = 401, body = ErrorBody),
+              (status = 422, body = ErrorBody), (status = 502, body = ErrorBody),
+              (status = 503, body = ErrorBody)))]
+pub async fn redrive_dead_letters(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    body: Result<Json<RedriveRequest>, JsonRejection>,
+) -> Result<Json<RedriveResult>, ApiError> {
+    let redriver = state.redriver.clone().ok_or(ApiError::RedriveDisabled)?;
+    let caller = auth::require_signed_in(&state, &headers).await?;
+    let Json(request) = body.map_err(|e| ApiError::Unprocessable(e.body_text()))?;
+    let result = redriver
+        .redrive(&request.ids)
+        .await
+        .map_err(|e| ApiError::RedriveFailed(e.to_string()))?;
+    tracing::info!(
+        ?caller,
+        republished = result.republished,
+        skipped = result.skipped.len(),
+        "dead letters redriven"
+    );
+    Ok(Json(result))
 }
 
 /// Start a simulation; it runs in the background and this returns at once. One runs at a

@@ -111,6 +111,80 @@ pub struct RejectionPage {
     pub next_cursor: Option<String>,
 }
 
+/// Where an archived dead letter stands.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+#[serde(rename_all = "snake_case")]
+pub enum DeadLetterStatus {
+    /// Not applied: waiting for a redrive.
+    Pending,
+    /// Republished to the stream (same partition key and bytes, so the same event id).
+    Redriven,
+    /// The shard log shows the processor handled this very record before the Pipe gave up
+    /// on its batch: kept for the record, never redriven.
+    ProcessedBefore,
+}
+
+/// One record the Pipe dead-lettered, as the dead-letter consumer archived it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct DeadLetterView {
+    /// The archive's id for this record: what a redrive names.
+    pub id: String,
+    /// The Kinesis record's eventID (`shardId:sequenceNumber`).
+    pub record_id: String,
+    pub status: DeadLetterStatus,
+    /// Why the Pipe gave up on the record's batch.
+    pub reason: String,
+    pub product_id: Option<String>,
+    pub event_id: Option<String>,
+    pub partition_key: String,
+    pub arrived_at: String,
+    pub dead_lettered_at: String,
+    pub redriven_at: Option<String>,
+    pub redrive_count: u64,
+    /// The first 1,024 characters of the record's base64 data; only for a signed-in user.
+    pub data_base64_excerpt: Option<String>,
+    pub data_base64_length: u64,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct DeadLetterPage {
+    pub items: Vec<DeadLetterView>,
+    pub next_cursor: Option<String>,
+}
+
+/// Which dead letters to republish: the ids listed, or when empty every pending one (up to
+/// [`MAX_REDRIVE`] per request).
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+#[serde(default)]
+pub struct RedriveRequest {
+    pub ids: Vec<String>,
+}
+
+/// Dead letters one redrive request handles at most.
+pub const MAX_REDRIVE: usize = 500;
+
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct RedriveResult {
+    /// Records put back on the stream.
+    pub republished: u64,
+    /// Records not republished, each with why.
+    pub skipped: Vec<RedriveSkip>,
+    /// Pending dead letters left after this request (more than [`MAX_REDRIVE`] were asked for).
+    pub remaining: bool,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct RedriveSkip {
+    pub id: String,
+    pub why: String,
+}
+
 /// What to simulate. Every field has a default, so `{}` is a valid request.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]

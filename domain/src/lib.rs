@@ -3,6 +3,7 @@
 
 pub mod api;
 pub mod batch;
+pub mod dead_letter;
 pub mod dedup;
 pub mod event;
 pub mod pipes;

@@ -176,6 +176,8 @@ async fn main() -> anyhow::Result<ExitCode> {
         } => {
             let stack = LocalStack::start(stack_options(&stack)).await?;
             let (pipe, _processor) = stack.start_processor_pipe()?;
+            // Dead letters are archived as they come, as the queue's Lambda does in AWS.
+            let _dead_letters = stack.start_dead_letter_queue();
             let token = api_token.unwrap_or_else(|| ulid::Ulid::new().to_string().to_lowercase());
             let mut origins = vec![
                 format!("http://127.0.0.1:{http_port}"),
@@ -228,6 +230,7 @@ async fn main() -> anyhow::Result<ExitCode> {
             let producers = *simulation.producers();
             let stack = LocalStack::start(stack_options(&stack)).await?;
             let (pipe, _processor) = stack.start_processor_pipe()?;
+            let _dead_letters = stack.start_dead_letter_queue();
             println!(
                 "Local stack on {} ({} shards). Publishing {} events over {} products ({:?}, {:.0}/s, run {}, seed {}) with {:.0}% duplicates, {:.0}% malformed, {:.0}% invalid transitions…",
                 stack.aws.endpoint(),

@@ -67,7 +67,7 @@ pub fn local_state(stack: &LocalStack, api: ApiConfig) -> AppState {
     );
     // The same limits for the API's lock and the launcher's deadline.
     state.limits = limits;
-    state
+    state.with_redriver(stack.redriver())
 }
 
 /// Serves the API and the console; returns the bound address and the server task.

@@ -6,9 +6,11 @@
 use std::path::PathBuf;
 use std::sync::Arc;
 
+use inventory_dead_letters::{DeadLetterConsumer, Redriver};
 use inventory_store::tables::ensure_tables;
 use inventory_store::{StoreError, Tables};
 
+use crate::dead_letter_queue::DeadLetterQueue;
 use crate::emulators::{
     EmulatorError, EmulatorOptions, LocalAws, LOCAL_ACCESS_KEY, LOCAL_REGION, LOCAL_SECRET_KEY,
 };
@@ -148,6 +150,37 @@ impl LocalStack {
     pub fn start_processor_pipe(&self) -> Result<(PipeHandle, Arc<LambdaHost>), StackError> {
         let host = Arc::new(self.processor_host()?);
         Ok((self.start_pipe(host.clone()), host))
+    }
+
+    /// The dead-letter consumer, against this stack's stream and tables.
+    pub fn dead_letter_consumer(&self) -> DeadLetterConsumer {
+        DeadLetterConsumer::new(
+            self.kinesis.clone(),
+            self.db.clone(),
+            self.options.tables.clone(),
+            inventory_domain::dedup::DEFAULT_WINDOW_MS,
+        )
+    }
+
+    /// Redrive, as the API runs it, onto this stack's stream.
+    pub fn redriver(&self) -> Redriver {
+        Redriver::new(
+            self.kinesis.clone(),
+            self.db.clone(),
+            self.options.tables.clone(),
+            self.options.stream.clone(),
+        )
+    }
+
+    /// Hands the local Pipe's dead letters to the dead-letter consumer, as the SQS queue
+    /// triggers it in AWS (see [`crate::dead_letter_queue`]).
+    pub fn start_dead_letter_queue(&self) -> DeadLetterQueue {
+        DeadLetterQueue::start(
+            self.db.clone(),
+            self.options.pipe_table.clone(),
+            self.options.pipe_name.clone(),
+            self.dead_letter_consumer(),
+        )
     }
 
     /// The environment a separate process needs to reach this stack with the AWS SDKs.

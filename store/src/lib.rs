@@ -4,6 +4,7 @@
 
 pub mod batch;
 pub mod config;
+pub mod dead_letters;
 pub mod dedup_log;
 pub mod error;
 pub mod items;

@@ -5,7 +5,8 @@
 //! COGNITO_CLIENT_ID_SECRET (the template cannot pass the id itself without a dependency
 //! cycle); GENERATOR_FUNCTION (absent: the stage runs no simulations, and starting one
 //! answers 503); SIMULATION_MAX_EVENT_AGE_SECONDS; optionally API_TOKEN or
-//! API_TOKEN_SECRET_ARN (a static token).
+//! API_TOKEN_SECRET_ARN (a static token); STREAM_NAME (absent: dead letters cannot be
+//! redriven).
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -16,6 +17,7 @@ use inventory_api::{
     app, ApiConfig, AppState, DisabledLauncher, LambdaLauncher, SimulationLauncher,
     SimulationLimits,
 };
+use inventory_dead_letters::Redriver;
 use inventory_store::Tables;
 
 fn var(name: &str) -> Option<String> {
@@ -79,13 +81,17 @@ async fn main() -> Result<(), lambda_http::Error> {
             Arc::new(DisabledLauncher)
         }
     };
-    let mut state = AppState::new(
-        aws_sdk_dynamodb::Client::new(&config),
-        Tables::from_env()?,
-        api,
-        launcher,
-    )
-    .with_simulation_limits(limits);
+    let db = aws_sdk_dynamodb::Client::new(&config);
+    let tables = Tables::from_env()?;
+    let mut state =
+        AppState::new(db.clone(), tables.clone(), api, launcher).with_simulation_limits(limits);
+    match var("STREAM_NAME") {
+        Some(stream) => {
+            let kinesis = aws_sdk_kinesis::Client::new(&config);
+            state = state.with_redriver(Redriver::new(kinesis, db, tables, stream));
+        }
+        None => tracing::info!("STREAM_NAME is not set: dead letters cannot be redriven"),
+    }
     match (var("COGNITO_ISSUER"), client_id) {
         (Some(issuer), Some(client)) => {
             state = state.with_jwt(JwtVerifier::new(JwtSettings::cognito(&issuer, &client)));

@@ -3,7 +3,7 @@
 //! ([`inventory_store`]), so the API never reads an attribute by hand. Nothing here Scans:
 //! the API's role may not (infra/template.yaml).
 
-mod cursors;
+pub mod cursors;
 pub mod products;
 pub mod rejections;
 pub mod simulation_lock;

@@ -1,0 +1,62 @@
+//! The Pipe's dead letters, kept and put back.
+//!
+//! A Pipe with a Kinesis source dead-letters a *range* of a shard (`KinesisBatchInfo`), not
+//! the records. [`archive`] reads the range back from the stream while it still holds it and
+//! writes each record (data, identity, why) to the events table
+//! ([`inventory_store::dead_letters`]), marking the records the shard log shows were
+//! processed before the Pipe gave up. [`sqs`] is the Lambda's handler: one SQS message per
+//! range. [`redrive`] republishes pending records with the same partition key and bytes, so
+//! the same event ids: the processor's duplicate detection keeps exactly-once.
+//!
+//! The same code runs in AWS (SQS-triggered Lambda, API Lambda) and locally, where the local
+//! stack hands it the local Pipe's dead letters as SQS messages.
+
+pub mod archive;
+pub mod redrive;
+pub mod sqs;
+
+pub use archive::{ArchiveReport, DeadLetterConsumer};
+pub use redrive::Redriver;
+
+/// Failures reading a dead-lettered range back or writing its archive; the SQS message stays
+/// in the queue and is retried.
+#[derive(Debug, thiserror::Error)]
+pub enum DeadLetterError {
+    #[error(transparent)]
+    Message(#[from] inventory_domain::dead_letter::DeadLetterError),
+    #[error("Kinesis {operation} failed: {message}. Check the stream exists and the role allows {operation}; the message stays in the queue and is retried")]
+    Kinesis {
+        operation: &'static str,
+        message: String,
+    },
+    #[error(transparent)]
+    Store(#[from] inventory_store::StoreError),
+    #[error("environment variable {name}: {message}")]
+    Setting { name: &'static str, message: String },
+}
+
+pub(crate) fn kinesis_err<E: std::error::Error>(operation: &'static str, e: E) -> DeadLetterError {
+    DeadLetterError::Kinesis {
+        operation,
+        message: aws_sdk_kinesis::error::DisplayErrorContext(e).to_string(),
+    }
+}
+
+/// The dedup window the processor runs with (`DEDUP_WINDOW_SECONDS`, default 900 s): the
+/// consumer reads the shard log with the same window.
+pub fn dedup_window_ms_from_env() -> Result<i64, DeadLetterError> {
+    const NAME: &str = "DEDUP_WINDOW_SECONDS";
+    match std::env::var(NAME) {
+        Err(_) => Ok(inventory_domain::dedup::DEFAULT_WINDOW_MS),
+        Ok(raw) => raw
+            .trim()
+            .parse::<i64>()
+            .ok()
+            .filter(|s| *s >= 1 && s.saturating_mul(1000) <= inventory_domain::dedup::MAX_WINDOW_MS)
+            .map(|s| s * 1000)
+            .ok_or_else(|| DeadLetterError::Setting {
+                name: NAME,
+                message: format!("`{raw}` is not a whole number of seconds from 1 to 31536000; set it to the processor's value"),
+            }),
+    }
+}

@@ -1,0 +1,386 @@
+//! The dead-letter archive in the events table: one [`DeadLetterItem`] per record of a range
+//! the Pipe dead-lettered, written by the dead-letter consumer (which read the record back
+//! from the stream), listed and redriven by the API.
+//!
+//! Key scheme: `pk = DEADLETTERS`, `sk = <arrival ms, 13 digits>#<eventID>`. The key is a
+//! function of the record alone, so archiving a queue message twice (SQS delivers at least
+//! once) writes nothing new. One partition: dead letters are rare, and a burst is written
+//! with `BatchWriteItem`'s retries. Pending items never expire; a redriven one is kept
+//! [`TTL_DAYS_AFTER_REDRIVE`] days.
+
+use std::collections::HashMap;
+
+use aws_sdk_dynamodb::types::{AttributeValue, PutRequest, WriteRequest};
+use aws_sdk_dynamodb::Client;
+use chrono::{DateTime, SecondsFormat, Utc};
+use inventory_domain::api::{DeadLetterStatus, DeadLetterView};
+use inventory_domain::PipeRecord;
+use serde::{Deserialize, Serialize};
+
+use crate::batch::{batch_get, batch_write, UNPROCESSED_RETRY};
+use crate::config::Tables;
+use crate::error::StoreError;
+use crate::items::{decode, Item};
+use crate::rejections::PAYLOAD_EXCERPT_CHARS;
+
+pub const PARTITION: &str = "DEADLETTERS";
+pub const TTL_DAYS_AFTER_REDRIVE: i64 = 30;
+/// Past this much base64 the record's data is not kept (DynamoDB items stop at 400 KB);
+/// such a record is listed but cannot be redriven from the archive.
+pub const MAX_DATA_CHARS: usize = 300_000;
+
+/// An archived dead-lettered record, field for field; the one codec its writer and readers
+/// use.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct DeadLetterItem {
+    pub pk: String,
+    pub sk: String,
+    pub status: DeadLetterStatus,
+    pub reason: String,
+    #[serde(default)]
+    pub attempts: Option<u64>,
+    /// The Kinesis record's eventID (`shardId-…:sequenceNumber`).
+    pub record_id: String,
+    pub shard_id: String,
+    pub sequence_number: String,
+    pub partition_key: String,
+    pub event_source_arn: String,
+    /// RFC 3339, milliseconds, UTC.
+    pub arrived_at: String,
+    pub dead_lettered_at: String,
+    /// The record's bytes, base64; absent past [`MAX_DATA_CHARS`].
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub data_base64: Option<String>,
+    pub data_base64_length: u64,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub product_id: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub event_id: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub redriven_at: Option<String>,
+    #[serde(default)]
+    pub redrive_count: u64,
+    /// Epoch seconds when DynamoDB's TTL deletes the item (only once redriven).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ttl: Option<i64>,
+}
+
+/// What the consumer knows of a record besides the record itself.
+#[derive(Debug, Clone)]
+pub struct DeadLetterFacts<'a> {
+    pub reason: &'a str,
+    pub attempts: Option<u64>,
+    pub product_id: Option<&'a str>,
+    pub event_id: Option<&'a str>,
+    pub status: DeadLetterStatus,
+}
+
+/// The sort key of a record's archive item (also its id in the API).
+pub fn sort_key(record: &PipeRecord) -> String {
+    format!("{:013}#{}", record.arrival_millis().max(0), record.event_id)
+}
+
+fn rfc3339(at: DateTime<Utc>) -> String {
+    at.to_rfc3339_opts(SecondsFormat::Millis, true)
+}
+
+impl DeadLetterItem {
+    pub fn new(record: &PipeRecord, facts: &DeadLetterFacts<'_>, now: DateTime<Utc>) -> Self {
+        let arrival =
+            DateTime::<Utc>::from_timestamp_millis(record.arrival_millis()).unwrap_or(now);
+        Self {
+            pk: PARTITION.to_owned(),
+            sk: sort_key(record),
+            status: facts.status,
+            reason: facts.reason.to_owned(),
+            attempts: facts.attempts,
+            record_id: record.event_id.clone(),
+            shard_id: record.shard_id().to_owned(),
+            sequence_number: record.sequence_number.clone(),
+            partition_key: record.partition_key.clone(),
+            event_source_arn: record.event_source_arn.clone(),
+            arrived_at: rfc3339(arrival),
+            dead_lettered_at: rfc3339(now),
+            data_base64: (record.data.len() <= MAX_DATA_CHARS).then(|| record.data.clone()),
+            data_base64_length: record.data.len() as u64,
+            product_id: facts.product_id.map(str::to_owned),
+            event_id: facts.event_id.map(str::to_owned),
+            redriven_at: None,
+            redrive_count: 0,
+            ttl: None,
+        }
+    }
+
+    pub fn to_item(&self) -> Result<Item, StoreError> {
+        serde_dynamo::to_item(self).map_err(|e| StoreError::Encode {
+            what: "a dead letter",
+            message: e.to_string(),
+        })
+    }
+
+    /// Decodes a stored item; a missing or mistyped attribute is named in the error.
+    pub fn from_item(item: Item) -> Result<Self, StoreError> {
+        let key = match item.get("sk") {
+            Some(AttributeValue::S(sk)) => format!("dead letter {PARTITION}/{sk}"),
+            _ => "a dead-letter item without its key".to_owned(),
+        };
+        decode(item, key)
+    }
+
+    /// What the API shows; the data only to a signed-in user.
+    pub fn into_view(self, with_data: bool) -> DeadLetterView {
+        let excerpt = self
+            .data_base64
+            .as_deref()
+            .filter(|_| with_data)
+            .map(|d| d.chars().take(PAYLOAD_EXCERPT_CHARS).collect());
+        DeadLetterView {
+            id: self.sk,
+            record_id: self.record_id,
+            status: self.status,
+            reason: self.reason,
+            product_id: self.product_id,
+            event_id: self.event_id,
+            partition_key: self.partition_key,
+            arrived_at: self.arrived_at,
+            dead_lettered_at: self.dead_lettered_at,
+            redriven_at: self.redriven_at,
+            redrive_count: self.redrive_count,
+            data_base64_excerpt: excerpt,
+            data_base64_length: self.data_base64_length,
+        }
+    }
+}
+
+fn key(id: &str) -> Item {
+    HashMap::from([
+        ("pk".to_owned(), AttributeValue::S(PARTITION.to_owned())),
+        ("sk".to_owned(), AttributeValue::S(id.to_owned())),
+    ])
+}
+
+/// Archives `items`, keeping what is already archived as it is (a queue message delivered
+/// twice must not turn a redriven record back to pending). Returns how many were new.
+pub async fn archive(
+    db: &Client,
+    tables: &Tables,
+    items: &[DeadLetterItem],
+) -> Result<u64, StoreError> {
+    // Which are archived already: one consistent BatchGetItem per 100.
+    let read = batch_get(
+        db,
+        &tables.events,
+        items.iter().map(|i| key(&i.sk)).collect(),
+        true,
+        UNPROCESSED_RETRY,
+    )
+    .await;
+    if let Some((_, e)) = read.failed.into_iter().next() {
+        return Err(e);
+    }
+    let known: std::collections::HashSet<String> = read
+        .items
+        .iter()
+        .filter_map(|i| i.get("sk").and_then(|v| v.as_s().ok()).cloned())
+        .collect();
+    let mut writes = Vec::new();
+    for item in items.iter().filter(|i| !known.contains(&i.sk)) {
+        let put = PutRequest::builder()
+            .set_item(Some(item.to_item()?))
+            .build()
+            .map_err(|e| StoreError::Encode {
+                what: "a dead letter",
+                message: e.to_string(),
+            })?;
+        writes.push(((), WriteRequest::builder().put_request(put).build()));
+    }
+    let new = writes.len() as u64;
+    let written = batch_write(db, &tables.events, writes, UNPROCESSED_RETRY).await;
+    if let Some((_, e)) = written.failed.into_iter().next() {
+        return Err(e);
+    }
+    Ok(new)
+}
+
+/// Which end of the archive a listing starts from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Order {
+    /// What a user reads first.
+    NewestFirst,
+    /// What a redrive sends first, so each product's events go back in their order.
+    OldestFirst,
+}
+
+/// A page of the archive, optionally of one status, after the id `after`.
+pub async fn list(
+    db: &Client,
+    tables: &Tables,
+    status: Option<DeadLetterStatus>,
+    order: Order,
+    limit: usize,
+    after: Option<&str>,
+) -> Result<(Vec<DeadLetterItem>, Option<String>), StoreError> {
+    let mut items = Vec::new();
+    let mut start = after.map(key);
+    // A status filter may leave a page short: read on until the page is full or the end.
+    loop {
+        let mut query = db
+            .query()
+            .table_name(&tables.events)
+            .key_condition_expression("pk = :pk")
+            .expression_attribute_values(":pk", AttributeValue::S(PARTITION.to_owned()))
+            .scan_index_forward(order == Order::OldestFirst)
+            .consistent_read(true)
+            .limit(i32::try_from(limit.clamp(1, 1000)).unwrap_or(100))
+            .set_exclusive_start_key(start.take());
+        if let Some(status) = status {
+            query = query
+                .filter_expression("#status = :status")
+                .expression_attribute_names("#status", "status")
+                .expression_attribute_values(":status", status_value(status)?);
+        }
+        let page = query
+            .send()
+            .await
+            .map_err(|e| StoreError::dynamo("Query (dead letters)", e))?;
+        for item in page.items.unwrap_or_default() {
+            items.push(DeadLetterItem::from_item(item)?);
+            if items.len() == limit {
+                let next = items.last().map(|i| i.sk.clone());
+                return Ok((items, next));
+            }
+        }
+        match page.last_evaluated_key {
+            Some(k) => start = Some(k),
+            None => return Ok((items, None)),
+        }
+    }
+}
+
+fn status_value(status: DeadLetterStatus) -> Result<AttributeValue, StoreError> {
+    serde_dynamo::to_attribute_value(status).map_err(|e| StoreError::Encode {
+        what: "a dead letter's status",
+        message: e.to_string(),
+    })
+}
+
+/// The archived items with these ids (those that exist).
+pub async fn get_many(
+    db: &Client,
+    tables: &Tables,
+    ids: &[String],
+) -> Result<Vec<DeadLetterItem>, StoreError> {
+    let read = batch_get(
+        db,
+        &tables.events,
+        ids.iter().map(|id| key(id)).collect(),
+        true,
+        UNPROCESSED_RETRY,
+    )
+    .await;
+    if let Some((_, e)) = read.failed.into_iter().next() {
+        return Err(e);
+    }
+    read.items
+        .into_iter()
+        .map(DeadLetterItem::from_item)
+        .collect()
+}
+
+/// Records that `id` was republished now (from any status but processed-before).
+pub async fn mark_redriven(
+    db: &Client,
+    tables: &Tables,
+    id: &str,
+    now: DateTime<Utc>,
+) -> Result<(), StoreError> {
+    db.update_item()
+        .table_name(&tables.events)
+        .set_key(Some(key(id)))
+        .update_expression(
+            "SET #status = :redriven, redriven_at = :at, #ttl = :ttl ADD redrive_count :one",
+        )
+        .condition_expression("attribute_exists(pk)")
+        .expression_attribute_names("#status", "status")
+        .expression_attribute_names("#ttl", "ttl")
+        .expression_attribute_values(":redriven", status_value(DeadLetterStatus::Redriven)?)
+        .expression_attribute_values(":at", AttributeValue::S(rfc3339(now)))
+        .expression_attribute_values(
+            ":ttl",
+            AttributeValue::N((now.timestamp() + TTL_DAYS_AFTER_REDRIVE * 86_400).to_string()),
+        )
+        .expression_attribute_values(":one", AttributeValue::N("1".into()))
+        .send()
+        .await
+        .map_err(|e| StoreError::dynamo("UpdateItem (dead letter)", e))?;
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn record(data: &str) -> PipeRecord {
+        PipeRecord {
+            event_id: "shardId-000000000002:4959".into(),
+            sequence_number: "4959".into(),
+            partition_key: "P1".into(),
+            data: data.into(),
+            approximate_arrival_timestamp: 1_694_433_600.5,
+            event_source_arn: "arn:aws:kinesis:us-east-1:1:stream/s".into(),
+            kinesis_schema_version: "1.0".into(),
+            event_source: "aws:kinesis".into(),
+            event_version: "1.0".into(),
+            event_name: "aws:kinesis:record".into(),
+            invoke_identity_arn: String::new(),
+            aws_region: "us-east-1".into(),
+        }
+    }
+
+    fn facts() -> DeadLetterFacts<'static> {
+        DeadLetterFacts {
+            reason: "target failed",
+            attempts: Some(3),
+            product_id: Some("P1"),
+            event_id: Some("e1"),
+            status: DeadLetterStatus::Pending,
+        }
+    }
+
+    #[test]
+    fn an_archived_record_round_trips_and_its_id_is_the_records() {
+        let item = DeadLetterItem::new(&record("e30="), &facts(), Utc::now());
+        assert_eq!(item.sk, "1694433600500#shardId-000000000002:4959");
+        assert_eq!(item.shard_id, "shardId-000000000002");
+        let stored = item.to_item().unwrap();
+        assert_eq!(
+            stored
+                .get("status")
+                .and_then(|v| v.as_s().ok())
+                .map(String::as_str),
+            Some("pending")
+        );
+        assert!(
+            !stored.contains_key("ttl"),
+            "a pending dead letter never expires"
+        );
+        assert_eq!(DeadLetterItem::from_item(stored).unwrap(), item);
+    }
+
+    #[test]
+    fn the_data_is_shown_only_to_a_signed_in_user_and_kept_only_when_it_fits() {
+        let item = DeadLetterItem::new(&record("e30="), &facts(), Utc::now());
+        assert_eq!(item.clone().into_view(false).data_base64_excerpt, None);
+        assert_eq!(
+            item.into_view(true).data_base64_excerpt.as_deref(),
+            Some("e30=")
+        );
+        let huge = DeadLetterItem::new(
+            &record(&"A".repeat(MAX_DATA_CHARS + 1)),
+            &facts(),
+            Utc::now(),
+        );
+        assert_eq!(huge.data_base64, None);
+        assert_eq!(huge.data_base64_length, MAX_DATA_CHARS as u64 + 1);
+    }
+}
