@@ -56,7 +56,7 @@ fi
 
 step "Lambda zips (cargo lambda build --profile lambda --arm64)"
 cargo lambda build --profile lambda --arm64 --locked --output-format zip \
-  --bin processor --bin api --bin generator-lambda --lambda-dir target/lambda
+  --bin processor --bin api --bin generator-lambda --bin dead-letters --lambda-dir target/lambda
 
 step "Console (static files for S3)"
 scripts/build-console.sh target/site

@@ -8,8 +8,8 @@
 
 use gloo_net::http::{Request, RequestBuilder, Response};
 use inventory_domain::api::{
-    ErrorBody, InventoryPage, RejectionPage, SimulationAccepted, SimulationList, SimulationRequest,
-    Stats,
+    DeadLetterPage, ErrorBody, InventoryPage, RedriveRequest, RedriveResult, RejectionPage,
+    SimulationAccepted, SimulationList, SimulationRequest, Stats,
 };
 use serde::de::DeserializeOwned;
 use serde::Deserialize;
@@ -144,6 +144,40 @@ impl Api {
         self.get("/api/rejections?limit=25").await
     }
 
+    pub async fn dead_letters(&self) -> Result<DeadLetterPage, ApiError> {
+        self.get("/api/dead-letters?limit=25").await
+    }
+
+    /// Redrives every pending dead letter (oldest first, up to 500 per call) with the
+    /// signed-in user's token, or `token` (the local stack's).
+    pub async fn redrive(&self, token: Option<&str>) -> Result<RedriveResult, ApiError> {
+        self.post("/api/dead-letters/redrive", token, &RedriveRequest::default())
+            .await
+    }
+
+    async fn post<B: serde::Serialize, T: DeserializeOwned>(
+        &self,
+        path: &str,
+        token: Option<&str>,
+        request: &B,
+    ) -> Result<T, ApiError> {
+        let body =
+            serde_json::to_string(request).map_err(|e| ApiError::Status(0, e.to_string()))?;
+        // CloudFront's origin access control signs the request to the Function URL; with a
+        // body it needs the body's hash from the viewer.
+        let req = self
+            .authorised(Request::post(&self.url(path)), token)
+            .header("Content-Type", "application/json")
+            .header("x-amz-content-sha256", &content_sha256(body.as_bytes()))
+            .body(body)
+            .map_err(|e| ApiError::Status(0, e.to_string()))?;
+        let resp = req
+            .send()
+            .await
+            .map_err(|e| ApiError::Unreachable(e.to_string()))?;
+        read(resp).await
+    }
+
     pub async fn simulations(&self) -> Result<SimulationList, ApiError> {
         self.get("/api/simulations").await
     }
@@ -154,19 +188,7 @@ impl Api {
         token: Option<&str>,
         request: &SimulationRequest,
     ) -> Result<SimulationAccepted, ApiError> {
-        let body =
-            serde_json::to_string(request).map_err(|e| ApiError::Status(0, e.to_string()))?;
-        let req = self
-            .authorised(Request::post(&self.url("/api/simulations")), token)
-            .header("Content-Type", "application/json")
-            .header("x-amz-content-sha256", &content_sha256(body.as_bytes()))
-            .body(body)
-            .map_err(|e| ApiError::Status(0, e.to_string()))?;
-        let resp = req
-            .send()
-            .await
-            .map_err(|e| ApiError::Unreachable(e.to_string()))?;
-        read(resp).await
+        self.post("/api/simulations", token, request).await
     }
 }
 

@@ -3,6 +3,7 @@
 mod app;
 mod chart;
 mod connection_badge;
+mod dead_letter_inbox;
 mod figures;
 mod inventory_table;
 mod rejection_list;

@@ -2,7 +2,7 @@
 
 use std::time::Duration;
 
-use inventory_domain::api::{InventoryPage, RejectionPage, SimulationList};
+use inventory_domain::api::{DeadLetterPage, InventoryPage, RejectionPage, SimulationList};
 use leptos::prelude::*;
 use leptos::task::spawn_local;
 
@@ -22,6 +22,7 @@ pub(crate) struct Live {
     pub(crate) stats: RwSignal<Option<Stats>>,
     pub(crate) rejections: RwSignal<Option<RejectionPage>>,
     pub(crate) simulations: RwSignal<Option<SimulationList>>,
+    pub(crate) dead_letters: RwSignal<Option<DeadLetterPage>>,
     pub(crate) status_filter: RwSignal<String>,
     /// The user pool's hosted UI (AWS); `None` locally, where the API token field is shown.
     pub(crate) cognito: RwSignal<Option<CognitoConfig>>,
@@ -40,11 +41,12 @@ impl Live {
         busy.set_value(true);
         let status = self.status_filter.get_untracked();
         spawn_local(async move {
-            let (inventory, stats, rejections, simulations) = futures::join!(
+            let (inventory, stats, rejections, simulations, dead_letters) = futures::join!(
                 api.inventory(&status),
                 api.stats(),
                 api.rejections(),
                 api.simulations(),
+                api.dead_letters(),
             );
             let mut error = None;
             // Keep the last good data on a failed poll, so nothing flickers away.
@@ -62,6 +64,10 @@ impl Live {
             }
             match simulations {
                 Ok(v) => self.simulations.set(Some(v)),
+                Err(e) => error = Some(e),
+            }
+            match dead_letters {
+                Ok(v) => self.dead_letters.set(Some(v)),
                 Err(e) => error = Some(e),
             }
             self.reachable

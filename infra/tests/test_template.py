@@ -360,6 +360,68 @@ def check_retention_outlives_record_age(cfn):
     return problems
 
 
+def role_allows(cfn, role_expr, action, resource_name):
+    """Whether the role `role_expr` points at has an Allow of `action` on `resource_name`."""
+    role_name = next((n for n in resources(cfn, "AWS::IAM::Role") if refers_to(role_expr, n)), None)
+    if role_name is None:
+        return False
+    policies = list(props(cfn["Resources"][role_name]).get("Policies", []))
+    policies += [props(p) for p in resources(cfn, "AWS::IAM::RolePolicy").values()
+                 if props(p).get("RoleName", {}).get("Ref") == role_name]
+    for policy in policies:
+        for st in statements(policy["PolicyDocument"]):
+            if st.get("Effect") != "Allow":
+                continue
+            if any(fnmatch.fnmatch(action, a) for a in as_list(st.get("Action", []))) and any(
+                    refers_to(r, resource_name) or mentions(r, resource_name)
+                    for r in as_list(st.get("Resource", []))):
+                return True
+    return False
+
+
+def check_dead_letters_archived_and_redrivable(cfn):
+    """Each Pipe's dead-letter queue triggers a function that reports partial batch failures
+    (a message it cannot archive stays queued), whose role reads the Pipe's stream back; the
+    queue's visibility timeout covers that function's timeout six times; and the API can
+    republish to the stream (redrive) and is told its name."""
+    problems = []
+    functions = resources(cfn, "AWS::Lambda::Function")
+    for pipe_name, pipe in resources(cfn, "AWS::Pipes::Pipe").items():
+        source = props(pipe)["SourceParameters"]["KinesisStreamParameters"]
+        queue_expr = source.get("DeadLetterConfig", {}).get("Arn")
+        queue = next((n for n in resources(cfn, "AWS::SQS::Queue") if refers_to(queue_expr, n)), None)
+        stream = next((n for n in resources(cfn, "AWS::Kinesis::Stream") if refers_to(props(pipe)["Source"], n)), None)
+        if queue is None:
+            problems.append(f"{pipe_name} has no dead-letter queue of this template")
+            continue
+        mappings = [m for m in resources(cfn, "AWS::Lambda::EventSourceMapping").values()
+                    if refers_to(props(m).get("EventSourceArn"), queue)]
+        if not mappings:
+            problems.append(f"nothing consumes {queue}: dead letters would only name ranges that expire")
+        for m in mappings:
+            fn = next((n for n in functions if refers_to(props(m).get("FunctionName"), n)), None)
+            if "ReportBatchItemFailures" not in as_list(props(m).get("FunctionResponseTypes", [])):
+                problems.append(f"{fn} on {queue} does not report batch item failures: one bad message drops or repeats the batch")
+            if fn is None:
+                continue
+            role = props(functions[fn]).get("Role")
+            for action in ("kinesis:GetShardIterator", "kinesis:GetRecords"):
+                if not role_allows(cfn, role, action, stream):
+                    problems.append(f"{fn}'s role cannot {action} on {stream}")
+            timeout = int(props(functions[fn]).get("Timeout", 3))
+            visibility = int(props(cfn["Resources"][queue]).get("VisibilityTimeout", 30))
+            if visibility < 6 * timeout:
+                problems.append(f"{queue}'s VisibilityTimeout {visibility} s is under 6 x {fn}'s timeout {timeout} s")
+        for url in resources(cfn, "AWS::Lambda::Url").values():
+            api = props(url)["TargetFunctionArn"].get("Ref")
+            if not role_allows(cfn, props(functions[api]).get("Role"), "kinesis:PutRecords", stream):
+                problems.append(f"{api}'s role cannot kinesis:PutRecords on {stream}: no redrive")
+            env = props(functions[api]).get("Environment", {}).get("Variables", {})
+            if not refers_to(env.get("STREAM_NAME"), stream):
+                problems.append(f"{api} is not told STREAM_NAME: redrive answers 503")
+    return problems
+
+
 def check_no_public_function_url(cfn):
     """No Function URL with AuthType NONE and no public permission: each URL is AWS_IAM, may be
     invoked by cloudfront.amazonaws.com for a distribution of this template only, and that
@@ -609,6 +671,7 @@ CHECKS = [
     check_dashboard,
     check_cognito_sign_in,
     check_no_generator_in_prod,
+    check_dead_letters_archived_and_redrivable,
 ]
 
 
@@ -738,6 +801,16 @@ MUTATIONS = [
     ("the API told of a generator in prod", check_no_generator_in_prod,
      lambda s: _props(s, "ApiFunction")["Environment"]["Variables"].update(
          GENERATOR_FUNCTION={"Ref": "GeneratorFunction"})),
+    ("no consumer on the dead-letter queue", check_dead_letters_archived_and_redrivable,
+     lambda s: _props(s, "DeadLetterConsumerFunction").pop("Events")),
+    ("a consumer without partial batch failures", check_dead_letters_archived_and_redrivable,
+     lambda s: _props(s, "DeadLetterConsumerFunction")["Events"]["DeadLetters"]["Properties"].pop("FunctionResponseTypes")),
+    ("the queue's default visibility timeout", check_dead_letters_archived_and_redrivable,
+     lambda s: _props(s, "PipeDeadLetterQueue").pop("VisibilityTimeout")),
+    ("a consumer that cannot read the stream", check_dead_letters_archived_and_redrivable,
+     lambda s: _props(s, "DeadLetterConsumerRole")["Policies"][0]["PolicyDocument"]["Statement"].pop(0)),
+    ("an API that cannot redrive", check_dead_letters_archived_and_redrivable,
+     lambda s: _props(s, "ApiFunction")["Environment"]["Variables"].pop("STREAM_NAME")),
     ("no EMF metrics on the dashboard", check_dashboard,
      lambda s: _props(s, "Dashboard").update(DashboardBody={
          "Fn::Sub": _props(s, "Dashboard")["DashboardBody"]["Fn::Sub"].replace("InventoryPipeline", "Other")})),

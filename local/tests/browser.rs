@@ -322,6 +322,19 @@ async fn console_starts_a_simulation_and_shows_the_verified_inventory() {
         "{rejection}"
     );
 
+    // The dead-letter inbox read the API (nothing was dead-lettered), and its redrive
+    // button waits for a pending one.
+    let inbox = c
+        .find(Locator::Id("dead-letters"))
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!(inbox.contains("dead-lettered nothing"), "{inbox}");
+    let redrive = c.find(Locator::Id("redrive")).await.unwrap();
+    assert_eq!(redrive.prop("disabled").await.unwrap().as_deref(), Some("true"));
+
     let png = c.screenshot().await.unwrap();
     let out = repo_path("target/browser-test");
     std::fs::create_dir_all(&out).unwrap();

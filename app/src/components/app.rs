@@ -4,6 +4,7 @@ use leptos::prelude::*;
 use leptos::task::spawn_local;
 
 use super::connection_badge::ConnectionBadge;
+use super::dead_letter_inbox::DeadLetterInbox;
 use super::figures::Figures;
 use super::inventory_table::InventoryTable;
 use super::rejection_list::RejectionList;
@@ -22,6 +23,7 @@ pub fn App() -> impl IntoView {
         stats: RwSignal::new(None),
         rejections: RwSignal::new(None),
         simulations: RwSignal::new(None),
+        dead_letters: RwSignal::new(None),
         status_filter: RwSignal::new("all".to_owned()),
         cognito: RwSignal::new(None),
         sign_in_error: RwSignal::new(None),
@@ -62,6 +64,7 @@ pub fn App() -> impl IntoView {
             </section>
             <InventoryTable live=live />
             <RejectionList live=live />
+            <DeadLetterInbox live=live busy=busy />
         </main>
     }
 }

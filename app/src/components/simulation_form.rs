@@ -10,9 +10,9 @@ use crate::api::ApiError;
 use crate::auth;
 use crate::live::Live;
 
-const TOKEN_KEY: &str = "inventory-console-token";
+pub(super) const TOKEN_KEY: &str = "inventory-console-token";
 
-fn storage() -> Option<web_sys::Storage> {
+pub(super) fn storage() -> Option<web_sys::Storage> {
     web_sys::window().and_then(|w| w.local_storage().ok().flatten())
 }
 

@@ -1,0 +1,111 @@
+//! The dead-letter inbox: records the Pipe gave up on, archived by the dead-letter consumer,
+//! and a button that redrives every pending one (oldest first, with their event ids, so
+//! each applies once).
+
+use inventory_domain::api::DeadLetterStatus;
+use leptos::prelude::*;
+use leptos::task::spawn_local;
+
+use super::simulation_form::{storage, TOKEN_KEY};
+use crate::live::Live;
+
+fn status_label(status: DeadLetterStatus) -> &'static str {
+    match status {
+        DeadLetterStatus::Pending => "pending",
+        DeadLetterStatus::Redriven => "redriven",
+        DeadLetterStatus::ProcessedBefore => "processed before",
+    }
+}
+
+#[component]
+pub(super) fn DeadLetterInbox(live: Live, busy: StoredValue<bool>) -> impl IntoView {
+    let message = RwSignal::new(None::<Result<String, String>>);
+    let sending = RwSignal::new(false);
+    let redrive = move |_| {
+        let Some(api) = live.api.get_untracked() else {
+            return;
+        };
+        // Signed in through the user pool, the client carries the user's token; locally the
+        // API token typed into the simulation form is sent.
+        let token = if live.cognito.get_untracked().is_some() {
+            if !api.signed_in() {
+                message.set(Some(Err("Sign in first: a redrive needs a signed-in user".into())));
+                return;
+            }
+            None
+        } else {
+            let typed = storage()
+                .and_then(|s| s.get_item(TOKEN_KEY).ok().flatten())
+                .filter(|t| !t.is_empty());
+            if typed.is_none() {
+                message.set(Some(Err(
+                    "Type the API token (printed by make dev) in the simulation form first".into(),
+                )));
+                return;
+            }
+            typed
+        };
+        sending.set(true);
+        spawn_local(async move {
+            let mut republished = 0;
+            let mut skipped = 0;
+            // 500 per request: go on while the API says more are pending.
+            let outcome = loop {
+                match api.redrive(token.as_deref()).await {
+                    Ok(r) => {
+                        republished += r.republished;
+                        skipped += r.skipped.len();
+                        if !r.remaining || r.republished == 0 {
+                            break Ok(format!(
+                                "{republished} records republished, {skipped} skipped (not pending)"
+                            ));
+                        }
+                    }
+                    Err(e) => break Err(e.message()),
+                }
+            };
+            sending.set(false);
+            message.set(Some(outcome));
+            live.refresh(busy);
+        });
+    };
+
+    view! {
+        <section class="card" id="dead-letters">
+            <h2>"Dead letters"</h2>
+            <p class="muted small">"Records the Pipe gave up on after its retries, read back from the stream. Fix the cause, then redrive: each is published again with its event id and applied once."</p>
+            <div class="actions">
+                <button id="redrive" on:click=redrive disabled=move || sending.get()
+                    || !live.dead_letters.get().is_some_and(|p| p.items.iter().any(|i| i.status == DeadLetterStatus::Pending))>
+                    {move || if sending.get() { "Redriving…" } else { "Redrive all pending" }}
+                </button>
+                {move || message.get().map(|m| match m {
+                    Ok(text) => view! { <p class="ok" role="status" id="redrive-result">{text}</p> }.into_any(),
+                    Err(text) => view! { <p class="error" role="alert" id="redrive-result">{text}</p> }.into_any(),
+                })}
+            </div>
+            {move || match live.dead_letters.get() {
+                None => view! { <p class="muted">"Loading…"</p> }.into_any(),
+                Some(p) if p.items.is_empty() => view! { <p class="muted">"None: the Pipe has dead-lettered nothing."</p> }.into_any(),
+                Some(p) => view! {
+                    <div class="scroll">
+                    <table id="dead-letter-table">
+                        <thead><tr><th>"Arrived"</th><th>"Status"</th><th>"Product"</th><th>"Reason"</th><th>"Record"</th></tr></thead>
+                        <tbody>
+                            {p.items.into_iter().map(|d| view! {
+                                <tr>
+                                    <td class="muted">{d.arrived_at}</td>
+                                    <td><span class="reason">{status_label(d.status)}</span></td>
+                                    <td><code>{d.product_id.unwrap_or(d.partition_key)}</code></td>
+                                    <td>{d.reason}</td>
+                                    <td class="muted small">{d.record_id}</td>
+                                </tr>
+                            }).collect_view()}
+                        </tbody>
+                    </table>
+                    </div>
+                }.into_any(),
+            }}
+        </section>
+    }
+}
