@@ -26,7 +26,7 @@ pub enum ApiError {
     SimulationsDisabled,
     #[error("the simulation could not be started; try again")]
     LaunchFailed(String),
-    #[error("redrive is not available on this deployment: the API has no stream to write to (set STREAM_NAME)")]
+    #[error("redrive is not available on this deployment: the API has no dead-letter function to ask (set DEAD_LETTER_FUNCTION)")]
     RedriveDisabled,
     #[error("the redrive stopped part-way: {0}. What was republished is marked; redrive again to send the rest")]
     RedriveFailed(String),

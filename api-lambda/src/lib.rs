@@ -16,7 +16,7 @@ use axum::extract::DefaultBodyLimit;
 use axum::http::{header, HeaderName, HeaderValue, Method};
 use axum::routing::get;
 use axum::Router;
-use inventory_domain::api::SimulationStatus;
+use inventory_domain::api::{RedriveRequest, RedriveResult, SimulationStatus};
 use inventory_store::Tables;
 use tower_http::cors::{AllowOrigin, CorsLayer};
 use utoipa::OpenApi;
@@ -95,9 +95,9 @@ pub struct AppState {
     /// The user pool's token verifier (AWS); `None` locally, where the bearer token serves.
     pub jwt: Option<Arc<jwt::JwtVerifier>>,
     pub limits: SimulationLimits,
-    /// Republishes dead letters to the stream; `None` when the API has no stream to write to
-    /// (`STREAM_NAME` unset), and redrive answers 503.
-    pub redriver: Option<Arc<inventory_dead_letters::Redriver>>,
+    /// Republishes dead letters to the stream; `None` when the deployment has none
+    /// (`DEAD_LETTER_FUNCTION` unset), and redrive answers 503.
+    pub redriver: Option<Arc<dyn DeadLetterRedriver>>,
 }
 
 impl AppState {
@@ -125,8 +125,8 @@ impl AppState {
         self
     }
 
-    pub fn with_redriver(mut self, redriver: inventory_dead_letters::Redriver) -> Self {
-        self.redriver = Some(Arc::new(redriver));
+    pub fn with_redriver(mut self, redriver: Arc<dyn DeadLetterRedriver>) -> Self {
+        self.redriver = Some(redriver);
         self
     }
 
@@ -206,6 +206,46 @@ pub fn app(state: AppState) -> Router {
         .layer(DefaultBodyLimit::max(64 * 1024))
         .layer(cors)
         .with_state(state)
+}
+
+/// Republishes pending dead letters (the ids given, or the oldest pending ones when empty).
+/// In AWS the dead-letter function does it ([`LambdaRedriver`]), so the API itself cannot
+/// write to the stream; locally the same code runs in process.
+pub trait DeadLetterRedriver: Send + Sync + 'static {
+    fn redrive(&self, request: RedriveRequest) -> BoxFuture<Result<RedriveResult, String>>;
+}
+
+/// Redrives by invoking the dead-letter function synchronously with `{"redrive": {...}}`.
+pub struct LambdaRedriver {
+    pub client: aws_sdk_lambda::Client,
+    pub function: String,
+}
+
+impl DeadLetterRedriver for LambdaRedriver {
+    fn redrive(&self, request: RedriveRequest) -> BoxFuture<Result<RedriveResult, String>> {
+        let (client, function) = (self.client.clone(), self.function.clone());
+        Box::pin(async move {
+            let payload = serde_json::json!({ "redrive": request });
+            let out = client
+                .invoke()
+                .function_name(function)
+                .invocation_type(aws_sdk_lambda::types::InvocationType::RequestResponse)
+                .payload(aws_sdk_lambda::primitives::Blob::new(payload.to_string()))
+                .send()
+                .await
+                .map_err(|e| aws_sdk_lambda::error::DisplayErrorContext(e).to_string())?;
+            let body = out.payload.map(|p| p.into_inner()).unwrap_or_default();
+            if let Some(kind) = out.function_error {
+                return Err(format!(
+                    "the dead-letter function failed ({kind}): {}",
+                    String::from_utf8_lossy(&body)
+                ));
+            }
+            serde_json::from_slice(&body).map_err(|e| {
+                format!("the dead-letter function answered what is not a redrive result: {e}")
+            })
+        })
+    }
 }
 
 /// Starts a simulation by invoking the generator Lambda asynchronously (InvocationType

@@ -216,9 +216,9 @@ pub async fn redrive_dead_letters(
     let caller = auth::require_signed_in(&state, &headers).await?;
     let Json(request) = body.map_err(|e| ApiError::Unprocessable(e.body_text()))?;
     let result = redriver
-        .redrive(&request.ids)
+        .redrive(request)
         .await
-        .map_err(|e| ApiError::RedriveFailed(e.to_string()))?;
+        .map_err(ApiError::RedriveFailed)?;
     tracing::info!(
         ?caller,
         republished = result.republished,

@@ -18,6 +18,16 @@ pub mod sqs;
 pub use archive::{ArchiveReport, DeadLetterConsumer};
 pub use redrive::Redriver;
 
+/// What the dead-letter Lambda is invoked with: its queue's messages, or the API's redrive.
+#[derive(Debug, serde::Deserialize)]
+#[serde(untagged)]
+pub enum Invocation {
+    Redrive {
+        redrive: inventory_domain::api::RedriveRequest,
+    },
+    Queue(aws_lambda_events::sqs::SqsEvent),
+}
+
 /// Failures reading a dead-lettered range back or writing its archive; the SQS message stays
 /// in the queue and is retried.
 #[derive(Debug, thiserror::Error)]
@@ -58,5 +68,24 @@ pub fn dedup_window_ms_from_env() -> Result<i64, DeadLetterError> {
                 name: NAME,
                 message: format!("`{raw}` is not a whole number of seconds from 1 to 31536000; set it to the processor's value"),
             }),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn an_invocation_is_the_apis_redrive_or_the_queues_messages() {
+        let redrive: Invocation =
+            serde_json::from_str(r#"{"redrive": {"ids": ["a", "b"]}}"#).unwrap();
+        assert!(matches!(redrive, Invocation::Redrive { redrive } if redrive.ids == ["a", "b"]));
+        let queue: Invocation = serde_json::from_str(
+            r#"{"Records": [{"messageId": "m1", "body": "{}", "messageAttributes": {}, "attributes": {}}]}"#,
+        )
+        .unwrap();
+        assert!(
+            matches!(queue, Invocation::Queue(e) if e.records[0].message_id.as_deref() == Some("m1"))
+        );
     }
 }

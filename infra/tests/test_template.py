@@ -382,8 +382,9 @@ def role_allows(cfn, role_expr, action, resource_name):
 def check_dead_letters_archived_and_redrivable(cfn):
     """Each Pipe's dead-letter queue triggers a function that reports partial batch failures
     (a message it cannot archive stays queued), whose role reads the Pipe's stream back; the
-    queue's visibility timeout covers that function's timeout six times; and the API can
-    republish to the stream (redrive) and is told its name."""
+    queue's visibility timeout covers that function's timeout six times; and the API redrives
+    through that function (told its name, allowed to invoke it), never writing the stream
+    itself, while the function may republish to the stream."""
     problems = []
     functions = resources(cfn, "AWS::Lambda::Function")
     for pipe_name, pipe in resources(cfn, "AWS::Pipes::Pipe").items():
@@ -412,13 +413,22 @@ def check_dead_letters_archived_and_redrivable(cfn):
             visibility = int(props(cfn["Resources"][queue]).get("VisibilityTimeout", 30))
             if visibility < 6 * timeout:
                 problems.append(f"{queue}'s VisibilityTimeout {visibility} s is under 6 x {fn}'s timeout {timeout} s")
+        consumers = [n for n in functions for m in mappings if refers_to(props(m).get("FunctionName"), n)]
         for url in resources(cfn, "AWS::Lambda::Url").values():
             api = props(url)["TargetFunctionArn"].get("Ref")
-            if not role_allows(cfn, props(functions[api]).get("Role"), "kinesis:PutRecords", stream):
-                problems.append(f"{api}'s role cannot kinesis:PutRecords on {stream}: no redrive")
             env = props(functions[api]).get("Environment", {}).get("Variables", {})
-            if not refers_to(env.get("STREAM_NAME"), stream):
-                problems.append(f"{api} is not told STREAM_NAME: redrive answers 503")
+            redriver = next((c for c in consumers if refers_to(env.get("DEAD_LETTER_FUNCTION"), c)), None)
+            if redriver is None:
+                problems.append(f"{api} is not told DEAD_LETTER_FUNCTION (the consumer): redrive answers 503")
+                continue
+            if not role_allows(cfn, props(functions[api]).get("Role"), "lambda:InvokeFunction", redriver):
+                problems.append(f"{api}'s role cannot invoke {redriver}: no redrive")
+            if role_allows(cfn, props(functions[api]).get("Role"), "kinesis:PutRecords", stream):
+                problems.append(f"{api}'s role may write to {stream}: redrive belongs to {redriver}")
+            if not role_allows(cfn, props(functions[redriver]).get("Role"), "kinesis:PutRecords", stream):
+                problems.append(f"{redriver}'s role cannot kinesis:PutRecords on {stream}: no redrive")
+            if not refers_to(props(functions[redriver]).get("Environment", {}).get("Variables", {}).get("STREAM_NAME"), stream):
+                problems.append(f"{redriver} is not told STREAM_NAME: a redrive fails")
     return problems
 
 
@@ -809,8 +819,10 @@ MUTATIONS = [
      lambda s: _props(s, "PipeDeadLetterQueue").pop("VisibilityTimeout")),
     ("a consumer that cannot read the stream", check_dead_letters_archived_and_redrivable,
      lambda s: _props(s, "DeadLetterConsumerRole")["Policies"][0]["PolicyDocument"]["Statement"].pop(0)),
-    ("an API that cannot redrive", check_dead_letters_archived_and_redrivable,
-     lambda s: _props(s, "ApiFunction")["Environment"]["Variables"].pop("STREAM_NAME")),
+    ("an API not told the dead-letter function", check_dead_letters_archived_and_redrivable,
+     lambda s: _props(s, "ApiFunction")["Environment"]["Variables"].pop("DEAD_LETTER_FUNCTION")),
+    ("a consumer that cannot republish", check_dead_letters_archived_and_redrivable,
+     lambda s: _props(s, "DeadLetterConsumerFunction")["Environment"]["Variables"].pop("STREAM_NAME")),
     ("no EMF metrics on the dashboard", check_dashboard,
      lambda s: _props(s, "Dashboard").update(DashboardBody={
          "Fn::Sub": _props(s, "Dashboard")["DashboardBody"]["Fn::Sub"].replace("InventoryPipeline", "Other")})),

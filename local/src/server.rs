@@ -10,9 +10,11 @@ use axum::response::{Html, IntoResponse};
 use axum::routing::get;
 use axum::Json;
 use inventory_api::{
-    app, publish_deadline, ApiConfig, AppState, BoxFuture, SimulationLauncher, SimulationLimits,
+    app, publish_deadline, ApiConfig, AppState, BoxFuture, DeadLetterRedriver, SimulationLauncher,
+    SimulationLimits,
 };
-use inventory_domain::api::SimulationStatus;
+use inventory_dead_letters::Redriver;
+use inventory_domain::api::{RedriveRequest, RedriveResult, SimulationStatus};
 use inventory_generator::{run_simulation, SimulationContext};
 use tower_http::services::ServeDir;
 
@@ -35,6 +37,21 @@ impl SimulationLauncher for LocalLauncher {
         let deadline = publish_deadline(&status.created_at, self.limits);
         tokio::spawn(run_simulation(ctx, status, timeout, deadline));
         Box::pin(async { Ok(()) })
+    }
+}
+
+/// Redrive in this process: the same code the dead-letter function runs in AWS.
+pub struct InProcessRedriver(pub Redriver);
+
+impl DeadLetterRedriver for InProcessRedriver {
+    fn redrive(&self, request: RedriveRequest) -> BoxFuture<Result<RedriveResult, String>> {
+        let redriver = self.0.clone();
+        Box::pin(async move {
+            redriver
+                .redrive(&request.ids)
+                .await
+                .map_err(|e| e.to_string())
+        })
     }
 }
 
@@ -67,7 +84,7 @@ pub fn local_state(stack: &LocalStack, api: ApiConfig) -> AppState {
     );
     // The same limits for the API's lock and the launcher's deadline.
     state.limits = limits;
-    state.with_redriver(stack.redriver())
+    state.with_redriver(Arc::new(InProcessRedriver(stack.redriver())))
 }
 
 /// Serves the API and the console; returns the bound address and the server task.

@@ -5,8 +5,8 @@
 //! COGNITO_CLIENT_ID_SECRET (the template cannot pass the id itself without a dependency
 //! cycle); GENERATOR_FUNCTION (absent: the stage runs no simulations, and starting one
 //! answers 503); SIMULATION_MAX_EVENT_AGE_SECONDS; optionally API_TOKEN or
-//! API_TOKEN_SECRET_ARN (a static token); STREAM_NAME (absent: dead letters cannot be
-//! redriven).
+//! API_TOKEN_SECRET_ARN (a static token); DEAD_LETTER_FUNCTION (the function that redrives
+//! dead letters; absent: redrive answers 503).
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -14,10 +14,9 @@ use std::time::Duration;
 use anyhow::Context as _;
 use inventory_api::jwt::{JwtSettings, JwtVerifier};
 use inventory_api::{
-    app, ApiConfig, AppState, DisabledLauncher, LambdaLauncher, SimulationLauncher,
+    app, ApiConfig, AppState, DisabledLauncher, LambdaLauncher, LambdaRedriver, SimulationLauncher,
     SimulationLimits,
 };
-use inventory_dead_letters::Redriver;
 use inventory_store::Tables;
 
 fn var(name: &str) -> Option<String> {
@@ -81,16 +80,21 @@ async fn main() -> Result<(), lambda_http::Error> {
             Arc::new(DisabledLauncher)
         }
     };
-    let db = aws_sdk_dynamodb::Client::new(&config);
-    let tables = Tables::from_env()?;
-    let mut state =
-        AppState::new(db.clone(), tables.clone(), api, launcher).with_simulation_limits(limits);
-    match var("STREAM_NAME") {
-        Some(stream) => {
-            let kinesis = aws_sdk_kinesis::Client::new(&config);
-            state = state.with_redriver(Redriver::new(kinesis, db, tables, stream));
+    let mut state = AppState::new(
+        aws_sdk_dynamodb::Client::new(&config),
+        Tables::from_env()?,
+        api,
+        launcher,
+    )
+    .with_simulation_limits(limits);
+    match var("DEAD_LETTER_FUNCTION") {
+        Some(function) => {
+            state = state.with_redriver(Arc::new(LambdaRedriver {
+                client: aws_sdk_lambda::Client::new(&config),
+                function,
+            }));
         }
-        None => tracing::info!("STREAM_NAME is not set: dead letters cannot be redriven"),
+        None => tracing::info!("DEAD_LETTER_FUNCTION is not set: dead letters cannot be redriven"),
     }
     match (var("COGNITO_ISSUER"), client_id) {
         (Some(issuer), Some(client)) => {

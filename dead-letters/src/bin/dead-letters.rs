@@ -1,8 +1,9 @@
-//! The Lambda the Pipe's dead-letter queue triggers: archives each dead-lettered range's
-//! records (read back from the stream) in the events table.
+//! The dead-letter Lambda. Triggered by the Pipe's dead-letter queue, it archives each
+//! dead-lettered range's records (read back from the stream) in the events table. Invoked by
+//! the API with `{"redrive": {"ids": [...]}}`, it republishes pending ones, so the API's role
+//! needs no write access to the stream.
 
-use aws_lambda_events::sqs::{SqsBatchResponse, SqsEvent};
-use inventory_dead_letters::{dedup_window_ms_from_env, DeadLetterConsumer};
+use inventory_dead_letters::{dedup_window_ms_from_env, DeadLetterConsumer, Invocation, Redriver};
 use inventory_store::Tables;
 use lambda_runtime::{service_fn, Error, LambdaEvent};
 
@@ -10,15 +11,31 @@ use lambda_runtime::{service_fn, Error, LambdaEvent};
 async fn main() -> Result<(), Error> {
     lambda_runtime::tracing::init_default_subscriber();
     let config = aws_config::load_defaults(aws_config::BehaviorVersion::latest()).await;
-    let consumer = DeadLetterConsumer::new(
+    let (kinesis, db) = (
         aws_sdk_kinesis::Client::new(&config),
         aws_sdk_dynamodb::Client::new(&config),
-        Tables::from_env()?,
+    );
+    let tables = Tables::from_env()?;
+    let stream = std::env::var("STREAM_NAME")
+        .map_err(|_| "STREAM_NAME is not set: set it to the Pipe's source stream")?;
+    let consumer = DeadLetterConsumer::new(
+        kinesis.clone(),
+        db.clone(),
+        tables.clone(),
         dedup_window_ms_from_env()?,
     );
-    lambda_runtime::run(service_fn(move |event: LambdaEvent<SqsEvent>| {
-        let consumer = consumer.clone();
-        async move { Ok::<SqsBatchResponse, Error>(consumer.handle_sqs(event.payload).await.0) }
+    let redriver = Redriver::new(kinesis, db, tables, stream);
+    lambda_runtime::run(service_fn(move |event: LambdaEvent<Invocation>| {
+        let (consumer, redriver) = (consumer.clone(), redriver.clone());
+        async move {
+            let answer = match event.payload {
+                Invocation::Queue(sqs) => serde_json::to_value(consumer.handle_sqs(sqs).await.0)?,
+                Invocation::Redrive { redrive } => {
+                    serde_json::to_value(redriver.redrive(&redrive.ids).await?)?
+                }
+            };
+            Ok::<_, Error>(answer)
+        }
     }))
     .await
 }
