@@ -17,10 +17,13 @@
 //! The modules, by role: [`workloads`] (what is published), [`children`] (the emulator and
 //! publisher child processes), [`measured`] (the processor as the Pipe's target, on its own
 //! thread, and what it did), [`pipeline`] (running each phase), [`naive`] (the baseline
-//! loop), [`procfs`] (CPU and memory readings), [`report`] (what is printed), [`startup`].
+//! loop), [`procfs`] (CPU and memory readings), [`model`] (the capacity model and the cost
+//! per million events), [`report`] (what is printed, and each figure against its target),
+//! [`startup`].
 
 mod children;
 mod measured;
+mod model;
 mod naive;
 mod pipeline;
 mod procfs;
@@ -33,6 +36,7 @@ use std::time::Duration;
 
 use clap::{Parser, Subcommand};
 use inventory_generator::Skew;
+use inventory_local::pipe_settings::PipeSettings;
 
 #[derive(Parser)]
 #[command(about = "Throughput, lag, DynamoDB cost and resource figures of the local pipeline")]
@@ -75,8 +79,9 @@ pub(crate) struct RunArgs {
     /// Kinesis shards (the local stack's default).
     #[arg(long, default_value_t = 4)]
     pub(crate) shards: i32,
-    /// MaximumBatchingWindowInSeconds (the template's value).
-    #[arg(long, default_value_t = 1)]
+    /// MaximumBatchingWindowInSeconds (default: the template's, as the local Pipe's
+    /// defaults are).
+    #[arg(long, default_value_t = PipeSettings::default().maximum_batching_window_in_seconds)]
     pub(crate) window: u32,
     /// Events published before the Pipe starts, per drain phase (0 skips the phase).
     #[arg(long, default_value_t = 20_000)]
@@ -95,6 +100,27 @@ pub(crate) struct RunArgs {
     pub(crate) timeout: Duration,
     #[arg(long, default_value_t = 42)]
     pub(crate) seed: u64,
+    /// A quick subset (about a minute): only the phases the targets need (uniform batch
+    /// 100 and Zipf batch 1,000 drains, the template's batch size paced), with
+    /// --drain-events 10000, --duration 10s and --naive-events 1000 in place of theirs.
+    #[arg(long)]
+    pub(crate) quick: bool,
+    /// Capacity model: DynamoDB latency per request, ms (AWS: "single-digit milliseconds").
+    #[arg(long, default_value_t = 10.0)]
+    pub(crate) ddb_latency_ms: f64,
+    /// Capacity model: Pipes → Lambda synchronous invoke overhead, ms.
+    #[arg(long, default_value_t = 20.0)]
+    pub(crate) invoke_overhead_ms: f64,
+    /// Capacity model: one GetRecords, ms.
+    #[arg(long, default_value_t = 10.0)]
+    pub(crate) get_records_ms: f64,
+    /// Capacity model: the processor's MemorySize in infra/template.yaml, checked against
+    /// the target with the local Pipe's BatchSize (the template's).
+    #[arg(long, default_value_t = 1_769)]
+    pub(crate) memory_mb: u32,
+    /// Capacity model: the records per second one shard's processor must keep up with.
+    #[arg(long, default_value_t = 2_000.0)]
+    pub(crate) shard_target: f64,
 }
 
 #[derive(clap::Args, Clone)]

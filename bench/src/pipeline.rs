@@ -10,7 +10,7 @@ use anyhow::bail;
 use inventory_generator::Skew;
 use inventory_local::emulators::sdk_config_for;
 use inventory_local::kinesis::ensure_stream;
-use inventory_local::pipe::{ensure_pipe_table, PipeRunner, PIPE_TABLE};
+use inventory_local::pipe::{ensure_pipe_table, PipeRunner, PipeStatsSnapshot, PIPE_TABLE};
 use inventory_local::pipe_settings::PipeSettings;
 use inventory_processor::{Processor, ProcessorSettings};
 use inventory_store::tables::ensure_tables;
@@ -43,6 +43,10 @@ pub(crate) enum Phase {
 
 pub(crate) struct PhaseResult {
     pub(crate) label: String,
+    pub(crate) batch: u32,
+    pub(crate) window: u32,
+    /// What the Pipe did: its polls and the payloads it would bill.
+    pub(crate) pipe: PipeStatsSnapshot,
     pub(crate) published: Published,
     pub(crate) metrics: Metrics,
     pub(crate) requests: BTreeMap<String, u64>,
@@ -55,7 +59,12 @@ pub(crate) struct PhaseResult {
     pub(crate) complete: bool,
 }
 
-pub(crate) async fn run(args: RunArgs) -> anyhow::Result<()> {
+pub(crate) async fn run(mut args: RunArgs) -> anyhow::Result<()> {
+    if args.quick {
+        args.drain_events = 10_000;
+        args.duration = Duration::from_secs(10);
+        args.naive_events = 1_000;
+    }
     let (mut child, endpoint) = start_emulators()?;
     let emulator_pid = child.0.id().to_string();
     let config = sdk_config_for(&endpoint);
@@ -99,31 +108,64 @@ pub(crate) async fn run(args: RunArgs) -> anyhow::Result<()> {
     }
 
     let mut results = Vec::new();
-    for (w, skew) in ctx.args.workloads.clone().into_iter().enumerate() {
-        for &batch in &ctx.args.batch_sizes.clone() {
-            for phase in [Phase::Drain, Phase::Paced] {
-                let skip = match phase {
-                    Phase::Drain => ctx.args.drain_events == 0,
-                    Phase::Paced => ctx.args.duration.is_zero() || ctx.args.rate <= 0.0,
-                };
-                if skip {
-                    continue;
-                }
-                let r = run_phase(&ctx, w, skew, batch, phase).await?;
-                report::print_phase(&r);
-                results.push((skew, phase, r));
-            }
-        }
+    for (w, skew, batch, phase) in plan(&ctx.args) {
+        let r = run_phase(&ctx, w, skew, batch, phase).await?;
+        report::print_phase(&r);
+        results.push((skew, phase, r));
     }
 
     report::print_summary(&results);
     report::print_comparison(&results, &naive);
+    report::print_lag_splits(&results);
+    let capacity = report::print_capacity(&results, &ctx.args);
+    let costs = report::print_costs(&results, &ctx.args);
+    report::print_targets(&results, &naive, capacity.as_ref(), &costs, &ctx.args);
     let all_complete = results.iter().all(|(_, _, r)| r.complete);
     drop(child.0.stdin.take());
     if !all_complete {
         bail!("some phases did not catch up within --timeout (see above)");
     }
     Ok(())
+}
+
+/// The phases to run, in order: (workload index, workload, batch size, phase).
+fn plan(args: &RunArgs) -> Vec<(usize, Skew, u32, Phase)> {
+    let template_batch = PipeSettings::default().batch_size;
+    let mut batch_sizes = args.batch_sizes.clone();
+    // The lag target is at the template's settings: always pace that batch size too.
+    if !batch_sizes.contains(&template_batch) {
+        batch_sizes.push(template_batch);
+    }
+    let mut plan = Vec::new();
+    for (w, skew) in args.workloads.iter().copied().enumerate() {
+        for &batch in &batch_sizes {
+            for phase in [Phase::Drain, Phase::Paced] {
+                let skip = match phase {
+                    Phase::Drain => args.drain_events == 0,
+                    Phase::Paced => args.duration.is_zero() || args.rate <= 0.0,
+                };
+                // Quick: the drains the CPU and throughput targets name, and the paced
+                // phase at the template's batch size (the lag target).
+                let wanted = if phase == Phase::Drain && !args.batch_sizes.contains(&batch) {
+                    false
+                } else if !args.quick {
+                    true
+                } else {
+                    match phase {
+                        Phase::Drain => {
+                            (skew == Skew::Uniform && batch == 100)
+                                || (skew != Skew::Uniform && batch == 1_000)
+                        }
+                        Phase::Paced => batch == template_batch,
+                    }
+                };
+                if !skip && wanted {
+                    plan.push((w, skew, batch, phase));
+                }
+            }
+        }
+    }
+    plan
 }
 
 pub(crate) async fn run_phase(
@@ -233,6 +275,7 @@ pub(crate) async fn run_phase(
     );
     let process_peak_kib = proc_kib("self", "VmHWM")?;
     let emulator_peak_kib = proc_kib(&ctx.emulator_pid, "VmHWM")?;
+    let pipe_stats = pipe.stats.snapshot();
     pipe.stop().await?;
     let requests = ctx.counter.take();
     let metrics = std::mem::take(&mut *metrics.lock().map_err(|_| anyhow::anyhow!("poisoned"))?);
@@ -250,6 +293,9 @@ pub(crate) async fn run_phase(
     };
     Ok(PhaseResult {
         label,
+        batch,
+        window: ctx.args.window,
+        pipe: pipe_stats,
         published,
         metrics,
         requests,

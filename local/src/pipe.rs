@@ -13,6 +13,13 @@
 //!   stopped, whatever its shards do;
 //! - batches of up to `BatchSize` records, or fewer once `MaximumBatchingWindowInSeconds`
 //!   has passed since the first buffered record, and never over Lambda's 6 MB payload;
+//!   with a window of 0, a batch is invoked as soon as a GetRecords returns records;
+//! - each shard polled as Lambda's Kinesis event source mapping documents it (Pipes'
+//!   Kinesis source is the same poller): once a second while the shard is caught up
+//!   ([`PipeRunner::idle_poll`]), and back to back while records keep coming, but never
+//!   more than Kinesis' 5 GetRecords per second per shard ([`PipeRunner::min_poll_interval`]);
+//!   a GetRecords asks for up to Kinesis' 10,000 records, and what it returns beyond one
+//!   batch is invoked as the next batches before the shard is polled again;
 //! - the target gets the exact Pipes payload as serialised JSON (a top-level array of flat
 //!   records) and answers with `{"batchItemFailures":[{"itemIdentifier": eventID}]}`;
 //! - the checkpoint moves only past records that succeeded (all of a batch, or those
@@ -56,8 +63,16 @@ use crate::pipe_settings::PipeSettings;
 pub const MAX_PAYLOAD_BYTES: usize = 6 * 1024 * 1024;
 /// The local stack's pipe table when its tables have no prefix; see [`pipe_table_name`].
 pub const PIPE_TABLE: &str = "local-pipe";
-/// How long an idle shard waits before polling again.
-const IDLE_POLL: Duration = Duration::from_millis(100);
+/// How long a caught-up shard waits before polling again: Lambda's documented base rate
+/// for Kinesis standard iterators, once per second per shard.
+pub const IDLE_POLL: Duration = Duration::from_secs(1);
+/// The shortest time between two GetRecords of one shard: Kinesis allows 5 per second per
+/// shard, shared by every consumer of it.
+pub const MIN_POLL_INTERVAL: Duration = Duration::from_millis(200);
+/// The most records one GetRecords returns.
+const MAX_GET_RECORDS: i32 = 10_000;
+/// Pipes bills a request per 64 KB chunk of the payload it invokes the target with.
+pub const PIPES_BILLING_CHUNK: usize = 64 * 1024;
 /// Invocations that take longer count as failed, like a Lambda timeout.
 const INVOKE_TIMEOUT: Duration = Duration::from_secs(60);
 /// How often a running pipe lists the stream's shards by default, to pick up the shards a
@@ -71,6 +86,35 @@ pub type BoxFuture<T> = Pin<Box<dyn Future<Output = T> + Send>>;
 /// What the Pipe invokes: JSON bytes in, JSON bytes out, or a function error.
 pub trait Target: Send + Sync + 'static {
     fn invoke(&self, payload: Vec<u8>) -> BoxFuture<Result<Vec<u8>, String>>;
+
+    /// [`invoke`](Self::invoke), told when the Pipe fetched each record and began this
+    /// invocation, for a target that measures where the lag goes. The Pipe always calls
+    /// this one; the default forgets the timing.
+    fn invoke_timed(
+        &self,
+        payload: Vec<u8>,
+        timing: InvokeTiming,
+    ) -> BoxFuture<Result<Vec<u8>, String>> {
+        drop(timing);
+        self.invoke(payload)
+    }
+}
+
+/// When the Pipe handled the records of one invocation, in microseconds since the Unix
+/// epoch (the clock Kinesis' `approximateArrivalTimestamp` uses, on one machine).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct InvokeTiming {
+    /// Per record of the payload, in its order: when the GetRecords that returned it did.
+    pub fetched_us: Vec<i64>,
+    /// When the Pipe began the invocation (before serialising the payload).
+    pub invoke_start_us: i64,
+}
+
+/// Now, in microseconds since the Unix epoch.
+pub fn wall_us() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| i64::try_from(d.as_micros()).unwrap_or(i64::MAX))
 }
 
 /// The pipe table's name for tables named with `prefix` (`<prefix>local-pipe`).
@@ -122,6 +166,16 @@ pub struct PipeStats {
     pub shards_finished: AtomicU64,
     /// Completed listings of the stream's shards (the first one included).
     pub shard_listings: AtomicU64,
+    /// GetRecords calls that returned (with records or not).
+    pub get_records_calls: AtomicU64,
+    /// GetRecords calls that returned no record.
+    pub empty_polls: AtomicU64,
+    /// Time spent in GetRecords calls, µs (retries included).
+    pub get_records_micros: AtomicU64,
+    /// Bytes of the payloads the target was invoked with.
+    pub payload_bytes: AtomicU64,
+    /// What Pipes would bill for those invocations: one request per 64 KB chunk of each.
+    pub billed_requests: AtomicU64,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
@@ -136,6 +190,11 @@ pub struct PipeStatsSnapshot {
     pub shards_started: u64,
     pub shards_finished: u64,
     pub shard_listings: u64,
+    pub get_records_calls: u64,
+    pub empty_polls: u64,
+    pub get_records_micros: u64,
+    pub payload_bytes: u64,
+    pub billed_requests: u64,
 }
 
 impl PipeStats {
@@ -152,6 +211,11 @@ impl PipeStats {
             shards_started: g(&self.shards_started),
             shards_finished: g(&self.shards_finished),
             shard_listings: g(&self.shard_listings),
+            get_records_calls: g(&self.get_records_calls),
+            empty_polls: g(&self.empty_polls),
+            get_records_micros: g(&self.get_records_micros),
+            payload_bytes: g(&self.payload_bytes),
+            billed_requests: g(&self.billed_requests),
         }
     }
 }
@@ -175,6 +239,11 @@ pub struct PipeRunner {
     /// reshard). A child is started at once when its last parent finishes; the listing
     /// only finds shards the pipe has not seen yet.
     pub shard_listing_interval: Duration,
+    /// How long a caught-up shard (its last GetRecords returned nothing and it is not
+    /// behind) waits before polling again; Lambda's base rate, [`IDLE_POLL`].
+    pub idle_poll: Duration,
+    /// The shortest time between two GetRecords of a shard; [`MIN_POLL_INTERVAL`].
+    pub min_poll_interval: Duration,
     /// Set by [`PipeRunner::spawn`]: ties every task of the pipe to its handle.
     tasks: Option<Tasks>,
 }
@@ -353,6 +422,8 @@ impl PipeRunner {
             min_backoff: Duration::from_millis(100),
             max_backoff: Duration::from_secs(10),
             shard_listing_interval: SHARD_LISTING_INTERVAL,
+            idle_poll: IDLE_POLL,
+            min_poll_interval: MIN_POLL_INTERVAL,
             tasks: None,
         }
     }
@@ -692,98 +763,115 @@ impl PipeRunner {
             Start::After(seq) => Some(seq.clone()),
             Start::TrimHorizon | Start::Latest => None,
         };
-        let mut buffer: VecDeque<PipeRecord> = VecDeque::new();
+        let mut buffer: VecDeque<Buffered> = VecDeque::new();
         let mut first_buffered: Option<Instant> = None;
+        // The earliest moment the shard's next GetRecords may go out.
+        let mut next_poll = Instant::now();
         loop {
             if *stop.borrow() {
                 return Ok(ShardEnd::Stopped);
             }
-            let mut fetched = 0;
-            if buffer.len() < batch_size {
-                if let Some(it) = iterator.clone() {
-                    let limit = (batch_size - buffer.len()).min(10_000) as i32;
-                    let got = self
-                        .persist("GetRecords", &stop, || self.get_records(&it, limit))
-                        .await;
-                    match got {
-                        None => return Ok(ShardEnd::Stopped),
-                        Some(Fetched::Records(out)) => {
-                            for r in out.records() {
-                                buffer.push_back(kinesis::to_pipe_record(
-                                    r,
-                                    &shard,
-                                    arn,
-                                    LOCAL_REGION,
-                                ));
-                            }
-                            fetched = out.records().len();
-                            if let Some(last) = buffer.back() {
-                                last_read = Some(last.sequence_number.clone());
-                            }
-                            // None once a closed shard is read to its end.
-                            iterator = out.next_shard_iterator().map(str::to_owned);
-                        }
-                        Some(Fetched::Gone) => {
-                            tracing::warn!(shard = %shard, "the shard is no longer in the stream (its records expired); moving on to its children");
-                            return Ok(ShardEnd::Gone);
-                        }
-                        Some(Fetched::Expired) => {
-                            let from = last_read.clone().map_or(start.clone(), Start::After);
-                            let fresh = self
-                                .persist("GetShardIterator", &stop, || {
-                                    self.iterator_at(&shard, &from)
-                                })
-                                .await;
-                            match fresh {
-                                Some(Some(it)) => iterator = Some(it),
-                                Some(None) => return Ok(ShardEnd::Gone),
-                                None => return Ok(ShardEnd::Stopped),
-                            }
-                            continue;
-                        }
-                    }
-                }
-            }
-            if !buffer.is_empty() && first_buffered.is_none() {
-                first_buffered = Some(Instant::now());
-            }
             let window_over = first_buffered.is_some_and(|t| t.elapsed() >= window);
             let ready = buffer.len() >= batch_size
                 || (!buffer.is_empty() && (window_over || iterator.is_none()));
-            if !ready {
-                if buffer.is_empty() && iterator.is_none() {
-                    // Closed, read to its end, and every batch delivered and checkpointed:
-                    // record that, so its children may start, now and after a restart.
-                    let saved = self
-                        .persist("checkpoint PutItem", &stop, || {
-                            self.save_checkpoint(&shard, identity, last_read.as_deref(), true)
-                        })
-                        .await;
-                    if saved.is_none() {
-                        return Ok(ShardEnd::Stopped);
-                    }
-                    self.stats.shards_finished.fetch_add(1, Ordering::Relaxed);
-                    tracing::info!(shard = %shard, "shard read to its end and delivered");
-                    return Ok(ShardEnd::Finished);
-                }
-                if fetched == 0 {
-                    let wait = first_buffered.map_or(IDLE_POLL, |t| {
-                        window.saturating_sub(t.elapsed()).min(IDLE_POLL)
-                    });
-                    tokio::time::sleep(wait.max(Duration::from_millis(5))).await;
+            if ready {
+                let (batch, fetched_us) = take_batch(&mut buffer, batch_size);
+                first_buffered = (!buffer.is_empty()).then(Instant::now);
+                let done = self.deliver(&shard, arn, batch, fetched_us, &stop).await;
+                if let Some(seq) = done {
+                    // Stopped before it was saved: the batch is redelivered after a restart,
+                    // which the processor absorbs (at-least-once, like Pipes).
+                    self.persist("checkpoint PutItem", &stop, || {
+                        self.save_checkpoint(&shard, identity, Some(&seq), false)
+                    })
+                    .await;
                 }
                 continue;
             }
-            let batch = take_batch(&mut buffer, batch_size);
-            first_buffered = (!buffer.is_empty()).then(Instant::now);
-            let done = self.deliver(&shard, arn, batch, &stop).await;
-            if let Some(seq) = done {
-                // Stopped before it was saved: the batch is redelivered after a restart,
-                // which the processor absorbs (at-least-once, like Pipes).
-                self.persist("checkpoint PutItem", &stop, || {
-                    self.save_checkpoint(&shard, identity, Some(&seq), false)
+            let Some(it) = iterator.clone() else {
+                // Closed, read to its end, and every batch delivered and checkpointed
+                // (a non-empty buffer would have been ready): record that, so its
+                // children may start, now and after a restart.
+                let saved = self
+                    .persist("checkpoint PutItem", &stop, || {
+                        self.save_checkpoint(&shard, identity, last_read.as_deref(), true)
+                    })
+                    .await;
+                if saved.is_none() {
+                    return Ok(ShardEnd::Stopped);
+                }
+                self.stats.shards_finished.fetch_add(1, Ordering::Relaxed);
+                tracing::info!(shard = %shard, "shard read to its end and delivered");
+                return Ok(ShardEnd::Finished);
+            };
+            // The poll cadence, but a filling window ends on time.
+            let due = first_buffered.map_or(next_poll, |t| next_poll.min(t + window));
+            if due > Instant::now() {
+                pause_until(due, &stop).await;
+                continue;
+            }
+            let polled = Instant::now();
+            let got = self
+                .persist("GetRecords", &stop, || {
+                    self.get_records(&it, MAX_GET_RECORDS)
                 })
                 .await;
+            self.stats.get_records_micros.fetch_add(
+                u64::try_from(polled.elapsed().as_micros()).unwrap_or(u64::MAX),
+                Ordering::Relaxed,
+            );
+            match got {
+                None => return Ok(ShardEnd::Stopped),
+                Some(Fetched::Records(out)) => {
+                    let fetched_us = wall_us();
+                    for r in out.records() {
+                        buffer.push_back(Buffered {
+                            record: kinesis::to_pipe_record(r, &shard, arn, LOCAL_REGION),
+                            fetched_us,
+                        });
+                    }
+                    let fetched = out.records().len();
+                    self.stats.get_records_calls.fetch_add(1, Ordering::Relaxed);
+                    if fetched == 0 {
+                        self.stats.empty_polls.fetch_add(1, Ordering::Relaxed);
+                    }
+                    if let Some(last) = buffer.back() {
+                        last_read = Some(last.record.sequence_number.clone());
+                    }
+                    // Caught up: nothing came and the stream says nothing is behind. Lambda
+                    // then polls at its base rate; otherwise it reads on as fast as the
+                    // shard's read limit allows.
+                    let behind = out.millis_behind_latest().is_some_and(|ms| ms > 0);
+                    let caught_up = fetched == 0 && !behind && buffer.is_empty();
+                    next_poll = polled
+                        + if caught_up {
+                            self.idle_poll
+                        } else {
+                            self.min_poll_interval
+                        };
+                    if !buffer.is_empty() && first_buffered.is_none() {
+                        first_buffered = Some(Instant::now());
+                    }
+                    // None once a closed shard is read to its end.
+                    iterator = out.next_shard_iterator().map(str::to_owned);
+                }
+                Some(Fetched::Gone) => {
+                    tracing::warn!(shard = %shard, "the shard is no longer in the stream (its records expired); moving on to its children");
+                    return Ok(ShardEnd::Gone);
+                }
+                Some(Fetched::Expired) => {
+                    let from = last_read.clone().map_or(start.clone(), Start::After);
+                    let fresh = self
+                        .persist("GetShardIterator", &stop, || {
+                            self.iterator_at(&shard, &from)
+                        })
+                        .await;
+                    match fresh {
+                        Some(Some(it)) => iterator = Some(it),
+                        Some(None) => return Ok(ShardEnd::Gone),
+                        None => return Ok(ShardEnd::Stopped),
+                    }
+                }
             }
         }
     }
@@ -852,6 +940,7 @@ impl PipeRunner {
         shard: &str,
         arn: &str,
         batch: Vec<PipeRecord>,
+        fetched_us: Vec<i64>,
         stop: &watch::Receiver<bool>,
     ) -> Option<String> {
         let last = batch.last().map(|r| r.sequence_number.clone());
@@ -859,6 +948,7 @@ impl PipeRunner {
         // retry: its halves keep their part's retry count, and start their own backoff.
         let mut work = VecDeque::from([Part {
             records: batch,
+            fetched_us,
             attempts: 0,
             wait: None,
             backoff: self.backoff().build(),
@@ -866,6 +956,7 @@ impl PipeRunner {
         while let Some(mut part) = work.pop_front() {
             let Part {
                 ref records,
+                ref fetched_us,
                 attempts,
                 ..
             } = part;
@@ -883,7 +974,7 @@ impl PipeRunner {
                 tokio::time::sleep(wait).await;
             }
             self.stats.invocations.fetch_add(1, Ordering::Relaxed);
-            let outcome = self.invoke(records).await;
+            let outcome = self.invoke(records, fetched_us).await;
             let failed_from = match outcome {
                 Ok(None) => {
                     self.stats
@@ -907,16 +998,20 @@ impl PipeRunner {
                 }
             };
             let failing = records[failed_from..].to_vec();
+            let failing_fetched = fetched_us[failed_from..].to_vec();
             let exhausted = self.settings.maximum_retry_attempts >= 0
                 && attempts >= self.settings.maximum_retry_attempts;
             let wait = Some(part.backoff.next().unwrap_or(self.max_backoff));
             if failed_from == 0 && failing.len() > 1 {
                 // Whole batch failed: halve it to isolate the bad record (not a retry).
                 self.stats.bisections.fetch_add(1, Ordering::Relaxed);
-                let (a, b) = failing.split_at(failing.len() / 2);
-                for half in [b, a] {
+                let middle = failing.len() / 2;
+                let (a, b) = failing.split_at(middle);
+                let (fa, fb) = failing_fetched.split_at(middle);
+                for (half, fetched) in [(b, fb), (a, fa)] {
                     work.push_front(Part {
                         records: half.to_vec(),
+                        fetched_us: fetched.to_vec(),
                         attempts,
                         wait,
                         backoff: self.backoff().build(),
@@ -932,6 +1027,7 @@ impl PipeRunner {
                 }
             } else {
                 part.records = failing;
+                part.fetched_us = failing_fetched;
                 part.attempts += 1;
                 part.wait = wait;
                 work.push_front(part);
@@ -942,11 +1038,27 @@ impl PipeRunner {
 
     /// Invokes the target; `Ok(None)` on success, `Ok(Some(i))` when records from `i` on
     /// must be retried, `Err` for a function error or an unusable response.
-    async fn invoke(&self, records: &[PipeRecord]) -> Result<Option<usize>, String> {
+    async fn invoke(
+        &self,
+        records: &[PipeRecord],
+        fetched_us: &[i64],
+    ) -> Result<Option<usize>, String> {
+        let timing = InvokeTiming {
+            fetched_us: fetched_us.to_vec(),
+            invoke_start_us: wall_us(),
+        };
         let payload = serde_json::to_vec(records).map_err(|e| e.to_string())?;
-        let response = tokio::time::timeout(INVOKE_TIMEOUT, self.target.invoke(payload))
-            .await
-            .map_err(|_| "the target timed out".to_owned())??;
+        self.stats
+            .payload_bytes
+            .fetch_add(payload.len() as u64, Ordering::Relaxed);
+        self.stats.billed_requests.fetch_add(
+            payload.len().div_ceil(PIPES_BILLING_CHUNK).max(1) as u64,
+            Ordering::Relaxed,
+        );
+        let response =
+            tokio::time::timeout(INVOKE_TIMEOUT, self.target.invoke_timed(payload, timing))
+                .await
+                .map_err(|_| "the target timed out".to_owned())??;
         failed_from(records, &response)
     }
 
@@ -1044,6 +1156,8 @@ impl PipeRunner {
 /// A part of a batch still to deliver.
 struct Part {
     records: Vec<PipeRecord>,
+    /// When each record was fetched (see [`InvokeTiming::fetched_us`]).
+    fetched_us: Vec<i64>,
     /// Retries so far (bisections do not count).
     attempts: i32,
     /// The delay before its next invocation (after a failure).
@@ -1085,20 +1199,43 @@ pub fn failed_from(records: &[PipeRecord], response: &[u8]) -> Result<Option<usi
     Ok(first)
 }
 
-/// Takes up to `batch_size` records that fit Lambda's payload limit.
-fn take_batch(buffer: &mut VecDeque<PipeRecord>, batch_size: usize) -> Vec<PipeRecord> {
+/// A record read from the stream, waiting for its batch.
+struct Buffered {
+    record: PipeRecord,
+    /// When the GetRecords that returned it did, in µs since the Unix epoch.
+    fetched_us: i64,
+}
+
+/// Takes up to `batch_size` records that fit Lambda's payload limit, with when each was
+/// fetched.
+fn take_batch(buffer: &mut VecDeque<Buffered>, batch_size: usize) -> (Vec<PipeRecord>, Vec<i64>) {
     let mut out = Vec::new();
+    let mut fetched = Vec::new();
     let mut bytes = 2;
-    while let Some(r) = buffer.front() {
+    while let Some(b) = buffer.front() {
+        let r = &b.record;
         // The record's JSON: its data plus ~600 bytes of envelope.
         let size = r.data.len() + r.event_source_arn.len() + r.partition_key.len() + 600;
         if out.len() == batch_size || (!out.is_empty() && bytes + size > MAX_PAYLOAD_BYTES) {
             break;
         }
         bytes += size;
-        out.extend(buffer.pop_front());
+        if let Some(b) = buffer.pop_front() {
+            out.push(b.record);
+            fetched.push(b.fetched_us);
+        }
     }
-    out
+    (out, fetched)
+}
+
+/// Sleeps until `until`, or until the pipe is asked to stop. A handle that was dropped
+/// (no one can ask any more) leaves only the sleep.
+async fn pause_until(until: Instant, stop: &watch::Receiver<bool>) {
+    let mut stop = stop.clone();
+    tokio::select! {
+        _ = tokio::time::sleep_until(tokio::time::Instant::from_std(until)) => {}
+        Ok(()) = stop.changed() => {}
+    }
 }
 
 /// Reads the dead letters of pipe `pipe` from the pipe table `table`.

@@ -10,7 +10,7 @@ use std::time::Duration;
 
 use harness::*;
 use inventory_domain::{BatchItemFailure, BatchResponse, PipeRecord, SequenceNumber};
-use inventory_local::pipe::{BoxFuture, PipeHandle, PipeStats, Target};
+use inventory_local::pipe::{wall_us, BoxFuture, InvokeTiming, PipeHandle, PipeStats, Target};
 use inventory_local::pipe_settings::PipeSettings;
 
 #[derive(Default)]
@@ -315,11 +315,38 @@ async fn a_checkpoint_of_a_stream_that_no_longer_exists_stops_the_pipe_with_a_re
     .await;
     pipe.stop().await.unwrap();
 
-    // The stream is replaced; the table keeps the old checkpoint.
-    delete_stream(&s.kinesis, &s.stream).await;
-    inventory_local::kinesis::ensure_stream(&s.kinesis, &s.stream, 1)
-        .await
-        .unwrap();
+    // The stream is replaced; the table keeps the old checkpoint. The pipe tells the two
+    // apart by their creation time, which the emulator stamps to the second (and 2 s
+    // early): a stream created again too soon looks like the old one, so it is created
+    // again until its creation time differs.
+    let created = || async {
+        s.kinesis
+            .describe_stream_summary()
+            .stream_name(&s.stream)
+            .send()
+            .await
+            .unwrap()
+            .stream_description_summary()
+            .unwrap()
+            .stream_creation_timestamp()
+            .secs()
+    };
+    let old = created().await;
+    let deadline = std::time::Instant::now() + PATIENCE;
+    loop {
+        delete_stream(&s.kinesis, &s.stream).await;
+        inventory_local::kinesis::ensure_stream(&s.kinesis, &s.stream, 1)
+            .await
+            .unwrap();
+        if created().await != old {
+            break;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the stream created again kept the old creation time for {PATIENCE:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
     let err = run_pipe(&s, &target, PipeSettings::default())
         .await
         .stop()
@@ -1110,5 +1137,129 @@ async fn ferrokinesis_numbers_children_after_their_parents_and_what_that_means_f
     assert!(
         at(16, 0) < at(15, 1000),
         "a child shard 16 created in its parent's second numbers its records below the parent's"
+    );
+}
+
+/// One invocation as [`TimedRecorder`] saw it: the records' arrival (ms), the Pipe's
+/// timing, and when the target was called (µs).
+type TimedInvocation = (Vec<i64>, InvokeTiming, i64);
+
+/// A target that records each invocation's records (arrival ms) with the Pipe's timing.
+#[derive(Clone, Default)]
+struct TimedRecorder(Arc<Mutex<Vec<TimedInvocation>>>);
+
+impl Target for TimedRecorder {
+    fn invoke(&self, _: Vec<u8>) -> BoxFuture<Result<Vec<u8>, String>> {
+        Box::pin(async { Err("the Pipe must call invoke_timed".to_owned()) })
+    }
+
+    fn invoke_timed(
+        &self,
+        payload: Vec<u8>,
+        timing: InvokeTiming,
+    ) -> BoxFuture<Result<Vec<u8>, String>> {
+        let called_us = wall_us();
+        let log = self.0.clone();
+        Box::pin(async move {
+            let records: Vec<PipeRecord> =
+                serde_json::from_slice(&payload).map_err(|e| e.to_string())?;
+            let arrivals = records.iter().map(PipeRecord::arrival_millis).collect();
+            log.lock().unwrap().push((arrivals, timing, called_us));
+            Ok(br#"{"batchItemFailures":[]}"#.to_vec())
+        })
+    }
+}
+
+impl TimedRecorder {
+    fn delivered(&self) -> usize {
+        self.0.lock().unwrap().iter().map(|(a, _, _)| a.len()).sum()
+    }
+}
+
+#[tokio::test]
+async fn the_target_is_told_when_each_record_was_fetched_and_the_invocation_began() {
+    let s = stack(1).await;
+    let target = TimedRecorder::default();
+    let pipe = s
+        .pipe_runner(
+            PipeSettings {
+                maximum_batching_window_in_seconds: 0,
+                ..Default::default()
+            },
+            Arc::new(target.clone()),
+        )
+        .spawn();
+    for i in 0..20 {
+        s.put(&format!("k{}", i % 3), format!("t{i}")).await;
+    }
+    wait_until("the 20 records", PATIENCE, || target.delivered() >= 20).await;
+    let stats = pipe.stats.clone();
+    pipe.stop().await.unwrap();
+
+    let invocations = target.0.lock().unwrap().clone();
+    for (arrivals, timing, called_us) in &invocations {
+        assert_eq!(timing.fetched_us.len(), arrivals.len(), "{timing:?}");
+        for (arrival_ms, fetched_us) in arrivals.iter().zip(&timing.fetched_us) {
+            // The arrival time has millisecond precision; the fetch cannot precede it.
+            assert!(
+                *fetched_us >= arrival_ms * 1000 - 1000,
+                "fetched at {fetched_us} µs, arrived at {arrival_ms} ms"
+            );
+            assert!(*fetched_us <= timing.invoke_start_us, "{timing:?}");
+        }
+        assert!(timing.invoke_start_us <= *called_us, "{timing:?}");
+    }
+    // Each small payload is one 64 KB chunk: one billed Pipes request per invocation.
+    let stats = stats.snapshot();
+    assert_eq!(stats.billed_requests, invocations.len() as u64, "{stats:?}");
+    assert!(stats.payload_bytes > 20 * 100, "{stats:?}");
+}
+
+#[tokio::test]
+async fn a_caught_up_shard_is_polled_once_a_second_and_a_busy_one_at_most_five_times_a_second() {
+    let s = stack(1).await;
+    let target = TimedRecorder::default();
+    let runner = s.pipe_runner(
+        PipeSettings {
+            maximum_batching_window_in_seconds: 0,
+            ..Default::default()
+        },
+        Arc::new(target.clone()),
+    );
+    let (idle_poll, min_interval) = (runner.idle_poll, runner.min_poll_interval);
+    let pipe = runner.spawn();
+    let calls = || stat(&pipe, |s| &s.get_records_calls);
+
+    // Idle: nothing in the stream.
+    let idle_from = std::time::Instant::now();
+    wait_until("three idle polls", PATIENCE, || calls() >= 3).await;
+    let idle_calls = calls();
+    let idle_took = idle_from.elapsed();
+    assert!(
+        (idle_calls - 1) as f64 <= idle_took.as_secs_f64() / idle_poll.as_secs_f64() + 0.05,
+        "{idle_calls} GetRecords in {idle_took:?} while idle: more than one per {idle_poll:?}"
+    );
+    assert_eq!(stat(&pipe, |s| &s.empty_polls), idle_calls);
+
+    // Busy: a record every 20 ms for 2 s.
+    let busy_from = std::time::Instant::now();
+    let (calls0, invocations0) = (calls(), stat(&pipe, |s| &s.invocations));
+    for i in 0..100 {
+        s.put("hot", format!("b{i}")).await;
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    wait_until("the 100 records", PATIENCE, || target.delivered() >= 100).await;
+    let busy_took = busy_from.elapsed();
+    let busy_calls = calls() - calls0;
+    let invocations = stat(&pipe, |s| &s.invocations) - invocations0;
+    pipe.stop().await.unwrap();
+    assert!(
+        busy_calls as f64 <= busy_took.as_secs_f64() / min_interval.as_secs_f64() + 2.0,
+        "{busy_calls} GetRecords in {busy_took:?}: more than Kinesis' 5 per second per shard"
+    );
+    // Records kept coming, so it read on at the read limit, not at the idle rate.
+    assert!(
+        invocations as f64 > busy_took.as_secs_f64() / idle_poll.as_secs_f64() + 1.0,
+        "{invocations} invocations in {busy_took:?}: the busy shard was polled at the idle rate"
     );
 }
