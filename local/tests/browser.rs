@@ -333,7 +333,10 @@ async fn console_starts_a_simulation_and_shows_the_verified_inventory() {
         .unwrap();
     assert!(inbox.contains("dead-lettered nothing"), "{inbox}");
     let redrive = c.find(Locator::Id("redrive")).await.unwrap();
-    assert_eq!(redrive.prop("disabled").await.unwrap().as_deref(), Some("true"));
+    assert_eq!(
+        redrive.prop("disabled").await.unwrap().as_deref(),
+        Some("true")
+    );
 
     let png = c.screenshot().await.unwrap();
     let out = repo_path("target/browser-test");
