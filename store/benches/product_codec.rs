@@ -3,6 +3,9 @@
 //! against the hand-written code it replaced (`git show HEAD~2:processor/src/items.rs`,
 //! copied below as `hand`).
 //!
+//! Then the encode alone, serde_dynamo against `ProductItem::record_item`, which the
+//! processor writes with.
+//!
 //! `cargo bench -p inventory-store --bench product_codec`
 
 use std::hint::black_box;
@@ -62,6 +65,24 @@ fn codec(c: &mut Criterion) {
             let item = hand::product_to_item(black_box(&rec), now);
             hand::product_from_item(black_box(&item)).unwrap()
         })
+    });
+    group.finish();
+
+    // The processor's write path encodes only (its reads are served from its cache).
+    assert_eq!(
+        ProductItem::record_item(&rec, now),
+        ProductItem::from_record(&rec, now).to_item().unwrap()
+    );
+    let mut group = c.benchmark_group("product item encode");
+    group.bench_function("serde_dynamo (ProductItem::to_item)", |b| {
+        b.iter(|| {
+            ProductItem::from_record(black_box(&rec), now)
+                .to_item()
+                .unwrap()
+        })
+    });
+    group.bench_function("ProductItem::record_item", |b| {
+        b.iter(|| ProductItem::record_item(black_box(&rec), now))
     });
     group.finish();
 }

@@ -184,6 +184,7 @@ impl Processor {
     }
 
     pub fn with_settings(db: Client, tables: Tables, settings: ProcessorSettings) -> Self {
+        let db = processor_client(&db);
         let window_ms = i64::try_from(settings.dedup_window.as_millis())
             .unwrap_or(dedup::MAX_WINDOW_MS)
             .clamp(1, dedup::MAX_WINDOW_MS);
@@ -245,6 +246,32 @@ impl Processor {
     }
 }
 
+/// How long one attempt of a request may take before the SDK retries it. DynamoDB answers a
+/// single-item request in milliseconds; this only catches a connection that went silent.
+pub const ATTEMPT_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// The caller's client, tuned for the processor's many small requests (issue 17: the SDK's
+/// share of the CPU per event): stalled-stream protection off, because its throughput
+/// checks wrap every request and response body and cost about 6 % of the processor's CPU
+/// on bodies of a few hundred bytes; an attempt timeout catches the stalled connection it
+/// would have caught. Everything else (credentials, endpoint, retries, interceptors, the
+/// HTTP client and its connections) is the caller's.
+fn processor_client(db: &Client) -> Client {
+    use aws_sdk_dynamodb::config::timeout::TimeoutConfig;
+    use aws_sdk_dynamodb::config::StalledStreamProtectionConfig;
+    let config = db
+        .config()
+        .to_builder()
+        .stalled_stream_protection(StalledStreamProtectionConfig::disabled())
+        .timeout_config(
+            TimeoutConfig::builder()
+                .operation_attempt_timeout(ATTEMPT_TIMEOUT)
+                .build(),
+        )
+        .build();
+    Client::from_conf(config)
+}
+
 /// A shard of a stream: (stream name, shard id).
 type ShardKey = (String, String);
 
@@ -267,4 +294,31 @@ fn shard_key(batch: &PipeBatch, index: usize) -> ShardKey {
 #[allow(dead_code)]
 fn process_batch_is_send<'a>(p: &'a Processor, batch: &'a PipeBatch) -> impl Send + 'a {
     p.process_batch(batch)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_processor_tunes_its_client_and_keeps_the_callers_settings() {
+        let caller = aws_sdk_dynamodb::Config::builder()
+            .behavior_version(aws_sdk_dynamodb::config::BehaviorVersion::latest())
+            .region(aws_sdk_dynamodb::config::Region::new("eu-west-1"))
+            .endpoint_url("http://127.0.0.1:1")
+            .build();
+        let processor = Processor::new(Client::from_conf(caller), Tables::with_prefix("t"));
+        let config = processor.db.config();
+        assert_eq!(
+            config.stalled_stream_protection().map(|s| s.is_enabled()),
+            Some(false)
+        );
+        assert_eq!(
+            config
+                .timeout_config()
+                .and_then(|t| t.operation_attempt_timeout()),
+            Some(ATTEMPT_TIMEOUT)
+        );
+        assert_eq!(config.region().map(|r| r.as_ref()), Some("eu-west-1"));
+    }
 }

@@ -295,7 +295,8 @@ impl Processor {
             .into_iter()
             .enumerate()
             .filter(|(k, _)| !blocked_products.contains(k))
-            .map(|(_, folded)| self.settle(batch, folded, now));
+            // Boxed, so buffer_unordered moves a pointer into its task, not the future.
+            .map(|(_, folded)| Box::pin(self.settle(batch, folded, now)));
         let settled: Vec<_> = stream::iter(writes)
             .buffer_unordered(self.settings.write_concurrency.max(1))
             .collect()

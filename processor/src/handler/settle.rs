@@ -95,17 +95,16 @@ impl Processor {
             fold,
             settled: Settled::default(),
         };
-        let (attempt, result) =
-            {
-                let (w, shard) = (&w, &shard);
-                move |attempt: Attempt| async move {
-                    self.write_once(batch, w, shard, attempt, now).await
-                }
-            }
-            .retry(self.conflict_retry())
-            .when(|f| matches!(f, Failure::Conflict))
-            .context(attempt)
-            .await;
+        let (attempt, result) = {
+            let (w, shard) = (&w, &shard);
+            // Boxed: the SDK's request future inside is large, and backon moves each
+            // attempt's future into its own state; a box moves a pointer instead.
+            move |attempt: Attempt| Box::pin(self.write_once(batch, w, shard, attempt, now))
+        }
+        .retry(self.conflict_retry())
+        .when(|f| matches!(f, Failure::Conflict))
+        .context(attempt)
+        .await;
         let result = match result {
             Ok(written) => Ok(attempt.done(written)),
             // The last re-fold may leave nothing to write (the winner applied it all).
@@ -142,10 +141,7 @@ impl Processor {
             return (attempt, Ok(false));
         };
         let written = (next.version, next.last_sequence.clone(), next.quantity);
-        let item = match ProductItem::from_record(next, now).to_item() {
-            Ok(item) => item,
-            Err(e) => return (attempt, Err(Failure::Error(e.into()))),
-        };
+        let item = ProductItem::record_item(next, now);
         attempt.settled.write_requests += 1;
         let mut req = self
             .db
