@@ -97,10 +97,11 @@ pub(crate) struct Metrics {
     /// Products served from the processor's warm cache / read from DynamoDB.
     pub(crate) cache_hits: u64,
     pub(crate) cache_misses: u64,
-    /// Batches after each shard's first (the processor is warm), and their reads.
+    /// Batches whose products the processor had all met before in the phase (the steady
+    /// state), and their reads.
     pub(crate) warm_batches: u64,
     pub(crate) warm_read_requests: u64,
-    pub(crate) shards_seen: HashSet<String>,
+    pub(crate) products_seen: HashSet<String>,
     /// The shard log's requests and units (its writes are transactions: 2 units per KB).
     pub(crate) log_read_requests: u64,
     pub(crate) log_items_read: u64,
@@ -356,15 +357,15 @@ pub(crate) async fn invoke(job: Job) {
         m.log_write_requests += report.log.write_requests;
         m.log_write_units += report.log.write_units;
         m.processor_wall_us += u64::try_from(done_us - started_us).unwrap_or(0);
-        let shard = batch
-            .get(0)
-            .and_then(|r| r.event_id.split_once(':').map(|(s, _)| s.to_owned()));
-        if let Some(shard) = shard {
-            if !m.shards_seen.insert(shard) {
-                m.warm_batches += 1;
-                m.warm_read_requests += report.read_requests;
-            }
+        // The steady state: a batch whose products this processor has all met before (in
+        // earlier batches of the phase), so a warm cache needs to read none of them. The
+        // phase's first batches, which meet products for the first time, are the warm-up.
+        if distinct.iter().all(|p| m.products_seen.contains(*p)) {
+            m.warm_batches += 1;
+            m.warm_read_requests += report.read_requests;
         }
+        m.products_seen
+            .extend(distinct.iter().map(|p| (*p).to_owned()));
         for r in settled {
             let arrival = r.arrival_millis();
             m.lags_from_arrival_ms.push(done - arrival);

@@ -592,7 +592,7 @@ pub(crate) fn print_targets(
     });
     let v = ratio(warm_reads, warm_batches);
     rows.push((
-        "reads per batch, warm processor (every batch after a shard's first, all phases)".into(),
+        "reads per batch in the steady state (batches whose products the processor met before, all phases)".into(),
         "~0 (≤ 0.05)".into(),
         format!("{v:.3} ({warm_reads} in {warm_batches} batches)"),
         Some(v <= 0.05),
