@@ -151,8 +151,12 @@ impl Api {
     /// Redrives every pending dead letter (oldest first, up to 500 per call) with the
     /// signed-in user's token, or `token` (the local stack's).
     pub async fn redrive(&self, token: Option<&str>) -> Result<RedriveResult, ApiError> {
-        self.post("/api/dead-letters/redrive", token, &RedriveRequest::default())
-            .await
+        self.post(
+            "/api/dead-letters/redrive",
+            token,
+            &RedriveRequest::default(),
+        )
+        .await
     }
 
     async fn post<B: serde::Serialize, T: DeserializeOwned>(

@@ -29,7 +29,9 @@ pub(super) fn DeadLetterInbox(live: Live, busy: StoredValue<bool>) -> impl IntoV
         // API token typed into the simulation form is sent.
         let token = if live.cognito.get_untracked().is_some() {
             if !api.signed_in() {
-                message.set(Some(Err("Sign in first: a redrive needs a signed-in user".into())));
+                message.set(Some(Err(
+                    "Sign in first: a redrive needs a signed-in user".into()
+                )));
                 return;
             }
             None
