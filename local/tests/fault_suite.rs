@@ -30,7 +30,8 @@ use inventory_domain::{PipeRecord, RejectionReason};
 use inventory_generator::Skew;
 use inventory_local::fault_proxy::{FaultProxy, FaultRates};
 use inventory_local::pipe::{BoxFuture, Target};
-use inventory_local::stack::StackOptions;
+use inventory_local::pipe_settings::PipeSettings;
+use inventory_local::stack::{LocalStack, StackOptions};
 use inventory_processor::Processor;
 use rand::{rngs::StdRng, Rng, SeedableRng};
 use serde_json::json;
@@ -168,14 +169,26 @@ async fn f2_redelivered_records_and_producer_duplicates_change_nothing() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn f3_dynamodb_throttling_5xx_and_lost_responses_lose_and_double_nothing() {
-    let stack = local_stack(StackOptions::default()).await;
+    init_tracing();
+    // Batches of 100: with the template's 1,000 and a warm cache (no reads) the run makes
+    // too few requests (~500) for the faults to be injected often enough to count on.
+    let stack = LocalStack::start(StackOptions {
+        pipe: PipeSettings {
+            batch_size: 100,
+            maximum_batching_window_in_seconds: 0,
+            ..PipeSettings::default()
+        },
+        ..StackOptions::default()
+    })
+    .await
+    .unwrap();
     let proxy = FaultProxy::start(
         stack.aws.endpoint(),
         FaultRates {
-            throttle: 0.03,
+            throttle: 0.05,
             server_error: 0.01,
             unavailable: 0.01,
-            lost_response: 0.03,
+            lost_response: 0.05,
             only: None,
         },
         33,
