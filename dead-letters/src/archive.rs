@@ -6,6 +6,7 @@ use aws_sdk_kinesis::types::ShardIteratorType;
 use base64::Engine;
 use chrono::Utc;
 use inventory_domain::api::DeadLetterStatus;
+use inventory_domain::batch::DecodedBatch;
 use inventory_domain::dead_letter::DeadLetteredRange;
 use inventory_domain::dedup::SeenIndex;
 use inventory_domain::pipes::PipeBatch;
@@ -67,9 +68,9 @@ impl DeadLetterConsumer {
         range: &DeadLetteredRange,
     ) -> Result<ArchiveReport, DeadLetterError> {
         let records = self.read_range(range).await?;
-        let processed = self.processed_before(range, &records).await?;
-        let batch = batch_of(&records)?;
-        let decoded = inventory_domain::batch::decode_pipe_batch(&batch);
+        // Decoded once, by the processor's own decoder: the identities and the checks below.
+        let decoded = inventory_domain::batch::decode_pipe_batch(&batch_of(&records)?);
+        let processed = self.processed_before(range, &records, &decoded).await?;
         let mut identity: Vec<(Option<String>, Option<String>)> = vec![(None, None); records.len()];
         for work in &decoded.products {
             for (i, event) in work.indices.iter().zip(&work.events) {
@@ -178,13 +179,12 @@ impl DeadLetterConsumer {
         &self,
         range: &DeadLetteredRange,
         records: &[PipeRecord],
+        decoded: &DecodedBatch,
     ) -> Result<HashSet<usize>, DeadLetterError> {
         let mut processed = HashSet::new();
         let Some(oldest) = records.iter().map(PipeRecord::arrival_millis).min() else {
             return Ok(processed);
         };
-        let batch = batch_of(records)?;
-        let decoded = inventory_domain::batch::decode_pipe_batch(&batch);
         // A fresh log, as a cold processor reads it: the window before the range and
         // everything logged since (the attempts that failed the batch included).
         let log = DedupLog::new(

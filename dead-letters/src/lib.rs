@@ -58,13 +58,7 @@ pub fn dedup_window_ms_from_env() -> Result<i64, DeadLetterError> {
     const NAME: &str = "DEDUP_WINDOW_SECONDS";
     match std::env::var(NAME) {
         Err(_) => Ok(inventory_domain::dedup::DEFAULT_WINDOW_MS),
-        Ok(raw) => raw
-            .trim()
-            .parse::<i64>()
-            .ok()
-            .filter(|s| *s >= 1 && s.saturating_mul(1000) <= inventory_domain::dedup::MAX_WINDOW_MS)
-            .map(|s| s * 1000)
-            .ok_or_else(|| DeadLetterError::Setting {
+        Ok(raw) => inventory_domain::dedup::window_ms_from_seconds(&raw).ok_or_else(|| DeadLetterError::Setting {
                 name: NAME,
                 message: format!("`{raw}` is not a whole number of seconds from 1 to 31536000; set it to the processor's value"),
             }),

@@ -21,6 +21,17 @@ pub const DEFAULT_WINDOW_MS: i64 = 15 * 60 * 1000;
 /// The longest window: Kinesis' longest retention (365 days); the processor refuses more.
 pub const MAX_WINDOW_MS: i64 = 365 * 24 * 3600 * 1000;
 
+/// The window a `DEDUP_WINDOW_SECONDS` setting names, in ms: whole seconds from 1 to
+/// [`MAX_WINDOW_MS`]; `None` for anything else. One reading for every component that must
+/// agree with the processor (the processor, the dead-letter consumer).
+pub fn window_ms_from_seconds(raw: &str) -> Option<i64> {
+    raw.trim()
+        .parse::<i64>()
+        .ok()
+        .filter(|s| *s >= 1 && s.saturating_mul(1000) <= MAX_WINDOW_MS)
+        .map(|s| s * 1000)
+}
+
 /// Bytes per record in a log item: key hash (8), content hash (4), record hash (4),
 /// arrival offset (4).
 pub const LOG_RECORD_BYTES: usize = 20;
@@ -341,6 +352,15 @@ pub fn shard_id(ordinal: u64) -> String {
 mod tests {
     use super::*;
     use proptest::prelude::*;
+
+    #[test]
+    fn a_window_setting_is_whole_seconds_from_one_to_a_year() {
+        assert_eq!(window_ms_from_seconds(" 900 "), Some(900_000));
+        assert_eq!(window_ms_from_seconds("31536000"), Some(MAX_WINDOW_MS));
+        for refused in ["0", "-5", "31536001", "15m", "", "9223372036854775807"] {
+            assert_eq!(window_ms_from_seconds(refused), None, "{refused}");
+        }
+    }
 
     #[test]
     fn shard_ordinals_round_trip() {

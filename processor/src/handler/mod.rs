@@ -92,17 +92,14 @@ impl ProcessorSettings {
                 })?;
         }
         if let Ok(raw) = std::env::var(DEDUP_WINDOW_VAR) {
-            let secs: u64 = raw
-                .trim()
-                .parse()
-                .ok()
-                .filter(|s| *s >= 1 && (*s as i64) * 1000 <= dedup::MAX_WINDOW_MS)
-                .ok_or_else(|| ProcessorError::Setting {
+            let window_ms = dedup::window_ms_from_seconds(&raw).ok_or_else(|| {
+                ProcessorError::Setting {
                     name: DEDUP_WINDOW_VAR,
                     value: raw.clone(),
                     rule: "a whole number of seconds from 1 to 31536000 (365 days), at most the stream's retention",
-                })?;
-            settings.dedup_window = Duration::from_secs(secs);
+                }
+            })?;
+            settings.dedup_window = Duration::from_millis(window_ms.unsigned_abs());
         }
         Ok(settings)
     }
