@@ -121,6 +121,9 @@ pub(crate) struct RunArgs {
     /// Capacity model: the records per second one shard's processor must keep up with.
     #[arg(long, default_value_t = 2_000.0)]
     pub(crate) shard_target: f64,
+    /// Capacity model: the pick keeps up with the target this much over it (0.05: 5 %).
+    #[arg(long, default_value_t = 0.05)]
+    pub(crate) shard_margin: f64,
 }
 
 #[derive(clap::Args, Clone)]

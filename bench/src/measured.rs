@@ -115,6 +115,9 @@ pub(crate) struct Metrics {
     /// Wall time of the processor's `process_batch`, summed over batches (µs).
     pub(crate) processor_wall_us: u64,
     pub(crate) first_arrival_ms: Option<i64>,
+    /// When the Pipe's first GetRecords with records returned (ms): a drain's throughput is
+    /// timed from here, as the naive loop's is from its events in memory.
+    pub(crate) first_fetched_ms: Option<i64>,
     pub(crate) last_done_ms: i64,
 }
 
@@ -243,6 +246,10 @@ fn record_lags(metrics: &Mutex<Metrics>, payload: Vec<u8>, timing: &InvokeTiming
     ];
     let ms = |a: i64, b: i64| (b - a) as f64 / 1000.0;
     let Ok(mut m) = metrics.lock() else { return };
+    if let Some(&first) = timing.fetched_us.iter().min() {
+        let first = first / 1000;
+        m.first_fetched_ms = Some(m.first_fetched_ms.map_or(first, |f| f.min(first)));
+    }
     for (i, time) in times.into_iter().enumerate() {
         let (Some(event_us), Some(&fetched)) = (time, timing.fetched_us.get(i)) else {
             m.untimed += 1;

@@ -42,10 +42,15 @@ pub(crate) fn print_phase(r: &PhaseResult) {
         r.published.cpu_s
     );
     println!(
-        "  processed      {} events applied in {:.2} s = {:.0} events/s sustained{}",
+        "  processed      {} events applied in {:.2} s = {:.0} events/s sustained{}{}",
         m.applied,
         secs,
         m.applied as f64 / secs,
+        r.startup.map_or(String::new(), |s| format!(
+            " (from the first records fetched; the Pipe's start-up before that, {:.0} ms, not counted: {:.0} events/s with it)",
+            s.as_secs_f64() * 1000.0,
+            m.applied as f64 / (secs + s.as_secs_f64())
+        )),
         if r.complete { "" } else { "  (INCOMPLETE)" }
     );
     println!(
@@ -87,6 +92,25 @@ pub(crate) fn print_phase(r: &PhaseResult) {
         r.requests,
         writes,
         ratio(writes, m.applied)
+    );
+    // The processor's phases, weighted by events (a full batch's events all wait them).
+    let phase_ms = |i: usize| {
+        let v = m
+            .split
+            .parts
+            .get(LAG_PARTS[i])
+            .map_or(&[][..], Vec::as_slice);
+        mean_pct(v, 50.0).0
+    };
+    println!(
+        "  batch phases   mean ms: log refresh {:.1}, reads {:.1}, product writes {:.1}, log write {:.1}; processor {:.1} ms per batch; {} GetRecords, {:.1} ms each",
+        phase_ms(3),
+        phase_ms(4),
+        phase_ms(7),
+        phase_ms(8),
+        ratio(m.processor_wall_us, m.batches) / 1000.0,
+        r.pipe.get_records_calls,
+        r.pipe.get_records_micros as f64 / 1e3 / r.pipe.get_records_calls.max(1) as f64,
     );
     println!(
         "  CPU            processor thread {:.2} s ({:.1} µs/event, {:.0}% of a core); pipe+processor process {:.2} s; emulators {:.2} s ({:.0}% of a core)",
@@ -386,7 +410,7 @@ pub(crate) fn print_capacity(
             );
         }
     }
-    let pick = inputs.pick(args.shard_target);
+    let pick = inputs.pick(args.shard_target, args.shard_margin);
     let template = inputs.at(
         args.memory_mb,
         f64::from(PipeSettings::default().batch_size),
@@ -402,8 +426,16 @@ pub(crate) fn print_capacity(
     );
     match &pick {
         Some(c) => println!(
-            "\ncapacity model pick: MemorySize {} MB, BatchSize {:.0}, MaximumBatchingWindowInSeconds 0: {:.0} records/s per shard ≥ {:.0} (cycle {:.0} ms, duration {:.0} ms), {:.0} Lambda GB-s per million events",
-            c.memory_mb, c.batch, c.records_per_s, args.shard_target, c.cycle_ms, c.duration_ms, c.gb_s_per_million
+            "\ncapacity model pick (one vCPU, then the smallest BatchSize that keeps up with {:.0} records/s + {:.0} %): MemorySize {} MB, BatchSize {:.0}, MaximumBatchingWindowInSeconds 0: {:.0} records/s per shard (cycle {:.0} ms, duration {:.0} ms), {:.0} Lambda GB-s per million events; {}",
+            args.shard_target,
+            100.0 * args.shard_margin,
+            c.memory_mb,
+            c.batch,
+            c.records_per_s,
+            c.cycle_ms,
+            c.duration_ms,
+            c.gb_s_per_million,
+            if same_settings(c, &template) { "the template's settings" } else { "NOT the template's settings" }
         ),
         None => println!(
             "\ncapacity model pick: none of these settings keeps up with {:.0} records/s per shard at {:.1} µs per event",
@@ -411,6 +443,10 @@ pub(crate) fn print_capacity(
         ),
     }
     Some(Capacity { pick, template })
+}
+
+fn same_settings(a: &ShardCapacity, b: &ShardCapacity) -> bool {
+    a.memory_mb == b.memory_mb && a.batch == b.batch
 }
 
 /// The capacity model's pick, and the template's settings under the same model.
@@ -620,11 +656,13 @@ pub(crate) fn print_targets(
             ),
             format!("≥ {:.0} records/s", args.shard_target),
             format!(
-                "{:.0} records/s (the model's own pick: {})",
+                "{:.0} records/s (the model's pick: {})",
                 c.records_per_s,
                 pick.map_or("none keeps up".to_owned(), |p| format!(
-                    "{} MB / {:.0}",
-                    p.memory_mb, p.batch
+                    "{} MB / {:.0}, {}",
+                    p.memory_mb,
+                    p.batch,
+                    if same_settings(&p, c) { "the template's" } else { "NOT the template's" }
                 ))
             ),
             Some(c.records_per_s >= args.shard_target),

@@ -81,6 +81,7 @@ impl LocalAws {
         };
         let dynamo_listener = bind(0).await?;
         let dynamo_addr = local_addr(&dynamo_listener)?;
+        crate::net::nodelay_on_accepted(&dynamo_listener);
         let rx = stopped.clone();
         let dynamo_task = tokio::spawn(async move {
             if let Err(e) =
@@ -113,12 +114,12 @@ impl LocalAws {
             kinesis,
             kinesis_puts: Arc::default(),
             dynamo: format!("http://{dynamo_addr}"),
-            http: HttpClient::builder(TokioExecutor::new()).build(HttpConnector::new()),
+            http: HttpClient::builder(TokioExecutor::new()).build(crate::net::connector()),
         };
         let app = Router::new().fallback(route).with_state(gateway);
         let rx = stopped.clone();
         let gateway_task = tokio::spawn(async move {
-            if let Err(e) = axum::serve(listener, app)
+            if let Err(e) = axum::serve(crate::net::nodelay(listener), app)
                 .with_graceful_shutdown(until_stopped(rx))
                 .await
             {

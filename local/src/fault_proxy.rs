@@ -109,11 +109,11 @@ impl FaultProxy {
             rates,
             rng: Arc::new(Mutex::new(StdRng::seed_from_u64(seed))),
             counts: counts.clone(),
-            http: HttpClient::builder(TokioExecutor::new()).build(HttpConnector::new()),
+            http: HttpClient::builder(TokioExecutor::new()).build(crate::net::connector()),
         };
         let app = Router::new().fallback(proxy).with_state(state);
         let task = tokio::spawn(async move {
-            if let Err(e) = axum::serve(listener, app).await {
+            if let Err(e) = axum::serve(crate::net::nodelay(listener), app).await {
                 tracing::error!(error = %e, "fault proxy stopped");
             }
         });

@@ -340,7 +340,7 @@ impl Host {
             .route(&format!("{RUNTIME_PATH}/init/error"), post(init_error))
             .with_state(api);
         let server = tokio::spawn(async move {
-            if let Err(e) = axum::serve(listener, router).await {
+            if let Err(e) = axum::serve(crate::net::nodelay(listener), router).await {
                 tracing::warn!(error = %e, "a Runtime API listener stopped");
             }
         });

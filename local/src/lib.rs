@@ -6,6 +6,7 @@ pub mod emulators;
 pub mod fault_proxy;
 pub mod kinesis;
 pub mod lambda_host;
+mod net;
 pub mod pipe;
 pub mod pipe_settings;
 pub mod replay;

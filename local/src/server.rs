@@ -116,7 +116,7 @@ pub async fn serve(
     let listener = tokio::net::TcpListener::bind(("127.0.0.1", options.port)).await?;
     let addr = listener.local_addr()?;
     let task = tokio::spawn(async move {
-        if let Err(e) = axum::serve(listener, router).await {
+        if let Err(e) = axum::serve(crate::net::nodelay(listener), router).await {
             tracing::error!(error = %e, "local server stopped");
         }
     });
