@@ -5,7 +5,6 @@
 //! `ERROR_MESSAGE` attribute), and marks consumed the ones it archived, as SQS deletes a
 //! message the function did not report as failed.
 
-use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
@@ -13,6 +12,8 @@ use std::time::Duration;
 use aws_lambda_events::sqs::SqsEvent;
 use aws_sdk_dynamodb::types::AttributeValue;
 use inventory_dead_letters::DeadLetterConsumer;
+
+use crate::pipe::{dead_letter_items, dead_letter_pk};
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
 
@@ -76,21 +77,10 @@ async fn poll_once(
     consumer: &DeadLetterConsumer,
     stats: &QueueStats,
 ) -> Result<(), String> {
-    let items: Vec<HashMap<String, AttributeValue>> = db
-        .query()
-        .table_name(table)
-        .key_condition_expression("pk = :pk")
-        .filter_expression("attribute_not_exists(#consumed)")
-        .expression_attribute_names("#consumed", CONSUMED_AT)
-        .expression_attribute_values(":pk", AttributeValue::S(format!("DLQ#{pipe}")))
-        .consistent_read(true)
-        .into_paginator()
-        .items()
-        .send()
-        .collect::<Result<_, _>>()
+    let items = dead_letter_items(db, table, pipe)
         .await
-        .map_err(|e| aws_sdk_dynamodb::error::DisplayErrorContext(e).to_string())?;
-    for item in items {
+        .map_err(|e| e.to_string())?;
+    for item in items.into_iter().filter(|i| !i.contains_key(CONSUMED_AT)) {
         let text = |name: &str| {
             item.get(name)
                 .and_then(|v| v.as_s().ok())
@@ -122,7 +112,7 @@ async fn poll_once(
         }
         db.update_item()
             .table_name(table)
-            .key("pk", AttributeValue::S(format!("DLQ#{pipe}")))
+            .key("pk", AttributeValue::S(dead_letter_pk(pipe)))
             .key("sk", AttributeValue::S(sk))
             .update_expression("SET #consumed = :now")
             .expression_attribute_names("#consumed", CONSUMED_AT)

@@ -1110,7 +1110,7 @@ impl PipeRunner {
         }
         let now = Utc::now();
         let item: std::collections::HashMap<String, AttributeValue> = [
-            ("pk", AttributeValue::S(format!("DLQ#{}", self.name))),
+            ("pk", AttributeValue::S(dead_letter_pk(&self.name))),
             (
                 "sk",
                 AttributeValue::S(format!(
@@ -1238,24 +1238,38 @@ async fn pause_until(until: Instant, stop: &watch::Receiver<bool>) {
     }
 }
 
-/// Reads the dead letters of pipe `pipe` from the pipe table `table`.
-pub async fn dead_letters(
+/// The partition of pipe `pipe`'s dead letters in the pipe table.
+pub(crate) fn dead_letter_pk(pipe: &str) -> String {
+    format!("DLQ#{pipe}")
+}
+
+/// Pipe `pipe`'s dead-letter items in the pipe table `table`, as stored: `sk`,
+/// `batch_info` (the `KinesisBatchInfo` JSON), `reason`, and what readers add to them.
+pub(crate) async fn dead_letter_items(
     db: &aws_sdk_dynamodb::Client,
     table: &str,
     pipe: &str,
-) -> Result<Vec<serde_json::Value>, PipeError> {
-    let items: Vec<HashMap<String, AttributeValue>> = db
-        .query()
+) -> Result<Vec<HashMap<String, AttributeValue>>, PipeError> {
+    db.query()
         .table_name(table)
         .key_condition_expression("pk = :pk")
-        .expression_attribute_values(":pk", AttributeValue::S(format!("DLQ#{pipe}")))
+        .expression_attribute_values(":pk", AttributeValue::S(dead_letter_pk(pipe)))
         .consistent_read(true)
         .into_paginator()
         .items()
         .send()
         .collect::<Result<_, _>>()
         .await
-        .map_err(|e| dynamo_err("Query", e))?;
+        .map_err(|e| dynamo_err("Query", e))
+}
+
+/// Reads the dead letters of pipe `pipe` from the pipe table `table`.
+pub async fn dead_letters(
+    db: &aws_sdk_dynamodb::Client,
+    table: &str,
+    pipe: &str,
+) -> Result<Vec<serde_json::Value>, PipeError> {
+    let items = dead_letter_items(db, table, pipe).await?;
     Ok(items
         .iter()
         .filter_map(|item| item.get("batch_info")?.as_s().ok())

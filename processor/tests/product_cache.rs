@@ -15,6 +15,22 @@ fn assert_clean(report: &BatchReport) {
     );
 }
 
+/// One event of `kind` per product, with id `<prefix>-<product>`, in the products' order.
+fn one_each<'a, P: AsRef<str>>(
+    products: &'a [P],
+    prefix: &str,
+    kind: &str,
+    quantity: u64,
+) -> Vec<(&'a str, String)> {
+    products
+        .iter()
+        .map(|p| {
+            let p = p.as_ref();
+            (p, event(&format!("{prefix}-{p}"), kind, p, Some(quantity)))
+        })
+        .collect()
+}
+
 #[tokio::test]
 async fn a_warm_batch_writes_without_reading_and_ends_exact() {
     let (db, tables) = dynamodb().await;
@@ -22,28 +38,19 @@ async fn a_warm_batch_writes_without_reading_and_ends_exact() {
     let mut shard = Shard::new(0);
     let products: Vec<String> = (0..10).map(|i| format!("P{i}")).collect();
 
-    let added: Vec<(&str, String)> = products
-        .iter()
-        .map(|p| {
-            (
-                p.as_str(),
-                event(&format!("add-{p}"), "product_added", p, Some(10)),
-            )
-        })
-        .collect();
+    let added = one_each(&products, "add", "product_added", 10);
     let first = processor.process_batch(&shard.batch(&added)).await;
     assert_clean(&first);
     assert_eq!((first.cache_hits, first.cache_misses), (0, 10));
     assert!(first.read_requests >= 1);
 
     for round in 1..=2u64 {
-        let sold: Vec<(&str, String)> = products
-            .iter()
-            .map(|p| {
-                let id = format!("sale-{round}-{p}");
-                (p.as_str(), event(&id, "quantity_decreased", p, Some(round)))
-            })
-            .collect();
+        let sold = one_each(
+            &products,
+            &format!("sale-{round}"),
+            "quantity_decreased",
+            round,
+        );
         let report = processor.process_batch(&shard.batch(&sold)).await;
         assert_clean(&report);
         assert_eq!(report.read_requests, 0, "round {round} read the products");
@@ -188,10 +195,7 @@ async fn delete_shard_log_after_first(
 async fn a_cold_instance_reads_every_product() {
     let (db, tables) = dynamodb().await;
     let mut shard = Shard::new(0);
-    let added: Vec<(&str, String)> = ["A", "B", "C"]
-        .iter()
-        .map(|p| (*p, event(&format!("add-{p}"), "product_added", p, Some(4))))
-        .collect();
+    let added = one_each(&["A", "B", "C"], "add", "product_added", 4);
     assert_clean(
         &Processor::new(db.clone(), tables.clone())
             .process_batch(&shard.batch(&added))
@@ -199,15 +203,7 @@ async fn a_cold_instance_reads_every_product() {
     );
 
     let cold = Processor::new(db.clone(), tables.clone());
-    let sold: Vec<(&str, String)> = ["A", "B", "C"]
-        .iter()
-        .map(|p| {
-            (
-                *p,
-                event(&format!("sale-{p}"), "quantity_decreased", p, Some(1)),
-            )
-        })
-        .collect();
+    let sold = one_each(&["A", "B", "C"], "sale", "quantity_decreased", 1);
     let report = cold.process_batch(&shard.batch(&sold)).await;
     assert_clean(&report);
     assert_eq!((report.cache_hits, report.cache_misses), (0, 3));
@@ -232,15 +228,7 @@ async fn the_bound_evicts_and_an_evicted_product_is_read_again() {
     let processor = Processor::with_settings(db.clone(), tables.clone(), settings);
     let mut shard = Shard::new(0);
     let products: Vec<String> = (0..10).map(|i| format!("P{i}")).collect();
-    let added: Vec<(&str, String)> = products
-        .iter()
-        .map(|p| {
-            (
-                p.as_str(),
-                event(&format!("add-{p}"), "product_added", p, Some(10)),
-            )
-        })
-        .collect();
+    let added = one_each(&products, "add", "product_added", 10);
     assert_clean(&processor.process_batch(&shard.batch(&added)).await);
     assert!(
         processor.cached_products() <= 5,
@@ -248,15 +236,7 @@ async fn the_bound_evicts_and_an_evicted_product_is_read_again() {
         processor.cached_products()
     );
 
-    let sold: Vec<(&str, String)> = products
-        .iter()
-        .map(|p| {
-            (
-                p.as_str(),
-                event(&format!("sale-{p}"), "quantity_decreased", p, Some(1)),
-            )
-        })
-        .collect();
+    let sold = one_each(&products, "sale", "quantity_decreased", 1);
     let report = processor.process_batch(&shard.batch(&sold)).await;
     assert_clean(&report);
     assert!(report.cache_misses >= 5, "{report:?}");
