@@ -10,15 +10,21 @@
 //! 6. Report the first record whose work did not complete as the batch item failure, so the
 //!    Pipe retries from there; everything before it is applied exactly once.
 //!
-//! By role: [`run`] (the batch run: steps 1-4 and 6, and the order of everything),
-//! [`settle`] (the conditional product writes and the re-reads after a lost race),
-//! [`rejections`] and [`statistics`] (the events table's items).
+//! By step: [`run`] (the orchestrator: the order of everything, and the Pipe's answer),
+//! [`load`] (3), [`lineage`] (3c), [`fold`] (4), [`write`] (5; [`settle`] is one product's
+//! conditional write and its re-folds after a lost race), [`log`] (the shard log and the
+//! counters); [`rejections`] and [`statistics`] write the events table's items.
 
 mod cache;
+mod fold;
+mod lineage;
+mod load;
+mod log;
 mod rejections;
 mod run;
 mod settle;
 mod statistics;
+mod write;
 
 use std::collections::BTreeMap;
 use std::sync::Arc;

@@ -12,7 +12,7 @@ use inventory_store::items::Item;
 use inventory_store::rejections::{self, RejectedRecord, RejectionItem};
 use inventory_store::StoreError;
 
-use super::run::Folded;
+use super::fold::Folded;
 use super::Processor;
 
 /// The batch indices whose rejection write failed, with why.

@@ -16,7 +16,7 @@ use inventory_store::rejections::{self, RejectedRecord, RejectionItem};
 use inventory_store::stats::ProductDelta;
 use inventory_store::StoreError;
 
-use super::run::Folded;
+use super::fold::Folded;
 use super::{Processor, ProductWork, ShardKey};
 use crate::error::ProcessorError;
 

@@ -1,0 +1,145 @@
+//! Step 3: the shard logs brought up to date, and the products' items (from this instance's
+//! cache, or read).
+
+use std::collections::{BTreeMap, HashMap};
+
+use inventory_domain::ProductRecord;
+use inventory_store::batch::{batch_get, UNPROCESSED_RETRY};
+use inventory_store::items::{self, ProductItem};
+
+use super::run::Run;
+use super::{shard_key, Processor, ProductWork, ShardKey};
+
+/// The batch's products with what is known of them before the fold.
+pub(super) struct Loaded {
+    pub work: Vec<ProductWork>,
+    /// Per product (as `work`): its shard.
+    pub shard_of: Vec<ShardKey>,
+    /// Per product (as `work`): its state came from this instance's cache.
+    pub from_cache: Vec<bool>,
+    /// The batch's shards, with why their log could not be brought up to date.
+    pub shards: BTreeMap<ShardKey, Option<String>>,
+    /// The stored items found (a product absent here has none).
+    pub current: HashMap<String, ProductRecord>,
+    /// Products whose item could not be read or decoded, with why.
+    pub unread: HashMap<String, String>,
+}
+
+impl Processor {
+    /// 3a. The shard log, up to date: what other instances logged since this one last saw
+    /// the shard (or the whole window after a cold start). 3b. The products' items: from
+    /// this instance's cache for a shard whose log says nobody else wrote it since
+    /// (cache.rs says why that is safe), the rest read.
+    pub(super) async fn load(&self, run: &mut Run<'_>, work: Vec<ProductWork>) -> Loaded {
+        let mut shard_of: Vec<ShardKey> = Vec::with_capacity(work.len());
+        let mut shards: BTreeMap<ShardKey, Option<String>> = BTreeMap::new();
+        for w in &work {
+            let key = shard_key(run.batch, w.indices[0]);
+            shards.entry(key.clone()).or_insert(None);
+            shard_of.push(key);
+        }
+        run.phase_us();
+        for (key, error) in shards.iter_mut() {
+            match self.log.refresh(&key.0, &key.1, run.oldest).await {
+                Ok(cost) => run.report.log.add(cost),
+                Err(e) => *error = Some(e.to_string()),
+            }
+        }
+        run.report.phases.log_refresh_us = run.phase_us();
+
+        let epochs: Vec<(&ShardKey, Option<u64>)> = shards
+            .iter()
+            .filter(|(_, error)| error.is_none())
+            .map(|(key, _)| (key, self.log.epoch(&key.0, &key.1)))
+            .collect();
+        let mut current: HashMap<String, ProductRecord> = HashMap::with_capacity(work.len());
+        let mut from_cache: Vec<bool> = Vec::with_capacity(work.len());
+        let mut to_read: Vec<&str> = Vec::new();
+        {
+            let mut cache = self.cache();
+            for (key, epoch) in &epochs {
+                cache.validate(key, *epoch);
+            }
+            for (w, shard) in work.iter().zip(&shard_of) {
+                let usable = matches!(shards.get(shard), Some(None));
+                match cache.get(shard, &w.product_id).filter(|_| usable) {
+                    Some(hit) => {
+                        if let Some(record) = hit {
+                            current.insert(w.product_id.clone(), record);
+                        }
+                        from_cache.push(true);
+                    }
+                    None => {
+                        to_read.push(&w.product_id);
+                        from_cache.push(false);
+                    }
+                }
+            }
+        }
+        let (read, reads, unread) = self.load_products(&to_read).await;
+        run.report.read_requests = reads;
+        run.report.cache_misses = to_read.len() as u64;
+        run.report.cache_hits = (work.len() - to_read.len()) as u64;
+        {
+            let mut cache = self.cache();
+            for ((w, shard), cached) in work.iter().zip(&shard_of).zip(&from_cache) {
+                if !cached && !unread.contains_key(&w.product_id) {
+                    cache.put(shard, &w.product_id, read.get(&w.product_id).cloned());
+                }
+            }
+        }
+        current.extend(read);
+        run.report.phases.read_us = run.phase_us();
+        Loaded {
+            work,
+            shard_of,
+            from_cache,
+            shards,
+            current,
+            unread,
+        }
+    }
+
+    /// Reads the products' items (consistent). Returns the items found, the number of
+    /// requests, and the products that could not be read or decoded, with the error.
+    pub(super) async fn load_products(
+        &self,
+        ids: &[&str],
+    ) -> (HashMap<String, ProductRecord>, u64, HashMap<String, String>) {
+        if ids.is_empty() {
+            return (HashMap::new(), 0, HashMap::new());
+        }
+        let keys = ids.iter().map(|id| items::product_key(id)).collect();
+        let read = batch_get(
+            &self.db,
+            &self.tables.inventory,
+            keys,
+            true,
+            UNPROCESSED_RETRY,
+        )
+        .await;
+        let mut found = HashMap::with_capacity(read.items.len());
+        let mut unread = HashMap::new();
+        let id_of = |item: &items::Item| {
+            item.get(items::PRODUCT_ID)
+                .and_then(|v| v.as_s().ok())
+                .cloned()
+                .unwrap_or_default()
+        };
+        for item in read.items {
+            let id = id_of(&item);
+            match ProductItem::from_item(item) {
+                Ok(product) => {
+                    found.insert(id, product.into_record());
+                }
+                Err(e) => {
+                    unread.insert(id, e.to_string());
+                }
+            }
+        }
+        for (key, e) in read.failed {
+            unread.insert(id_of(&key), e.to_string());
+        }
+        (found, read.requests, unread)
+    }
+}

@@ -1,0 +1,140 @@
+//! Step 5: the rejections recorded, then one conditional write per changed product
+//! ([`settle`](super::settle)), and what they add to the shard log and its counters.
+
+use std::collections::{BTreeMap, HashSet};
+
+use futures::stream::{self, StreamExt};
+use inventory_domain::dedup::LogRecord;
+use inventory_domain::{DuplicateKind, Outcome, Rejection};
+use inventory_store::stats::ShardAdd;
+
+use super::fold::Folded;
+use super::run::Run;
+use super::{Processor, ShardKey};
+
+/// What the writes leave for the shard log, by shard.
+#[derive(Default)]
+pub(super) struct Written {
+    /// The processed events each shard's log must add.
+    pub to_log: BTreeMap<ShardKey, Vec<LogRecord>>,
+    /// What the written products add to each shard's counters.
+    pub applied_to: BTreeMap<ShardKey, ShardAdd>,
+}
+
+impl Processor {
+    /// 5a. Records rejections before any product moves past them, so a record whose
+    /// rejection could not be written is retried rather than lost. 5b. One conditional write
+    /// per changed product; a product whose rejection was not written is not written either.
+    pub(super) async fn write(
+        &self,
+        run: &mut Run<'_>,
+        malformed: &[(usize, Rejection)],
+        folds: Vec<Folded>,
+    ) -> Written {
+        let batch = run.batch;
+        let now = run.now;
+        let mut to_record: Vec<(usize, Rejection, Option<usize>)> = malformed
+            .iter()
+            .map(|(i, r)| (*i, r.clone(), None))
+            .collect();
+        for (k, f) in folds.iter().enumerate() {
+            for (i, o) in f.work.indices.iter().zip(&f.fold.outcomes) {
+                if let Outcome::Rejected(r) = o {
+                    to_record.push((*i, r.clone(), Some(k)));
+                }
+            }
+        }
+        let (requests, unwritten) = self.put_rejections(batch, &to_record, &folds, now).await;
+        run.report.rejection_write_requests += requests;
+        run.report.phases.rejection_write_us = run.phase_us();
+        let mut blocked_products: HashSet<usize> = HashSet::new();
+        for (i, _, product) in &to_record {
+            let Some(error) = unwritten.get(i) else {
+                continue;
+            };
+            match product {
+                // The whole product waits for its rejection, including its events before
+                // the rejected one, so the Pipe must retry from the product's first record.
+                Some(k) => {
+                    blocked_products.insert(*k);
+                    run.fail(folds[*k].work.indices[0], error.clone());
+                }
+                None => run.fail(*i, error.clone()),
+            }
+        }
+
+        let writes = folds
+            .into_iter()
+            .enumerate()
+            .filter(|(k, _)| !blocked_products.contains(k))
+            // Boxed, so buffer_unordered moves a pointer into its task, not the future.
+            .map(|(_, folded)| Box::pin(self.settle(batch, folded, now)));
+        let settled: Vec<_> = stream::iter(writes)
+            .buffer_unordered(self.settings.write_concurrency.max(1))
+            .collect()
+            .await;
+        run.report.phases.product_write_us = run.phase_us();
+        {
+            // What the item now holds, or, when a write's outcome is unknown, nothing.
+            let mut cache = self.cache();
+            for (w, shard, result) in &settled {
+                match result.as_ref().ok().and_then(|s| s.state.as_ref()) {
+                    Some(state) => cache.put(shard, &w.product_id, state.clone()),
+                    None => cache.remove(shard, &w.product_id),
+                }
+            }
+        }
+
+        let mut written = Written::default();
+        let report = &mut run.report;
+        let mut failures = Vec::new();
+        for (w, shard, result) in settled {
+            match result {
+                Ok(s) => {
+                    let add = written.applied_to.entry(shard.clone()).or_default();
+                    add.products.add(s.delta);
+                    written.to_log.entry(shard).or_default().extend(s.to_log);
+                    report.product_write_requests += s.write_requests;
+                    report.rejection_write_requests += s.rejection_requests;
+                    if s.written {
+                        report.products_written += 1;
+                    }
+                    for (i, o) in w.indices.iter().zip(&s.outcomes) {
+                        match o {
+                            Outcome::Applied => {
+                                report.applied += 1;
+                                add.products.events_applied += 1;
+                                let arrival = batch.at(*i).arrival_millis();
+                                add.last_applied_arrival_ms =
+                                    add.last_applied_arrival_ms.max(Some(arrival));
+                            }
+                            Outcome::Duplicate(DuplicateKind::Redelivery) => {
+                                report.redeliveries += 1
+                            }
+                            Outcome::Duplicate(DuplicateKind::ProducerDuplicate) => {
+                                report.producer_duplicates += 1
+                            }
+                            Outcome::Rejected(r) => {
+                                *report.rejected.entry(r.reason).or_default() += 1
+                            }
+                        }
+                    }
+                }
+                Err(err) => {
+                    report.product_write_requests += 1;
+                    tracing::warn!(product_id = %w.product_id, error = %err, "product write failed; the Pipe will retry from its first record");
+                    failures.push((w.indices[0], err.to_string()));
+                }
+            }
+        }
+        for (i, r) in malformed {
+            if !unwritten.contains_key(i) {
+                *report.rejected.entry(r.reason).or_default() += 1;
+            }
+        }
+        for (i, error) in failures {
+            run.fail(i, error);
+        }
+        written
+    }
+}
