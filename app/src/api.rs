@@ -149,12 +149,20 @@ impl Api {
     }
 
     /// Redrives every pending dead letter (oldest first, up to 500 per call) with the
-    /// signed-in user's token, or `token` (the local stack's).
-    pub async fn redrive(&self, token: Option<&str>) -> Result<RedriveResult, ApiError> {
+    /// signed-in user's token, or `token` (the local stack's); with `include_past_window`
+    /// also those older than the dedup window.
+    pub async fn redrive(
+        &self,
+        token: Option<&str>,
+        include_past_window: bool,
+    ) -> Result<RedriveResult, ApiError> {
         self.post(
             "/api/dead-letters/redrive",
             token,
-            &RedriveRequest::default(),
+            &RedriveRequest {
+                ids: Vec::new(),
+                include_past_window,
+            },
         )
         .await
     }

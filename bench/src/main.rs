@@ -12,7 +12,8 @@
 //! are counted by an interceptor on the processor's client as well as by its `BatchReport`.
 //!
 //! `startup` times the release `processor` binary from exec to its first poll of the Lambda
-//! runtime API, against a stub of that API.
+//! runtime API, against a stub of that API. `log-load` times a cold instance's read of its
+//! shard's dedup window.
 //!
 //! The modules, by role: [`workloads`] (what is published), [`children`] (the emulator and
 //! publisher child processes), [`measured`] (the processor as the Pipe's target, on its own
@@ -22,6 +23,7 @@
 //! [`startup`].
 
 mod children;
+mod log_load;
 mod measured;
 mod model;
 mod naive;
@@ -57,6 +59,9 @@ enum Cmd {
         #[arg(long, default_value_t = 20)]
         runs: usize,
     },
+    /// A cold instance's load of its shard's dedup window, per window length
+    /// (docs/consistency.md, "Window limits").
+    LogLoad(log_load::LogLoadArgs),
     /// Internal: the embedded emulators until standard input closes.
     #[command(hide = true)]
     Emulators,
@@ -164,5 +169,6 @@ fn main() -> anyhow::Result<()> {
         Cmd::Publish(args) => rt.block_on(children::publisher(args)),
         Cmd::Run(args) => rt.block_on(pipeline::run(args)),
         Cmd::Startup { processor, runs } => rt.block_on(startup::startup(processor, runs)),
+        Cmd::LogLoad(args) => rt.block_on(log_load::log_load(args)),
     }
 }

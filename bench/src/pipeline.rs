@@ -202,7 +202,11 @@ pub(crate) async fn run_phase(
     let metrics = Arc::new(Mutex::new(Metrics::default()));
     let target = Arc::new(BenchTarget {
         jobs: ctx.jobs.clone(),
-        processor: Processor::new(ctx.processor_db.clone(), tables.clone()),
+        processor: Processor::new(
+            ctx.processor_db.clone(),
+            tables.clone(),
+            std::sync::Arc::new(inventory_processor::KinesisShards(ctx.kinesis.clone())),
+        ),
         metrics: metrics.clone(),
     });
     let runner = PipeRunner::new(

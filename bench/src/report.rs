@@ -86,6 +86,12 @@ pub(crate) fn print_phase(r: &PhaseResult) {
         m.read_requests,
         ratio(m.read_requests, m.batches)
     );
+    println!(
+        "  shard log      {} WRU in {} transactions = {:.4} WRU per record (log item and counters, billed twice each)",
+        m.log_write_units,
+        m.log_write_requests,
+        ratio(m.log_write_units, m.records)
+    );
     let writes = total_writes(&r.requests);
     println!(
         "  all requests   {:?}: {} writes = {:.3} per event (the shard log and statistics: one TransactWriteItems per batch and shard)",

@@ -8,12 +8,13 @@ use chrono::Utc;
 use inventory_domain::api::DeadLetterStatus;
 use inventory_domain::batch::DecodedBatch;
 use inventory_domain::dead_letter::DeadLetteredRange;
-use inventory_domain::dedup::SeenIndex;
+use inventory_domain::dedup::{shard_ordinal, SeenIndex};
+use inventory_domain::lineage::{hash_key, Place, RecordAt};
 use inventory_domain::pipes::PipeBatch;
 use inventory_domain::{PipeRecord, SequenceNumber};
 use inventory_store::batch::{batch_get, UNPROCESSED_RETRY};
 use inventory_store::dead_letters::{self, DeadLetterFacts, DeadLetterItem};
-use inventory_store::dedup_log::DedupLog;
+use inventory_store::dedup_log::{self, DedupLog};
 use inventory_store::items::{self, ProductItem};
 use inventory_store::{rejections, Tables};
 
@@ -172,9 +173,20 @@ impl DeadLetterConsumer {
         Ok(out)
     }
 
-    /// Indices of the records the processor handled before the Pipe gave up: an event the
-    /// shard log or its product's item holds, or a malformed record whose rejection is
-    /// stored. Redriving one of those would apply it twice once the log's window has passed.
+    /// Indices of the records the processor handled before the Pipe gave up on their batch
+    /// (docs/consistency.md, "Dead letters"), by the first rule that decides:
+    ///
+    /// 1. the shard log of the record's shard or its ancestors holds its event (same
+    ///    product, id and content): applied, rejected, or a duplicate of one that was;
+    /// 2. its rejection is stored (a malformed record, a refused transition, a stray);
+    /// 3. a logged delivery of its batch finished its product (then it is in 1 or 2, or a
+    ///    duplicate the log holds), or left it unfinished (its product's write failed, so it
+    ///    was not applied): pending;
+    /// 4. no logged delivery covers it (every attempt's log write failed, or the log items
+    ///    have expired: a Pipe re-reading the stream long after): its product's stored
+    ///    position is at or past it along its shard lineage, whatever the log says.
+    ///
+    /// Redriving a processed record would apply it twice once the dedup window has passed.
     async fn processed_before(
         &self,
         range: &DeadLetteredRange,
@@ -185,7 +197,16 @@ impl DeadLetterConsumer {
         let Some(oldest) = records.iter().map(PipeRecord::arrival_millis).min() else {
             return Ok(processed);
         };
-        // A fresh log, as a cold processor reads it: the window before the range and
+        let stream = range.stream_name();
+        let shard = &range.info.shard_id;
+        let listing = inventory_stream::list_stream(&self.kinesis, stream).await?;
+        let ancestors: Vec<String> = listing
+            .ancestors(shard_ordinal(shard))
+            .into_iter()
+            .map(inventory_domain::dedup::shard_id)
+            .collect();
+
+        // 1. A fresh log, as a cold processor reads it: the window before the range and
         // everything logged since (the attempts that failed the batch included).
         let log = DedupLog::new(
             self.db.clone(),
@@ -193,14 +214,12 @@ impl DeadLetterConsumer {
             self.window_ms,
             usize::MAX,
         );
-        let stream = range.stream_name();
-        log.refresh(stream, &range.info.shard_id, oldest).await?;
-        // The event (its product and id, same content) was processed through any record.
-        log.with_lineage(stream, &range.info.shard_id, |index| {
+        log.refresh(stream, shard, &ancestors, oldest).await?;
+        log.with_lineage(stream, shard, &ancestors, |index| {
             for work in &decoded.products {
                 for (i, event) in work.indices.iter().zip(&work.events) {
                     if index
-                        .seen(event.key)
+                        .seen(event.keys)
                         .is_some_and(|s| s.content == event.content)
                     {
                         processed.insert(*i);
@@ -208,12 +227,57 @@ impl DeadLetterConsumer {
                 }
             }
         });
-        // The product's own recent ids: the case where its item was written but the shard
-        // log's append failed on every attempt until the Pipe gave up.
-        let ids: Vec<&str> = decoded
-            .products
+
+        // 2. Its rejection.
+        let now = Utc::now();
+        let keys = records.iter().map(|r| rejections::key_of(r, now)).collect();
+        let read = batch_get(&self.db, &self.tables.events, keys, true, UNPROCESSED_RETRY).await;
+        if let Some((_, e)) = read.failed.into_iter().next() {
+            return Err(e.into());
+        }
+        let stored: HashSet<String> = read
+            .items
             .iter()
-            .map(|w| w.product_id.as_str())
+            .filter_map(|item| item.get("sk").and_then(|v| v.as_s().ok()).cloned())
+            .collect();
+        for (i, record) in records.iter().enumerate() {
+            if stored.contains(&rejections::sort_key(
+                record.arrival_millis(),
+                &record.event_id,
+            )) {
+                processed.insert(i);
+            }
+        }
+
+        // 3. The logged deliveries of the batch.
+        let attempts =
+            dedup_log::attempts(&self.db, &self.tables.events, stream, shard, oldest).await?;
+        let mut undecided = Vec::new();
+        for work in &decoded.products {
+            for (i, event) in work.indices.iter().zip(&work.events) {
+                if processed.contains(i) {
+                    continue;
+                }
+                let verdicts: Vec<bool> = attempts
+                    .iter()
+                    .filter_map(|a| a.finished(&event.sequence, &work.product_id))
+                    .collect();
+                if verdicts.contains(&true) {
+                    processed.insert(*i);
+                } else if verdicts.is_empty() {
+                    undecided.push((*i, work, event));
+                }
+            }
+        }
+
+        // 4. The product's position.
+        if undecided.is_empty() {
+            return Ok(processed);
+        }
+        // One key per product: BatchGetItem refuses a key twice.
+        let ids: std::collections::BTreeSet<&str> = undecided
+            .iter()
+            .map(|(_, w, _)| w.product_id.as_str())
             .collect();
         let read = batch_get(
             &self.db,
@@ -231,41 +295,21 @@ impl DeadLetterConsumer {
             let product = ProductItem::from_item(item)?.into_record();
             products.insert(product.product_id.clone(), product);
         }
-        for work in &decoded.products {
+        for (i, work, event) in undecided {
             let Some(product) = products.get(&work.product_id) else {
                 continue;
             };
-            for (i, event) in work.indices.iter().zip(&work.events) {
-                if product
-                    .recent_ids
-                    .contains(event.event.dedup_key(&event.record_id))
-                {
-                    processed.insert(*i);
-                }
-            }
-        }
-        if !decoded.malformed.is_empty() {
-            let now = Utc::now();
-            let keys = decoded
-                .malformed
-                .iter()
-                .map(|(i, _)| rejections::key_of(&records[*i], now))
-                .collect();
-            let read =
-                batch_get(&self.db, &self.tables.events, keys, true, UNPROCESSED_RETRY).await;
-            if let Some((_, e)) = read.failed.into_iter().next() {
-                return Err(e.into());
-            }
-            let stored: HashSet<String> = read
-                .items
-                .iter()
-                .filter_map(|item| item.get("sk").and_then(|v| v.as_s().ok()).cloned())
-                .collect();
-            for (i, _) in &decoded.malformed {
-                let sk = rejections::sort_key(records[*i].arrival_millis(), &records[*i].event_id);
-                if stored.contains(&sk) {
-                    processed.insert(*i);
-                }
+            let place = inventory_domain::lineage::place(
+                &listing,
+                RecordAt {
+                    shard: event.shard,
+                    sequence: &event.sequence,
+                    hash: hash_key(&work.product_id),
+                },
+                Some(&product.position()),
+            );
+            if place == Place::Behind {
+                processed.insert(i);
             }
         }
         Ok(processed)

@@ -41,6 +41,8 @@ pub enum DeadLetterError {
     },
     #[error(transparent)]
     Store(#[from] inventory_store::StoreError),
+    #[error(transparent)]
+    Stream(#[from] inventory_stream::StreamError),
     #[error("environment variable {name}: {message}")]
     Setting { name: &'static str, message: String },
 }

@@ -4,19 +4,25 @@
 //! duplicate by its event id (docs/consistency.md).
 
 use std::collections::{BTreeMap, VecDeque};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use aws_sdk_kinesis::primitives::Blob;
 use aws_sdk_kinesis::types::PutRecordsRequestEntry;
 use backon::{BackoffBuilder, ExponentialBuilder, Retryable};
 use base64::Engine;
 use chrono::Utc;
-use inventory_domain::api::{DeadLetterStatus, RedriveResult, RedriveSkip, MAX_REDRIVE};
+use inventory_domain::api::{
+    DeadLetterStatus, RedriveRequest, RedriveResult, RedriveSkip, MAX_REDRIVE,
+};
 use inventory_domain::SequenceNumber;
-use inventory_store::dead_letters::{self, DeadLetterItem, Order};
+use inventory_store::dead_letters::{self, DeadLetterItem};
 use inventory_store::Tables;
 
 use crate::{kinesis_err, DeadLetterError};
+
+/// How long one redrive request works before it answers with what remains: within the
+/// API's wait for it (15 s) and the dead-letter function's timeout.
+pub const REDRIVE_BUDGET: Duration = Duration::from_secs(10);
 
 /// Republishes archived dead letters to the stream.
 #[derive(Clone)]
@@ -25,46 +31,68 @@ pub struct Redriver {
     db: aws_sdk_dynamodb::Client,
     tables: Tables,
     stream: String,
+    window_ms: i64,
+    budget: Duration,
 }
 
 impl Redriver {
+    /// `window_ms` is the processor's dedup window (`DEDUP_WINDOW_SECONDS`).
     pub fn new(
         kinesis: aws_sdk_kinesis::Client,
         db: aws_sdk_dynamodb::Client,
         tables: Tables,
         stream: String,
+        window_ms: i64,
     ) -> Self {
         Self {
             kinesis,
             db,
             tables,
             stream,
+            window_ms,
+            budget: REDRIVE_BUDGET,
         }
     }
 
-    /// Redrives the dead letters `ids` names, or when empty the oldest pending ones (at most
-    /// [`MAX_REDRIVE`]; `remaining` says to call again), so a product's events go back
-    /// oldest first across calls too.
-    pub async fn redrive(&self, ids: &[String]) -> Result<RedriveResult, DeadLetterError> {
-        let mut result = RedriveResult::default();
-        let items = if ids.is_empty() {
-            let (mut items, _) = dead_letters::list(
-                &self.db,
-                &self.tables,
-                Some(DeadLetterStatus::Pending),
-                Order::OldestFirst,
-                MAX_REDRIVE + 1,
-                None,
-            )
-            .await?;
+    /// The same, working at most `budget` per request.
+    pub fn with_budget(mut self, budget: Duration) -> Self {
+        self.budget = budget;
+        self
+    }
+
+    /// Redrives the dead letters `request.ids` names, or when empty the oldest pending ones
+    /// (at most [`MAX_REDRIVE`] and [`REDRIVE_BUDGET`]; `remaining` says to call again), so
+    /// a product's events go back oldest first across calls too. Each is claimed before it
+    /// is published, so two redrives never send one record. A record that arrived longer
+    /// ago than the dedup window is held back unless `include_past_window`.
+    pub async fn redrive(
+        &self,
+        request: &RedriveRequest,
+    ) -> Result<RedriveResult, DeadLetterError> {
+        let started = Instant::now();
+        let now_ms = Utc::now().timestamp_millis();
+        let cutoff = now_ms - self.window_ms;
+        let past_ok = request.include_past_window;
+        let mut result = RedriveResult {
+            dedup_window_seconds: u64::try_from(self.window_ms / 1000).unwrap_or(0),
+            ..RedriveResult::default()
+        };
+        let items = if request.ids.is_empty() {
+            let since = (!past_ok).then_some(cutoff);
+            let mut items =
+                dead_letters::redrivable(&self.db, &self.tables, since, MAX_REDRIVE + 1).await?;
             result.remaining = items.len() > MAX_REDRIVE;
             items.truncate(MAX_REDRIVE);
+            if !past_ok {
+                result.held_past_window =
+                    dead_letters::pending_before(&self.db, &self.tables, cutoff).await?;
+            }
             items
         } else {
-            let mut wanted: Vec<String> = ids.iter().take(MAX_REDRIVE).cloned().collect();
+            let mut wanted: Vec<String> = request.ids.iter().take(MAX_REDRIVE).cloned().collect();
             wanted.sort();
             wanted.dedup();
-            result.remaining = ids.len() > MAX_REDRIVE;
+            result.remaining = request.ids.len() > MAX_REDRIVE;
             let found = dead_letters::get_many(&self.db, &self.tables, &wanted).await?;
             for id in &wanted {
                 if !found.iter().any(|i| &i.sk == id) {
@@ -75,6 +103,7 @@ impl Redriver {
         };
         let mut to_send = Vec::new();
         for item in items {
+            let arrived = item_arrival_ms(&item);
             match (item.status, &item.data_base64) {
                 (DeadLetterStatus::ProcessedBefore, _) => result.skipped.push(skip(
                     &item.sk,
@@ -84,25 +113,43 @@ impl Redriver {
                     &item.sk,
                     "already redriven; the processor applies it once",
                 )),
-                (DeadLetterStatus::Pending, None) => result.skipped.push(skip(
+                (_, None) => result.skipped.push(skip(
                     &item.sk,
                     "its data was too large to archive; republish it from the producer",
                 )),
-                (DeadLetterStatus::Pending, Some(_)) => to_send.push(item),
+                _ if !past_ok && arrived < cutoff => {
+                    result.held_past_window += 1;
+                    result.skipped.push(skip(
+                        &item.sk,
+                        &format!(
+                            "it arrived longer ago than the dedup window ({} s): a producer's retry of it applied since would not be recognised, so redriving could apply it twice. Check the product's history, then redrive with include_past_window",
+                            self.window_ms / 1000
+                        ),
+                    ));
+                }
+                _ => to_send.push(item),
             }
         }
-        self.publish(to_send, &mut result).await?;
+        // An interrupted redrive's claim is taken up only while a copy it may have published
+        // is still inside the dedup window of the one sent now (or when told to).
+        let reclaim_after = if past_ok { i64::MIN } else { cutoff };
+        let deadline = started + self.budget;
+        self.publish(to_send, reclaim_after, deadline, &mut result)
+            .await?;
         Ok(result)
     }
 
     /// Puts the items back on the stream keeping each partition key's records in their
     /// original order: in waves with at most one record per key, each wave after the last
     /// succeeded (PutRecords orders nothing within a call, and retries a failed entry late).
-    /// Each item is marked redriven as soon as its call succeeded, so a failure part-way
-    /// leaves exactly the unsent ones pending.
+    /// Each item is claimed before it is sent and marked redriven once its call succeeded;
+    /// a failed call gives its claims back, so exactly the unsent ones stay pending. No wave
+    /// starts past `deadline`.
     async fn publish(
         &self,
         items: Vec<DeadLetterItem>,
+        reclaim_after: i64,
+        deadline: Instant,
         result: &mut RedriveResult,
     ) -> Result<(), DeadLetterError> {
         let mut by_key: BTreeMap<String, VecDeque<DeadLetterItem>> = BTreeMap::new();
@@ -123,44 +170,85 @@ impl Redriver {
                 .or_default()
                 .push_back(item);
         }
+        let token = format!("{:016x}", inventory_store::dedup_log::nonce());
         loop {
+            if Instant::now() >= deadline {
+                result.remaining |= by_key.values().any(|q| !q.is_empty());
+                return Ok(());
+            }
             let wave: Vec<DeadLetterItem> = by_key
                 .values_mut()
                 .filter_map(VecDeque::pop_front)
                 .collect();
             if wave.is_empty() {
-                break;
+                return Ok(());
             }
             for chunk in wave.chunks(500) {
                 let mut entries = Vec::with_capacity(chunk.len());
-                let mut sendable = Vec::with_capacity(chunk.len());
+                let mut claimed = Vec::with_capacity(chunk.len());
                 for item in chunk {
                     let data = item.data_base64.as_deref().unwrap_or_default();
-                    match base64::engine::general_purpose::STANDARD.decode(data) {
-                        Ok(bytes) => {
-                            let entry = PutRecordsRequestEntry::builder()
-                                .partition_key(&item.partition_key)
-                                .data(Blob::new(bytes))
-                                .build()
-                                .map_err(|e| kinesis_err("PutRecords", e))?;
-                            entries.push(entry);
-                            sendable.push(item.clone());
+                    let bytes = match base64::engine::general_purpose::STANDARD.decode(data) {
+                        Ok(bytes) => bytes,
+                        Err(e) => {
+                            result.skipped.push(skip(
+                                &item.sk,
+                                &format!("its archived data is not base64 ({e})"),
+                            ));
+                            continue;
                         }
-                        Err(e) => result.skipped.push(skip(
+                    };
+                    let now = Utc::now().timestamp_millis();
+                    if !dead_letters::claim(
+                        &self.db,
+                        &self.tables,
+                        &item.sk,
+                        &token,
+                        now,
+                        reclaim_after,
+                    )
+                    .await?
+                    {
+                        result.skipped.push(skip(
                             &item.sk,
-                            &format!("its archived data is not base64 ({e})"),
-                        )),
+                            "another redrive has it (or had it: a redrive interrupted longer ago than the dedup window is taken up only with include_past_window)",
+                        ));
+                        continue;
                     }
+                    let entry = PutRecordsRequestEntry::builder()
+                        .partition_key(&item.partition_key)
+                        .data(Blob::new(bytes))
+                        .build()
+                        .map_err(|e| kinesis_err("PutRecords", e))?;
+                    entries.push(entry);
+                    claimed.push(item.clone());
                 }
-                self.put_all(entries).await?;
-                for item in sendable {
-                    dead_letters::mark_redriven(&self.db, &self.tables, &item.sk, Utc::now())
-                        .await?;
+                if entries.is_empty() {
+                    continue;
+                }
+                if let Err(e) = self.put_all(entries).await {
+                    for item in &claimed {
+                        if let Err(release) =
+                            dead_letters::release(&self.db, &self.tables, &item.sk, &token).await
+                        {
+                            tracing::warn!(id = %item.sk, error = %release, "could not give a redrive claim back; a later redrive takes it up after the lease");
+                        }
+                    }
+                    return Err(e);
+                }
+                for item in claimed {
+                    dead_letters::mark_redriven(
+                        &self.db,
+                        &self.tables,
+                        &item.sk,
+                        &token,
+                        Utc::now(),
+                    )
+                    .await?;
                     result.republished += 1;
                 }
             }
         }
-        Ok(())
     }
 
     /// One PutRecords call's entries, retrying the ones Kinesis refused (throttling) until
@@ -214,4 +302,12 @@ fn skip(id: &str, why: &str) -> RedriveSkip {
         id: id.to_owned(),
         why: why.to_owned(),
     }
+}
+
+/// When the record arrived, in ms, from its archive id (`<arrival ms>#<eventID>`).
+fn item_arrival_ms(item: &DeadLetterItem) -> i64 {
+    item.sk
+        .split_once('#')
+        .and_then(|(ms, _)| ms.parse().ok())
+        .unwrap_or(0)
 }

@@ -118,10 +118,14 @@ pub struct RejectionPage {
 pub enum DeadLetterStatus {
     /// Not applied: waiting for a redrive.
     Pending,
+    /// Claimed by a redrive that is publishing it (no other redrive sends it); one whose
+    /// redrive was interrupted is taken up again by a later redrive.
+    Redriving,
     /// Republished to the stream (same partition key and bytes, so the same event id).
     Redriven,
-    /// The shard log shows the processor handled this very record before the Pipe gave up
-    /// on its batch: kept for the record, never redriven.
+    /// The processor handled this record before the Pipe gave up on its batch (its shard
+    /// log, its rejection, its batch's logged delivery or its product's position says so):
+    /// kept for the record, never redriven.
     ProcessedBefore,
 }
 
@@ -162,6 +166,10 @@ pub struct DeadLetterPage {
 #[serde(default)]
 pub struct RedriveRequest {
     pub ids: Vec<String>,
+    /// Also redrive records that arrived longer ago than the dedup window. Without it they are
+    /// held back: a producer's retry of such a record, applied meanwhile, would no longer be
+    /// recognised as its duplicate, so redriving it could apply the event twice.
+    pub include_past_window: bool,
 }
 
 /// Dead letters one redrive request handles at most.
@@ -174,8 +182,16 @@ pub struct RedriveResult {
     pub republished: u64,
     /// Records not republished, each with why.
     pub skipped: Vec<RedriveSkip>,
-    /// Pending dead letters left after this request (more than [`MAX_REDRIVE`] were asked for).
+    /// Pending dead letters this request did not reach (more than [`MAX_REDRIVE`], or its
+    /// time budget ran out): call again.
     pub remaining: bool,
+    /// Pending dead letters that arrived longer ago than the dedup window, held back because
+    /// the request did not set `include_past_window`.
+    #[serde(default)]
+    pub held_past_window: u64,
+    /// The dedup window the redrive judged by, in seconds.
+    #[serde(default)]
+    pub dedup_window_seconds: u64,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]

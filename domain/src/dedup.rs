@@ -20,6 +20,11 @@ use crate::event::{Change, InventoryEvent};
 pub const DEFAULT_WINDOW_MS: i64 = 15 * 60 * 1000;
 /// The longest window: Kinesis' longest retention (365 days); the processor refuses more.
 pub const MAX_WINDOW_MS: i64 = 365 * 24 * 3600 * 1000;
+/// The longest window the template offers (`DedupWindowSeconds`' MaxValue): at 1,000 events/s
+/// on a shard, a cold instance reads 1.2 million entries (24 MB of log items, 6,000 strongly
+/// consistent read units: 2 s of one DynamoDB partition's 3,000 per second) and holds about
+/// 120 MB (docs/consistency.md, "Window limits"; `inventory-bench log-load`).
+pub const MAX_TEMPLATE_WINDOW_SECONDS: i64 = 1_200;
 
 /// The window a `DEDUP_WINDOW_SECONDS` setting names, in ms: whole seconds from 1 to
 /// [`MAX_WINDOW_MS`]; `None` for anything else. One reading for every component that must
@@ -32,16 +37,69 @@ pub fn window_ms_from_seconds(raw: &str) -> Option<i64> {
         .map(|s| s * 1000)
 }
 
-/// Bytes per record in a log item: key hash (8), content hash (4), record hash (4),
-/// arrival offset (4).
-pub const LOG_RECORD_BYTES: usize = 20;
-const LOG_FORMAT: u8 = 1;
-const LOG_HEADER_BYTES: usize = 1 + 8;
+/// The arrival clock's unit in the log, in ms: arrivals are rounded down to it where they are
+/// read ([`arrival_unit`]), so every instance and a replay compare the same numbers.
+pub const ARRIVAL_UNIT_MS: i64 = 10;
 
-/// The identity of an event for deduplication: its product and its dedup key (the
-/// `event_id`, or the record identity when the producer sent none). 64 bits: a false
-/// match needs a collision among one product's events inside the window.
-pub fn dedup_hash(product_id: &str, dedup_key: &str) -> u64 {
+/// `approximateArrivalTimestamp` in ms, rounded down to [`ARRIVAL_UNIT_MS`].
+pub fn arrival_unit(arrival_ms: i64) -> i64 {
+    arrival_ms.div_euclid(ARRIVAL_UNIT_MS) * ARRIVAL_UNIT_MS
+}
+
+/// Bytes per record in a log item with a batch that spans under 1.28 s: key (12), content
+/// (4), record (3), arrival offset (1; a varint of [`ARRIVAL_UNIT_MS`] units, 2 bytes for a
+/// batch spanning up to 164 s).
+pub const LOG_RECORD_BYTES: usize = 20;
+const LOG_FORMAT: u8 = 2;
+/// Format 1 (until 2026-12): 64-bit keys, 32-bit record hashes, 4-byte offsets in ms. Read,
+/// never written, so a log written before an upgrade still finds its duplicates.
+const LEGACY_FORMAT: u8 = 1;
+const LEGACY_RECORD_BYTES: usize = 20;
+const LOG_HEADER_BYTES: usize = 1 + 8;
+/// Record hashes keep 24 bits: they only tell a redelivery from a producer's duplicate.
+const RECORD_MASK: u32 = 0x00ff_ffff;
+
+/// The identity of an event for deduplication: 96 bits of xxh3-128 over its product and its
+/// dedup key (the `event_id`, or the record identity when the producer sent none). A false
+/// match needs two of one lineage's events inside the window to agree on all 96 bits: at
+/// most 1 in 10⁶ years at the largest window the template allows (docs/consistency.md,
+/// "Dedup keys").
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct DedupKey(u128);
+
+impl DedupKey {
+    pub const BYTES: usize = 12;
+    const MASK: u128 = (1 << 96) - 1;
+
+    pub fn of(product_id: &str, dedup_key: &str) -> Self {
+        let mut h = Xxh3::new();
+        h.update(product_id.as_bytes());
+        h.update(&[0]);
+        h.update(dedup_key.as_bytes());
+        Self(h.digest128() & Self::MASK)
+    }
+
+    pub fn to_bytes(self) -> [u8; Self::BYTES] {
+        let mut out = [0; Self::BYTES];
+        out.copy_from_slice(&self.0.to_le_bytes()[..Self::BYTES]);
+        out
+    }
+
+    pub fn from_bytes(bytes: [u8; Self::BYTES]) -> Self {
+        let mut wide = [0u8; 16];
+        wide[..Self::BYTES].copy_from_slice(&bytes);
+        Self(u128::from_le_bytes(wide))
+    }
+
+    /// Test hook: the key with its low 64 bits set to 0, as if it collided with every other
+    /// key at the width format 1 used (`ProcessorSettings::collide_dedup_keys`).
+    pub fn collided(self) -> Self {
+        Self(self.0 & !(u64::MAX as u128))
+    }
+}
+
+/// The key format 1 logs held: 64 bits of xxh3 over the same input.
+pub fn legacy_dedup_hash(product_id: &str, dedup_key: &str) -> u64 {
     let mut h = Xxh3::new();
     h.update(product_id.as_bytes());
     h.update(&[0]);
@@ -76,21 +134,36 @@ pub fn content_hash(event: &InventoryEvent) -> u32 {
     h.digest() as u32
 }
 
-/// Which record carried an event (its sequence number, hashed): a redelivery of the same
-/// record is not a producer's duplicate, even when both arrived in the same millisecond.
+/// Which record carried an event (its sequence number, hashed to 24 bits): a redelivery of
+/// the same record is not a producer's duplicate, even when both arrived in the same
+/// millisecond.
 pub fn record_hash(sequence_number: &str) -> u32 {
-    xxhash_rust::xxh3::xxh3_64(sequence_number.as_bytes()) as u32
+    (xxhash_rust::xxh3::xxh3_64(sequence_number.as_bytes()) as u32) & RECORD_MASK
+}
+
+/// Where a log entry is kept: format 2's wide keys, or format 1's.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum LogKey {
+    Wide(DedupKey),
+    Legacy(u64),
 }
 
 /// One processed event as the log keeps it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct LogRecord {
-    pub key: u64,
+    pub key: LogKey,
     pub content: u32,
     /// [`record_hash`] of the record that carried it.
     pub record: u32,
-    /// The record's `approximateArrivalTimestamp`, in ms.
+    /// The record's arrival, in ms, a multiple of [`ARRIVAL_UNIT_MS`].
     pub arrival_ms: i64,
+}
+
+/// The keys of an event, to look it up in logs of either format.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct EventKeys {
+    pub key: DedupKey,
+    pub legacy: u64,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -101,21 +174,37 @@ pub enum LogDecodeError {
     Length(usize),
 }
 
-/// Encodes a batch's log records: a format byte, the earliest arrival, then per record the
-/// key, the content, the record and the arrival as an offset from the earliest (a batch spans far less
-/// than the 49 days a u32 of ms holds; a larger offset is clamped, which only shortens how
-/// long that one entry is remembered).
+/// Encodes a batch's log records (format 2): a format byte, the earliest arrival in
+/// [`ARRIVAL_UNIT_MS`] units, then per record the key, the content, the record and the
+/// arrival as a varint offset from the earliest. Format-1 keys are never written: their
+/// records are skipped.
 pub fn encode_log(records: &[LogRecord]) -> Vec<u8> {
-    let base = records.iter().map(|r| r.arrival_ms).min().unwrap_or(0);
-    let mut out = Vec::with_capacity(LOG_HEADER_BYTES + records.len() * LOG_RECORD_BYTES);
+    let units = |ms: i64| ms.div_euclid(ARRIVAL_UNIT_MS);
+    let base = records
+        .iter()
+        .map(|r| units(r.arrival_ms))
+        .min()
+        .unwrap_or(0);
+    let mut out = Vec::with_capacity(LOG_HEADER_BYTES + records.len() * (LOG_RECORD_BYTES + 1));
     out.push(LOG_FORMAT);
     out.extend_from_slice(&base.to_le_bytes());
     for r in records {
-        let offset = u32::try_from(r.arrival_ms - base).unwrap_or(u32::MAX);
-        out.extend_from_slice(&r.key.to_le_bytes());
+        let LogKey::Wide(key) = r.key else {
+            continue;
+        };
+        out.extend_from_slice(&key.to_bytes());
         out.extend_from_slice(&r.content.to_le_bytes());
-        out.extend_from_slice(&r.record.to_le_bytes());
-        out.extend_from_slice(&offset.to_le_bytes());
+        out.extend_from_slice(&(r.record & RECORD_MASK).to_le_bytes()[..3]);
+        let mut offset = u64::try_from(units(r.arrival_ms) - base).unwrap_or(0);
+        loop {
+            let byte = (offset & 0x7f) as u8;
+            offset >>= 7;
+            if offset == 0 {
+                out.push(byte);
+                break;
+            }
+            out.push(byte | 0x80);
+        }
     }
     out
 }
@@ -124,37 +213,76 @@ pub fn decode_log(bytes: &[u8]) -> Result<Vec<LogRecord>, LogDecodeError> {
     let Some((&format, rest)) = bytes.split_first() else {
         return Err(LogDecodeError::Length(0));
     };
-    if format != LOG_FORMAT {
-        return Err(LogDecodeError::Format(format));
-    }
-    if rest.len() < 8 || (rest.len() - 8) % LOG_RECORD_BYTES != 0 {
-        return Err(LogDecodeError::Length(bytes.len()));
+    let length = || LogDecodeError::Length(bytes.len());
+    if rest.len() < 8 {
+        return Err(match format {
+            LOG_FORMAT | LEGACY_FORMAT => length(),
+            other => LogDecodeError::Format(other),
+        });
     }
     let (base, body) = rest.split_at(8);
-    let base = i64::from_le_bytes(
-        base.try_into()
-            .map_err(|_| LogDecodeError::Length(bytes.len()))?,
-    );
-    Ok(body
-        .chunks_exact(LOG_RECORD_BYTES)
-        .map(|c| {
-            let word = |r: std::ops::Range<usize>| -> [u8; 8] {
-                let mut w = [0u8; 8];
-                w[..r.len()].copy_from_slice(&c[r]);
-                w
-            };
-            let key = u64::from_le_bytes(word(0..8));
-            let content = u64::from_le_bytes(word(8..12)) as u32;
-            let record = u64::from_le_bytes(word(12..16)) as u32;
-            let offset = u64::from_le_bytes(word(16..20)) as i64;
-            LogRecord {
-                key,
-                content,
-                record,
-                arrival_ms: base + offset,
+    let base = i64::from_le_bytes(base.try_into().map_err(|_| length())?);
+    match format {
+        LOG_FORMAT => decode_wide(base, body).ok_or_else(length),
+        LEGACY_FORMAT => decode_legacy(base, body).ok_or_else(length),
+        other => Err(LogDecodeError::Format(other)),
+    }
+}
+
+fn decode_wide(base_units: i64, mut body: &[u8]) -> Option<Vec<LogRecord>> {
+    let mut out = Vec::with_capacity(body.len() / LOG_RECORD_BYTES);
+    while !body.is_empty() {
+        let (fixed, rest) = body.split_at_checked(DedupKey::BYTES + 4 + 3)?;
+        let key = DedupKey::from_bytes(fixed[..DedupKey::BYTES].try_into().ok()?);
+        let content = u32::from_le_bytes(fixed[12..16].try_into().ok()?);
+        let record = u32::from_le_bytes([fixed[16], fixed[17], fixed[18], 0]);
+        let mut offset: u64 = 0;
+        let mut used = 0;
+        loop {
+            let byte = *rest.get(used)?;
+            // A u64 holds ten 7-bit groups; more is corrupt.
+            if used >= 10 {
+                return None;
             }
-        })
-        .collect())
+            offset |= u64::from(byte & 0x7f) << (7 * used);
+            used += 1;
+            if byte & 0x80 == 0 {
+                break;
+            }
+        }
+        body = &rest[used..];
+        let units = base_units.checked_add(i64::try_from(offset).ok()?)?;
+        out.push(LogRecord {
+            key: LogKey::Wide(key),
+            content,
+            record,
+            arrival_ms: units.checked_mul(ARRIVAL_UNIT_MS)?,
+        });
+    }
+    Some(out)
+}
+
+fn decode_legacy(base_ms: i64, body: &[u8]) -> Option<Vec<LogRecord>> {
+    if !body.len().is_multiple_of(LEGACY_RECORD_BYTES) {
+        return None;
+    }
+    Some(
+        body.chunks_exact(LEGACY_RECORD_BYTES)
+            .map(|c| {
+                let word = |r: std::ops::Range<usize>| -> [u8; 8] {
+                    let mut w = [0u8; 8];
+                    w[..r.len()].copy_from_slice(&c[r]);
+                    w
+                };
+                LogRecord {
+                    key: LogKey::Legacy(u64::from_le_bytes(word(0..8))),
+                    content: u64::from_le_bytes(word(8..12)) as u32,
+                    record: (u64::from_le_bytes(word(12..16)) as u32) & RECORD_MASK,
+                    arrival_ms: arrival_unit(base_ms + u64::from_le_bytes(word(16..20)) as i64),
+                }
+            })
+            .collect(),
+    )
 }
 
 /// What the log knows of a key: the content and arrival of the processed event.
@@ -167,21 +295,21 @@ pub struct Seen {
 
 /// Where a fold looks up processed events.
 pub trait SeenIndex {
-    fn seen(&self, key: u64) -> Option<Seen>;
+    fn seen(&self, keys: EventKeys) -> Option<Seen>;
 }
 
 /// No log: only the product item's own bookkeeping deduplicates.
 pub struct NoLog;
 
 impl SeenIndex for NoLog {
-    fn seen(&self, _key: u64) -> Option<Seen> {
+    fn seen(&self, _keys: EventKeys) -> Option<Seen> {
         None
     }
 }
 
-impl SeenIndex for HashMap<u64, Seen> {
-    fn seen(&self, key: u64) -> Option<Seen> {
-        self.get(&key).copied()
+impl SeenIndex for HashMap<DedupKey, Seen> {
+    fn seen(&self, keys: EventKeys) -> Option<Seen> {
+        self.get(&keys.key).copied()
     }
 }
 
@@ -225,14 +353,13 @@ pub fn classify(
 /// The processed events of one shard that are still inside the window, in memory.
 #[derive(Debug, Default, Clone)]
 pub struct ShardLog {
-    entries: HashMap<u64, Seen>,
+    entries: HashMap<DedupKey, Seen>,
+    /// Entries of format-1 items (written before keys were widened), by their 64-bit key.
+    legacy: HashMap<u64, Seen>,
     /// (arrival, key), oldest first, to prune by time.
-    by_arrival: VecDeque<(i64, u64)>,
+    by_arrival: VecDeque<(i64, LogKey)>,
     /// The highest log item number read or written (items are numbered 1, 2, … per shard).
     pub high_water: u64,
-    /// Shards whose products moved into this one (a split or merge): their logs hold these
-    /// products' earlier events.
-    pub parents: Vec<String>,
     /// Read to its end after a child shard was seen: the shard is closed and drained (Pipes
     /// reads a child only then), so nothing more is written to its log.
     pub sealed: bool,
@@ -252,26 +379,35 @@ impl ShardLog {
         // A key is logged again only when its earlier record had left the window (a
         // duplicate or a reuse inside the window is never logged): the later record is then
         // the one a further retry is measured against.
-        if self
-            .entries
-            .get(&r.key)
-            .is_some_and(|old| old.arrival_ms >= r.arrival_ms)
-        {
-            return;
+        let newer = |old: Option<&Seen>| old.is_none_or(|old| old.arrival_ms < r.arrival_ms);
+        let inserted = match r.key {
+            LogKey::Wide(k) => {
+                newer(self.entries.get(&k)) && {
+                    self.entries.insert(k, seen);
+                    true
+                }
+            }
+            LogKey::Legacy(k) => {
+                newer(self.legacy.get(&k)) && {
+                    self.legacy.insert(k, seen);
+                    true
+                }
+            }
+        };
+        if inserted {
+            self.by_arrival.push_back((r.arrival_ms, r.key));
         }
-        self.entries.insert(r.key, seen);
-        self.by_arrival.push_back((r.arrival_ms, r.key));
     }
 
-    pub fn get(&self, key: u64) -> Option<Seen> {
-        self.entries.get(&key).copied()
-    }
-
-    /// Whether this exact record (key and arrival) is already in the log.
-    pub fn has_record(&self, r: &LogRecord) -> bool {
-        self.entries
-            .get(&r.key)
-            .is_some_and(|s| s.record == r.record && s.content == r.content)
+    pub fn get(&self, keys: EventKeys) -> Option<Seen> {
+        let wide = self.entries.get(&keys.key);
+        if self.legacy.is_empty() {
+            return wide.copied();
+        }
+        wide.into_iter()
+            .chain(self.legacy.get(&keys.legacy))
+            .max_by_key(|s| s.arrival_ms)
+            .copied()
     }
 
     /// Forgets entries that no record arriving at or after `oldest_arrival_ms` can match.
@@ -283,58 +419,58 @@ impl ShardLog {
                 break;
             }
             self.by_arrival.pop_front();
-            if self
-                .entries
-                .get(&key)
-                .is_some_and(|s| s.arrival_ms == arrival)
-            {
-                self.entries.remove(&key);
+            match key {
+                LogKey::Wide(k) => {
+                    if self
+                        .entries
+                        .get(&k)
+                        .is_some_and(|s| s.arrival_ms == arrival)
+                    {
+                        self.entries.remove(&k);
+                    }
+                }
+                LogKey::Legacy(k) => {
+                    if self.legacy.get(&k).is_some_and(|s| s.arrival_ms == arrival) {
+                        self.legacy.remove(&k);
+                    }
+                }
             }
         }
     }
 
     pub fn len(&self) -> usize {
-        self.entries.len()
+        self.entries.len() + self.legacy.len()
     }
 
     pub fn is_empty(&self) -> bool {
-        self.entries.is_empty()
-    }
-
-    pub fn add_parent(&mut self, shard: &str) -> bool {
-        if self.parents.iter().any(|p| p == shard) {
-            return false;
-        }
-        self.parents.push(shard.to_owned());
-        true
+        self.len() == 0
     }
 }
 
 impl SeenIndex for ShardLog {
-    fn seen(&self, key: u64) -> Option<Seen> {
-        self.get(key)
+    fn seen(&self, keys: EventKeys) -> Option<Seen> {
+        self.get(keys)
     }
 }
 
 /// The logs of a shard and its ancestors, as one index for a fold.
-pub struct Lineage<'a> {
+pub struct LineageLogs<'a> {
     pub logs: Vec<&'a ShardLog>,
 }
 
-impl SeenIndex for Lineage<'_> {
-    fn seen(&self, key: u64) -> Option<Seen> {
+impl SeenIndex for LineageLogs<'_> {
+    fn seen(&self, keys: EventKeys) -> Option<Seen> {
         // A key lives in one product's lineage; its latest logged record decides (see
         // `ShardLog::insert`).
         self.logs
             .iter()
-            .filter_map(|l| l.get(key))
+            .filter_map(|l| l.get(keys))
             .max_by_key(|s| s.arrival_ms)
     }
 }
 
-/// The number in a Kinesis shard id (`shardId-000000000004` → 4). Kinesis numbers shards
-/// in the order it creates them, and a child shard is created after its parents, so along a
-/// product's lineage (one open shard holds its hash key at a time) the numbers increase.
+/// The number in a Kinesis shard id (`shardId-000000000004` → 4): the shard's name in the
+/// product item and in [`crate::lineage`], never its place in the lineage.
 pub fn shard_ordinal(shard_id: &str) -> u64 {
     let digits = shard_id
         .rsplit(|c: char| !c.is_ascii_digit())
@@ -394,19 +530,92 @@ mod tests {
         assert_eq!(classify(None, 7, 4, 5_000, 60_000), Verdict::New);
     }
 
+    fn key(n: u128) -> DedupKey {
+        DedupKey(n & DedupKey::MASK)
+    }
+
+    fn keys(n: u128) -> EventKeys {
+        EventKeys {
+            key: key(n),
+            legacy: n as u64,
+        }
+    }
+
     #[test]
     fn a_corrupt_log_item_is_an_error_not_a_panic() {
         assert_eq!(decode_log(&[]), Err(LogDecodeError::Length(0)));
         assert_eq!(decode_log(&[9, 0, 0]), Err(LogDecodeError::Format(9)));
-        assert_eq!(decode_log(&[1, 0, 0]), Err(LogDecodeError::Length(3)));
+        assert_eq!(decode_log(&[2, 0, 0]), Err(LogDecodeError::Length(3)));
         let mut ok = encode_log(&[LogRecord {
-            key: 1,
+            key: LogKey::Wide(key(1)),
             content: 2,
             record: 4,
-            arrival_ms: 3,
+            arrival_ms: 30,
         }]);
         ok.push(0);
         assert!(decode_log(&ok).is_err());
+        // A varint that never ends.
+        let mut endless = encode_log(&[]);
+        endless.extend([0u8; 19]);
+        endless.extend([0x80; 12]);
+        assert!(decode_log(&endless).is_err());
+    }
+
+    #[test]
+    fn a_batch_spanning_under_a_second_costs_twenty_bytes_a_record() {
+        let records: Vec<LogRecord> = (0..1000)
+            .map(|i| LogRecord {
+                key: LogKey::Wide(key(i * 7919)),
+                content: 1,
+                record: i as u32,
+                arrival_ms: 1_700_000_000_000 + i as i64,
+            })
+            .collect();
+        assert_eq!(
+            encode_log(&records).len(),
+            LOG_HEADER_BYTES + 1000 * LOG_RECORD_BYTES
+        );
+    }
+
+    #[test]
+    fn the_key_is_96_bits_of_product_and_id_and_the_hook_collides_the_low_64() {
+        let a = DedupKey::of("P1", "e1");
+        assert_ne!(a, DedupKey::of("P2", "e1"), "scoped by product");
+        assert_ne!(a, DedupKey::of("P1", "e2"));
+        assert_eq!(a.0 >> 96, 0);
+        assert_eq!(DedupKey::from_bytes(a.to_bytes()), a);
+        let (x, y) = (a.collided(), DedupKey::of("P2", "e1").collided());
+        assert_eq!(x.0 as u64, y.0 as u64, "the hook forces a 64-bit collision");
+        assert_ne!(x, y, "the upper 32 bits still tell them apart");
+    }
+
+    #[test]
+    fn format_one_items_are_still_read_and_found_by_their_64_bit_key() {
+        // Format 1: header (format, base ms), then 8-byte key, content, record, offset.
+        let mut bytes = vec![LEGACY_FORMAT];
+        bytes.extend(1_000i64.to_le_bytes());
+        bytes.extend(0xdead_beef_u64.to_le_bytes());
+        bytes.extend(7u32.to_le_bytes());
+        bytes.extend(0x0102_0304u32.to_le_bytes());
+        bytes.extend(25u32.to_le_bytes());
+        let records = decode_log(&bytes).unwrap();
+        assert_eq!(
+            records,
+            vec![LogRecord {
+                key: LogKey::Legacy(0xdead_beef),
+                content: 7,
+                record: 0x02_0304,
+                arrival_ms: 1_020,
+            }]
+        );
+        let mut log = ShardLog::default();
+        log.insert(records[0]);
+        let found = log.get(EventKeys {
+            key: key(5),
+            legacy: 0xdead_beef,
+        });
+        assert_eq!(found.map(|s| s.content), Some(7));
+        assert_eq!(log.get(keys(6)), None);
     }
 
     #[test]
@@ -414,30 +623,35 @@ mod tests {
         let mut log = ShardLog::default();
         for (i, t) in [100i64, 200, 300].into_iter().enumerate() {
             log.insert(LogRecord {
-                key: i as u64,
+                key: LogKey::Wide(key(i as u128)),
                 content: 0,
                 record: i as u32,
                 arrival_ms: t,
             });
         }
         log.prune(350, 100);
-        assert_eq!(log.get(0), None);
-        assert!(log.get(1).is_none() && log.get(2).is_some());
+        assert_eq!(log.get(keys(0)), None);
+        assert!(log.get(keys(1)).is_none() && log.get(keys(2)).is_some());
         assert_eq!(log.len(), 1);
     }
 
     proptest! {
         #[test]
         fn log_records_survive_the_codec(
-            records in prop::collection::vec((any::<u64>(), any::<u32>(), any::<u32>(), 0i64..86_400_000), 0..300),
+            records in prop::collection::vec((any::<u128>(), any::<u32>(), any::<u32>(), 0i64..86_400_000), 0..300),
             base in 1_600_000_000_000i64..1_900_000_000_000,
         ) {
             let records: Vec<LogRecord> = records
                 .into_iter()
-                .map(|(key, content, record, off)| LogRecord { key, content, record, arrival_ms: base + off })
+                .map(|(k, content, record, off)| LogRecord {
+                    key: LogKey::Wide(key(k)),
+                    content,
+                    record: record & RECORD_MASK,
+                    arrival_ms: arrival_unit(base + off),
+                })
                 .collect();
             let bytes = encode_log(&records);
-            prop_assert_eq!(bytes.len(), 9 + records.len() * LOG_RECORD_BYTES);
+            prop_assert!(bytes.len() <= LOG_HEADER_BYTES + records.len() * (LOG_RECORD_BYTES + 3));
             prop_assert_eq!(decode_log(&bytes).unwrap(), records);
         }
 

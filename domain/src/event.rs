@@ -112,10 +112,16 @@ pub enum RejectionReason {
     /// A new record carries an `event_id` already processed for this product with other
     /// content: the producer reused an id (a bug), so neither event may be dropped unseen.
     EventIdReused,
+    /// The record is on a shard whose hash-key range does not hold its product's partition
+    /// key (put with `ExplicitHashKey`): outside the product's shard lineage.
+    WrongShard,
+    /// The record comes from a stream created before the one its product follows (a stream
+    /// deleted and created again, or a second stream feeding the same tables).
+    OlderStream,
 }
 
 impl RejectionReason {
-    pub const ALL: [RejectionReason; 10] = [
+    pub const ALL: [RejectionReason; 12] = [
         RejectionReason::InvalidBase64,
         RejectionReason::PayloadTooLarge,
         RejectionReason::InvalidJson,
@@ -126,6 +132,8 @@ impl RejectionReason {
         RejectionReason::InsufficientStock,
         RejectionReason::StockLimitExceeded,
         RejectionReason::EventIdReused,
+        RejectionReason::WrongShard,
+        RejectionReason::OlderStream,
     ];
 
     pub fn as_str(self) -> &'static str {
@@ -140,6 +148,8 @@ impl RejectionReason {
             RejectionReason::InsufficientStock => "insufficient_stock",
             RejectionReason::StockLimitExceeded => "stock_limit_exceeded",
             RejectionReason::EventIdReused => "event_id_reused",
+            RejectionReason::WrongShard => "wrong_shard",
+            RejectionReason::OlderStream => "older_stream",
         }
     }
 

@@ -6,6 +6,7 @@ pub mod batch;
 pub mod dead_letter;
 pub mod dedup;
 pub mod event;
+pub mod lineage;
 pub mod pipes;
 pub mod sequence;
 pub mod state;
@@ -18,6 +19,6 @@ pub use pipes::{BatchItemFailure, BatchResponse, PipeRecord};
 pub use sequence::SequenceNumber;
 pub use state::{
     apply, apply_in, fold_product, fold_product_in, DedupContext, DuplicateKind, Outcome,
-    ProductFold, ProductRecord, ProductStatus, RecentIds, SequencedEvent,
+    ProductFold, ProductRecord, ProductStatus, RecentIds, SequencedEvent, Source,
 };
 pub use workload::{FaultRatios, Skew};

@@ -29,6 +29,11 @@ impl SequenceNumber {
     pub fn as_str(&self) -> &str {
         &self.0
     }
+
+    /// 0, below every sequence number Kinesis gives.
+    pub fn zero() -> Self {
+        Self("0".to_owned())
+    }
 }
 
 impl Ord for SequenceNumber {

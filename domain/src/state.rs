@@ -6,16 +6,22 @@
 use std::collections::HashMap;
 
 use serde::{Deserialize, Serialize};
-use xxhash_rust::xxh3::xxh3_64;
+use xxhash_rust::xxh3::{xxh3_128, xxh3_64};
 
-use crate::dedup::{self, classify, LogRecord, Seen, SeenIndex, Verdict};
+use crate::dedup::{
+    self, classify, DedupKey, EventKeys, LogKey, LogRecord, Seen, SeenIndex, Verdict,
+};
 use crate::event::{Change, InventoryEvent, Rejection, RejectionReason, MAX_STOCK};
+use crate::lineage::{self, Place, Position, RecordAt, Stray, StreamId, StreamLineage};
 use crate::sequence::SequenceNumber;
 
 /// How many recent event ids a product item remembers. The shard log recognises
 /// duplicates at any distance inside its window; these 16 still catch a near duplicate
 /// past the window's edge, at no extra write (they stay inside the item's 1 KB unit).
 pub const RECENT_IDS: usize = 16;
+/// Bytes of each recent id's hash: 80 bits, so a fresh event is taken for one of its
+/// product's last 16 at most once in 10⁹ years at 100 shards × 1,000 events/s.
+const RECENT_ID_BYTES: usize = 10;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
@@ -41,44 +47,81 @@ impl ProductStatus {
     }
 }
 
-/// Hashes of the most recent event ids, oldest first. 8 bytes each instead of the ids
-/// themselves keeps the item small; a false match needs a 64-bit collision within 16 ids.
+/// Hashes of the most recent event ids, oldest first: 80 bits each instead of the ids
+/// themselves keeps the item small. Items written before the ids were widened hold 64-bit
+/// hashes (`legacy`, older than every wide one); they are still matched until newer ids push
+/// them out.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
-pub struct RecentIds(Vec<u64>);
+pub struct RecentIds {
+    legacy: Vec<u64>,
+    wide: Vec<[u8; RECENT_ID_BYTES]>,
+}
+
+fn recent_hash(key: &str) -> [u8; RECENT_ID_BYTES] {
+    let mut out = [0; RECENT_ID_BYTES];
+    out.copy_from_slice(&xxh3_128(key.as_bytes()).to_le_bytes()[..RECENT_ID_BYTES]);
+    out
+}
 
 impl RecentIds {
     pub fn contains(&self, key: &str) -> bool {
-        self.0.contains(&xxh3_64(key.as_bytes()))
+        self.wide.contains(&recent_hash(key))
+            || (!self.legacy.is_empty() && self.legacy.contains(&xxh3_64(key.as_bytes())))
     }
 
     pub fn push(&mut self, key: &str) {
-        if self.0.len() == RECENT_IDS {
-            self.0.remove(0);
+        if self.len() == RECENT_IDS {
+            if self.legacy.is_empty() {
+                self.wide.remove(0);
+            } else {
+                self.legacy.remove(0);
+            }
         }
-        self.0.push(xxh3_64(key.as_bytes()));
+        self.wide.push(recent_hash(key));
     }
 
+    /// The wide hashes, as stored (attribute `recent`).
     pub fn to_bytes(&self) -> Vec<u8> {
-        self.0.iter().flat_map(|h| h.to_le_bytes()).collect()
+        self.wide.concat()
     }
 
-    /// Reads what [`RecentIds::to_bytes`] wrote; a trailing partial hash is ignored.
+    /// The 64-bit hashes of an item written before the widening (attribute `recent_ids`);
+    /// empty once they have rolled out.
+    pub fn legacy_bytes(&self) -> Vec<u8> {
+        self.legacy.iter().flat_map(|h| h.to_le_bytes()).collect()
+    }
+
+    /// Reads what [`to_bytes`](Self::to_bytes) and [`legacy_bytes`](Self::legacy_bytes)
+    /// wrote; a trailing partial hash is ignored, and only the newest 16 are kept.
+    pub fn from_parts(legacy: &[u8], wide: &[u8]) -> Self {
+        let mut ids = Self {
+            legacy: legacy
+                .chunks_exact(8)
+                .map(|c| u64::from_le_bytes(c.try_into().unwrap_or([0; 8])))
+                .collect(),
+            wide: wide
+                .chunks_exact(RECENT_ID_BYTES)
+                .map(|c| c.try_into().unwrap_or([0; RECENT_ID_BYTES]))
+                .collect(),
+        };
+        let excess = ids.wide.len().saturating_sub(RECENT_IDS);
+        ids.wide.drain(..excess);
+        let excess = ids.len().saturating_sub(RECENT_IDS);
+        ids.legacy.drain(..excess.min(ids.legacy.len()));
+        ids
+    }
+
+    /// Reads 64-bit hashes alone (an item written before the widening).
     pub fn from_bytes(bytes: &[u8]) -> Self {
-        let mut hashes: Vec<u64> = bytes
-            .chunks_exact(8)
-            .map(|c| u64::from_le_bytes(c.try_into().unwrap_or([0; 8])))
-            .collect();
-        let excess = hashes.len().saturating_sub(RECENT_IDS);
-        hashes.drain(..excess);
-        Self(hashes)
+        Self::from_parts(bytes, &[])
     }
 
     pub fn len(&self) -> usize {
-        self.0.len()
+        self.legacy.len() + self.wide.len()
     }
 
     pub fn is_empty(&self) -> bool {
-        self.0.is_empty()
+        self.len() == 0
     }
 }
 
@@ -96,6 +139,9 @@ pub struct ProductRecord {
     /// The number of the shard `last_sequence` belongs to (`None` in items written before
     /// shards were tracked: those compare sequence numbers as before).
     pub last_shard: Option<u64>,
+    /// The stream `last_shard` belongs to (`None` in items written before streams were
+    /// tracked: taken as the stream of the record compared with it).
+    pub last_stream: Option<StreamId>,
     pub last_event_at: String,
     pub recent_ids: RecentIds,
 }
@@ -116,6 +162,25 @@ pub enum Outcome {
     Rejected(Rejection),
 }
 
+impl ProductRecord {
+    /// Where the product stands in the stream.
+    pub fn position(&self) -> Position<'_> {
+        Position {
+            stream: self.last_stream,
+            shard: self.last_shard,
+            sequence: &self.last_sequence,
+        }
+    }
+
+    fn move_to(&mut self, ev: &SequencedEvent, stream: Option<StreamId>) {
+        self.last_sequence = ev.sequence.clone();
+        self.last_shard = Some(ev.shard);
+        if stream.is_some() {
+            self.last_stream = stream;
+        }
+    }
+}
+
 /// One event with its position in the stream.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct SequencedEvent {
@@ -126,10 +191,12 @@ pub struct SequencedEvent {
     /// The record's identity (`shardId:sequenceNumber`), which stands in for a missing
     /// event id.
     pub record_id: String,
-    /// The record's `approximateArrivalTimestamp` in ms: the dedup window's clock.
+    /// The record's `approximateArrivalTimestamp` in ms, rounded down to
+    /// [`dedup::ARRIVAL_UNIT_MS`]: the dedup window's clock.
     pub arrival_ms: i64,
-    /// [`dedup::dedup_hash`] of the product and the dedup key.
-    pub key: u64,
+    /// [`DedupKey::of`] the product and the dedup key, and the 64-bit key logs written
+    /// before the widening hold.
+    pub keys: EventKeys,
     /// [`dedup::content_hash`] of the event.
     pub content: u32,
     /// [`dedup::record_hash`] of the sequence number.
@@ -147,7 +214,11 @@ impl SequencedEvent {
         event: InventoryEvent,
     ) -> Self {
         let shard = dedup::shard_ordinal(record_id.split_once(':').map_or("", |(s, _)| s));
-        let key = dedup::dedup_hash(&event.product_id, event.dedup_key(&record_id));
+        let dedup_key = event.dedup_key(&record_id);
+        let keys = EventKeys {
+            key: DedupKey::of(&event.product_id, dedup_key),
+            legacy: dedup::legacy_dedup_hash(&event.product_id, dedup_key),
+        };
         let content = dedup::content_hash(&event);
         let record = dedup::record_hash(sequence.as_str());
         Self {
@@ -155,8 +226,8 @@ impl SequencedEvent {
             record,
             sequence,
             record_id,
-            arrival_ms,
-            key,
+            arrival_ms: dedup::arrival_unit(arrival_ms),
+            keys,
             content,
             event,
         }
@@ -168,73 +239,163 @@ impl SequencedEvent {
 
     pub fn log_record(&self) -> LogRecord {
         LogRecord {
-            key: self.key,
+            key: LogKey::Wide(self.keys.key),
             content: self.content,
             record: self.record,
             arrival_ms: self.arrival_ms,
         }
     }
+}
 
-    /// Whether the product already processed this record: a record at or before the
-    /// product's position in the same shard, or from an older shard of its lineage.
-    fn is_behind(&self, rec: &ProductRecord) -> bool {
-        match rec.last_shard {
-            Some(shard) if shard != self.shard => self.shard < shard,
-            _ => self.sequence <= rec.last_sequence,
+/// Where a fold's events come from, to place each against its product's position
+/// ([`lineage::place`]).
+#[derive(Debug, Clone, Copy)]
+pub enum Source<'a> {
+    /// The stream as Kinesis lists it (the processor, the dead-letter consumer).
+    Listed(&'a StreamLineage),
+    /// No listing (the generator's model, fuzzing): one stream, where a record on the
+    /// position's shard is behind it at or before its sequence number and a record on any
+    /// other shard is ahead.
+    Unlisted,
+}
+
+impl Source<'_> {
+    /// Where `ev` of the product with hash key `hash` stands against `current`.
+    pub fn place(&self, hash: u128, ev: &SequencedEvent, current: Option<&ProductRecord>) -> Place {
+        match self {
+            Source::Listed(lineage) => lineage::place(
+                lineage,
+                RecordAt {
+                    shard: ev.shard,
+                    sequence: &ev.sequence,
+                    hash,
+                },
+                current.map(ProductRecord::position).as_ref(),
+            ),
+            Source::Unlisted => match current {
+                Some(rec) if rec.last_shard.is_none_or(|s| s == ev.shard) => {
+                    if ev.sequence <= rec.last_sequence {
+                        Place::Behind
+                    } else {
+                        Place::Ahead
+                    }
+                }
+                _ => Place::Ahead,
+            },
+        }
+    }
+
+    fn stream(&self) -> Option<StreamId> {
+        match self {
+            Source::Listed(lineage) => Some(lineage.stream),
+            Source::Unlisted => None,
         }
     }
 }
 
 /// What a fold consults and remembers to recognise duplicates: the shard log (through
-/// `index`), the events this fold already processed, and the window.
+/// `index`), the events this fold already processed, and the window; and where the events
+/// come from, to place them against the product's position.
 pub struct DedupContext<'a> {
     pub index: &'a dyn SeenIndex,
     pub window_ms: i64,
-    this_fold: HashMap<u64, Seen>,
+    pub source: Source<'a>,
+    this_fold: HashMap<DedupKey, Seen>,
+    /// [`lineage::hash_key`] of the product, computed once per fold.
+    hash: Option<u128>,
 }
 
 impl<'a> DedupContext<'a> {
-    pub fn new(index: &'a dyn SeenIndex, window_ms: i64) -> Self {
+    pub fn new(index: &'a dyn SeenIndex, window_ms: i64, source: Source<'a>) -> Self {
         Self {
             index,
             window_ms,
+            source,
             this_fold: HashMap::new(),
+            hash: None,
         }
     }
 
     fn verdict(&self, ev: &SequencedEvent) -> Verdict {
         let seen = self
             .this_fold
-            .get(&ev.key)
+            .get(&ev.keys.key)
             .copied()
-            .or_else(|| self.index.seen(ev.key));
+            .or_else(|| self.index.seen(ev.keys));
         classify(seen, ev.content, ev.record, ev.arrival_ms, self.window_ms)
     }
 
     fn remember(&mut self, ev: &SequencedEvent) {
-        self.this_fold.entry(ev.key).or_insert(Seen {
+        self.this_fold.entry(ev.keys.key).or_insert(Seen {
             content: ev.content,
             record: ev.record,
             arrival_ms: ev.arrival_ms,
         });
     }
+
+    fn place(&mut self, ev: &SequencedEvent, current: Option<&ProductRecord>) -> Place {
+        let hash = *self
+            .hash
+            .get_or_insert_with(|| lineage::hash_key(&ev.event.product_id));
+        self.source.place(hash, ev, current)
+    }
 }
 
-/// Applies one event to a product without a shard log (the item's own bookkeeping only).
-/// `current` is `None` for a product never added.
+/// Applies one event to a product without a shard log or a listing (the item's own
+/// bookkeeping only). `current` is `None` for a product never added.
 pub fn apply(current: &mut Option<ProductRecord>, ev: &SequencedEvent) -> Outcome {
-    apply_in(current, ev, &mut DedupContext::new(&dedup::NoLog, 0))
+    apply_in(
+        current,
+        ev,
+        &mut DedupContext::new(&dedup::NoLog, 0, Source::Unlisted),
+    )
 }
 
-/// Applies one event to a product, consulting the shard log through `dedup`.
+/// The rejection of a record outside its product's lineage.
+fn stray_rejection(ev: &SequencedEvent, stray: Stray) -> Rejection {
+    let product = &ev.event.product_id;
+    let shard = dedup::shard_id(ev.shard);
+    match stray {
+        Stray::WrongShard => Rejection::new(
+            RejectionReason::WrongShard,
+            format!(
+                "record {} of product {product} is on {shard}, whose hash-key range does not hold the product's partition key: it was put with ExplicitHashKey, so nothing orders it with the product's other events. Put it again with partition key = product_id and no ExplicitHashKey",
+                ev.record_id
+            ),
+        ),
+        Stray::OlderStream => Rejection::new(
+            RejectionReason::OlderStream,
+            format!(
+                "record {} of product {product} comes from a stream created before the one the product now follows (a stream was deleted and created again, or a second stream feeds these tables): it cannot be ordered with the product's events. Put it again on the current stream",
+                ev.record_id
+            ),
+        ),
+    }
+}
+
+/// Applies one event to a product, consulting the shard log and the listing through
+/// `dedup`.
 pub fn apply_in(
     current: &mut Option<ProductRecord>,
     ev: &SequencedEvent,
     dedup: &mut DedupContext<'_>,
 ) -> Outcome {
-    if current.as_ref().is_some_and(|rec| ev.is_behind(rec)) {
-        return Outcome::Duplicate(DuplicateKind::Redelivery);
+    match dedup.place(ev, current.as_ref()) {
+        Place::Behind => return Outcome::Duplicate(DuplicateKind::Redelivery),
+        // Never moves the position, and is never logged: a corrected copy of it (same id,
+        // put the right way) must still be applied. An event its shard's lineage already
+        // processed changes nothing either way: it was processed before its product moved
+        // on (a stream re-read after the product moved to a newer one), so it is a duplicate.
+        Place::Stray(stray) => {
+            return match dedup.verdict(ev) {
+                Verdict::SameRecord => Outcome::Duplicate(DuplicateKind::Redelivery),
+                Verdict::Duplicate => Outcome::Duplicate(DuplicateKind::ProducerDuplicate),
+                Verdict::New | Verdict::IdReused => Outcome::Rejected(stray_rejection(ev, stray)),
+            };
+        }
+        Place::Ahead => {}
     }
+    let stream = dedup.source.stream();
     let verdict = dedup.verdict(ev);
     let recent = current
         .as_ref()
@@ -258,8 +419,7 @@ pub fn apply_in(
     if let Some(outcome) = skip {
         // Remembered as processed, so a redelivery of this record is also a duplicate.
         if let Some(rec) = current.as_mut() {
-            rec.last_sequence = ev.sequence.clone();
-            rec.last_shard = Some(ev.shard);
+            rec.move_to(ev, stream);
         }
         return outcome;
     }
@@ -268,8 +428,7 @@ pub fn apply_in(
         Ok(next) => {
             let mut rec = next;
             rec.version = current.as_ref().map_or(0, |r| r.version) + 1;
-            rec.last_sequence = ev.sequence.clone();
-            rec.last_shard = Some(ev.shard);
+            rec.move_to(ev, stream);
             rec.last_event_at = ev.event.timestamp.clone();
             rec.recent_ids.push(ev.dedup_key());
             *current = Some(rec);
@@ -279,8 +438,7 @@ pub fn apply_in(
             // An existing product remembers the rejected event too, so neither its
             // redelivery nor a duplicate publish is rejected (and recorded) twice.
             if let Some(rec) = current.as_mut() {
-                rec.last_sequence = ev.sequence.clone();
-                rec.last_shard = Some(ev.shard);
+                rec.move_to(ev, stream);
                 rec.recent_ids.push(ev.dedup_key());
             }
             Outcome::Rejected(rejection)
@@ -303,8 +461,9 @@ fn transition(
                 quantity: 0,
                 status: ProductStatus::Active,
                 version: 0,
-                last_sequence: SequenceNumber::parse("0").expect("0 is a sequence number"),
+                last_sequence: SequenceNumber::zero(),
                 last_shard: None,
+                last_stream: None,
                 last_event_at: String::new(),
                 recent_ids: RecentIds::default(),
             });
@@ -378,20 +537,22 @@ pub struct ProductFold {
 
 /// Folds a product's events (in stream order) over its stored record, without a shard log.
 pub fn fold_product(current: Option<ProductRecord>, events: &[SequencedEvent]) -> ProductFold {
-    fold_product_in(current, events, &dedup::NoLog, 0)
+    fold_product_in(current, events, &dedup::NoLog, 0, Source::Unlisted)
 }
 
-/// Folds a product's events (in stream order) over its stored record, recognising
-/// duplicates through the shard log `index` within `window_ms`.
+/// Folds a product's events (in stream order, all from one shard of `source`) over its
+/// stored record, placing each against the product's position and recognising duplicates
+/// through the shard log `index` within `window_ms`.
 pub fn fold_product_in(
     current: Option<ProductRecord>,
     events: &[SequencedEvent],
     index: &dyn SeenIndex,
     window_ms: i64,
+    source: Source<'_>,
 ) -> ProductFold {
     let before = current.clone();
     let mut record = current;
-    let mut dedup = DedupContext::new(index, window_ms);
+    let mut dedup = DedupContext::new(index, window_ms, source);
     let mut to_log = Vec::new();
     let outcomes = events
         .iter()
@@ -399,7 +560,14 @@ pub fn fold_product_in(
             let outcome = apply_in(&mut record, ev, &mut dedup);
             let log = match &outcome {
                 Outcome::Applied => true,
-                Outcome::Rejected(r) => r.reason != RejectionReason::EventIdReused,
+                // Not a reused id (the first use stays the logged one), nor a record outside
+                // the lineage (a corrected copy of it must still be applied).
+                Outcome::Rejected(r) => !matches!(
+                    r.reason,
+                    RejectionReason::EventIdReused
+                        | RejectionReason::WrongShard
+                        | RejectionReason::OlderStream
+                ),
                 // Processed before: logged here only if neither the log nor this fold
                 // knows its key (then it was the first of its id, and its first processing
                 // ended before the log write). A known key means an earlier record holds it.
@@ -569,9 +737,27 @@ mod tests {
             ids.push(&format!("id-{i}"));
         }
         assert_eq!(ids.len(), RECENT_IDS);
-        let back = RecentIds::from_bytes(&ids.to_bytes());
+        let back = RecentIds::from_parts(&ids.legacy_bytes(), &ids.to_bytes());
         assert_eq!(back, ids);
         assert!(back.contains("id-39") && !back.contains("id-0"));
+    }
+
+    #[test]
+    fn recent_ids_of_an_item_written_before_the_widening_are_matched_until_they_roll_out() {
+        let legacy: Vec<u8> = (0..16)
+            .flat_map(|i| xxh3_64(format!("old-{i}").as_bytes()).to_le_bytes())
+            .collect();
+        let mut ids = RecentIds::from_bytes(&legacy);
+        assert!(ids.contains("old-0") && ids.contains("old-15"));
+        ids.push("new-0");
+        assert!(!ids.contains("old-0") && ids.contains("old-1") && ids.contains("new-0"));
+        assert_eq!(ids.len(), RECENT_IDS);
+        let back = RecentIds::from_parts(&ids.legacy_bytes(), &ids.to_bytes());
+        assert_eq!(back, ids);
+        for i in 1..16 {
+            ids.push(&format!("new-{i}"));
+        }
+        assert!(ids.legacy_bytes().is_empty() && !ids.contains("old-15"));
     }
 
     // ---- property: any batching, crash and redelivery gives the state of one clean run ----
@@ -735,6 +921,7 @@ mod tests {
             ],
             &log,
             crate::dedup::DEFAULT_WINDOW_MS,
+            Source::Unlisted,
         );
         first.to_log.iter().for_each(|r| log.insert(*r));
         let mut rec = first.record;
@@ -742,7 +929,13 @@ mod tests {
         let others: Vec<_> = (0..2000)
             .map(|i| ev(3 + i, &format!("o{i}"), "P", Change::Increased(1)))
             .collect();
-        let fold = fold_product_in(rec, &others, &log, crate::dedup::DEFAULT_WINDOW_MS);
+        let fold = fold_product_in(
+            rec,
+            &others,
+            &log,
+            crate::dedup::DEFAULT_WINDOW_MS,
+            Source::Unlisted,
+        );
         fold.to_log.iter().for_each(|r| log.insert(*r));
         rec = fold.record;
         let retry = ev(5000, "sale", "P", Change::Decreased(4));
@@ -751,6 +944,7 @@ mod tests {
             std::slice::from_ref(&retry),
             &log,
             crate::dedup::DEFAULT_WINDOW_MS,
+            Source::Unlisted,
         );
         assert_eq!(
             fold.outcomes,
@@ -765,13 +959,20 @@ mod tests {
     #[test]
     fn a_reused_event_id_with_other_content_is_rejected_with_its_own_reason() {
         let mut log = crate::dedup::ShardLog::default();
-        let first = fold_product_in(None, &[ev(1, "a", "P", added(10))], &log, 60_000);
+        let first = fold_product_in(
+            None,
+            &[ev(1, "a", "P", added(10))],
+            &log,
+            60_000,
+            Source::Unlisted,
+        );
         first.to_log.iter().for_each(|r| log.insert(*r));
         let fold = fold_product_in(
             first.record,
             &[ev(2, "a", "P", Change::Decreased(3))],
             &log,
             60_000,
+            Source::Unlisted,
         );
         assert_eq!(
             rejected(&fold.outcomes[0]),
@@ -796,38 +997,199 @@ mod tests {
             ],
             &log,
             window,
+            Source::Unlisted,
         );
         first.to_log.iter().for_each(|r| log.insert(*r));
         let mut rec = first.record;
         let others: Vec<_> = (0..20)
             .map(|i| ev(3 + i, &format!("o{i}"), "P", Change::Increased(1)))
             .collect();
-        let fold = fold_product_in(rec, &others, &log, window);
+        let fold = fold_product_in(rec, &others, &log, window, Source::Unlisted);
         rec = fold.record;
         // Arrives 5 s after its original: outside the 1 s window and past the recent ids.
         let late = ev_in(0, 100, 5_000, "b", "P", Change::Decreased(1));
-        let fold = fold_product_in(rec, std::slice::from_ref(&late), &log, window);
+        let fold = fold_product_in(
+            rec,
+            std::slice::from_ref(&late),
+            &log,
+            window,
+            Source::Unlisted,
+        );
         assert_eq!(fold.outcomes, vec![Outcome::Applied]);
     }
 
     #[test]
     fn a_child_shard_with_smaller_sequence_numbers_is_not_taken_for_a_redelivery() {
-        let parent = fold_product(None, &[ev_in(0, 900, 1, "a", "P", added(10))]);
-        // After a split the product's records come from shard 5, numbered from 1 again.
-        let child = fold_product(
+        // As ListShards lists a split of shard 0: children 5 and 6, numbered from 1 again.
+        let listed = split_listing();
+        let fold = |current, events: &[SequencedEvent]| {
+            fold_product_in(current, events, &dedup::NoLog, 0, Source::Listed(&listed))
+        };
+        let parent = fold(None, &[ev_in(0, 900, 1, "a", "P", added(10))]);
+        let child_of_p = child_holding("P");
+        let child = fold(
             parent.record,
-            &[ev_in(5, 3, 2, "b", "P", Change::Decreased(4))],
+            &[ev_in(child_of_p, 3, 2, "b", "P", Change::Decreased(4))],
         );
         assert_eq!(child.outcomes, vec![Outcome::Applied]);
         let rec = child.record.unwrap();
-        assert_eq!((rec.quantity, rec.last_shard), (6, Some(5)));
+        assert_eq!((rec.quantity, rec.last_shard), (6, Some(child_of_p)));
+        assert_eq!(rec.last_stream, Some(STREAM));
         // A late delivery from the parent (a stuck invocation) is behind the product.
-        let late = fold_product(
+        let late = fold(
             Some(rec),
             &[ev_in(0, 901, 3, "c", "P", Change::Decreased(1))],
         );
         assert_eq!(
             late.outcomes,
+            vec![Outcome::Duplicate(DuplicateKind::Redelivery)]
+        );
+    }
+
+    const STREAM: StreamId = StreamId {
+        arn: 11,
+        created_ms: 1_000,
+    };
+
+    /// Shard 0 (closed at 1,000,000 + 10,000) split into 5 (lower half of the hash keys) and
+    /// 6 (upper half), each numbering its records from 1.
+    fn split_listing() -> StreamLineage {
+        let half = u128::MAX / 2;
+        let shard = |id, parents: &[u64], keys, start: u64, end: Option<u64>| lineage::Shard {
+            id,
+            parents: parents.to_vec(),
+            hash_keys: keys,
+            starting_sequence: SequenceNumber::parse(&start.to_string()).unwrap(),
+            ending_sequence: end.map(|e| SequenceNumber::parse(&e.to_string()).unwrap()),
+        };
+        StreamLineage::new(
+            STREAM,
+            [
+                shard(0, &[], (0, u128::MAX), 1, Some(1_010_000)),
+                shard(5, &[0], (0, half), 1, None),
+                shard(6, &[0], (half + 1, u128::MAX), 1, None),
+            ],
+        )
+    }
+
+    /// The child of [`split_listing`] whose hash keys hold `product`'s.
+    fn child_holding(product: &str) -> u64 {
+        if lineage::hash_key(product) <= u128::MAX / 2 {
+            5
+        } else {
+            6
+        }
+    }
+
+    #[test]
+    fn a_record_outside_the_lineage_is_rejected_and_moves_nothing() {
+        let listed = split_listing();
+        let fold = |current, events: &[SequencedEvent]| {
+            fold_product_in(current, events, &dedup::NoLog, 0, Source::Listed(&listed))
+        };
+        let home = child_holding("P");
+        let other = 11 - home;
+        let first = fold(None, &[ev_in(home, 10, 1, "a", "P", added(10))]);
+        // Put with ExplicitHashKey on the sibling, with a higher sequence number.
+        let stray = fold(
+            first.record.clone(),
+            &[ev_in(other, 500, 2, "s", "P", Change::Decreased(7))],
+        );
+        assert_eq!(
+            rejected(&stray.outcomes[0]),
+            Some(RejectionReason::WrongShard)
+        );
+        assert!(!stray.changed && stray.to_log.is_empty());
+        // The product's next records on its own shard are applied, none taken for a
+        // redelivery; the stray's corrected copy (same id, right shard) too.
+        let next = fold(
+            stray.record,
+            &[
+                ev_in(home, 11, 3, "b", "P", Change::Decreased(2)),
+                ev_in(home, 12, 4, "s", "P", Change::Decreased(7)),
+            ],
+        );
+        assert_eq!(next.outcomes, vec![Outcome::Applied, Outcome::Applied]);
+        assert_eq!(next.record.map(|r| r.quantity), Some(1));
+    }
+
+    #[test]
+    fn a_recreated_stream_moves_the_product_and_its_old_stream_is_stray_after() {
+        let old = split_listing();
+        let recreated = StreamLineage::single(
+            StreamId {
+                arn: STREAM.arn,
+                created_ms: 9_000,
+            },
+            0,
+        );
+        let first = fold_product_in(
+            None,
+            &[ev_in(child_holding("P"), 50, 1, "a", "P", added(10))],
+            &dedup::NoLog,
+            0,
+            Source::Listed(&old),
+        );
+        // The new stream's shard 0 restarts at sequence number 1, below the position.
+        let moved = fold_product_in(
+            first.record,
+            &[ev_in(0, 1, 2, "b", "P", Change::Decreased(4))],
+            &dedup::NoLog,
+            0,
+            Source::Listed(&recreated),
+        );
+        assert_eq!(moved.outcomes, vec![Outcome::Applied]);
+        let late = fold_product_in(
+            moved.record,
+            &[ev_in(
+                child_holding("P"),
+                51,
+                3,
+                "c",
+                "P",
+                Change::Decreased(1),
+            )],
+            &dedup::NoLog,
+            0,
+            Source::Listed(&old),
+        );
+        assert_eq!(
+            rejected(&late.outcomes[0]),
+            Some(RejectionReason::OlderStream)
+        );
+        assert_eq!(late.record.map(|r| r.quantity), Some(6));
+    }
+
+    #[test]
+    fn a_redelivery_of_a_logged_record_is_not_rejected_after_its_product_moved_stream() {
+        let old = split_listing();
+        let mut log = dedup::ShardLog::default();
+        let rec = ev_in(child_holding("P"), 50, 1, "a", "P", added(10));
+        let first = fold_product_in(
+            None,
+            std::slice::from_ref(&rec),
+            &log,
+            60_000,
+            Source::Listed(&old),
+        );
+        first.to_log.iter().for_each(|r| log.insert(*r));
+        let recreated = StreamLineage::single(
+            StreamId {
+                arn: STREAM.arn,
+                created_ms: 9_000,
+            },
+            0,
+        );
+        let moved = fold_product_in(
+            first.record,
+            &[ev_in(0, 1, 2, "b", "P", Change::Decreased(4))],
+            &log,
+            60_000,
+            Source::Listed(&recreated),
+        );
+        let again = fold_product_in(moved.record, &[rec], &log, 60_000, Source::Listed(&old));
+        assert_eq!(
+            again.outcomes,
             vec![Outcome::Duplicate(DuplicateKind::Redelivery)]
         );
     }
@@ -964,6 +1326,7 @@ mod tests {
     fn deliver_logged(
         store: &mut Store,
         logs: &mut Logs,
+        listing: &StreamLineage,
         batch: &[SequencedEvent],
         commit: impl Fn(usize) -> bool,
         log_written: bool,
@@ -979,7 +1342,7 @@ mod tests {
         let mut rejections = BTreeMap::new();
         let mut to_log = Vec::new();
         for (i, (product, events)) in by_product.into_iter().enumerate() {
-            let lineage = crate::dedup::Lineage {
+            let lineage = crate::dedup::LineageLogs {
                 logs: logs.values().collect(),
             };
             let fold = fold_product_in(
@@ -987,6 +1350,7 @@ mod tests {
                 &events,
                 &lineage,
                 crate::dedup::DEFAULT_WINDOW_MS,
+                Source::Listed(listing),
             );
             if !commit(i) {
                 continue;
@@ -1047,6 +1411,13 @@ mod tests {
                     .any(|(k, (a, b))| (*a..*b).contains(&i) && fate(k) < 2)
             };
             let (expected, expected_rejections) = distinct_once(&events, &lost);
+            // As ListShards lists the stream after the reshard: shard 0 closed, its child 3
+            // (every hash key) numbering its records from 1 again.
+            let seq = |n: u64| SequenceNumber::parse(&n.to_string()).unwrap();
+            let listing = StreamLineage::new(STREAM, [
+                lineage::Shard { id: 0, parents: vec![], hash_keys: (0, u128::MAX), starting_sequence: seq(1_000_000), ending_sequence: Some(seq(1_000_000 + puts.len() as u64)) },
+                lineage::Shard { id: 3, parents: vec![0], hash_keys: (0, u128::MAX), starting_sequence: seq(1), ending_sequence: None },
+            ]);
 
             let mut store = Store::new();
             let mut logs = Logs::new();
@@ -1057,11 +1428,11 @@ mod tests {
                     0 | 1 => continue,
                     f @ 2..=4 => {
                         let mask = fates[(k + 7) % fates.len()] as usize + usize::from(f);
-                        rejections.extend(deliver_logged(&mut store, &mut logs, batch, |i| mask & (1 << (i % 8)) != 0, false));
-                        rejections.extend(deliver_logged(&mut store, &mut logs, batch, |_| true, true));
+                        rejections.extend(deliver_logged(&mut store, &mut logs, &listing, batch, |i| mask & (1 << (i % 8)) != 0, false));
+                        rejections.extend(deliver_logged(&mut store, &mut logs, &listing, batch, |_| true, true));
                     }
                     _ => {
-                        rejections.extend(deliver_logged(&mut store, &mut logs, batch, |_| true, true));
+                        rejections.extend(deliver_logged(&mut store, &mut logs, &listing, batch, |_| true, true));
                     }
                 }
             }

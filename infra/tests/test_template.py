@@ -432,6 +432,31 @@ def check_dead_letters_archived_and_redrivable(cfn):
     return problems
 
 
+def check_lineage_is_listed(cfn):
+    """The processor and the dead-letter consumer may list the stream's shards and read its
+    creation time (kinesis:ListShards and kinesis:DescribeStreamSummary on the stream): a
+    product's position moves only along the lineage ListShards gives, and a re-created
+    stream is told apart by its creation time."""
+    problems = []
+    stream = next(iter(resources(cfn, "AWS::Kinesis::Stream")), None)
+    functions = resources(cfn, "AWS::Lambda::Function")
+    for pipe in resources(cfn, "AWS::Pipes::Pipe").values():
+        target = next((n for n in functions if refers_to(props(pipe).get("Target"), n)), None)
+        if target is None:
+            problems.append("the Pipe's target is not a function of this template")
+            continue
+        for action in ("kinesis:ListShards", "kinesis:DescribeStreamSummary"):
+            if not role_allows(cfn, props(functions[target]).get("Role"), action, stream):
+                problems.append(f"{target}'s role cannot {action} on {stream}")
+    for name, fn in functions.items():
+        env = props(fn).get("Environment", {}).get("Variables", {})
+        if "STREAM_NAME" in env and "DEDUP_WINDOW_SECONDS" in env:
+            for action in ("kinesis:ListShards", "kinesis:DescribeStreamSummary"):
+                if not role_allows(cfn, props(fn).get("Role"), action, stream):
+                    problems.append(f"{name}'s role cannot {action} on {stream}")
+    return problems
+
+
 def check_no_public_function_url(cfn):
     """No Function URL with AuthType NONE and no public permission: each URL is AWS_IAM, may be
     invoked by cloudfront.amazonaws.com for a distribution of this template only, and that
@@ -682,6 +707,7 @@ CHECKS = [
     check_cognito_sign_in,
     check_no_generator_in_prod,
     check_dead_letters_archived_and_redrivable,
+    check_lineage_is_listed,
 ]
 
 
@@ -823,6 +849,11 @@ MUTATIONS = [
      lambda s: _props(s, "ApiFunction")["Environment"]["Variables"].pop("DEAD_LETTER_FUNCTION")),
     ("a consumer that cannot republish", check_dead_letters_archived_and_redrivable,
      lambda s: _props(s, "DeadLetterConsumerFunction")["Environment"]["Variables"].pop("STREAM_NAME")),
+    ("a processor that cannot list the shards", check_lineage_is_listed,
+     lambda s: _props(s, "ProcessorRole")["Policies"][0]["PolicyDocument"]["Statement"].pop(2)),
+    ("a consumer that cannot list the shards", check_lineage_is_listed,
+     lambda s: _props(s, "DeadLetterConsumerRole")["Policies"][0]["PolicyDocument"]["Statement"][0].update(
+         Action=["kinesis:GetShardIterator", "kinesis:GetRecords", "kinesis:PutRecords"])),
     ("no EMF metrics on the dashboard", check_dashboard,
      lambda s: _props(s, "Dashboard").update(DashboardBody={
          "Fn::Sub": _props(s, "Dashboard")["DashboardBody"]["Fn::Sub"].replace("InventoryPipeline", "Other")})),

@@ -1,6 +1,7 @@
 //! The embedded AWS: dynoxide (DynamoDB on SQLite) and ferrokinesis (Kinesis), behind one
 //! endpoint on 127.0.0.1 so every client is configured with a single `AWS_ENDPOINT_URL`.
-//! Requests are routed by their `X-Amz-Target` (`DynamoDB_20120810.*` or `Kinesis_*`).
+//! Requests are routed by their `X-Amz-Target` (`DynamoDB_20120810.*` or `Kinesis_*`);
+//! `UpdateShardCount` is answered here, as splits and merges that record lineage.
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -112,6 +113,10 @@ impl LocalAws {
         let addr = local_addr(&listener)?;
         let gateway = Gateway {
             kinesis,
+            // Calls back into this endpoint, for UpdateShardCount's splits and merges.
+            kinesis_client: aws_sdk_kinesis::Client::new(&sdk_config_for(&format!(
+                "http://{addr}"
+            ))),
             kinesis_puts: Arc::default(),
             dynamo: format!("http://{dynamo_addr}"),
             http: HttpClient::builder(TokioExecutor::new()).build(crate::net::connector()),
@@ -201,6 +206,7 @@ fn local_addr(listener: &TcpListener) -> Result<SocketAddr, EmulatorError> {
 #[derive(Clone)]
 struct Gateway {
     kinesis: Router,
+    kinesis_client: aws_sdk_kinesis::Client,
     /// Held across each PutRecord/PutRecords. ferrokinesis numbers a put's records before it
     /// stores them, so with two puts in flight on a shard a reader could see the later one,
     /// move its iterator past it, and never see the earlier one (docs/challenges.md §15).
@@ -218,6 +224,14 @@ async fn route(State(gw): State<Gateway>, req: Request) -> Response {
         .unwrap_or_default();
     let is_dynamo = target.starts_with("DynamoDB_");
     let is_put = target.ends_with(".PutRecord") || target.ends_with(".PutRecords");
+    if target.ends_with(".UpdateShardCount") {
+        // As Kinesis does it, by splits and merges that record each new shard's parents.
+        let body = match axum::body::to_bytes(req.into_body(), 1 << 20).await {
+            Ok(body) => body,
+            Err(e) => return (axum::http::StatusCode::BAD_REQUEST, e.to_string()).into_response(),
+        };
+        return crate::update_shard_count::answer(&gw.kinesis_client, &body).await;
+    }
     if !is_dynamo {
         let _one_put_at_a_time = if is_put {
             Some(gw.kinesis_puts.lock().await)

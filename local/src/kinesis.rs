@@ -116,20 +116,17 @@ pub async fn shards(
 pub struct ShardInfo {
     pub id: String,
     /// The shards whose records come before this one's: its parent and, after a merge, the
-    /// adjacent parent (see [`list_shards`] for shards the emulator lists without them).
+    /// adjacent parent.
     pub parents: Vec<String>,
     /// Closed by a reshard (it has an `EndingSequenceNumber`): it takes no more records.
     pub closed: bool,
+    /// Its hash-key range, inclusive.
+    pub hash_keys: (u128, u128),
 }
 
-/// Every shard of the stream, open and closed, with its lineage.
-///
-/// ferrokinesis' `UpdateShardCount` closes every open shard and creates new ones without
-/// `ParentShardId`s (its `SplitShard` and `MergeShards` do set them). A shard listed
-/// without parents whose hash-key range overlaps an older shard (a lower shard number)
-/// gets those older shards as parents, so its records still wait for theirs. On Kinesis
-/// this never applies: a shard without parents is one of the stream's first shards, which
-/// overlap no older shard.
+/// Every shard of the stream, open and closed, with its lineage as ListShards gives it
+/// (the local endpoint makes `UpdateShardCount` record parents, as Kinesis does:
+/// `update_shard_count.rs`).
 pub async fn list_shards(client: &Client, stream: &str) -> Result<Vec<ShardInfo>, KinesisError> {
     let mut listed = Vec::new();
     let mut token: Option<String> = None;
@@ -149,57 +146,27 @@ pub async fn list_shards(client: &Client, stream: &str) -> Result<Vec<ShardInfo>
                 .flatten()
                 .map(str::to_owned)
                 .collect();
-            let range = s.hash_key_range().and_then(|r| {
-                Some((
-                    r.starting_hash_key().parse::<u128>().ok()?,
-                    r.ending_hash_key().parse::<u128>().ok()?,
-                ))
-            });
+            let key = |k: Option<&str>| k.and_then(|k| k.parse::<u128>().ok()).unwrap_or(0);
+            let range = s.hash_key_range();
             let closed = s
                 .sequence_number_range()
                 .is_some_and(|r| r.ending_sequence_number().is_some());
-            listed.push((
-                ShardInfo {
-                    id: s.shard_id().to_owned(),
-                    parents,
-                    closed,
-                },
-                range,
-            ));
+            listed.push(ShardInfo {
+                id: s.shard_id().to_owned(),
+                parents,
+                closed,
+                hash_keys: (
+                    key(range.map(|r| r.starting_hash_key())),
+                    key(range.map(|r| r.ending_hash_key())),
+                ),
+            });
         }
         match resp.next_token() {
             Some(t) => token = Some(t.to_owned()),
             None => break,
         }
     }
-    let inferred: Vec<Vec<String>> = listed
-        .iter()
-        .map(|(shard, range)| {
-            let (Some(number), Some(range), true) =
-                (shard_number(&shard.id), range, shard.parents.is_empty())
-            else {
-                return Vec::new();
-            };
-            listed
-                .iter()
-                .filter(|(older, older_range)| {
-                    shard_number(&older.id).is_some_and(|n| n < number)
-                        && older_range.is_some_and(|o| o.0 <= range.1 && range.0 <= o.1)
-                })
-                .map(|(older, _)| older.id.clone())
-                .collect()
-        })
-        .collect();
-    Ok(listed
-        .into_iter()
-        .zip(inferred)
-        .map(|((mut shard, _), inferred)| {
-            if shard.parents.is_empty() {
-                shard.parents = inferred;
-            }
-            shard
-        })
-        .collect())
+    Ok(listed)
 }
 
 /// The number in a shard id (`shardId-000000000004` → 4). Kinesis and ferrokinesis number

@@ -659,6 +659,7 @@ mod tests {
     use std::time::Instant;
 
     use aws_sdk_dynamodb::types::AttributeValue;
+    use base64::Engine as _;
 
     use super::*;
     use crate::stack::{LocalStack, StackOptions};
@@ -716,8 +717,69 @@ mod tests {
         assert!(err.contains("/nonexistent/processor"), "{err}");
     }
 
+    /// The fixture's record put into the local stream and read back as a Pipe delivers it:
+    /// the processor places records in the stream it lists, which is this one.
+    async fn fixture_in_stream(stack: &LocalStack) -> Vec<u8> {
+        use aws_sdk_kinesis::primitives::Blob;
+        let fixture: Vec<inventory_domain::PipeRecord> =
+            serde_json::from_slice(FIXTURE).expect("the fixture is a Pipes batch");
+        let data = base64::engine::general_purpose::STANDARD
+            .decode(&fixture[0].data)
+            .expect("base64");
+        let stream = &stack.options.stream;
+        let put = stack
+            .kinesis
+            .put_record()
+            .stream_name(stream)
+            .partition_key(&fixture[0].partition_key)
+            .data(Blob::new(data))
+            .send()
+            .await
+            .expect("PutRecord");
+        let iterator = stack
+            .kinesis
+            .get_shard_iterator()
+            .stream_name(stream)
+            .shard_id(put.shard_id())
+            .shard_iterator_type(aws_sdk_kinesis::types::ShardIteratorType::TrimHorizon)
+            .send()
+            .await
+            .expect("GetShardIterator");
+        let records = stack
+            .kinesis
+            .get_records()
+            .shard_iterator(iterator.shard_iterator().expect("an iterator"))
+            .send()
+            .await
+            .expect("GetRecords");
+        let arn = stack
+            .kinesis
+            .describe_stream_summary()
+            .stream_name(stream)
+            .send()
+            .await
+            .expect("DescribeStreamSummary")
+            .stream_description_summary()
+            .expect("a summary")
+            .stream_arn()
+            .to_owned();
+        let batch: Vec<inventory_domain::PipeRecord> = records
+            .records()
+            .iter()
+            .map(|r| {
+                crate::kinesis::to_pipe_record(
+                    r,
+                    put.shard_id(),
+                    &arn,
+                    crate::emulators::LOCAL_REGION,
+                )
+            })
+            .collect();
+        serde_json::to_vec(&batch).expect("JSON")
+    }
+
     /// The real processor binary (built by `cargo build -p inventory-processor --bin
-    /// processor`, or `cargo test --workspace`) against the emulated DynamoDB.
+    /// processor`, or `cargo test --workspace`) against the emulated DynamoDB and Kinesis.
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
     async fn the_processor_binary_answers_invocations_through_the_runtime_api() {
         let stack = LocalStack::start(StackOptions {
@@ -729,7 +791,7 @@ mod tests {
         let host = stack.processor_host().unwrap_or_else(|e| panic!("{e}"));
 
         let response = host
-            .invoke_payload(FIXTURE.to_vec())
+            .invoke_payload(fixture_in_stream(&stack).await)
             .await
             .expect("the batch is processed");
         assert_eq!(

@@ -12,5 +12,6 @@ pub mod pipe_settings;
 pub mod replay;
 pub mod server;
 pub mod stack;
+mod update_shard_count;
 
 pub use emulators::{sdk_config_for, EmulatorOptions, LocalAws};

@@ -244,6 +244,9 @@ pub struct PipeRunner {
     pub idle_poll: Duration,
     /// The shortest time between two GetRecords of a shard; [`MIN_POLL_INTERVAL`].
     pub min_poll_interval: Duration,
+    /// Added to every record's age before it is held against `MaximumRecordAgeInSeconds`
+    /// (0 by default): a test runs a Pipe created "days later" without waiting days.
+    pub record_age_offset: Duration,
     /// Set by [`PipeRunner::spawn`]: ties every task of the pipe to its handle.
     tasks: Option<Tasks>,
 }
@@ -424,6 +427,7 @@ impl PipeRunner {
             shard_listing_interval: SHARD_LISTING_INTERVAL,
             idle_poll: IDLE_POLL,
             min_poll_interval: MIN_POLL_INTERVAL,
+            record_age_offset: Duration::ZERO,
             tasks: None,
         }
     }
@@ -1067,7 +1071,8 @@ impl PipeRunner {
         if max_age < 0 {
             return false;
         }
-        let now = Utc::now().timestamp_millis();
+        let offset = i64::try_from(self.record_age_offset.as_millis()).unwrap_or(i64::MAX);
+        let now = Utc::now().timestamp_millis().saturating_add(offset);
         records
             .first()
             .is_some_and(|r| now - r.arrival_millis() > i64::from(max_age) * 1000)

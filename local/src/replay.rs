@@ -8,6 +8,11 @@
 //! replace the live one. Its limit is the stream's retention (24 h by default): a product
 //! whose history started before the oldest retained record cannot be rebuilt, and is
 //! reported as such rather than as a mismatch.
+//!
+//! Dead letters are treated as the live pipeline treated them: a record the Pipe
+//! dead-lettered before it was applied (archived `pending`, `redriving` or `redriven`) is
+//! skipped where it stands, and its redriven copy, later in the stream, is applied where
+//! the live pipeline applied it; a record archived `processed_before` was applied, and is.
 
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -39,6 +44,8 @@ pub enum ReplayError {
     },
     #[error("could not create the replay tables: {0}")]
     Tables(#[from] inventory_store::StoreError),
+    #[error("could not read the live pipeline's dead-letter archive (to skip what it did not apply): {0}")]
+    Archive(inventory_store::StoreError),
     #[error("table {0} already holds products: replay needs a fresh table (pick another --into, or delete it)")]
     NotFresh(String),
     #[error("shard {shard}: the processor kept failing record {record} after {BATCH_ATTEMPTS} attempts (last: {reason}); check the logs above and DynamoDB's capacity, then run the replay again into a fresh table")]
@@ -130,6 +137,13 @@ pub async fn replay(
         .map(|d| d.stream_arn().to_owned())
         .ok_or_else(|| KinesisError::NotActive(stream.to_owned()))?;
     let shards = kinesis::shards(kinesis, stream).await?;
+    let listing = inventory_stream::list_stream(kinesis, stream)
+        .await
+        .map_err(|e| KinesisError::Call {
+            operation: "ListShards",
+            message: e.to_string(),
+        })?;
+    let skipped = not_applied_live(db, live).await?;
 
     // A shard's records come after its parents' (resharding), so parents go first.
     let mut done: HashSet<String> = HashSet::new();
@@ -156,9 +170,9 @@ pub async fn replay(
                 .all(|p| done.contains(p) || !known.contains(p))
         });
         pending = rest;
-        let runs = ready
-            .iter()
-            .map(|(shard, _)| replay_shard(kinesis, processor, stream, &arn, shard.clone()));
+        let runs = ready.iter().map(|(shard, _)| {
+            replay_shard(kinesis, processor, (stream, &arn), shard.clone(), &skipped)
+        });
         for result in futures::future::join_all(runs).await {
             let shard = result?;
             report.records += shard.records;
@@ -186,7 +200,8 @@ pub async fn replay(
                 let fields = differing_fields(live_item, replayed_item);
                 if fields.is_empty() {
                     report.identical += 1;
-                } else if position.is_some_and(|(shard, end)| live_is_ahead(live_item, shard, end))
+                } else if position
+                    .is_some_and(|(shard, end)| live_is_ahead(&listing, id, live_item, shard, end))
                 {
                     report.live_ahead += 1;
                 } else {
@@ -225,12 +240,40 @@ struct ShardReplay {
     last_by_key: HashMap<String, SequenceNumber>,
 }
 
+/// The live pipeline's dead letters that it did not apply where they stood (by record id,
+/// `shardId-…:sequenceNumber`): the archive's records not marked `processed_before`.
+async fn not_applied_live(
+    db: &aws_sdk_dynamodb::Client,
+    live: &Tables,
+) -> Result<HashSet<String>, ReplayError> {
+    use inventory_domain::api::DeadLetterStatus;
+    use inventory_store::dead_letters::{list, Order};
+    let mut out = HashSet::new();
+    let mut after: Option<String> = None;
+    // Bounded by the archive's size: a page of 1,000 at a time until the last.
+    loop {
+        let (items, next) = list(db, live, None, Order::OldestFirst, 1_000, after.as_deref())
+            .await
+            .map_err(ReplayError::Archive)?;
+        out.extend(
+            items
+                .into_iter()
+                .filter(|i| i.status != DeadLetterStatus::ProcessedBefore)
+                .map(|i| i.record_id),
+        );
+        match next {
+            Some(n) if Some(&n) != after.as_ref() => after = Some(n),
+            _ => return Ok(out),
+        }
+    }
+}
+
 async fn replay_shard(
     kinesis: &aws_sdk_kinesis::Client,
     processor: &dyn Target,
-    stream: &str,
-    arn: &str,
+    (stream, arn): (&str, &str),
     shard_id: String,
+    skipped: &HashSet<String>,
 ) -> Result<ShardReplay, ReplayError> {
     let mut out = ShardReplay {
         shard_id: shard_id.clone(),
@@ -255,12 +298,18 @@ async fn replay_shard(
             .send()
             .await
             .map_err(|e| KinesisError::call("GetRecords", e))?;
-        let records: Vec<PipeRecord> = resp
+        let read: Vec<PipeRecord> = resp
             .records()
             .iter()
             .map(|r| kinesis::to_pipe_record(r, &shard_id, arn, crate::emulators::LOCAL_REGION))
             .collect();
+        let records: Vec<PipeRecord> = read
+            .iter()
+            .filter(|r| !skipped.contains(&r.event_id))
+            .cloned()
+            .collect();
         apply_batch(processor, &shard_id, &records, &mut out).await?;
+        let records = read;
         // The end of the stream as it was when this shard was read: a live table may be
         // ahead of it for products with newer events.
         let caught_up = resp.millis_behind_latest() == Some(0);
@@ -360,26 +409,32 @@ fn differing_fields(live: &Item, replayed: &Item) -> Vec<String> {
         .collect()
 }
 
-fn live_sequence(item: &Item) -> SequenceNumber {
-    item.get("last_sequence")
-        .and_then(|v| v.as_s().ok())
-        .and_then(|s| SequenceNumber::parse(s).ok())
-        .unwrap_or_else(|| SequenceNumber::parse("0").expect("0 is a sequence number"))
-}
-
-/// Whether the live item has processed records past the replay's end for its key. Sequence
-/// numbers are compared within one shard only; a later shard of the key's lineage (a child,
-/// numbered higher) is ahead whatever its sequence numbers (docs/consistency.md).
-fn live_is_ahead(item: &Item, end_shard: &str, end: &SequenceNumber) -> bool {
-    let end_ordinal = inventory_domain::dedup::shard_ordinal(end_shard);
-    let live_ordinal = item
-        .get("last_shard")
-        .and_then(|v| v.as_n().ok())
-        .and_then(|n| n.parse::<u64>().ok());
-    match live_ordinal {
-        Some(o) if o != end_ordinal => o > end_ordinal,
-        _ => live_sequence(item) > *end,
-    }
+/// Whether the live item's position is past the replay's last record of its product
+/// (`end` on `end_shard`), along the product's shard lineage as the stream lists it.
+fn live_is_ahead(
+    listing: &inventory_domain::lineage::StreamLineage,
+    product_id: &str,
+    item: &Item,
+    end_shard: &str,
+    end: &SequenceNumber,
+) -> bool {
+    use inventory_domain::lineage::{hash_key, place, Place, RecordAt};
+    let Ok(live) = inventory_store::items::ProductItem::from_item(item.clone()) else {
+        return false;
+    };
+    let live = live.into_record();
+    let shard = inventory_domain::dedup::shard_ordinal(end_shard);
+    let at_end = live.last_shard == Some(shard) && live.last_sequence == *end;
+    let placed = place(
+        listing,
+        RecordAt {
+            shard,
+            sequence: end,
+            hash: hash_key(product_id),
+        },
+        Some(&live.position()),
+    );
+    placed == Place::Behind && !at_end
 }
 
 #[cfg(test)]

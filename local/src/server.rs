@@ -46,12 +46,7 @@ pub struct InProcessRedriver(pub Redriver);
 impl DeadLetterRedriver for InProcessRedriver {
     fn redrive(&self, request: RedriveRequest) -> BoxFuture<Result<RedriveResult, String>> {
         let redriver = self.0.clone();
-        Box::pin(async move {
-            redriver
-                .redrive(&request.ids)
-                .await
-                .map_err(|e| e.to_string())
-        })
+        Box::pin(async move { redriver.redrive(&request).await.map_err(|e| e.to_string()) })
     }
 }
 

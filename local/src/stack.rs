@@ -169,6 +169,7 @@ impl LocalStack {
             self.db.clone(),
             self.options.tables.clone(),
             self.options.stream.clone(),
+            inventory_domain::dedup::DEFAULT_WINDOW_MS,
         )
     }
 

@@ -134,8 +134,12 @@ async fn dead_letters_are_archived_listed_and_redriven_so_every_event_applies_on
         failing: AtomicBool::new(true),
     });
     let mut runner = stack.pipe_to(target.clone());
+    // Retries, bisections and polls within milliseconds: every batch of the run fails, and
+    // each record's way to its dead letter takes seconds at the Pipe's real pace.
     runner.min_backoff = Duration::from_millis(5);
     runner.max_backoff = Duration::from_millis(50);
+    runner.idle_poll = Duration::from_millis(20);
+    runner.min_poll_interval = Duration::from_millis(5);
     let pipe = runner.spawn();
     let queue = stack.start_dead_letter_queue();
 
@@ -212,6 +216,10 @@ async fn dead_letters_are_archived_listed_and_redriven_so_every_event_applies_on
         .await;
         assert_eq!(status, StatusCode::OK, "{body}");
         let result: RedriveResult = serde_json::from_value(body).unwrap();
+        assert_eq!(
+            result.held_past_window, 0,
+            "every record is inside the window"
+        );
         republished += result.republished;
         if !result.remaining {
             break;

@@ -14,6 +14,13 @@
 //! | 8 | many producers per product, late retries | 10 producers on 3 hot products, 5% of events put again 1–2,000 records later |
 //! | 9 | the stream reshards under load | UpdateShardCount 4 → 8 → 4 while publishing, then a replay |
 //! | 10 | a cold start in the middle of 8 | the processor's instances replaced halfway (their memory of the log lost) |
+//! | 11 | a record outside its product's lineage | a put with ExplicitHashKey on another shard, then the product's next events |
+//! | 12 | the stream deleted and created again | the same tables and warm instances fed by the new stream through a new Pipe |
+//! | 13 | products written, shard log never | every TransactWriteItems fails until the Pipe dead-letters the batch; then redrive all |
+//! | 14 | a Pipe replaced at TRIM_HORIZON | its log items expired, every record past MaximumRecordAgeInSeconds; then redrive all |
+//! | 15 | a reshard and a product with only rejected events | its first event's retry lands in a child shard |
+//! | 16 | two redrives at once | two redrive-all loops in parallel |
+//! | 17 | dedup keys colliding | a test hook zeroes every key's low 64 bits |
 
 mod harness;
 
@@ -197,7 +204,11 @@ async fn f3_dynamodb_throttling_5xx_and_lost_responses_lose_and_double_nothing()
     .unwrap();
     // Two attempts instead of the default three, so the SDK's retries run out often enough
     // for the processor's batchItemFailures and the Pipe's retries to be exercised too.
-    let processor = Processor::new(proxy.dynamodb_client(2), stack.options.tables.clone());
+    let processor = Processor::new(
+        proxy.dynamodb_client(2),
+        stack.options.tables.clone(),
+        shards_of(&stack),
+    );
     let mut runner = stack.pipe_to(Arc::new(InProcessTarget(processor)));
     runner.min_backoff = Duration::from_millis(5);
     runner.max_backoff = Duration::from_millis(200);
@@ -792,4 +803,606 @@ async fn f9_a_split_4_to_8_and_a_merge_back_under_load_lose_and_double_nothing()
     assert_eq!(report.records, simulation.expected().records);
     assert_eq!(report.differences, vec![]);
     assert_eq!(report.identical as usize, verified.stored.len());
+}
+
+// ------------------------------------- 11-17. what operators and stray producers do
+
+/// Puts one event of `product` (as `event()` writes it) with its partition key, as
+/// producers must, or with `explicit` as its ExplicitHashKey (a stray producer). Returns the
+/// shard it landed on.
+async fn put_event(
+    stack: &LocalStack,
+    product: &str,
+    (id, kind, quantity): (&str, &str, Option<u64>),
+    explicit: Option<u128>,
+) -> String {
+    stack
+        .kinesis
+        .put_record()
+        .stream_name(&stack.options.stream)
+        .partition_key(product)
+        .set_explicit_hash_key(explicit.map(|h| h.to_string()))
+        .data(Blob::new(event(id, kind, product, quantity)))
+        .send()
+        .await
+        .unwrap()
+        .shard_id()
+        .to_owned()
+}
+
+async fn item_of(stack: &LocalStack, product: &str) -> Option<HashMap<String, AttributeValue>> {
+    stack
+        .db
+        .get_item()
+        .table_name(&stack.options.tables.inventory)
+        .key("product_id", AttributeValue::S(product.into()))
+        .consistent_read(true)
+        .send()
+        .await
+        .unwrap()
+        .item
+}
+
+/// Waits (bounded) until `product` has applied `version` events; returns its stock.
+async fn wait_for_version(stack: &LocalStack, product: &str, version: u64) -> u64 {
+    let what = format!("{product} to reach version {version}");
+    wait_for(&what, PATIENCE, || async move {
+        item_of(stack, product)
+            .await
+            .filter(|item| number(item, "version") >= version)
+            .map(|item| number(&item, "quantity"))
+    })
+    .await
+}
+
+/// A Pipe that retries, bisects and polls again within milliseconds, so a run whose every
+/// batch fails reaches its dead letters in seconds rather than minutes.
+fn fast_retries(runner: &mut inventory_local::pipe::PipeRunner) {
+    runner.min_backoff = Duration::from_millis(5);
+    runner.max_backoff = Duration::from_millis(50);
+    runner.idle_poll = Duration::from_millis(20);
+    runner.min_poll_interval = Duration::from_millis(5);
+}
+
+/// The processor `p` wrapped as a Pipe target.
+fn target_of(p: Processor) -> Arc<InProcessTarget> {
+    shared(InProcessTarget(p))
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn f11_a_record_put_on_a_shard_outside_its_products_lineage_is_rejected_and_loses_nothing_after_it(
+) {
+    use inventory_domain::lineage::hash_key;
+    let stack = local_stack(StackOptions::default()).await;
+    let pipe = start_in_process_pipe(&stack);
+    let open = open_shards(&stack.kinesis, &stack.options.stream).await;
+    let holds = |s: &Listed, p: &str| s.range.0 <= hash_key(p) && hash_key(p) <= s.range.1;
+    // A product on a shard with a higher-numbered one beside it: a position moved there by
+    // the stray would have made every later record of the product look older.
+    let top = open.iter().map(|s| s.number).max().unwrap();
+    let product = (0..)
+        .map(|i| format!("stray-P{i}"))
+        .find(|p| open.iter().any(|s| holds(s, p) && s.number < top))
+        .unwrap();
+    let home = open.iter().find(|s| holds(s, &product)).unwrap();
+    let elsewhere = open.iter().find(|s| s.number > home.number).unwrap();
+
+    put_event(&stack, &product, ("s-1", "product_added", Some(10)), None).await;
+    // The product exists (it has a position) when the stray arrives.
+    wait_for_version(&stack, &product, 1).await;
+    let stray_shard = put_event(
+        &stack,
+        &product,
+        ("s-2", "quantity_decreased", Some(3)),
+        Some(elsewhere.range.0),
+    )
+    .await;
+    assert_eq!(stray_shard, elsewhere.id);
+    let after = [
+        ("s-3", "quantity_decreased", 2),
+        ("s-4", "quantity_increased", 5),
+        ("s-5", "quantity_decreased", 1),
+        ("s-6", "quantity_increased", 4),
+        ("s-7", "quantity_decreased", 3),
+        ("s-8", "quantity_decreased", 2),
+    ];
+    for (id, kind, q) in after {
+        put_event(&stack, &product, (id, kind, Some(q)), None).await;
+    }
+    // Every event after the stray is applied: 10 - 2 + 5 - 1 + 4 - 3 - 2.
+    assert_eq!(wait_for_version(&stack, &product, 7).await, 11);
+    let rejections = wait_for("the stray's rejection", PATIENCE, || async {
+        let r = rejection_items(&stack.db, &stack.options.tables).await;
+        (!r.is_empty()).then_some(r)
+    })
+    .await;
+    assert_eq!(rejections.len(), 1, "only the stray is rejected");
+    assert_eq!(text(&rejections[0], "reason"), "wrong_shard");
+    assert!(text(&rejections[0], "record_id").starts_with(&elsewhere.id));
+    pipe.stop().await.unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn f12_a_stream_deleted_and_created_again_keeps_feeding_the_same_tables_exactly() {
+    let stack = local_stack(StackOptions {
+        shards: 2,
+        ..StackOptions::default()
+    })
+    .await;
+    // The same warm instances before and after: their listing of the old stream is stale.
+    let instances = shared(Instances::new(&stack, 2));
+    let pipe = stack.pipe_to(instances.clone()).spawn();
+    let products: Vec<String> = (0..20).map(|i| format!("again-P{i}")).collect();
+    for p in &products {
+        put_event(
+            &stack,
+            p,
+            (&format!("{p}-a"), "product_added", Some(100)),
+            None,
+        )
+        .await;
+    }
+    // Resharded first, so the products' positions name shards numbered above the new
+    // stream's first ones.
+    reshard(&stack.kinesis, &stack.options.stream, Reshard::Count(4)).await;
+    for p in &products {
+        put_event(
+            &stack,
+            p,
+            (&format!("{p}-b"), "quantity_decreased", Some(1)),
+            None,
+        )
+        .await;
+    }
+    for p in &products {
+        wait_for_version(&stack, p, 2).await;
+    }
+    pipe.stop().await.unwrap();
+
+    delete_stream(&stack.kinesis, &stack.options.stream).await;
+    inventory_local::kinesis::ensure_stream(&stack.kinesis, &stack.options.stream, 2)
+        .await
+        .unwrap();
+    // The old Pipe's checkpoints belong to the deleted stream: a new Pipe reads the new one.
+    let mut replaced = stack.pipe_to(instances.clone());
+    replaced.name = "pipe-of-the-new-stream".into();
+    let pipe = replaced.spawn();
+    for p in &products {
+        put_event(
+            &stack,
+            p,
+            (&format!("{p}-c"), "quantity_decreased", Some(2)),
+            None,
+        )
+        .await;
+        put_event(
+            &stack,
+            p,
+            (&format!("{p}-d"), "quantity_increased", Some(5)),
+            None,
+        )
+        .await;
+    }
+    for p in &products {
+        assert_eq!(wait_for_version(&stack, p, 4).await, 100 - 1 - 2 + 5, "{p}");
+    }
+    assert!(rejection_items(&stack.db, &stack.options.tables)
+        .await
+        .is_empty());
+    pipe.stop().await.unwrap();
+}
+
+/// The processor, or while `outage` is set, the same processor whose DynamoDB calls go
+/// through `failing` (a fault proxy's client).
+struct Outage {
+    healthy: InProcessTarget,
+    failing: InProcessTarget,
+    outage: std::sync::atomic::AtomicBool,
+}
+
+impl Target for Outage {
+    fn invoke(&self, payload: Vec<u8>) -> BoxFuture<Result<Vec<u8>, String>> {
+        if self.outage.load(Ordering::SeqCst) {
+            self.failing.invoke(payload)
+        } else {
+            self.healthy.invoke(payload)
+        }
+    }
+}
+
+/// A stack whose Pipe (one retry, then dead letters) invokes the processor through a fault
+/// proxy with `rates` until the outage ends, and the dead-letter consumer fed by the Pipe.
+struct Outaged {
+    stack: LocalStack,
+    proxy: FaultProxy,
+    target: Arc<Outage>,
+    pipe: inventory_local::pipe::PipeHandle,
+    queue: inventory_local::dead_letter_queue::DeadLetterQueue,
+}
+
+async fn outaged(shards: i32, rates: FaultRates, seed: u64) -> Outaged {
+    init_tracing();
+    let stack = LocalStack::start(StackOptions {
+        shards,
+        pipe: PipeSettings {
+            maximum_batching_window_in_seconds: 0,
+            maximum_retry_attempts: 1,
+            ..PipeSettings::default()
+        },
+        ..StackOptions::default()
+    })
+    .await
+    .unwrap();
+    let proxy = FaultProxy::start(stack.aws.endpoint(), rates, seed)
+        .await
+        .unwrap();
+    let target = shared(Outage {
+        healthy: InProcessTarget::on(&stack),
+        failing: InProcessTarget(Processor::new(
+            proxy.dynamodb_client(1),
+            stack.options.tables.clone(),
+            shards_of(&stack),
+        )),
+        outage: true.into(),
+    });
+    let mut runner = stack.pipe_to(target.clone());
+    fast_retries(&mut runner);
+    let pipe = runner.spawn();
+    let queue = stack.start_dead_letter_queue();
+    Outaged {
+        stack,
+        proxy,
+        target,
+        pipe,
+        queue,
+    }
+}
+
+/// Every archived dead letter: (status, redrive count), by id.
+async fn archive(stack: &LocalStack) -> BTreeMap<String, (String, u64)> {
+    let (items, _) = inventory_store::dead_letters::list(
+        &stack.db,
+        &stack.options.tables,
+        None,
+        inventory_store::dead_letters::Order::OldestFirst,
+        100_000,
+        None,
+    )
+    .await
+    .unwrap();
+    items
+        .into_iter()
+        .map(|i| {
+            let status = serde_json::to_value(i.status).unwrap();
+            (
+                i.sk,
+                (
+                    status.as_str().unwrap_or_default().to_owned(),
+                    i.redrive_count,
+                ),
+            )
+        })
+        .collect()
+}
+
+/// Redrives every pending dead letter as the console does: request after request while the
+/// redrive says some remain and makes progress. Returns the records republished.
+async fn redrive_all(
+    redriver: &inventory_dead_letters::Redriver,
+    include_past_window: bool,
+) -> u64 {
+    let mut republished = 0;
+    for _ in 0..100 {
+        let result = redriver
+            .redrive(&inventory_domain::api::RedriveRequest {
+                ids: vec![],
+                include_past_window,
+            })
+            .await
+            .unwrap();
+        republished += result.republished;
+        if !result.remaining || result.republished == 0 {
+            return republished;
+        }
+    }
+    panic!("a redrive of everything pending needed more than 100 requests");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn f13_a_batch_written_but_never_logged_until_dead_lettered_is_not_redriven_twice() {
+    // Every shard-log transaction fails; the product writes (PutItem) go through.
+    let rates = FaultRates {
+        server_error: 1.0,
+        only: Some("TransactWriteItems"),
+        ..FaultRates::default()
+    };
+    let Outaged {
+        stack,
+        proxy,
+        target,
+        pipe,
+        queue,
+    } = outaged(1, rates, 13).await;
+
+    let product = "unlogged-P";
+    put_event(&stack, product, ("u-0", "product_added", Some(100)), None).await;
+    for i in 1..60 {
+        put_event(
+            &stack,
+            product,
+            (&format!("u-{i}"), "quantity_decreased", Some(1)),
+            None,
+        )
+        .await;
+    }
+    wait_until("the Pipe to dead-letter all 60 records", PATIENCE, || {
+        queue.stats.records_archived.load(Ordering::SeqCst) >= 60
+    })
+    .await;
+    assert!(proxy.counts.injected() > 0);
+    // The product writes landed: the outage only kept the log (and its counters) out.
+    assert_eq!(
+        number(&item_of(&stack, product).await.unwrap(), "quantity"),
+        41
+    );
+    target.outage.store(false, Ordering::SeqCst);
+    for i in 60..63 {
+        put_event(
+            &stack,
+            product,
+            (&format!("u-{i}"), "quantity_decreased", Some(1)),
+            None,
+        )
+        .await;
+    }
+    assert_eq!(wait_for_version(&stack, product, 63).await, 38);
+
+    let archived = archive(&stack).await;
+    assert_eq!(archived.len(), 60);
+    assert!(
+        archived.values().all(|(s, _)| s == "processed_before"),
+        "the product's position is past every one of them: {archived:?}"
+    );
+    assert_eq!(redrive_all(&stack.redriver(), true).await, 0);
+    // Whatever a redrive did, the stock stays: 100 - 62.
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let item = item_of(&stack, product).await.unwrap();
+    assert_eq!(
+        (number(&item, "quantity"), number(&item, "version")),
+        (38, 63)
+    );
+    queue.stop().await;
+    pipe.stop().await.unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn f14_a_pipe_replaced_at_trim_horizon_dead_letters_old_records_and_none_is_applied_twice() {
+    let stack = local_stack(StackOptions {
+        shards: 2,
+        ..StackOptions::default()
+    })
+    .await;
+    let pipe = start_in_process_pipe(&stack);
+    let mut simulation = sim("replaced", 40, 1_000, Skew::Zipf(1.1), 14);
+    publish_all(&stack, &mut simulation, None).await;
+    assert_verified(&stack, &simulation).await;
+    pipe.stop().await.unwrap();
+
+    // Days later: the shard log's items have expired (deleted here as DynamoDB's TTL would).
+    let logged: Vec<HashMap<String, AttributeValue>> = stack
+        .db
+        .scan()
+        .table_name(&stack.options.tables.events)
+        .filter_expression("begins_with(pk, :p)")
+        .expression_attribute_values(":p", AttributeValue::S("DEDUP#".into()))
+        .into_paginator()
+        .items()
+        .send()
+        .collect::<Result<_, _>>()
+        .await
+        .unwrap();
+    assert!(!logged.is_empty());
+    for item in &logged {
+        stack
+            .db
+            .delete_item()
+            .table_name(&stack.options.tables.events)
+            .key("pk", item["pk"].clone())
+            .key("sk", item["sk"].clone())
+            .send()
+            .await
+            .unwrap();
+    }
+    // A new Pipe (another name) from TRIM_HORIZON, with a maximum record age every record
+    // is past: it dead-letters them all.
+    let mut replaced = stack.pipe_to(shared(InProcessTarget::on(&stack)));
+    replaced.name = "replaced-pipe".into();
+    replaced.settings.maximum_record_age_in_seconds = 60;
+    replaced.record_age_offset = Duration::from_secs(2 * 86_400);
+    fast_retries(&mut replaced);
+    let pipe = replaced.spawn();
+    let queue = inventory_local::dead_letter_queue::DeadLetterQueue::start(
+        stack.db.clone(),
+        stack.options.pipe_table.clone(),
+        "replaced-pipe".into(),
+        stack.dead_letter_consumer(),
+    );
+    let published = simulation.expected().records;
+    wait_until("every record dead-lettered and archived", PATIENCE, || {
+        queue.stats.records_archived.load(Ordering::SeqCst) >= published
+    })
+    .await;
+    let archived = archive(&stack).await;
+    assert_eq!(archived.len() as u64, published);
+    let pending: Vec<_> = archived
+        .iter()
+        .filter(|(_, (s, _))| s != "processed_before")
+        .collect();
+    assert!(
+        pending.is_empty(),
+        "applied records archived as pending: {pending:?}"
+    );
+    assert_eq!(redrive_all(&stack.redriver(), true).await, 0);
+    assert_verified(&stack, &simulation).await;
+    queue.stop().await;
+    pipe.stop().await.unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn f15_a_retry_after_a_reshard_of_an_event_rejected_before_it_is_a_duplicate() {
+    let stack = local_stack(StackOptions {
+        shards: 1,
+        ..StackOptions::default()
+    })
+    .await;
+    let pipe = start_in_process_pipe(&stack);
+    let product = "only-rejected-P";
+    // Not added yet: rejected, and no product item remembers it.
+    put_event(
+        &stack,
+        product,
+        ("r-1", "quantity_increased", Some(5)),
+        None,
+    )
+    .await;
+    wait_for("the rejection", PATIENCE, || async {
+        let r = rejection_items(&stack.db, &stack.options.tables).await;
+        (!r.is_empty()).then_some(())
+    })
+    .await;
+    reshard(&stack.kinesis, &stack.options.stream, Reshard::SplitFirst).await;
+    put_event(&stack, product, ("r-2", "product_added", Some(11)), None).await;
+    assert_eq!(wait_for_version(&stack, product, 1).await, 11);
+    // The producer's retry of its first event, same id and bytes, now in a child shard.
+    put_event(
+        &stack,
+        product,
+        ("r-1", "quantity_increased", Some(5)),
+        None,
+    )
+    .await;
+    wait_for("the retry counted as a duplicate", PATIENCE, || async {
+        (stats_totals(&stack)
+            .await
+            .get("producer_duplicates")
+            .copied()
+            == Some(1))
+        .then_some(())
+    })
+    .await;
+    let item = item_of(&stack, product).await.unwrap();
+    assert_eq!(
+        (number(&item, "quantity"), number(&item, "version")),
+        (11, 1)
+    );
+    assert_eq!(
+        rejection_items(&stack.db, &stack.options.tables)
+            .await
+            .len(),
+        1
+    );
+    pipe.stop().await.unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn f16_two_redrives_at_once_publish_each_dead_letter_once() {
+    // DynamoDB is down for the processor (every call fails) until the outage ends.
+    let rates = FaultRates {
+        unavailable: 1.0,
+        ..FaultRates::default()
+    };
+    let Outaged {
+        stack,
+        target,
+        pipe,
+        queue,
+        ..
+    } = outaged(2, rates, 16).await;
+    let mut simulation = sim("tworedrives", 30, 600, Skew::Zipf(1.1), 16);
+    let published = publish_all(&stack, &mut simulation, None).await.records;
+    wait_until("every record archived", PATIENCE, || {
+        queue.stats.records_archived.load(Ordering::SeqCst) >= published
+    })
+    .await;
+    target.outage.store(false, Ordering::SeqCst);
+    let pending = archive(&stack)
+        .await
+        .values()
+        .filter(|(s, _)| s == "pending")
+        .count() as u64;
+    assert!(pending > 0);
+
+    // Two users click "Redrive all pending" at once (two function instances).
+    let (a, b) = (stack.redriver(), stack.redriver());
+    let (x, y) = tokio::join!(redrive_all(&a, false), redrive_all(&b, false));
+    assert_eq!(x + y, pending, "{x} + {y} republished of {pending} pending");
+    let archived = archive(&stack).await;
+    assert!(
+        archived
+            .values()
+            .all(|(s, n)| s != "pending" && (s != "redriven" || *n == 1)),
+        "each redriven once: {archived:?}"
+    );
+    let in_stream: usize = read_all_records(&stack).await;
+    assert_eq!(in_stream as u64, published + pending);
+    assert_verified(&stack, &simulation).await;
+    queue.stop().await;
+    pipe.stop().await.unwrap();
+}
+
+/// Every record the stream holds, all shards.
+async fn read_all_records(stack: &LocalStack) -> usize {
+    let mut count = 0;
+    for shard in inventory_local::kinesis::shard_ids(&stack.kinesis, &stack.options.stream)
+        .await
+        .unwrap()
+    {
+        let mut iterator = stack
+            .kinesis
+            .get_shard_iterator()
+            .stream_name(&stack.options.stream)
+            .shard_id(&shard)
+            .shard_iterator_type(aws_sdk_kinesis::types::ShardIteratorType::TrimHorizon)
+            .send()
+            .await
+            .unwrap()
+            .shard_iterator
+            .unwrap();
+        for _ in 0..1_000 {
+            let page = stack
+                .kinesis
+                .get_records()
+                .shard_iterator(&iterator)
+                .send()
+                .await
+                .unwrap();
+            count += page.records().len();
+            if page.records().is_empty() && page.millis_behind_latest() == Some(0) {
+                break;
+            }
+            iterator = page.next_shard_iterator().unwrap().to_owned();
+        }
+    }
+    count
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn f17_dedup_keys_forced_to_collide_at_64_bits_still_tell_every_event_apart() {
+    let stack = local_stack(StackOptions::default()).await;
+    let settings = inventory_processor::ProcessorSettings {
+        collide_dedup_keys: true,
+        ..Default::default()
+    };
+    let target = target_of(Processor::with_settings(
+        stack.db.clone(),
+        stack.options.tables.clone(),
+        shards_of(&stack),
+        settings,
+    ));
+    let pipe = stack.pipe_to(target).spawn();
+    let mut simulation = producers_sim("collide", 3, 2_000, 17, 5, 0.05, (1, 1_000));
+    publish_all(&stack, &mut simulation, None).await;
+    assert_verified(&stack, &simulation).await;
+    assert_duplicates_counted(&stack, &simulation, "f17").await;
+    pipe.stop().await.unwrap();
 }

@@ -71,3 +71,20 @@ fn the_pipe_has_no_filter_and_a_synchronous_target() {
          a dead-lettered range must stay readable at least 3 days"
     );
 }
+
+/// The template's largest dedup window is the one docs/consistency.md's "Window limits"
+/// sizes a cold start for (`MAX_TEMPLATE_WINDOW_SECONDS`).
+#[test]
+fn the_largest_dedup_window_is_the_one_a_cold_start_is_sized_for() {
+    let block: Vec<&str> = TEMPLATE
+        .lines()
+        .skip_while(|l| l.trim() != "DedupWindowSeconds:")
+        .take_while(|l| !l.trim().starts_with("Description:"))
+        .collect();
+    let max: i64 = block
+        .iter()
+        .find_map(|l| l.trim().strip_prefix("MaxValue:"))
+        .and_then(|v| v.trim().parse().ok())
+        .expect("DedupWindowSeconds has a MaxValue");
+    assert_eq!(max, inventory_domain::dedup::MAX_TEMPLATE_WINDOW_SECONDS);
+}

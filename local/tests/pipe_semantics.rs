@@ -1018,12 +1018,13 @@ async fn a_pipe_starting_at_latest_after_a_reshard_delivers_only_newer_records()
     pipe.stop().await.unwrap();
 }
 
-/// What the local Kinesis (ferrokinesis 0.7) does across a reshard, which the Pipe and the
-/// processor build on:
+/// What the local Kinesis (ferrokinesis 0.7 behind the local endpoint) does across a
+/// reshard, which the Pipe and the processor build on:
 /// - a child's shard number is greater than its parents' (a new shard is numbered after
 ///   every shard the stream has had), for split, merge and UpdateShardCount alike;
-/// - SplitShard and MergeShards record the lineage; UpdateShardCount does NOT (its new
-///   shards list no parent), so `kinesis::list_shards` infers it from hash-key ranges;
+/// - SplitShard and MergeShards record the lineage, and so does UpdateShardCount: the local
+///   endpoint scales by splits and merges as Kinesis does (ferrokinesis' own would list its
+///   new shards without parents);
 /// - a sequence number starts with its shard's creation second, then the last hex digit
 ///   of the shard number, then the shard's record counter. A child's records are greater
 ///   than its parents' when it was created in a later second, or in the same second with
@@ -1056,14 +1057,15 @@ async fn ferrokinesis_numbers_children_after_their_parents_and_what_that_means_f
         merged.adjacent_parent.as_deref(),
         Some("shardId-000000000003")
     );
-    // UpdateShardCount: 5..8 with no lineage at all.
+    // UpdateShardCount to 4: shard 4 split at a quarter of the hash keys, shard 1 at three
+    // quarters, each child naming its parent.
     let counted: Vec<&Listed> = shards.iter().filter(|l| l.number >= 5).collect();
     assert_eq!(counted.len(), 4);
     assert!(counted
         .iter()
-        .all(|l| l.parent.is_none() && l.adjacent_parent.is_none()));
+        .all(|l| l.parent.is_some() && l.adjacent_parent.is_none()));
 
-    // The lineage as the Pipe sees it: recorded parents, or the older overlapping shards.
+    // The lineage as the Pipe sees it: the recorded parents.
     let lineage = inventory_local::kinesis::list_shards(&s.kinesis, &s.stream)
         .await
         .unwrap();
@@ -1080,24 +1082,10 @@ async fn ferrokinesis_numbers_children_after_their_parents_and_what_that_means_f
             pairs += 1;
         }
     }
-    // 2 split + 2 merge + the 4 new shards' overlaps with 1, 4 and 0 (through 4's range).
+    // 2 split + 2 merge + the 4 new shards, each with one parent.
     let expected: Vec<(&str, Vec<&str>)> = vec![
-        (
-            "shardId-000000000005",
-            vec![
-                "shardId-000000000000",
-                "shardId-000000000002",
-                "shardId-000000000004",
-            ],
-        ),
-        (
-            "shardId-000000000006",
-            vec![
-                "shardId-000000000000",
-                "shardId-000000000003",
-                "shardId-000000000004",
-            ],
-        ),
+        ("shardId-000000000005", vec!["shardId-000000000004"]),
+        ("shardId-000000000006", vec!["shardId-000000000004"]),
         ("shardId-000000000007", vec!["shardId-000000000001"]),
         ("shardId-000000000008", vec!["shardId-000000000001"]),
     ];
@@ -1105,7 +1093,19 @@ async fn ferrokinesis_numbers_children_after_their_parents_and_what_that_means_f
         let got = &lineage.iter().find(|l| l.id == id).unwrap().parents;
         assert_eq!(got, &parents, "{id}");
     }
-    assert_eq!(pairs, 2 + 2 + 8);
+    assert_eq!(pairs, 2 + 2 + 4);
+    let quarter = 1u128 << 126;
+    let ranges: Vec<(u128, u128)> = counted.iter().map(|l| l.range).collect();
+    assert_eq!(
+        ranges,
+        vec![
+            (0, quarter - 1),
+            (quarter, 2 * quarter - 1),
+            (2 * quarter, 3 * quarter - 1),
+            (3 * quarter, u128::MAX)
+        ],
+        "uniform scaling"
+    );
 
     // The order of sequence numbers across shards follows (creation second, last hex digit
     // of the shard number): here it holds, but not from shard 15 to a shard 16 created in

@@ -13,6 +13,21 @@ use inventory_domain::{BatchItemFailure, PipeRecord, RejectionReason};
 use inventory_processor::{Processor, ProcessorSettings, Tables};
 use rand::{rngs::StdRng, Rng, SeedableRng};
 
+/// A processor for the fixture's records: they are AWS's, of a stream `inventory-events`
+/// whose shard 0 this listing describes (the emulated stream numbers its records otherwise).
+fn fixture_processor(s: &Stack) -> Processor {
+    use inventory_domain::lineage::{StreamId, StreamLineage};
+    let arn = "arn:aws:kinesis:us-east-1:123456789012:stream/inventory-events";
+    Processor::new(
+        s.db.clone(),
+        s.tables.clone(),
+        std::sync::Arc::new(inventory_processor::FixedShards(StreamLineage::single(
+            StreamId::new(arn, 1_694_000_000_000),
+            0,
+        ))),
+    )
+}
+
 #[tokio::test]
 async fn the_pipes_fixture_adds_the_sample_product() {
     let s = stack(1).await;
@@ -20,7 +35,7 @@ async fn the_pipes_fixture_adds_the_sample_product() {
         "../../processor/tests/fixtures/pipes-kinesis-batch.json"
     ))
     .unwrap();
-    let report = deliver(&s.processor(), &batch).await;
+    let report = deliver(&fixture_processor(&s), &batch).await;
     assert!(report.response.batch_item_failures.is_empty());
     let item = s.product("P98765").await.expect("product stored");
     assert_eq!(stock(&item), (10, "active".into(), 1));
@@ -38,7 +53,7 @@ async fn the_pipes_fixture_adds_the_sample_product() {
 #[tokio::test]
 async fn the_lambda_body_is_read_as_a_pipes_batch_or_refused_with_a_reason() {
     let s = stack(1).await;
-    let processor = s.processor();
+    let processor = fixture_processor(&s);
     let lambda_kinesis_event =
         r#"{"Records":[{"kinesis":{"partitionKey":"P98765","data":"e30="}}]}"#;
     let err = processor
@@ -408,7 +423,7 @@ async fn a_failed_rejection_write_retries_the_whole_product_from_its_first_recor
     )
     .await
     .unwrap();
-    let failing = Processor::new(proxy.dynamodb_client(1), s.tables.clone());
+    let failing = Processor::new(proxy.dynamodb_client(1), s.tables.clone(), s.shards());
     let report = deliver(&failing, &batch).await;
     // P1 waits for its rejection, so the Pipe must retry from P1's first record (e1), not
     // from the rejected e3: retrying from e3 would lose e1 and e2.
@@ -462,7 +477,7 @@ async fn a_write_applied_but_answered_as_failed_keeps_its_outcomes_and_rejection
     )
     .await
     .unwrap();
-    let processor = Processor::new(proxy.dynamodb_client(2), s.tables.clone());
+    let processor = Processor::new(proxy.dynamodb_client(2), s.tables.clone(), s.shards());
     let report = deliver(&processor, &batch).await;
     assert!(report.response.batch_item_failures.is_empty());
     assert_eq!((report.applied, report.rejected_total()), (2, 1));
@@ -570,7 +585,7 @@ async fn a_stale_write_loses_the_race_instead_of_putting_old_state_back() {
     // Processor A reads P1, folds the first 3 records, and its write is held back...
     let gate = Gate::start(s.aws.endpoint(), ".PutItem").await;
     let slow_db = aws_sdk_dynamodb::Client::new(&inventory_local::sdk_config_for(&gate.endpoint));
-    let slow = inventory_processor::Processor::new(slow_db, s.tables.clone());
+    let slow = inventory_processor::Processor::new(slow_db, s.tables.clone(), s.shards());
     let stale = batch[..3].to_vec();
     let a = tokio::spawn(async move { slow.process_batch(&PipeBatch::from(&stale[..])).await });
     gate.wait_until_holding().await;
@@ -609,7 +624,7 @@ async fn a_write_race_lost_to_a_writer_that_rejected_the_same_record_keeps_its_r
     // product write is held back...
     let gate = Gate::start(s.aws.endpoint(), ".PutItem").await;
     let slow_db = aws_sdk_dynamodb::Client::new(&inventory_local::sdk_config_for(&gate.endpoint));
-    let slow = Processor::new(slow_db, s.tables.clone());
+    let slow = Processor::new(slow_db, s.tables.clone(), s.shards());
     let half = batch[..2].to_vec();
     let a = tokio::spawn(async move { slow.process_batch(&PipeBatch::from(&half[..])).await });
     gate.wait_until_holding().await;
@@ -659,7 +674,7 @@ async fn running_out_of_conflict_retries_reports_the_product_and_loses_nothing()
         max_conflict_retries: 0,
         ..ProcessorSettings::default()
     };
-    let slow = Processor::with_settings(slow_db, s.tables.clone(), settings);
+    let slow = Processor::with_settings(slow_db, s.tables.clone(), s.shards(), settings);
     let whole = PipeBatch::from(&batch[..]);
     let a = tokio::spawn(async move { slow.process_batch(&whole).await });
     gate.wait_until_holding().await;
@@ -794,7 +809,7 @@ async fn a_failed_counter_transaction_fails_the_batch_counts_nothing_and_its_ret
     )
     .await
     .unwrap();
-    let processor = Processor::new(proxy.dynamodb_client(1), s.tables.clone());
+    let processor = Processor::new(proxy.dynamodb_client(1), s.tables.clone(), s.shards());
     let report = deliver(&processor, &batch).await;
     assert_eq!(
         report.response.batch_item_failures,
@@ -992,7 +1007,11 @@ async fn a_retry_whose_original_was_dead_lettered_is_applied() {
         .endpoint_url("http://127.0.0.1:9")
         .load()
         .await;
-    let down = Processor::new(aws_sdk_dynamodb::Client::new(&config), s.tables.clone());
+    let down = Processor::new(
+        aws_sdk_dynamodb::Client::new(&config),
+        s.tables.clone(),
+        s.shards(),
+    );
     let failed = deliver(&down, &records[1..2]).await;
     assert_eq!(failed.response.batch_item_failures.len(), 1);
     for batch in records[2..].chunks(8) {
@@ -1115,10 +1134,11 @@ async fn the_shard_log_costs_three_write_units_per_batch_of_a_hundred_and_nothin
 }
 
 /// The first batch in a child shard writes its products, then dies before its log write:
-/// the redelivery finds its products already naming the child, so only a link written
-/// before the product writes keeps the parent's log reachable for a later retry.
+/// the redelivery finds its products already naming the child, and a later retry of an
+/// event the parent carried must still be found in the parent's log. The parent comes from
+/// the stream's listing (ListShards), not from anything the lost batch would have written.
 #[tokio::test]
-async fn a_crash_in_a_child_shards_first_batch_keeps_the_link_to_the_parents_log() {
+async fn a_crash_in_a_child_shards_first_batch_still_finds_the_parents_log() {
     let s = stack(1).await;
     put_many(&s, &sale_then_thirty_restocks(100)).await;
     s.split_first_shard().await;
@@ -1139,15 +1159,9 @@ async fn a_crash_in_a_child_shards_first_batch_keeps_the_link_to_the_parents_log
         deliver(&s.processor(), batch).await;
     }
     deliver(&s.processor(), &child[..5]).await;
-    // The records' log item of that batch is lost; the link item written before it stays.
-    let lost = delete_dedup_items(&s, |item| {
-        let records = item
-            .get("records")
-            .and_then(|v| v.as_b().ok())
-            .map_or(0, |b| b.as_ref().len());
-        text(item, "pk").contains("shardId-000000000000") || records <= 9
-    })
-    .await;
+    // The child's log item of that batch is lost; the parent's stay.
+    let lost =
+        delete_dedup_items(&s, |item| text(item, "pk").contains("shardId-000000000000")).await;
     assert_eq!(lost, 1);
     let again = deliver(&s.processor(), &child[..5]).await;
     assert_eq!(again.redeliveries, 5);
@@ -1422,7 +1436,7 @@ async fn shard_counters_equal_a_scan_after_duplicates_retries_rejections_and_a_r
     )
     .await
     .unwrap();
-    let flaky = Processor::new(proxy.dynamodb_client(1), s.tables.clone());
+    let flaky = Processor::new(proxy.dynamodb_client(1), s.tables.clone(), s.shards());
     let mut retried = 0;
     // The parent first (the Pipe drains it before its children), then each child.
     let parent = &shards["shardId-000000000000"];
@@ -1451,4 +1465,50 @@ async fn shard_counters_equal_a_scan_after_duplicates_retries_rejections_and_a_r
     );
     let scanned = assert_counters_match_a_scan(&s).await;
     assert_eq!((scanned.products, scanned.active_products), (12, 10));
+}
+
+/// A cold instance whose memory cannot hold its shard's window fails the batch, saying
+/// what to change, rather than folding against part of the log; the log it could not read
+/// whole is not kept, so the retry (here on an instance allowed more) reads it again and
+/// still finds every duplicate.
+#[tokio::test]
+async fn a_log_larger_than_memory_fails_the_batch_and_is_read_again_by_the_retry() {
+    let s = stack(1).await;
+    put_many(&s, &sale_then_thirty_restocks(100)).await;
+    let records = s.read_one_shard().await;
+    for batch in records.chunks(8) {
+        deliver(&s.processor(), batch).await;
+    }
+    // The producer's retry of its first sale, after the 32 events the log holds.
+    put_many(&s, &[sale("order-1", "P", 4)]).await;
+    let retry: Vec<PipeRecord> = s.read_one_shard().await.split_off(records.len());
+    let small = Processor::with_settings(
+        s.db.clone(),
+        s.tables.clone(),
+        s.shards(),
+        inventory_processor::ProcessorSettings {
+            dedup_max_entries: 20,
+            ..Default::default()
+        },
+    );
+    let refused = deliver(&small, &retry).await;
+    assert_eq!(refused.response.batch_item_failures.len(), 1);
+    assert!(
+        refused
+            .errors
+            .iter()
+            .any(|e| e.contains("DEDUP_WINDOW_SECONDS")),
+        "{:?}",
+        refused.errors
+    );
+    assert_eq!(refused.applied + refused.producer_duplicates, 0);
+    // The same instance again: the log was not kept as if complete.
+    assert!(!deliver(&small, &retry)
+        .await
+        .response
+        .batch_item_failures
+        .is_empty());
+    let done = deliver(&s.processor(), &retry).await;
+    assert_eq!((done.producer_duplicates, done.applied), (1, 0));
+    assert_eq!(stock(&s.product("P").await.unwrap()).0, 126);
 }

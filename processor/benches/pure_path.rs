@@ -13,9 +13,7 @@ use base64::Engine as _;
 use criterion::measurement::{Measurement, ValueFormatter, WallTime};
 use criterion::{criterion_group, criterion_main, BatchSize, Criterion, Throughput};
 use inventory_domain::pipes::PipeBatch;
-use inventory_domain::{
-    fold_product, PipeRecord, ProductRecord, ProductStatus, RecentIds, SequenceNumber,
-};
+use inventory_domain::{PipeRecord, ProductRecord, ProductStatus, RecentIds, SequenceNumber};
 use inventory_processor::body::read_body;
 use inventory_processor::handler::{decode_batch, decode_pipe_batch};
 use rand::rngs::StdRng;
@@ -91,6 +89,7 @@ fn batch(zipf: Option<f64>, seed: u64) -> (Vec<u8>, HashMap<String, ProductRecor
             version: 10,
             last_sequence: SequenceNumber::parse("1").expect("a sequence number"),
             last_shard: None,
+            last_stream: None,
             last_event_at: "2026-11-25T11:00:00.000Z".into(),
             recent_ids: RecentIds::default(),
         });
@@ -218,7 +217,7 @@ fn pure_path(c: &mut Criterion<ThreadCpu>) {
                 let folds: Vec<_> = decoded
                     .products
                     .iter()
-                    .map(|w| fold_product(stored.get(&w.product_id).cloned(), &w.events))
+                    .map(|w| fold_listed(stored.get(&w.product_id).cloned(), &w.events))
                     .collect();
                 black_box(folds)
             })
@@ -264,7 +263,7 @@ fn pure_path(c: &mut Criterion<ThreadCpu>) {
                 |products| {
                     let folds: Vec<_> = products
                         .iter()
-                        .map(|w| fold_product(stored.get(&w.product_id).cloned(), &w.events))
+                        .map(|w| fold_listed(stored.get(&w.product_id).cloned(), &w.events))
                         .collect();
                     black_box(folds)
                 },
@@ -273,6 +272,29 @@ fn pure_path(c: &mut Criterion<ThreadCpu>) {
         });
         g.finish();
     }
+}
+
+/// The fold as the processor runs it: each record placed in the stream's listing (one
+/// shard), without a shard log.
+fn fold_listed(
+    stored: Option<ProductRecord>,
+    events: &[inventory_domain::SequencedEvent],
+) -> inventory_domain::ProductFold {
+    static LISTING: std::sync::OnceLock<inventory_domain::lineage::StreamLineage> =
+        std::sync::OnceLock::new();
+    let listing = LISTING.get_or_init(|| {
+        inventory_domain::lineage::StreamLineage::single(
+            inventory_domain::lineage::StreamId::new(ARN, 1_700_000_000_000),
+            0,
+        )
+    });
+    inventory_domain::fold_product_in(
+        stored,
+        events,
+        &inventory_domain::dedup::NoLog,
+        0,
+        inventory_domain::Source::Listed(listing),
+    )
 }
 
 // What the processor binary runs with (processor/src/bin/processor.rs).

@@ -19,7 +19,7 @@ use inventory_processor::{BatchReport, Phases, Processor};
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
 use rand_distr::{Distribution, Zipf};
-use support::{client_at, event, Shard};
+use support::{client_at, event, shards, Shard};
 
 // As the Lambda binary (src/bin/processor.rs), so the allocator profiled is the one deployed.
 #[global_allocator]
@@ -76,7 +76,7 @@ fn main() -> Result<()> {
         let db = client_at(addr);
         let tables = inventory_store::Tables::with_prefix("profile");
         inventory_store::tables::ensure_tables(&db, &tables).await?;
-        let processor = Processor::new(db, tables);
+        let processor = Processor::new(db, tables, shards(0));
         let mut shard = Shard::new(0);
         let ids: Vec<String> = (0..PRODUCTS).map(|i| format!("P{i:05}")).collect();
         for chunk in ids.chunks(1000) {

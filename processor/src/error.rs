@@ -10,6 +10,9 @@ pub enum ProcessorError {
     #[error("{0}. The Pipe will retry the batch from the first record affected")]
     Store(#[from] StoreError),
 
+    #[error(transparent)]
+    Stream(#[from] inventory_stream::StreamError),
+
     #[error("the invocation is not an EventBridge Pipes batch from a Kinesis source (a JSON array of flat Kinesis records): {0}. Check the Pipe's source is the Kinesis stream and its target has no input transformer")]
     NotABatch(String),
 

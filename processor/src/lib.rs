@@ -9,3 +9,4 @@ pub mod metrics;
 pub use error::ProcessorError;
 pub use handler::{BatchReport, Phases, Processor, ProcessorSettings};
 pub use inventory_store::{dynamodb_client_from_env, Tables};
+pub use inventory_stream::{FixedShards, KinesisShards, ListShards};

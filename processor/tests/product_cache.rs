@@ -5,7 +5,7 @@
 mod support;
 
 use inventory_processor::{BatchReport, Processor, ProcessorSettings};
-use support::{dynamodb, event, stored, write_behind, Shard};
+use support::{dynamodb, event, shards, stored, write_behind, Shard};
 
 fn assert_clean(report: &BatchReport) {
     assert!(
@@ -34,7 +34,7 @@ fn one_each<'a, P: AsRef<str>>(
 #[tokio::test]
 async fn a_warm_batch_writes_without_reading_and_ends_exact() {
     let (db, tables) = dynamodb().await;
-    let processor = Processor::new(db.clone(), tables.clone());
+    let processor = Processor::new(db.clone(), tables.clone(), shards(0));
     let mut shard = Shard::new(0);
     let products: Vec<String> = (0..10).map(|i| format!("P{i}")).collect();
 
@@ -67,8 +67,8 @@ async fn a_warm_batch_writes_without_reading_and_ends_exact() {
 #[tokio::test]
 async fn another_instance_writing_the_shard_makes_the_first_read_again() {
     let (db, tables) = dynamodb().await;
-    let first = Processor::new(db.clone(), tables.clone());
-    let second = Processor::new(db.clone(), tables.clone());
+    let first = Processor::new(db.clone(), tables.clone(), shards(0));
+    let second = Processor::new(db.clone(), tables.clone(), shards(0));
     let mut shard = Shard::new(0);
 
     let added = shard.batch(&[("X", event("e1", "product_added", "X", Some(0)))]);
@@ -95,7 +95,7 @@ async fn another_instance_writing_the_shard_makes_the_first_read_again() {
 #[tokio::test]
 async fn a_write_behind_the_cache_without_a_log_append_loses_the_race_and_ends_exact() {
     let (db, tables) = dynamodb().await;
-    let processor = Processor::new(db.clone(), tables.clone());
+    let processor = Processor::new(db.clone(), tables.clone(), shards(0));
     let mut shard = Shard::new(0);
 
     let added = shard.batch(&[("X", event("e1", "product_added", "X", Some(5)))]);
@@ -134,7 +134,7 @@ async fn a_write_behind_the_cache_without_a_log_append_loses_the_race_and_ends_e
 #[tokio::test]
 async fn a_rejection_on_a_cached_state_that_writes_nothing_is_checked_with_a_read() {
     let (db, tables) = dynamodb().await;
-    let processor = Processor::new(db.clone(), tables.clone());
+    let processor = Processor::new(db.clone(), tables.clone(), shards(0));
     let mut shard = Shard::new(0);
 
     // The instance learns that Y does not exist (its change is rejected, nothing written).
@@ -146,7 +146,7 @@ async fn a_rejection_on_a_cached_state_that_writes_nothing_is_checked_with_a_rea
 
     // The shard's next batch goes to another instance, which creates Y and crashes before
     // its log append: the shard log says nothing happened.
-    let other = Processor::new(db.clone(), tables.clone());
+    let other = Processor::new(db.clone(), tables.clone(), shards(0));
     let created = shard.batch(&[("Y", event("e2", "product_added", "Y", Some(3)))]);
     let _ = other.process_batch(&created).await;
     delete_shard_log_after_first(&db, &tables).await;
@@ -197,12 +197,12 @@ async fn a_cold_instance_reads_every_product() {
     let mut shard = Shard::new(0);
     let added = one_each(&["A", "B", "C"], "add", "product_added", 4);
     assert_clean(
-        &Processor::new(db.clone(), tables.clone())
+        &Processor::new(db.clone(), tables.clone(), shards(0))
             .process_batch(&shard.batch(&added))
             .await,
     );
 
-    let cold = Processor::new(db.clone(), tables.clone());
+    let cold = Processor::new(db.clone(), tables.clone(), shards(0));
     let sold = one_each(&["A", "B", "C"], "sale", "quantity_decreased", 1);
     let report = cold.process_batch(&shard.batch(&sold)).await;
     assert_clean(&report);
@@ -225,7 +225,7 @@ async fn the_bound_evicts_and_an_evicted_product_is_read_again() {
         product_cache_max_items: 5,
         ..ProcessorSettings::default()
     };
-    let processor = Processor::with_settings(db.clone(), tables.clone(), settings);
+    let processor = Processor::with_settings(db.clone(), tables.clone(), shards(0), settings);
     let mut shard = Shard::new(0);
     let products: Vec<String> = (0..10).map(|i| format!("P{i}")).collect();
     let added = one_each(&products, "add", "product_added", 10);

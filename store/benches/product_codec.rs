@@ -32,6 +32,10 @@ fn product() -> ProductRecord {
         )
         .expect("a sequence number"),
         last_shard: Some(3),
+        last_stream: Some(inventory_domain::lineage::StreamId::new(
+            "arn:aws:kinesis:us-east-1:123456789012:stream/inventory-events",
+            1_700_000_000_000,
+        )),
         last_event_at: "2023-09-11T12:00:00.123Z".into(),
         recent_ids,
     }
@@ -123,12 +127,16 @@ mod hand {
                 s(updated_at.to_rfc3339_opts(SecondsFormat::Millis, true)),
             ),
             (
-                "recent_ids".to_owned(),
+                "recent".to_owned(),
                 AttributeValue::B(Blob::new(rec.recent_ids.to_bytes())),
             ),
         ]);
         if let Some(shard) = rec.last_shard {
             item.insert("last_shard".to_owned(), n(shard));
+        }
+        if let Some(stream) = rec.last_stream {
+            item.insert("stream".to_owned(), n(stream.arn));
+            item.insert("stream_created_ms".to_owned(), n(stream.created_ms));
         }
         item
     }
@@ -155,11 +163,18 @@ mod hand {
                 None => None,
                 Some(v) => Some(v.as_n().ok()?.parse().ok()?),
             },
+            last_stream: match (number("stream"), item.get("stream_created_ms")) {
+                (Some(arn), Some(created)) => Some(inventory_domain::lineage::StreamId {
+                    arn,
+                    created_ms: created.as_n().ok()?.parse().ok()?,
+                }),
+                _ => None,
+            },
             last_event_at: text("last_event_at")?.to_owned(),
             recent_ids: item
-                .get("recent_ids")
+                .get("recent")
                 .and_then(|v| v.as_b().ok())
-                .map(|b| RecentIds::from_bytes(b.as_ref()))
+                .map(|b| RecentIds::from_parts(&[], b.as_ref()))
                 .unwrap_or_default(),
         })
     }

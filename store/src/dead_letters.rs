@@ -60,6 +60,11 @@ pub struct DeadLetterItem {
     pub redriven_at: Option<String>,
     #[serde(default)]
     pub redrive_count: u64,
+    /// The redrive that claimed it (`redriving`), and when, in ms.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub claim: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub claimed_at_ms: Option<i64>,
     /// Epoch seconds when DynamoDB's TTL deletes the item (only once redriven).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub ttl: Option<i64>,
@@ -107,6 +112,8 @@ impl DeadLetterItem {
             event_id: facts.event_id.map(str::to_owned),
             redriven_at: None,
             redrive_count: 0,
+            claim: None,
+            claimed_at_ms: None,
             ttl: None,
         }
     }
@@ -287,23 +294,75 @@ pub async fn get_many(
         .collect()
 }
 
-/// Records that `id` was republished now (from any status but processed-before).
+/// How long a redrive's claim holds: a claim older than this belongs to a redrive that was
+/// interrupted (a redrive works within seconds), and a later redrive may take it up.
+pub const CLAIM_LEASE_MS: i64 = 30_000;
+
+/// Claims `id` for the redrive `token`: pending, or claimed by a redrive interrupted more
+/// than [`CLAIM_LEASE_MS`] ago whose claim is younger than `reclaim_after_ms` (a copy it may
+/// have published is then still inside the dedup window of the one this one publishes).
+/// Returns whether this redrive has it: two redrives never both do.
+pub async fn claim(
+    db: &Client,
+    tables: &Tables,
+    id: &str,
+    token: &str,
+    now_ms: i64,
+    reclaim_after_ms: i64,
+) -> Result<bool, StoreError> {
+    let result = db
+        .update_item()
+        .table_name(&tables.events)
+        .set_key(Some(key(id)))
+        .update_expression("SET #status = :redriving, claim = :token, claimed_at_ms = :now")
+        .condition_expression(
+            "attribute_exists(pk) AND (#status = :pending OR (#status = :redriving AND claimed_at_ms < :expired AND claimed_at_ms > :reclaimable))",
+        )
+        .expression_attribute_names("#status", "status")
+        .expression_attribute_values(":redriving", status_value(DeadLetterStatus::Redriving)?)
+        .expression_attribute_values(":pending", status_value(DeadLetterStatus::Pending)?)
+        .expression_attribute_values(":token", AttributeValue::S(token.to_owned()))
+        .expression_attribute_values(":now", AttributeValue::N(now_ms.to_string()))
+        .expression_attribute_values(
+            ":expired",
+            AttributeValue::N((now_ms - CLAIM_LEASE_MS).to_string()),
+        )
+        .expression_attribute_values(":reclaimable", AttributeValue::N(reclaim_after_ms.to_string()))
+        .send()
+        .await;
+    match result {
+        Ok(_) => Ok(true),
+        Err(e)
+            if e.as_service_error()
+                .is_some_and(|s| s.is_conditional_check_failed_exception()) =>
+        {
+            Ok(false)
+        }
+        Err(e) => Err(StoreError::dynamo("UpdateItem (dead letter claim)", e)),
+    }
+}
+
+/// Records that `id`, claimed by `token`, was republished now. Fails when the claim is no
+/// longer this redrive's.
 pub async fn mark_redriven(
     db: &Client,
     tables: &Tables,
     id: &str,
+    token: &str,
     now: DateTime<Utc>,
 ) -> Result<(), StoreError> {
     db.update_item()
         .table_name(&tables.events)
         .set_key(Some(key(id)))
         .update_expression(
-            "SET #status = :redriven, redriven_at = :at, #ttl = :ttl ADD redrive_count :one",
+            "SET #status = :redriven, redriven_at = :at, #ttl = :ttl ADD redrive_count :one REMOVE claim, claimed_at_ms",
         )
-        .condition_expression("attribute_exists(pk)")
+        .condition_expression("#status = :redriving AND claim = :token")
         .expression_attribute_names("#status", "status")
         .expression_attribute_names("#ttl", "ttl")
         .expression_attribute_values(":redriven", status_value(DeadLetterStatus::Redriven)?)
+        .expression_attribute_values(":redriving", status_value(DeadLetterStatus::Redriving)?)
+        .expression_attribute_values(":token", AttributeValue::S(token.to_owned()))
         .expression_attribute_values(":at", AttributeValue::S(rfc3339(now)))
         .expression_attribute_values(
             ":ttl",
@@ -314,6 +373,112 @@ pub async fn mark_redriven(
         .await
         .map_err(|e| StoreError::dynamo("UpdateItem (dead letter)", e))?;
     Ok(())
+}
+
+/// Gives a claim back (its records were not published): pending again.
+pub async fn release(
+    db: &Client,
+    tables: &Tables,
+    id: &str,
+    token: &str,
+) -> Result<(), StoreError> {
+    db.update_item()
+        .table_name(&tables.events)
+        .set_key(Some(key(id)))
+        .update_expression("SET #status = :pending REMOVE claim, claimed_at_ms")
+        .condition_expression("#status = :redriving AND claim = :token")
+        .expression_attribute_names("#status", "status")
+        .expression_attribute_values(":pending", status_value(DeadLetterStatus::Pending)?)
+        .expression_attribute_values(":redriving", status_value(DeadLetterStatus::Redriving)?)
+        .expression_attribute_values(":token", AttributeValue::S(token.to_owned()))
+        .send()
+        .await
+        .map_err(|e| StoreError::dynamo("UpdateItem (dead letter release)", e))?;
+    Ok(())
+}
+
+/// Oldest first, up to `limit`: the dead letters a redrive may send (pending, or claimed by
+/// a redrive), whose record arrived at or after `since_ms` (all with `None`).
+pub async fn redrivable(
+    db: &Client,
+    tables: &Tables,
+    since_ms: Option<i64>,
+    limit: usize,
+) -> Result<Vec<DeadLetterItem>, StoreError> {
+    let mut items = Vec::new();
+    let mut start: Option<Item> = None;
+    loop {
+        let mut query = db
+            .query()
+            .table_name(&tables.events)
+            .expression_attribute_values(":pk", AttributeValue::S(PARTITION.to_owned()))
+            .scan_index_forward(true)
+            .consistent_read(true)
+            .filter_expression("#status IN (:pending, :redriving)")
+            .expression_attribute_names("#status", "status")
+            .expression_attribute_values(":pending", status_value(DeadLetterStatus::Pending)?)
+            .expression_attribute_values(":redriving", status_value(DeadLetterStatus::Redriving)?)
+            .set_exclusive_start_key(start.take());
+        query = match since_ms {
+            Some(ms) => query
+                .key_condition_expression("pk = :pk AND sk >= :since")
+                .expression_attribute_values(
+                    ":since",
+                    AttributeValue::S(format!("{:013}", ms.max(0))),
+                ),
+            None => query.key_condition_expression("pk = :pk"),
+        };
+        let page = query
+            .send()
+            .await
+            .map_err(|e| StoreError::dynamo("Query (dead letters)", e))?;
+        for item in page.items.unwrap_or_default() {
+            items.push(DeadLetterItem::from_item(item)?);
+            if items.len() == limit {
+                return Ok(items);
+            }
+        }
+        match page.last_evaluated_key {
+            Some(k) => start = Some(k),
+            None => return Ok(items),
+        }
+    }
+}
+
+/// How many pending dead letters arrived before `before_ms` (what a redrive without
+/// `include_past_window` holds back).
+pub async fn pending_before(
+    db: &Client,
+    tables: &Tables,
+    before_ms: i64,
+) -> Result<u64, StoreError> {
+    let mut count = 0;
+    let mut start: Option<Item> = None;
+    loop {
+        let page = db
+            .query()
+            .table_name(&tables.events)
+            .key_condition_expression("pk = :pk AND sk < :before")
+            .expression_attribute_values(":pk", AttributeValue::S(PARTITION.to_owned()))
+            .expression_attribute_values(
+                ":before",
+                AttributeValue::S(format!("{:013}", before_ms.max(0))),
+            )
+            .filter_expression("#status IN (:pending, :redriving)")
+            .expression_attribute_names("#status", "status")
+            .expression_attribute_values(":pending", status_value(DeadLetterStatus::Pending)?)
+            .expression_attribute_values(":redriving", status_value(DeadLetterStatus::Redriving)?)
+            .select(aws_sdk_dynamodb::types::Select::Count)
+            .set_exclusive_start_key(start.take())
+            .send()
+            .await
+            .map_err(|e| StoreError::dynamo("Query (dead letters)", e))?;
+        count += u64::try_from(page.count()).unwrap_or(0);
+        match page.last_evaluated_key {
+            Some(k) => start = Some(k),
+            None => return Ok(count),
+        }
+    }
 }
 
 #[cfg(test)]

@@ -2,11 +2,16 @@
 //! (the pure format and index are `inventory_domain::dedup`).
 //!
 //! One item per batch and shard in the events table: `pk = DEDUP#<stream>#<shard>`,
-//! `sk = <item number, 20 digits>`, the batch's processed events packed 16 bytes each
-//! (`records`), their arrival range, the shards its products came from (`parents`) and a
-//! TTL past the window. Items are numbered 1, 2, … per shard and written with
-//! `attribute_not_exists`, so two writers never share a number and a reader that has item
-//! *n* knows exactly what it has not seen: everything after *n*.
+//! `sk = <item number, 20 digits>`, the batch's processed events packed about 20 bytes each
+//! (`records`), their arrival range, the batch's attempt (its first and last sequence
+//! numbers on the shard, and the products whose records it did not finish) and a TTL past
+//! the window. Items are numbered 1, 2, … per shard and written with `attribute_not_exists`,
+//! so two writers never share a number and a reader that has item *n* knows exactly what it
+//! has not seen: everything after *n*.
+//!
+//! A shard's ancestors (from the stream's listing, `ListShards`) hold its products' earlier
+//! events: a batch reads their logs too, each to its end once (a child is read only after its
+//! parents were drained, so an ancestor's log is then complete).
 //!
 //! Why written after the product writes: the log then holds only events whose effect is
 //! stored, so a record whose batch was dead-lettered before it was applied is not in it,
@@ -14,7 +19,7 @@
 //! the batch; the Pipe redelivers it, the products see their records as redeliveries and
 //! the redelivery logs them (see `fold_product_in`'s `to_log`).
 
-use std::collections::{BTreeSet, HashMap};
+use std::collections::HashMap;
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
@@ -24,18 +29,15 @@ use aws_sdk_dynamodb::primitives::Blob;
 use aws_sdk_dynamodb::types::{AttributeValue, Put, TransactWriteItem, Update};
 use aws_sdk_dynamodb::Client;
 use chrono::Utc;
-use inventory_domain::dedup::{decode_log, encode_log, Lineage, LogRecord, ShardLog};
+use inventory_domain::dedup::{decode_log, encode_log, LineageLogs, LogRecord, ShardLog};
+use inventory_domain::SequenceNumber;
+use xxhash_rust::xxh3::xxh3_64;
 
 use crate::error::StoreError;
 use crate::items::{self, Item};
 
-/// How many items one refresh reads at most before giving up on a shard that is being
-/// written faster than it can be read (it then fails the batch, which the Pipe retries).
-const MAX_REFRESH_PAGES: usize = 1_000;
 /// Attempts to append when other writers keep taking the next item number.
 const APPEND_ATTEMPTS: usize = 8;
-/// Ancestors followed from one shard (a split or merge adds one generation).
-const MAX_LINEAGE_DEPTH: usize = 32;
 /// Log items are kept this long past the window, for audits.
 const TTL_MARGIN_SECS: i64 = 24 * 3600;
 /// A log used this recently is never evicted: a batch of another shard may be between its
@@ -136,13 +138,16 @@ impl DedupLog {
         self.state.lock().unwrap_or_else(|p| p.into_inner())
     }
 
-    /// Brings the log of `shard` (and of the ancestors it names) up to date before a batch
-    /// that starts at `oldest_arrival_ms`: a cold instance reads the window, a warm one reads
-    /// the items written since its last (by another instance, after a reshard or a retry).
+    /// Brings the log of `shard` and of its `ancestors` (shard ids, from the stream's
+    /// listing) up to date before a batch that starts at `oldest_arrival_ms`: a cold instance
+    /// reads the window, a warm one reads the items written since its last (by another
+    /// instance, after a reshard or a retry). An ancestor is read to its end once and then
+    /// kept: its shard is closed and drained before a child's records are delivered.
     pub async fn refresh(
         &self,
         stream: &str,
         shard: &str,
+        ancestors: &[String],
         oldest_arrival_ms: i64,
     ) -> Result<LogCost, StoreError> {
         let mut cost = LogCost::default();
@@ -152,9 +157,12 @@ impl DedupLog {
             Some(high_water) => cost.add(self.read_after(&pk, high_water).await?.0),
             None => cost.add(self.load_window(&pk, oldest_arrival_ms).await?),
         }
-        cost.add(self.load_parents(stream, shard, oldest_arrival_ms).await?);
+        cost.add(
+            self.seal_ancestors(stream, ancestors, oldest_arrival_ms)
+                .await?,
+        );
         let mut state = self.lock();
-        let lineage = lineage_keys(&state.logs, stream, &pk);
+        let lineage = lineage_keys(stream, shard, ancestors);
         state.touch(&lineage);
         // Only the shard's own log: an ancestor may be shared with a sibling that lags, and
         // is dropped by eviction once unused.
@@ -165,57 +173,36 @@ impl DedupLog {
         Ok(cost)
     }
 
-    /// Products of `shard` came from `parent` (their items name it): loads the parent's log
-    /// (and its ancestors') if this instance does not hold it. Returns whether the link is
-    /// new to the shard's log; a new link is written with the batch's log item (`append`),
-    /// so a cold instance finds the parent too, and is only in memory once written.
-    pub async fn link_parent(
-        &self,
-        stream: &str,
-        shard: &str,
-        parent: &str,
-        oldest_arrival_ms: i64,
-    ) -> Result<(bool, LogCost), StoreError> {
-        let new = !self
-            .lock()
-            .logs
-            .get(&partition(stream, shard))
-            .is_some_and(|l| l.parents.iter().any(|p| p == parent));
-        let cost = self
-            .seal_ancestors(stream, vec![parent.to_owned()], oldest_arrival_ms)
-            .await?;
-        Ok((new, cost))
-    }
-
-    /// Runs `f` with the log of `shard` and its ancestors as one index.
+    /// Runs `f` with the log of `shard` and of its `ancestors` as one index.
     pub fn with_lineage<R>(
         &self,
         stream: &str,
         shard: &str,
-        f: impl FnOnce(&Lineage<'_>) -> R,
+        ancestors: &[String],
+        f: impl FnOnce(&LineageLogs<'_>) -> R,
     ) -> R {
         let state = self.lock();
-        let keys = lineage_keys(&state.logs, stream, &partition(stream, shard));
-        let lineage = Lineage {
+        let keys = lineage_keys(stream, shard, ancestors);
+        let lineage = LineageLogs {
             logs: keys.iter().filter_map(|k| state.logs.get(k)).collect(),
         };
         f(&lineage)
     }
 
-    /// Appends a batch's processed events (or links to parent shards) to the shard's log:
-    /// one conditional `PutItem` at the next item number; if another writer took it, reads
-    /// what it wrote and takes the next. The memory copy changes only once the item is
-    /// stored, so a failed append leaves the events to the redelivery, which logs them.
-    /// `batch_arrivals` (oldest, newest) dates an item without records.
+    /// Appends a batch's processed events to the shard's log: one conditional `PutItem` at
+    /// the next item number; if another writer took it, reads what it wrote and takes the
+    /// next. The memory copy changes only once the item is stored, so a failed append leaves
+    /// the events to the redelivery, which logs them. `batch_arrivals` (oldest, newest)
+    /// dates an item without records.
     pub async fn append(
         &self,
         stream: &str,
         shard: &str,
         records: &[LogRecord],
-        parents: &[String],
+        attempt: &Attempt,
         batch_arrivals: (i64, i64),
     ) -> Result<LogCost, StoreError> {
-        self.append_with(stream, shard, records, parents, batch_arrivals, |_, _| {
+        self.append_with(stream, shard, records, attempt, batch_arrivals, |_, _| {
             Ok(Vec::new())
         })
         .await
@@ -224,18 +211,21 @@ impl DedupLog {
     /// [`append`](Self::append), with the updates `with(item number, cost so far)` returns
     /// in the same `TransactWriteItems` as the log item, so they land with it or not at all
     /// (the shard's counters: `stats::updates`). The transaction's write units (twice each
-    /// item's) are counted as the log's; the updated items are estimated at 1 KB each.
+    /// item's) are counted as the log's; the updated items are estimated at 1 KB each. An
+    /// item is written when there are records to log or products the attempt left
+    /// unfinished (what the dead-letter consumer reads to tell a skipped record from an
+    /// applied one).
     pub async fn append_with(
         &self,
         stream: &str,
         shard: &str,
         records: &[LogRecord],
-        parents: &[String],
+        attempt: &Attempt,
         batch_arrivals: (i64, i64),
         with: impl Fn(u64, LogCost) -> Result<Vec<Update>, StoreError>,
     ) -> Result<LogCost, StoreError> {
         let mut cost = LogCost::default();
-        if records.is_empty() && parents.is_empty() {
+        if records.is_empty() && attempt.unfinished.is_empty() {
             return Ok(cost);
         }
         let pk = partition(stream, shard);
@@ -254,7 +244,7 @@ impl DedupLog {
         let writer = format!("{:016x}", nonce());
         for _ in 0..APPEND_ATTEMPTS {
             let number = self.lock().logs.get(&pk).map_or(0, |l| l.high_water) + 1;
-            let mut item = log_item(&pk, number, &packed, parents, first, last, self.window_ms);
+            let mut item = log_item(&pk, number, &packed, attempt, first, last, self.window_ms);
             item.insert("writer".to_owned(), items::s(&writer));
             let units = write_units(&item);
             // A transaction bills each item twice; how many items `with` adds is known by
@@ -280,9 +270,6 @@ impl DedupLog {
                     let mut state = self.lock();
                     let log = state.logs.entry(pk.clone()).or_default();
                     records.iter().for_each(|r| log.insert(*r));
-                    for p in parents {
-                        log.add_parent(p);
-                    }
                     log.high_water = log.high_water.max(number);
                     return Ok(cost);
                 }
@@ -298,11 +285,6 @@ impl DedupLog {
                             && item.get("writer").and_then(|v| v.as_s().ok()) == Some(&writer)
                     });
                     if ours {
-                        let mut state = self.lock();
-                        let log = state.logs.entry(pk.clone()).or_default();
-                        for p in parents {
-                            log.add_parent(p);
-                        }
                         return Ok(cost);
                     }
                 }
@@ -395,7 +377,8 @@ impl DedupLog {
         }
     }
 
-    /// Reads the items after `high_water` (strongly consistent) into memory; returns them too.
+    /// Reads the items after `high_water` (strongly consistent) into memory, to the end of
+    /// the partition; returns them too.
     async fn read_after(
         &self,
         pk: &str,
@@ -413,15 +396,13 @@ impl DedupLog {
             .into_paginator()
             .send();
         let mut read = Vec::new();
-        let mut n = 0;
+        let mut records = 0;
         while let Some(page) = pages.next().await {
             let page = page.map_err(|e| StoreError::dynamo("Query (dedup log)", e))?;
             cost.read_requests += 1;
+            records += page.items().iter().map(record_count).sum::<usize>();
+            self.check_size(pk, records)?;
             read.extend(page.items().iter().cloned());
-            n += 1;
-            if n >= MAX_REFRESH_PAGES {
-                break;
-            }
         }
         cost.items_read += read.len() as u64;
         self.ingest(pk, &read)?;
@@ -429,7 +410,9 @@ impl DedupLog {
     }
 
     /// A cold start: reads the shard's items newest first until they are older than the
-    /// window before `oldest_arrival_ms`.
+    /// window before `oldest_arrival_ms`, or to the shard's first item. A log that cannot be
+    /// read that far (a failed page, or more events than memory allows) is an error and is
+    /// not kept: it is never taken for complete.
     async fn load_window(&self, pk: &str, oldest_arrival_ms: i64) -> Result<LogCost, StoreError> {
         let mut cost = LogCost::default();
         let horizon = oldest_arrival_ms.saturating_sub(self.window_ms);
@@ -444,17 +427,17 @@ impl DedupLog {
             .into_paginator()
             .send();
         let mut read = Vec::new();
+        let mut records = 0;
         'pages: while let Some(page) = pages.next().await {
             let page = page.map_err(|e| StoreError::dynamo("Query (dedup log)", e))?;
             cost.read_requests += 1;
             for item in page.items() {
+                records += record_count(item);
+                self.check_size(pk, records)?;
                 read.push(item.clone());
                 if number_attr(item, "last_arrival_ms").is_some_and(|t| t < horizon) {
                     break 'pages;
                 }
-            }
-            if cost.read_requests as usize >= MAX_REFRESH_PAGES {
-                break;
             }
         }
         cost.items_read += read.len() as u64;
@@ -481,37 +464,29 @@ impl DedupLog {
         Ok(cost)
     }
 
-    /// Brings every ancestor of `shard` (named by its log, and theirs) up to date, once:
-    /// a child is read only after its parents were drained, so an ancestor read to its end
-    /// after that is complete (`sealed`), even when other instances wrote its last items.
-    async fn load_parents(
-        &self,
-        stream: &str,
-        shard: &str,
-        oldest_arrival_ms: i64,
-    ) -> Result<LogCost, StoreError> {
-        let start = self
-            .lock()
-            .logs
-            .get(&partition(stream, shard))
-            .map(|l| l.parents.clone())
-            .unwrap_or_default();
-        self.seal_ancestors(stream, start, oldest_arrival_ms).await
+    /// More events than this instance may hold: the log cannot be read whole.
+    fn check_size(&self, pk: &str, records: usize) -> Result<(), StoreError> {
+        if records > self.max_entries {
+            return Err(StoreError::LogTooLarge {
+                shard: pk.to_owned(),
+                max: self.max_entries,
+            });
+        }
+        Ok(())
     }
 
+    /// Brings every ancestor's log up to date, once: a child is read only after its parents
+    /// were drained, so an ancestor read to its end after that is complete (`sealed`), even
+    /// when other instances wrote its last items.
     async fn seal_ancestors(
         &self,
         stream: &str,
-        ancestors: Vec<String>,
+        ancestors: &[String],
         oldest_arrival_ms: i64,
     ) -> Result<LogCost, StoreError> {
         let mut cost = LogCost::default();
-        let mut seen = BTreeSet::new();
-        let mut todo: Vec<String> = ancestors.iter().map(|a| partition(stream, a)).collect();
-        while let Some(pk) = todo.pop() {
-            if !seen.insert(pk.clone()) || seen.len() > MAX_LINEAGE_DEPTH {
-                continue;
-            }
+        for ancestor in ancestors {
+            let pk = partition(stream, ancestor);
             let horizon = oldest_arrival_ms.saturating_sub(self.window_ms);
             let known = self
                 .lock()
@@ -532,11 +507,8 @@ impl DedupLog {
                 }
             }
             let mut state = self.lock();
-            let log = state.logs.entry(pk.clone()).or_default();
-            log.sealed = true;
-            let parents: Vec<String> = log.parents.clone();
+            state.logs.entry(pk.clone()).or_default().sealed = true;
             state.touch(std::slice::from_ref(&pk));
-            todo.extend(parents.iter().map(|p| partition(stream, p)));
         }
         Ok(cost)
     }
@@ -573,11 +545,6 @@ impl DedupLog {
                 field: format!("records ({e})"),
             })?;
             records.into_iter().for_each(|r| log.insert(r));
-            if let Some(parents) = item.get("parents").and_then(|v| v.as_ss().ok()) {
-                for p in parents {
-                    log.add_parent(p);
-                }
-            }
             log.high_water = log.high_water.max(number);
         }
         Ok(())
@@ -597,19 +564,21 @@ impl DedupLog {
     }
 }
 
-fn lineage_keys(logs: &HashMap<String, ShardLog>, stream: &str, pk: &str) -> Vec<String> {
-    let mut out = Vec::new();
-    let mut todo = vec![pk.to_owned()];
-    while let Some(k) = todo.pop() {
-        if out.contains(&k) || out.len() > MAX_LINEAGE_DEPTH {
-            continue;
-        }
-        if let Some(log) = logs.get(&k) {
-            todo.extend(log.parents.iter().map(|p| partition(stream, p)));
-        }
-        out.push(k);
-    }
-    out
+/// The partitions of `shard`'s log and its ancestors'.
+fn lineage_keys(stream: &str, shard: &str, ancestors: &[String]) -> Vec<String> {
+    std::iter::once(shard)
+        .chain(ancestors.iter().map(String::as_str))
+        .map(|s| partition(stream, s))
+        .collect()
+}
+
+/// How many events a log item packs (about: its records' bytes over 20).
+fn record_count(item: &Item) -> usize {
+    item.get("records")
+        .and_then(|v| v.as_b().ok())
+        .map_or(0, |b| {
+            b.as_ref().len() / inventory_domain::dedup::LOG_RECORD_BYTES
+        })
 }
 
 /// Drops the least recently used logs outside `keep` (and unused for a while) while memory
@@ -653,9 +622,9 @@ enum Taken {
     No(StoreError),
 }
 
-/// A value no other append shares: std's per-process random hash keys (advanced on every
-/// `RandomState::new`) over the current time.
-fn nonce() -> u64 {
+/// A value no other writer shares (a log append's, a redrive's claim): std's per-process
+/// random hash keys (advanced on every `RandomState::new`) over the current time.
+pub fn nonce() -> u64 {
     use std::hash::{BuildHasher, Hasher};
     let mut h = std::collections::hash_map::RandomState::new().build_hasher();
     h.write_u128(
@@ -676,7 +645,7 @@ fn log_item(
     pk: &str,
     number: u64,
     packed: &[u8],
-    parents: &[String],
+    attempt: &Attempt,
     first_arrival_ms: i64,
     last_arrival_ms: i64,
     window_ms: i64,
@@ -696,10 +665,95 @@ fn log_item(
             ),
         ),
     ]);
-    if !parents.is_empty() {
-        item.insert("parents".to_owned(), AttributeValue::Ss(parents.to_vec()));
+    if let Some((first, last)) = &attempt.range {
+        item.insert("seq_from".to_owned(), items::s(first.as_str()));
+        item.insert("seq_to".to_owned(), items::s(last.as_str()));
+    }
+    if !attempt.unfinished.is_empty() {
+        let tags: Vec<u8> = attempt
+            .unfinished
+            .iter()
+            .flat_map(|t| t.to_le_bytes())
+            .collect();
+        item.insert("unfinished".to_owned(), AttributeValue::B(Blob::new(tags)));
     }
     item
+}
+
+/// What one delivery of a batch did on a shard, kept with its log item for the dead-letter
+/// consumer: the first and last sequence numbers of the shard's records it was given, and
+/// the products ([`product_tag`]) whose records it did not finish (their write failed, so
+/// the Pipe retries from their first record). A record of the range whose product is not
+/// unfinished was processed by that delivery.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Attempt {
+    pub range: Option<(SequenceNumber, SequenceNumber)>,
+    pub unfinished: Vec<u64>,
+}
+
+/// A product's name in [`Attempt::unfinished`]: 64 bits of its id.
+pub fn product_tag(product_id: &str) -> u64 {
+    xxh3_64(product_id.as_bytes())
+}
+
+impl Attempt {
+    /// Whether this delivery was given the record at `sequence` and finished its product.
+    pub fn finished(&self, sequence: &SequenceNumber, product_id: &str) -> Option<bool> {
+        let (first, last) = self.range.as_ref()?;
+        (first <= sequence && sequence <= last)
+            .then(|| !self.unfinished.contains(&product_tag(product_id)))
+    }
+}
+
+/// The deliveries logged on `shard` that arrived at or after `since_arrival_ms` (newest
+/// first, as far back as the log's items reach): what the dead-letter consumer reads to tell
+/// a record its delivery finished from one it did not.
+pub async fn attempts(
+    db: &Client,
+    table: &str,
+    stream: &str,
+    shard: &str,
+    since_arrival_ms: i64,
+) -> Result<Vec<Attempt>, StoreError> {
+    let mut pages = db
+        .query()
+        .table_name(table)
+        .key_condition_expression("pk = :pk")
+        .expression_attribute_values(":pk", items::s(partition(stream, shard)))
+        .projection_expression("seq_from, seq_to, unfinished, last_arrival_ms")
+        .scan_index_forward(false)
+        .consistent_read(true)
+        .into_paginator()
+        .send();
+    let mut out = Vec::new();
+    while let Some(page) = pages.next().await {
+        let page = page.map_err(|e| StoreError::dynamo("Query (dedup log attempts)", e))?;
+        for item in page.items() {
+            if number_attr(item, "last_arrival_ms").is_some_and(|t| t < since_arrival_ms) {
+                return Ok(out);
+            }
+            let seq = |name: &str| {
+                item.get(name)
+                    .and_then(|v| v.as_s().ok())
+                    .and_then(|s| SequenceNumber::parse(s).ok())
+            };
+            let unfinished = item
+                .get("unfinished")
+                .and_then(|v| v.as_b().ok())
+                .map(|b| {
+                    b.as_ref()
+                        .chunks_exact(8)
+                        .map(|c| u64::from_le_bytes(c.try_into().unwrap_or([0; 8])))
+                        .collect()
+                })
+                .unwrap_or_default();
+            out.push(Attempt {
+                range: seq("seq_from").zip(seq("seq_to")),
+                unfinished,
+            });
+        }
+    }
+    Ok(out)
 }
 
 /// DynamoDB's write units for an item: its size (attribute names plus values) in 1 KB
@@ -737,25 +791,57 @@ mod tests {
         assert_eq!(stream_name("plain"), "plain");
     }
 
-    #[test]
-    fn a_batch_of_a_hundred_costs_three_write_units() {
-        let records: Vec<LogRecord> = (0..100)
+    fn item_for(records: usize) -> Item {
+        use inventory_domain::dedup::{DedupKey, LogKey};
+        let records: Vec<LogRecord> = (0..records)
             .map(|i| LogRecord {
-                key: i,
+                key: LogKey::Wide(DedupKey::of("P", &format!("e{i}"))),
                 content: 1,
                 record: i as u32,
                 arrival_ms: 1_700_000_000_000 + i as i64,
             })
             .collect();
-        let item = log_item(
+        // Sequence numbers as Kinesis writes them: 56 digits.
+        let seq = |n: u64| {
+            SequenceNumber::parse(&format!(
+                "4965432100000000000000000000000000000000000{n:013}"
+            ))
+            .unwrap()
+        };
+        let mut item = log_item(
             &partition("inventory-events", "shardId-000000000003"),
             42,
             &encode_log(&records),
-            &[],
+            &Attempt {
+                range: Some((seq(1), seq(records.len() as u64))),
+                unfinished: Vec::new(),
+            },
             1_700_000_000_000,
-            1_700_000_000_099,
+            1_700_000_000_999,
             900_000,
         );
-        assert_eq!(write_units(&item), 3);
+        item.insert("writer".to_owned(), items::s(format!("{:016x}", u64::MAX)));
+        item
+    }
+
+    /// The shard log's share of the cost table (docs/performance.md): its write units per
+    /// batch did not rise when keys went from 64 to 96 bits and the attempt was added.
+    #[test]
+    fn a_log_item_costs_three_write_units_at_a_hundred_records_and_twenty_at_a_thousand() {
+        assert_eq!(write_units(&item_for(100)), 3);
+        assert_eq!(write_units(&item_for(1_000)), 20);
+    }
+
+    #[test]
+    fn an_attempt_says_which_records_it_finished() {
+        let seq = |n: u64| SequenceNumber::parse(&n.to_string()).unwrap();
+        let attempt = Attempt {
+            range: Some((seq(10), seq(20))),
+            unfinished: vec![product_tag("P2")],
+        };
+        assert_eq!(attempt.finished(&seq(15), "P1"), Some(true));
+        assert_eq!(attempt.finished(&seq(15), "P2"), Some(false));
+        assert_eq!(attempt.finished(&seq(21), "P1"), None);
+        assert_eq!(Attempt::default().finished(&seq(15), "P1"), None);
     }
 }

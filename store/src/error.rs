@@ -31,6 +31,9 @@ pub enum StoreError {
 
     #[error("{what} could not be encoded as a DynamoDB item: {message}")]
     Encode { what: &'static str, message: String },
+
+    #[error("the shard log of {shard} holds more than {max} events inside the dedup window, more than this function may keep in memory: lower DEDUP_WINDOW_SECONDS or raise the function's MemorySize (docs/consistency.md, \"Window limits\"). The batch is retried")]
+    LogTooLarge { shard: String, max: usize },
 }
 
 impl StoreError {

@@ -7,6 +7,7 @@ use std::collections::HashMap;
 use aws_sdk_dynamodb::primitives::Blob;
 use aws_sdk_dynamodb::types::AttributeValue;
 use chrono::{DateTime, SecondsFormat, Utc};
+use inventory_domain::lineage::StreamId;
 use inventory_domain::{ProductRecord, ProductStatus, RecentIds, SequenceNumber};
 use serde::{Deserialize, Serialize};
 
@@ -41,10 +42,20 @@ pub struct ProductItem {
     /// Absent in items written before shards were tracked.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub last_shard: Option<u64>,
+    /// The stream of `last_shard`: xxh3 of its ARN and its creation time in ms
+    /// ([`StreamId`]). Absent in items written before streams were tracked.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub stream: Option<u64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub stream_created_ms: Option<i64>,
     pub last_event_at: String,
     pub updated_at: String,
-    /// [`RecentIds::to_bytes`], stored as a binary attribute.
-    #[serde(default, with = "serde_bytes")]
+    /// [`RecentIds::to_bytes`] (80-bit hashes), stored as a binary attribute.
+    #[serde(default, with = "serde_bytes", skip_serializing_if = "Vec::is_empty")]
+    pub recent: Vec<u8>,
+    /// [`RecentIds::legacy_bytes`]: the 64-bit hashes of an item written before they were
+    /// widened, until newer ids push them out.
+    #[serde(default, with = "serde_bytes", skip_serializing_if = "Vec::is_empty")]
     pub recent_ids: Vec<u8>,
 }
 
@@ -58,9 +69,12 @@ impl ProductItem {
             version: rec.version,
             last_sequence: rec.last_sequence.clone(),
             last_shard: rec.last_shard,
+            stream: rec.last_stream.map(|s| s.arn),
+            stream_created_ms: rec.last_stream.map(|s| s.created_ms),
             last_event_at: rec.last_event_at.clone(),
             updated_at: updated_at.to_rfc3339_opts(SecondsFormat::Millis, true),
-            recent_ids: rec.recent_ids.to_bytes(),
+            recent: rec.recent_ids.to_bytes(),
+            recent_ids: rec.recent_ids.legacy_bytes(),
         }
     }
 
@@ -73,8 +87,12 @@ impl ProductItem {
             version: self.version,
             last_sequence: self.last_sequence,
             last_shard: self.last_shard,
+            last_stream: match (self.stream, self.stream_created_ms) {
+                (Some(arn), Some(created_ms)) => Some(StreamId { arn, created_ms }),
+                _ => None,
+            },
             last_event_at: self.last_event_at,
-            recent_ids: RecentIds::from_bytes(&self.recent_ids),
+            recent_ids: RecentIds::from_parts(&self.recent_ids, &self.recent),
         }
     }
 
@@ -101,15 +119,26 @@ impl ProductItem {
         if let Some(shard) = rec.last_shard {
             item.insert("last_shard".to_owned(), n(shard));
         }
+        if let Some(stream) = rec.last_stream {
+            item.insert("stream".to_owned(), n(stream.arn));
+            item.insert("stream_created_ms".to_owned(), n(stream.created_ms));
+        }
         item.insert("last_event_at".to_owned(), s(rec.last_event_at.as_str()));
         item.insert(
             "updated_at".to_owned(),
             s(updated_at.to_rfc3339_opts(SecondsFormat::Millis, true)),
         );
-        item.insert(
-            "recent_ids".to_owned(),
-            AttributeValue::B(Blob::new(rec.recent_ids.to_bytes())),
-        );
+        let recent = rec.recent_ids.to_bytes();
+        if !recent.is_empty() {
+            item.insert("recent".to_owned(), AttributeValue::B(Blob::new(recent)));
+        }
+        let legacy = rec.recent_ids.legacy_bytes();
+        if !legacy.is_empty() {
+            item.insert(
+                "recent_ids".to_owned(),
+                AttributeValue::B(Blob::new(legacy)),
+            );
+        }
         item
     }
 
@@ -170,6 +199,10 @@ mod tests {
             )
             .unwrap(),
             last_shard: Some(7),
+            last_stream: Some(StreamId::new(
+                "arn:aws:kinesis:us-east-1:1:stream/s",
+                1_700_000_000_123,
+            )),
             last_event_at: "2023-09-11T12:00:00Z".into(),
             recent_ids: recent,
         };
@@ -190,6 +223,7 @@ mod tests {
             version: 1,
             last_sequence: SequenceNumber::parse("1").unwrap(),
             last_shard: None,
+            last_stream: None,
             last_event_at: "2023-09-11T12:00:00Z".into(),
             recent_ids: recent.clone(),
         };
@@ -204,6 +238,10 @@ mod tests {
         }
         rec.recent_ids = recent;
         rec.last_shard = Some(u64::MAX);
+        rec.last_stream = Some(StreamId {
+            arn: u64::MAX,
+            created_ms: 1_700_000_000_123,
+        });
         rec.quantity = u64::MAX;
         rec.version = 42;
         rec.status = ProductStatus::Removed;
@@ -252,6 +290,10 @@ mod tests {
             version: u64::from(u32::MAX),
             last_sequence: SequenceNumber::parse(&"9".repeat(56)).unwrap(),
             last_shard: Some(7),
+            last_stream: Some(StreamId {
+                arn: u64::MAX,
+                created_ms: i64::MAX,
+            }),
             last_event_at: "2023-09-11T12:00:00.123456789Z".into(),
             recent_ids: recent,
         };
@@ -274,6 +316,7 @@ mod tests {
                 version: 1,
                 last_sequence: SequenceNumber::parse("1").unwrap(),
                 last_shard: Some(7),
+                last_stream: None,
                 last_event_at: String::new(),
                 recent_ids: RecentIds::default(),
             },

@@ -12,6 +12,7 @@ use crate::live::Live;
 fn status_label(status: DeadLetterStatus) -> &'static str {
     match status {
         DeadLetterStatus::Pending => "pending",
+        DeadLetterStatus::Redriving => "redriving",
         DeadLetterStatus::Redriven => "redriven",
         DeadLetterStatus::ProcessedBefore => "processed before",
     }
@@ -21,7 +22,10 @@ fn status_label(status: DeadLetterStatus) -> &'static str {
 pub(super) fn DeadLetterInbox(live: Live, busy: StoredValue<bool>) -> impl IntoView {
     let message = RwSignal::new(None::<Result<String, String>>);
     let sending = RwSignal::new(false);
-    let redrive = move |_| {
+    // Pending dead letters older than the dedup window the last redrive held back, and the
+    // window it judged by (seconds).
+    let held = RwSignal::new(None::<(u64, u64)>);
+    let redrive = move |include_past_window: bool| {
         let Some(api) = live.api.get_untracked() else {
             return;
         };
@@ -48,19 +52,20 @@ pub(super) fn DeadLetterInbox(live: Live, busy: StoredValue<bool>) -> impl IntoV
             typed
         };
         sending.set(true);
+        held.set(None);
         spawn_local(async move {
             let mut republished = 0;
-            let mut skipped = 0;
-            // 500 per request: go on while the API says more are pending.
+            // Each request works up to 500 records or 10 s: go on while the API says more
+            // are pending and it made progress.
             let outcome = loop {
-                match api.redrive(token.as_deref()).await {
+                match api.redrive(token.as_deref(), include_past_window).await {
                     Ok(r) => {
                         republished += r.republished;
-                        skipped += r.skipped.len();
                         if !r.remaining || r.republished == 0 {
-                            break Ok(format!(
-                                "{republished} records republished, {skipped} skipped (not pending)"
-                            ));
+                            if r.held_past_window > 0 && !include_past_window {
+                                held.set(Some((r.held_past_window, r.dedup_window_seconds)));
+                            }
+                            break Ok(format!("{republished} records republished"));
                         }
                     }
                     Err(e) => break Err(e.message()),
@@ -75,12 +80,22 @@ pub(super) fn DeadLetterInbox(live: Live, busy: StoredValue<bool>) -> impl IntoV
     view! {
         <section class="card" id="dead-letters">
             <h2>"Dead letters"</h2>
-            <p class="muted small">"Records the Pipe gave up on after its retries, read back from the stream. Fix the cause, then redrive: each is published again with its event id and applied once."</p>
+            <p class="muted small">"Records the Pipe gave up on after its retries, read back from the stream. Fix the cause, then redrive: each is published again with its event id and applied once. "
+                <strong>"A redriven event applies as of its redrive"</strong>
+                ", after its product's later events, not in its original place: a decrease may then be rejected for insufficient stock."</p>
             <div class="actions">
-                <button id="redrive" on:click=redrive disabled=move || sending.get()
+                <button id="redrive" on:click=move |_| redrive(false) disabled=move || sending.get()
                     || !live.dead_letters.get().is_some_and(|p| p.items.iter().any(|i| i.status == DeadLetterStatus::Pending))>
                     {move || if sending.get() { "Redriving…" } else { "Redrive all pending" }}
                 </button>
+                {move || held.get().map(|(count, window)| view! {
+                    <p class="warning" id="redrive-held">
+                        {format!("{count} pending records arrived more than the dedup window ({window} s) ago and were held back: a producer's retry of one of them, applied since, would no longer be recognised as its duplicate, so redriving could apply it twice. Check those products' history first. ")}
+                        <button id="redrive-past-window" on:click=move |_| redrive(true) disabled=move || sending.get()>
+                            "Redrive them too"
+                        </button>
+                    </p>
+                })}
                 {move || message.get().map(|m| match m {
                     Ok(text) => view! { <p class="ok" role="status" id="redrive-result">{text}</p> }.into_any(),
                     Err(text) => view! { <p class="error" role="alert" id="redrive-result">{text}</p> }.into_any(),

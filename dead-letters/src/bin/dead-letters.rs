@@ -18,20 +18,16 @@ async fn main() -> Result<(), Error> {
     let tables = Tables::from_env()?;
     let stream = std::env::var("STREAM_NAME")
         .map_err(|_| "STREAM_NAME is not set: set it to the Pipe's source stream")?;
-    let consumer = DeadLetterConsumer::new(
-        kinesis.clone(),
-        db.clone(),
-        tables.clone(),
-        dedup_window_ms_from_env()?,
-    );
-    let redriver = Redriver::new(kinesis, db, tables, stream);
+    let window_ms = dedup_window_ms_from_env()?;
+    let consumer = DeadLetterConsumer::new(kinesis.clone(), db.clone(), tables.clone(), window_ms);
+    let redriver = Redriver::new(kinesis, db, tables, stream, window_ms);
     lambda_runtime::run(service_fn(move |event: LambdaEvent<Invocation>| {
         let (consumer, redriver) = (consumer.clone(), redriver.clone());
         async move {
             let answer = match event.payload {
                 Invocation::Queue(sqs) => serde_json::to_value(consumer.handle_sqs(sqs).await.0)?,
                 Invocation::Redrive { redrive } => {
-                    serde_json::to_value(redriver.redrive(&redrive.ids).await?)?
+                    serde_json::to_value(redriver.redrive(&redrive).await?)?
                 }
             };
             Ok::<_, Error>(answer)

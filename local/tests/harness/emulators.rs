@@ -12,7 +12,7 @@ use inventory_local::emulators::LOCAL_REGION;
 use inventory_local::pipe::{ensure_pipe_table, pipe_table_name, PipeRunner, Target};
 use inventory_local::pipe_settings::PipeSettings;
 use inventory_local::{kinesis, EmulatorOptions, LocalAws};
-use inventory_processor::Processor;
+use inventory_processor::{KinesisShards, ListShards, Processor};
 use inventory_store::tables::ensure_tables;
 use inventory_store::Tables;
 
@@ -60,11 +60,16 @@ pub async fn stack(shards: i32) -> Stack {
 
 impl Stack {
     pub fn processor(&self) -> Processor {
-        Processor::new(self.db.clone(), self.tables.clone())
+        Processor::new(self.db.clone(), self.tables.clone(), self.shards())
     }
 
     pub fn processor_for(&self, tables: &Tables) -> Processor {
-        Processor::new(self.db.clone(), tables.clone())
+        Processor::new(self.db.clone(), tables.clone(), self.shards())
+    }
+
+    /// The stream's shards as Kinesis lists them, for a processor.
+    pub fn shards(&self) -> Arc<dyn ListShards> {
+        Arc::new(KinesisShards(self.kinesis.clone()))
     }
 
     /// A Pipe named [`TEST_PIPE`] from the stream to `target`.

@@ -8,7 +8,7 @@ use std::time::Duration;
 use inventory_domain::PipeRecord;
 use inventory_local::pipe::{BoxFuture, Target};
 use inventory_local::stack::LocalStack;
-use inventory_processor::Processor;
+use inventory_processor::{KinesisShards, ListShards, Processor};
 use inventory_store::Tables;
 use rand::{rngs::StdRng, Rng, SeedableRng};
 
@@ -25,7 +25,11 @@ impl InProcessTarget {
 
     /// A fresh processor writing to `tables` (a replay's, say).
     pub fn on_tables(stack: &LocalStack, tables: &Tables) -> Self {
-        Self(Processor::new(stack.db.clone(), tables.clone()))
+        Self(Processor::new(
+            stack.db.clone(),
+            tables.clone(),
+            shards_of(stack),
+        ))
     }
 }
 
@@ -44,7 +48,16 @@ impl Target for InProcessTarget {
 
 /// A new processor instance on the stack's tables, with its own clients' settings.
 pub fn processor_of(stack: &LocalStack) -> Processor {
-    Processor::new(stack.db.clone(), stack.options.tables.clone())
+    Processor::new(
+        stack.db.clone(),
+        stack.options.tables.clone(),
+        shards_of(stack),
+    )
+}
+
+/// The stack's stream as Kinesis lists it, for a processor.
+pub fn shards_of(stack: &LocalStack) -> Arc<dyn ListShards> {
+    Arc::new(KinesisShards(stack.kinesis.clone()))
 }
 
 /// The processor, but some invocations die part-way: either after applying a random prefix

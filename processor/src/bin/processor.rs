@@ -2,7 +2,9 @@
 
 use inventory_processor::body::RawBodies;
 use inventory_processor::metrics::{stage_from_env, write_emf};
-use inventory_processor::{dynamodb_client_from_env, Processor, ProcessorSettings, Tables};
+use std::sync::Arc;
+
+use inventory_processor::{KinesisShards, Processor, ProcessorSettings, Tables};
 use lambda_runtime::{service_fn, Error, LambdaEvent, Runtime};
 use serde::de::IgnoredAny;
 
@@ -16,9 +18,11 @@ async fn main() -> Result<(), Error> {
     // Lambda's log settings apply: AWS_LAMBDA_LOG_FORMAT (JSON in infra/template.yaml) and
     // AWS_LAMBDA_LOG_LEVEL, else RUST_LOG, else INFO.
     lambda_runtime::tracing::init_default_subscriber();
+    let config = aws_config::load_defaults(aws_config::BehaviorVersion::latest()).await;
     let processor = Processor::with_settings(
-        dynamodb_client_from_env().await,
+        aws_sdk_dynamodb::Client::new(&config),
         Tables::from_env()?,
+        Arc::new(KinesisShards(aws_sdk_kinesis::Client::new(&config))),
         ProcessorSettings::from_env()?,
     );
     // The body is taken out of the invocation before lambda_runtime would deserialise it,

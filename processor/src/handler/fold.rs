@@ -3,8 +3,9 @@
 
 use std::collections::HashSet;
 
-use inventory_domain::{fold_product_in, Outcome, ProductFold, ProductRecord};
+use inventory_domain::{fold_product_in, Outcome, ProductFold, ProductRecord, Source};
 
+use super::lineage::{Placed, Placements};
 use super::load::Loaded;
 use super::run::Run;
 use super::{Processor, ProductWork, ShardKey};
@@ -13,6 +14,8 @@ use super::{Processor, ProductWork, ShardKey};
 pub(super) struct Folded {
     pub work: ProductWork,
     pub shard: ShardKey,
+    /// The shard as its stream lists it (what a re-fold after a lost race places against).
+    pub placed: Placed,
     pub stored: Option<ProductRecord>,
     pub fold: ProductFold,
     /// `stored` came from this instance's cache, not from a read in this batch.
@@ -20,10 +23,39 @@ pub(super) struct Folded {
 }
 
 impl Processor {
+    /// Folds `events` over `stored`, placed in the shard's listing, against the logs of the
+    /// shard and its ancestors.
+    pub(super) fn fold_one(
+        &self,
+        shard: &ShardKey,
+        placed: &Placed,
+        stored: Option<ProductRecord>,
+        events: &[inventory_domain::SequencedEvent],
+    ) -> ProductFold {
+        let window = self.log.window_ms();
+        self.log
+            .with_lineage(&shard.0, &shard.1, &placed.ancestors, |index| {
+                fold_product_in(
+                    stored,
+                    events,
+                    index,
+                    window,
+                    Source::Listed(&placed.listing),
+                )
+            })
+    }
+}
+
+impl Processor {
     /// Folds every product whose item and shard log are available; the others fail from
     /// their first record. 4b: a rejection decided on a cached state is folded again on a
     /// fresh read before it is recorded.
-    pub(super) async fn fold(&self, run: &mut Run<'_>, loaded: Loaded) -> Vec<Folded> {
+    pub(super) async fn fold(
+        &self,
+        run: &mut Run<'_>,
+        loaded: Loaded,
+        placed: &Placements,
+    ) -> Vec<Folded> {
         let Loaded {
             work,
             shard_of,
@@ -32,24 +64,33 @@ impl Processor {
             current,
             unread,
         } = loaded;
-        let window = self.log.window_ms();
         let mut folds: Vec<Folded> = Vec::with_capacity(work.len());
         for ((w, shard), from_cache) in work.into_iter().zip(shard_of).zip(from_cache) {
+            let placement = match placed.get(&shard) {
+                Some(Ok(p)) => Ok(p),
+                Some(Err(e)) => Err(e.clone()),
+                None => Err(format!("shard {} was not listed", shard.1)),
+            };
             let unavailable = unread
                 .get(&w.product_id)
-                .or(shards.get(&shard).and_then(Option::as_ref));
-            if let Some(err) = unavailable {
-                tracing::warn!(product_id = %w.product_id, error = %err, "could not read product or its shard log; will be retried");
-                run.fail(w.indices[0], format!("product {}: {err}", w.product_id));
-                continue;
-            }
+                .or(shards.get(&shard).and_then(Option::as_ref))
+                .cloned()
+                .map(Err)
+                .unwrap_or(placement);
+            let placed = match unavailable {
+                Ok(p) => p.clone(),
+                Err(err) => {
+                    tracing::warn!(product_id = %w.product_id, error = %err, "could not read product, its shard log or its stream's shards; will be retried");
+                    run.fail(w.indices[0], format!("product {}: {err}", w.product_id));
+                    continue;
+                }
+            };
             let stored = current.get(&w.product_id).cloned();
-            let fold = self.log.with_lineage(&shard.0, &shard.1, |index| {
-                fold_product_in(stored.clone(), &w.events, index, window)
-            });
+            let fold = self.fold_one(&shard, &placed, stored.clone(), &w.events);
             folds.push(Folded {
                 work: w,
                 shard,
+                placed,
                 stored,
                 fold,
                 from_cache,
@@ -80,7 +121,6 @@ impl Processor {
         if recheck.is_empty() {
             return;
         }
-        let window = self.log.window_ms();
         let ids: Vec<&str> = recheck
             .iter()
             .map(|k| folds[*k].work.product_id.as_str())
@@ -104,9 +144,7 @@ impl Processor {
             let stored = fresh.get(&f.work.product_id).cloned();
             self.cache()
                 .put(&f.shard, &f.work.product_id, stored.clone());
-            f.fold = self.log.with_lineage(&f.shard.0, &f.shard.1, |index| {
-                fold_product_in(stored.clone(), &f.work.events, index, window)
-            });
+            f.fold = self.fold_one(&f.shard, &f.placed, stored.clone(), &f.work.events);
             f.stored = stored;
             f.from_cache = false;
         }

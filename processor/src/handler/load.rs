@@ -7,6 +7,7 @@ use inventory_domain::ProductRecord;
 use inventory_store::batch::{batch_get, UNPROCESSED_RETRY};
 use inventory_store::items::{self, ProductItem};
 
+use super::lineage::Placements;
 use super::run::Run;
 use super::{shard_key, Processor, ProductWork, ShardKey};
 
@@ -17,7 +18,8 @@ pub(super) struct Loaded {
     pub shard_of: Vec<ShardKey>,
     /// Per product (as `work`): its state came from this instance's cache.
     pub from_cache: Vec<bool>,
-    /// The batch's shards, with why their log could not be brought up to date.
+    /// The batch's shards, with why they could not be listed or their logs brought up to
+    /// date.
     pub shards: BTreeMap<ShardKey, Option<String>>,
     /// The stored items found (a product absent here has none).
     pub current: HashMap<String, ProductRecord>,
@@ -25,12 +27,27 @@ pub(super) struct Loaded {
     pub unread: HashMap<String, String>,
 }
 
+impl Loaded {
+    /// Each product's stored position, with its shard.
+    pub fn positions(&self) -> impl Iterator<Item = (&ShardKey, &ProductRecord)> {
+        self.work
+            .iter()
+            .zip(&self.shard_of)
+            .filter_map(|(w, shard)| self.current.get(&w.product_id).map(|r| (shard, r)))
+    }
+}
+
 impl Processor {
-    /// 3a. The shard log, up to date: what other instances logged since this one last saw
-    /// the shard (or the whole window after a cold start). 3b. The products' items: from
-    /// this instance's cache for a shard whose log says nobody else wrote it since
-    /// (cache.rs says why that is safe), the rest read.
-    pub(super) async fn load(&self, run: &mut Run<'_>, work: Vec<ProductWork>) -> Loaded {
+    /// 3a. The shard logs of each shard and its ancestors, up to date: what other instances
+    /// logged since this one last saw the shard (or the whole window after a cold start).
+    /// 3b. The products' items: from this instance's cache for a shard whose log says nobody
+    /// else wrote it since (cache.rs says why that is safe), the rest read.
+    pub(super) async fn load(
+        &self,
+        run: &mut Run<'_>,
+        work: Vec<ProductWork>,
+        placed: &Placements,
+    ) -> Loaded {
         let mut shard_of: Vec<ShardKey> = Vec::with_capacity(work.len());
         let mut shards: BTreeMap<ShardKey, Option<String>> = BTreeMap::new();
         for w in &work {
@@ -38,9 +55,23 @@ impl Processor {
             shards.entry(key.clone()).or_insert(None);
             shard_of.push(key);
         }
-        run.phase_us();
         for (key, error) in shards.iter_mut() {
-            match self.log.refresh(&key.0, &key.1, run.oldest).await {
+            let ancestors = match placed.get(key) {
+                Some(Ok(p)) => p.ancestors.clone(),
+                Some(Err(e)) => {
+                    *error = Some(e.clone());
+                    continue;
+                }
+                None => {
+                    *error = Some(format!("shard {} was not listed", key.1));
+                    continue;
+                }
+            };
+            match self
+                .log
+                .refresh(&key.0, &key.1, &ancestors, run.oldest)
+                .await
+            {
                 Ok(cost) => run.report.log.add(cost),
                 Err(e) => *error = Some(e.to_string()),
             }

@@ -1,6 +1,10 @@
 //! Steps 5c-6: the shard log, after the writes it vouches for (dedup_log.rs says why), in
 //! one transaction with the shard's counters, so they count what the log vouches for, once.
 
+use std::collections::BTreeMap;
+
+use inventory_domain::SequenceNumber;
+use inventory_store::dedup_log::{product_tag, Attempt};
 use inventory_store::stats::ShardAdd;
 
 use super::run::Run;
@@ -20,9 +24,11 @@ impl Processor {
             mut applied_to,
         } = written;
         let (batch, now) = (run.batch, run.now);
+        let attempts = attempts(run);
         let mut deliveries_counted = false;
-        for (key, logged) in &to_log {
-            if logged.is_empty() {
+        for (key, attempt) in &attempts {
+            let logged = to_log.get(key).map_or(&[][..], Vec::as_slice);
+            if logged.is_empty() && attempt.unfinished.is_empty() {
                 continue;
             }
             let add = applied_to.remove(key).unwrap_or_default();
@@ -34,7 +40,7 @@ impl Processor {
                     &key.0,
                     &key.1,
                     logged,
-                    &[],
+                    attempt,
                     (run.oldest, run.newest),
                     |number, this| {
                         let mut add = add.clone();
@@ -80,5 +86,72 @@ impl Processor {
             }
         }
         run.report.phases.log_write_us = run.phase_us();
+    }
+}
+
+/// Per shard of the batch: the sequence numbers of its first and last records, and the
+/// products whose records this delivery did not finish (those it reports failed). A Pipe
+/// batch is one shard's, in stream order, so this walks the records without copying them.
+fn attempts(run: &Run<'_>) -> BTreeMap<super::ShardKey, Attempt> {
+    let batch = run.batch;
+    let shard_of = |i: usize| {
+        let r = batch.at(i);
+        (
+            r.event_source_arn,
+            r.event_id.split_once(':').map_or("", |(s, _)| s),
+        )
+    };
+    // (shard, first index, last index) by the records' sequence numbers.
+    let mut ranges: Vec<((&str, &str), usize, usize)> = Vec::new();
+    for i in 0..batch.len() {
+        let here = shard_of(i);
+        let seq = batch.at(i).sequence_number;
+        match ranges.iter_mut().find(|(s, _, _)| *s == here) {
+            Some((_, first, last)) => {
+                if numeric_lt(seq, batch.at(*first).sequence_number) {
+                    *first = i;
+                }
+                if numeric_lt(batch.at(*last).sequence_number, seq) {
+                    *last = i;
+                }
+            }
+            None => ranges.push((here, i, i)),
+        }
+    }
+    let mut out: BTreeMap<super::ShardKey, Attempt> = BTreeMap::new();
+    for (_, first, last) in ranges {
+        let parse = |i: usize| SequenceNumber::parse(batch.at(i).sequence_number).ok();
+        out.entry(shard_key(batch, first)).or_default().range = parse(first).zip(parse(last));
+    }
+    for i in &run.failed {
+        let product = product_tag(batch.at(*i).partition_key);
+        let attempt = out.entry(shard_key(batch, *i)).or_default();
+        if !attempt.unfinished.contains(&product) {
+            attempt.unfinished.push(product);
+        }
+    }
+    out
+}
+
+/// Whether the decimal `a` is below `b` (as [`SequenceNumber`] orders them: by length, then
+/// digits, leading zeros ignored), without parsing either.
+fn numeric_lt(a: &str, b: &str) -> bool {
+    let (a, b) = (a.trim_start_matches('0'), b.trim_start_matches('0'));
+    (a.len(), a) < (b.len(), b)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::numeric_lt;
+
+    #[test]
+    fn sequence_numbers_compare_as_numbers_without_parsing() {
+        assert!(numeric_lt("9", "10"));
+        assert!(!numeric_lt("10", "9"));
+        assert!(numeric_lt("0009", "10") && !numeric_lt("010", "10") && !numeric_lt("10", "010"));
+        assert!(numeric_lt(
+            "49590338271490256608559692538361571095921575989136588898",
+            "49590338271490256608559692538361571095921575989136588899"
+        ));
     }
 }

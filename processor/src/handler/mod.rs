@@ -2,18 +2,22 @@
 //!
 //! 1. Decode and validate every record (pure); malformed ones become rejections.
 //! 2. Group the valid events by product, in stream order.
-//! 3. Read the touched products' items (BatchGetItem, consistent) and the shard log.
-//! 4. Fold each product's events over its item (pure): redeliveries and producer
-//!    duplicates are skipped, invalid transitions rejected.
+//! 3. The stream's listing (ListShards: each shard's parents, hash keys and sequence
+//!    numbers), then the shard logs of each shard and its ancestors, and the touched
+//!    products' items (from the cache, or BatchGetItem, consistent).
+//! 4. Fold each product's events over its item (pure), placing each record against the
+//!    product's position along its shard lineage: redeliveries and producer duplicates are
+//!    skipped, records outside the lineage and invalid transitions rejected.
 //! 5. Record every rejection (idempotent keys), then write each changed product once,
 //!    conditional on the version and position read in step 3 (optimistic concurrency).
 //! 6. Report the first record whose work did not complete as the batch item failure, so the
 //!    Pipe retries from there; everything before it is applied exactly once.
 //!
 //! By step: [`run`] (the orchestrator: the order of everything, and the Pipe's answer),
-//! [`load`] (3), [`lineage`] (3c), [`fold`] (4), [`write`] (5; [`settle`] is one product's
-//! conditional write and its re-folds after a lost race), [`log`] (the shard log and the
-//! counters); [`rejections`] and [`statistics`] write the events table's items.
+//! [`lineage`] (3: the listing), [`load`] (3: logs and products), [`fold`] (4), [`write`]
+//! (5; [`settle`] is one product's conditional write and its re-folds after a lost race),
+//! [`log`] (the shard log and the counters); [`rejections`] and [`statistics`] write the
+//! events table's items.
 
 mod cache;
 mod fold;
@@ -39,6 +43,7 @@ use inventory_domain::pipes::PipeBatch;
 use inventory_domain::{BatchResponse, RejectionReason};
 use inventory_store::dedup_log::{DedupLog, LogCost};
 use inventory_store::Tables;
+use inventory_stream::{ListShards, Listings};
 
 use crate::error::ProcessorError;
 
@@ -51,12 +56,16 @@ pub struct ProcessorSettings {
     /// A producer's duplicate arriving up to this long after its original is recognised,
     /// at any distance in events (docs/consistency.md). At most the stream's retention.
     pub dedup_window: Duration,
-    /// Events of the shard log kept in memory, all shards together (16-40 bytes each);
+    /// Events of the shard log kept in memory, all shards together (about 100 bytes each);
     /// past it the coldest shards' logs are dropped and read again when needed.
     pub dedup_max_entries: usize,
     /// Product items kept in memory, all shards together (about 0.5 KB each), so a warm
     /// instance writes without reading first; 0 turns the cache off.
     pub product_cache_max_items: usize,
+    /// Test hook, off in production: every event's dedup key has its low 64 bits set to 0,
+    /// as if all of them collided at the width the shard log used before (64 bits), to show
+    /// the 96-bit keys still tell them apart.
+    pub collide_dedup_keys: bool,
 }
 
 impl Default for ProcessorSettings {
@@ -68,6 +77,7 @@ impl Default for ProcessorSettings {
             dedup_max_entries: 4_000_000,
             // About 25 MB: beside the shard logs' worst case, within a 256 MB Lambda.
             product_cache_max_items: 50_000,
+            collide_dedup_keys: false,
         }
     }
 }
@@ -119,6 +129,8 @@ pub struct Processor {
     settings: ProcessorSettings,
     log: Arc<DedupLog>,
     products: Arc<std::sync::Mutex<cache::ProductCache>>,
+    /// Each stream's shards as Kinesis lists them (`inventory_stream`).
+    listings: Arc<Listings>,
 }
 
 /// What one invocation did; the response is what the Pipe sees.
@@ -159,7 +171,8 @@ pub struct BatchReport {
 /// in the phase that contains them, so the parts add up to at most `total_us`.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct Phases {
-    /// Bringing the shard logs up to date (one Query per shard) and linking parents.
+    /// Listing the stream when needed and bringing the shard logs of the batch's shards
+    /// and their ancestors up to date (one Query per shard).
     pub log_refresh_us: u64,
     /// Reading the products not served from this instance's cache (BatchGetItem).
     pub read_us: u64,
@@ -182,11 +195,18 @@ impl BatchReport {
 }
 
 impl Processor {
-    pub fn new(db: Client, tables: Tables) -> Self {
-        Self::with_settings(db, tables, ProcessorSettings::default())
+    /// A processor writing to `tables`, listing its streams' shards through `shards`
+    /// (`inventory_stream::KinesisShards` in AWS).
+    pub fn new(db: Client, tables: Tables, shards: Arc<dyn ListShards>) -> Self {
+        Self::with_settings(db, tables, shards, ProcessorSettings::default())
     }
 
-    pub fn with_settings(db: Client, tables: Tables, settings: ProcessorSettings) -> Self {
+    pub fn with_settings(
+        db: Client,
+        tables: Tables,
+        shards: Arc<dyn ListShards>,
+        settings: ProcessorSettings,
+    ) -> Self {
         let db = processor_client(&db);
         let window_ms = i64::try_from(settings.dedup_window.as_millis())
             .unwrap_or(dedup::MAX_WINDOW_MS)
@@ -204,6 +224,7 @@ impl Processor {
             settings,
             log: Arc::new(log),
             products: Arc::new(std::sync::Mutex::new(products)),
+            listings: Arc::new(Listings::new(shards)),
         }
     }
 
@@ -310,7 +331,15 @@ mod tests {
             .region(aws_sdk_dynamodb::config::Region::new("eu-west-1"))
             .endpoint_url("http://127.0.0.1:1")
             .build();
-        let processor = Processor::new(Client::from_conf(caller), Tables::with_prefix("t"));
+        let listing = inventory_domain::lineage::StreamLineage::single(
+            inventory_domain::lineage::StreamId::new("arn:aws:kinesis:eu-west-1:1:stream/s", 0),
+            0,
+        );
+        let processor = Processor::new(
+            Client::from_conf(caller),
+            Tables::with_prefix("t"),
+            Arc::new(inventory_stream::FixedShards(listing)),
+        );
         let config = processor.db.config();
         assert_eq!(
             config.stalled_stream_protection().map(|s| s.is_enabled()),

@@ -1,7 +1,7 @@
 //! The batch run: the steps in the order exactly-once needs, and the one batch item failure
 //! the Pipe retries from. Each step is a function with a typed input and output, in its own
-//! file: [`load`](super::load) (the shard logs and the products' items), [`lineage`](super::lineage)
-//! (products that moved shard), [`fold`](super::fold) (pure), [`write`](super::write)
+//! file: [`lineage`](super::lineage) (the stream's listing), [`load`](super::load) (the shard
+//! logs and the products' items), [`fold`](super::fold) (pure), [`write`](super::write)
 //! (rejections, then products), [`log`](super::log) (the shard log and its counters).
 
 use std::time::{Duration, Instant};
@@ -22,7 +22,7 @@ pub(super) struct Run<'b> {
     /// The batch's oldest and newest `approximateArrivalTimestamp`, in ms.
     pub oldest: i64,
     pub newest: i64,
-    started: Instant,
+    pub started: Instant,
     phase: Instant,
 }
 
@@ -66,19 +66,32 @@ impl Processor {
         // 1-2. Decode, validate, group (pure).
         let DecodedBatch {
             malformed,
-            products: work,
+            products: mut work,
         } = inventory_domain::batch::decode_pipe_batch(batch);
-        // 3. The shard logs up to date, and the products' items.
-        let mut loaded = self.load(&mut run, work).await;
-        // 3c. Products that moved here from a parent shard.
-        self.link_lineage(&mut run, &mut loaded).await;
+        if self.settings.collide_dedup_keys {
+            collide_keys(&mut work);
+        }
+        // 3. The shards as their stream lists them, their logs and their ancestors', and the
+        // products' items; the listing again if a product's position is newer than it.
+        let mut placed = self.place_shards(&mut run, &work).await;
+        let loaded = self.load(&mut run, work, &placed).await;
+        self.place_positions(&mut run, &mut placed, loaded.positions())
+            .await;
         // 4. Fold each product's events over its item (pure).
-        let folds = self.fold(&mut run, loaded).await;
+        let folds = self.fold(&mut run, loaded, &placed).await;
         // 5. Rejections, then one conditional write per changed product.
         let written = self.write(&mut run, &malformed, folds).await;
         // 5c-6. The shard log and the counters, after the writes they vouch for.
         self.log_and_count(&mut run, written).await;
         finish(run)
+    }
+}
+
+/// The test hook [`ProcessorSettings::collide_dedup_keys`](super::ProcessorSettings).
+fn collide_keys(work: &mut [super::ProductWork]) {
+    for ev in work.iter_mut().flat_map(|w| w.events.iter_mut()) {
+        ev.keys.key = ev.keys.key.collided();
+        ev.keys.legacy = 0;
     }
 }
 

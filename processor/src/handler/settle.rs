@@ -10,13 +10,14 @@ use backon::{ExponentialBuilder, RetryableWithContext};
 use chrono::{DateTime, Utc};
 use inventory_domain::dedup::LogRecord;
 use inventory_domain::pipes::PipeBatch;
-use inventory_domain::{fold_product_in, DuplicateKind, Outcome, ProductFold, ProductRecord};
+use inventory_domain::{DuplicateKind, Outcome, ProductFold, ProductRecord};
 use inventory_store::items::ProductItem;
 use inventory_store::rejections::{self, RejectedRecord, RejectionItem};
 use inventory_store::stats::ProductDelta;
 use inventory_store::StoreError;
 
 use super::fold::Folded;
+use super::lineage::Placed;
 use super::{Processor, ProductWork, ShardKey};
 use crate::error::ProcessorError;
 
@@ -86,6 +87,7 @@ impl Processor {
         let Folded {
             work: w,
             shard,
+            placed,
             stored,
             fold,
             ..
@@ -96,10 +98,12 @@ impl Processor {
             settled: Settled::default(),
         };
         let (attempt, result) = {
-            let (w, shard) = (&w, &shard);
+            let (w, shard, placed) = (&w, &shard, &placed);
             // Boxed: the SDK's request future inside is large, and backon moves each
             // attempt's future into its own state; a box moves a pointer instead.
-            move |attempt: Attempt| Box::pin(self.write_once(batch, w, shard, attempt, now))
+            move |attempt: Attempt| {
+                Box::pin(self.write_once(batch, w, (shard, placed), attempt, now))
+            }
         }
         .retry(self.conflict_retry())
         .when(|f| matches!(f, Failure::Conflict))
@@ -133,7 +137,7 @@ impl Processor {
         &self,
         batch: &PipeBatch,
         w: &ProductWork,
-        shard: &ShardKey,
+        (shard, placed): (&ShardKey, &Placed),
         mut attempt: Attempt,
         now: DateTime<Utc>,
     ) -> (Attempt, Result<bool, Failure>) {
@@ -188,10 +192,7 @@ impl Processor {
             return (attempt, Ok(true));
         }
         tracing::info!(product_id = %w.product_id, "lost a write race; re-reading and re-folding");
-        let window = self.log.window_ms();
-        let refold = self.log.with_lineage(&shard.0, &shard.1, |index| {
-            fold_product_in(latest.clone(), &w.events, index, window)
-        });
+        let refold = self.fold_one(shard, placed, latest.clone(), &w.events);
         match self
             .reconcile_rejections(batch, w, &attempt.fold, &refold, now)
             .await

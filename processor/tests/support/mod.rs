@@ -9,6 +9,7 @@ use std::collections::HashMap;
 use aws_sdk_dynamodb::types::AttributeValue;
 use aws_sdk_dynamodb::Client;
 use base64::Engine as _;
+use inventory_domain::lineage::{StreamId, StreamLineage};
 use inventory_domain::pipes::PipeBatch;
 use inventory_domain::{PipeRecord, ProductRecord};
 use inventory_store::items::{self, ProductItem};
@@ -43,6 +44,18 @@ pub async fn dynamodb() -> (Client, Tables) {
         .expect("create the tables");
     (client, tables)
 }
+
+/// The stream the batches below come from, as a listing that never changes: one open
+/// shard per ordinal asked for, each holding every hash key (these tests never reshard).
+pub fn shards(ordinal: u32) -> std::sync::Arc<dyn inventory_processor::ListShards> {
+    let stream = StreamId::new(ARN, 1_700_000_000_000);
+    std::sync::Arc::new(inventory_processor::FixedShards(StreamLineage::single(
+        stream,
+        u64::from(ordinal),
+    )))
+}
+
+const ARN: &str = "arn:aws:kinesis:us-east-1:123456789012:stream/inventory-events";
 
 /// An event's JSON, as a producer puts it (a product_added has a name).
 pub fn event(id: &str, kind: &str, product: &str, quantity: Option<u64>) -> String {
@@ -97,8 +110,7 @@ impl Shard {
                     event_name: "aws:kinesis:record".into(),
                     invoke_identity_arn: String::new(),
                     aws_region: "us-east-1".into(),
-                    event_source_arn:
-                        "arn:aws:kinesis:us-east-1:123456789012:stream/inventory-events".into(),
+                    event_source_arn: ARN.into(),
                 }
             })
             .collect();
