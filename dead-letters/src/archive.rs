@@ -45,6 +45,9 @@ pub struct DeadLetterConsumer {
     kinesis: aws_sdk_kinesis::Client,
     db: aws_sdk_dynamodb::Client,
     tables: Tables,
+    /// The streams' listings, kept between messages (a burst of dead letters is one
+    /// stream's), taken again when a range's shard is not in the one held.
+    listings: std::sync::Arc<inventory_stream::Listings>,
     window_ms: i64,
 }
 
@@ -56,6 +59,9 @@ impl DeadLetterConsumer {
         window_ms: i64,
     ) -> Self {
         Self {
+            listings: std::sync::Arc::new(inventory_stream::Listings::new(std::sync::Arc::new(
+                inventory_stream::KinesisShards(kinesis.clone()),
+            ))),
             kinesis,
             db,
             tables,
@@ -199,7 +205,14 @@ impl DeadLetterConsumer {
         };
         let stream = range.stream_name();
         let shard = &range.info.shard_id;
-        let listing = inventory_stream::list_stream(&self.kinesis, stream).await?;
+        let mut listed = self.listings.get(stream).await?;
+        if listed.lineage.shard(shard_ordinal(shard)).is_none() {
+            listed = self
+                .listings
+                .newer_than(stream, std::time::Instant::now())
+                .await?;
+        }
+        let listing = listed.lineage;
         let ancestors: Vec<String> = listing
             .ancestors(shard_ordinal(shard))
             .into_iter()
@@ -294,6 +307,19 @@ impl DeadLetterConsumer {
         for item in read.items {
             let product = ProductItem::from_item(item)?.into_record();
             products.insert(product.product_id.clone(), product);
+        }
+        // A position on a shard the held listing does not name (a child created since it
+        // was taken) is judged on a listing taken now.
+        let mut listing = listing;
+        if products.values().any(|p| {
+            p.last_stream.is_none_or(|s| s == listing.stream)
+                && p.last_shard.is_some_and(|s| listing.shard(s).is_none())
+        }) {
+            listing = self
+                .listings
+                .newer_than(stream, std::time::Instant::now())
+                .await?
+                .lineage;
         }
         for (i, work, event) in undecided {
             let Some(product) = products.get(&work.product_id) else {

@@ -136,8 +136,8 @@ async fn dead_letters_are_archived_listed_and_redriven_so_every_event_applies_on
     let mut runner = stack.pipe_to(target.clone());
     // Retries, bisections and polls within milliseconds: every batch of the run fails, and
     // each record's way to its dead letter takes seconds at the Pipe's real pace.
-    runner.min_backoff = Duration::from_millis(5);
-    runner.max_backoff = Duration::from_millis(50);
+    runner.min_backoff = Duration::from_millis(1);
+    runner.max_backoff = Duration::from_millis(5);
     runner.idle_poll = Duration::from_millis(20);
     runner.min_poll_interval = Duration::from_millis(5);
     let pipe = runner.spawn();
