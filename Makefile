@@ -8,7 +8,7 @@ LOCAL_FAST := $(CARGO) run --profile local --locked -p inventory-local --bin inv
 BUILD_LOCAL_FAST := $(CARGO) build --profile local --locked -p inventory-local --bin inventory-local -p inventory-processor --bin processor
 BUILD_LOCAL := $(CARGO) build --release --locked -p inventory-local --bin inventory-local -p inventory-processor --bin processor
 
-.PHONY: demo dev console test lint infra-lint fuzz soak bench deploy deploy-dry-run destroy diagrams setup setup-test
+.PHONY: demo dev console test lint infra-lint fuzz soak bench deploy deploy-dry-run destroy diagrams setup setup-test screenshot
 
 ## The pinned toolchain (rustup 1.28+ does not install it on first use), and for the tests
 ## Chromium, ChromeDriver and python3-venv: scripts/setup.sh.
@@ -89,6 +89,10 @@ deploy-dry-run:
 ## Empty the console bucket and delete the stack of $(STAGE) (default dev).
 destroy:
 	./scripts/destroy.sh
+
+## The README's screenshot (docs/console.png): headless Chromium after a demo-sized simulation.
+screenshot:
+	./scripts/screenshot.sh
 
 ## Render docs/*.mmd to SVG (mermaid-cli from npm, pinned in tools/diagrams; Debian's chromium).
 diagrams:

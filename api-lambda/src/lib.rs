@@ -77,6 +77,11 @@ impl SimulationLimits {
     }
 }
 
+/// How often at most an instance looks for changed products (docs/architecture.md, "Reads"):
+/// a product write shows within this plus the console's poll, and an idle look costs 0.5
+/// read units.
+pub const CATALOG_LOOK_INTERVAL: Duration = Duration::from_secs(1);
+
 #[derive(Debug, Clone, Default)]
 pub struct ApiConfig {
     /// Bearer token that `POST` endpoints require; `None` refuses every `POST`.
@@ -91,7 +96,8 @@ pub struct AppState {
     pub tables: Tables,
     pub config: Arc<ApiConfig>,
     pub launcher: Arc<dyn SimulationLauncher>,
-    pub totals: Arc<store::TotalsCache>,
+    /// The warm instance's copy of the catalog, which every listing reads.
+    pub catalog: Arc<store::CatalogCache>,
     /// The user pool's token verifier (AWS); `None` locally, where the bearer token serves.
     pub jwt: Option<Arc<jwt::JwtVerifier>>,
     pub limits: SimulationLimits,
@@ -112,7 +118,7 @@ impl AppState {
             tables,
             config: Arc::new(config),
             launcher,
-            totals: Arc::new(store::TotalsCache::new(Duration::from_secs(5))),
+            catalog: Arc::new(store::CatalogCache::new(CATALOG_LOOK_INTERVAL)),
             jwt: None,
             limits: SimulationLimits::default(),
             redriver: None,
@@ -130,6 +136,12 @@ impl AppState {
         self
     }
 
+    /// How often at most the catalog looks for changes ([`CATALOG_LOOK_INTERVAL`]).
+    pub fn with_catalog_look_interval(mut self, interval: Duration) -> Self {
+        self.catalog = Arc::new(store::CatalogCache::new(interval));
+        self
+    }
+
     pub fn with_simulation_limits(mut self, limits: SimulationLimits) -> Self {
         self.limits = limits;
         self
@@ -140,7 +152,7 @@ impl AppState {
 #[openapi(
     info(title = "Inventory pipeline API", description = "Live inventory, pipeline figures and simulations."),
     paths(
-        routes::list_inventory, routes::get_product, routes::get_stats, routes::list_rejections,
+        routes::list_inventory, routes::get_product, routes::product_history, routes::get_stats, routes::list_rejections,
         routes::start_simulation, routes::get_simulation, routes::list_simulations,
         routes::list_dead_letters, routes::redrive_dead_letters, routes::openapi
     ),
@@ -184,11 +196,18 @@ pub fn app(state: AppState) -> Router {
             header::CONTENT_TYPE,
             auth::AUTH_HEADER,
             HeaderName::from_static("x-amz-content-sha256"),
+            header::IF_NONE_MATCH,
         ])
+        // A console on another origin reads the ETag, so its polls can be answered 304.
+        .expose_headers([header::ETAG])
         .max_age(Duration::from_secs(600));
     Router::new()
         .route("/api/inventory", get(routes::list_inventory))
         .route("/api/inventory/{product_id}", get(routes::get_product))
+        .route(
+            "/api/inventory/{product_id}/history",
+            get(routes::product_history),
+        )
         .route("/api/stats", get(routes::get_stats))
         .route("/api/rejections", get(routes::list_rejections))
         .route(

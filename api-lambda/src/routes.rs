@@ -7,9 +7,9 @@ use axum::http::{header, HeaderMap, StatusCode};
 use axum::response::IntoResponse;
 use axum::Json;
 use inventory_domain::api::{
-    DeadLetterPage, DeadLetterStatus, ErrorBody, InventoryPage, ProductView, RedriveRequest,
-    RedriveResult, RejectionView, SimulationAccepted, SimulationList, SimulationRequest,
-    SimulationState, SimulationStatus,
+    DeadLetterPage, DeadLetterStatus, ErrorBody, HistoryPage, InventoryPage, ProductView,
+    RedriveRequest, RedriveResult, RejectionView, SimulationAccepted, SimulationList,
+    SimulationRequest, SimulationState, SimulationStatus,
 };
 use inventory_domain::ProductStatus;
 use serde::{Deserialize, Serialize};
@@ -17,36 +17,43 @@ use utoipa::{IntoParams, ToSchema};
 
 use crate::auth;
 use crate::error::ApiError;
-use crate::store::{self, simulation_lock, simulations, InventoryQuery, SortKey, SortOrder};
+use crate::store::{self, simulation_lock, simulations, InventoryQuery};
 use crate::AppState;
 use inventory_domain::api::Stats;
+use inventory_domain::catalog::{SortKey, SortOrder};
 
 #[derive(Debug, Deserialize, IntoParams)]
 #[into_params(parameter_in = Query)]
 pub struct InventoryParams {
-    /// `active` or `removed`; all products when omitted (`all`): the active ones, then the
-    /// removed ones.
+    /// `active` or `removed`; every product when omitted (`all`).
     pub status: Option<String>,
-    /// Only products whose id starts with this (product names are not searched: that
-    /// would read the whole table).
+    /// Only active products with at most this many in stock.
+    #[param(minimum = 0)]
+    pub low_stock: Option<u64>,
+    /// Words, case-insensitive: a product matches when each is the start of a word of its
+    /// name or of its id (at most 100 characters).
     pub q: Option<String>,
-    /// `product_id` (default), `name`, `quantity` or `updated_at`; orders the page.
+    /// `product_id` (default), `name`, `quantity` or `updated_at`, over the whole catalog.
     pub sort: Option<SortKey>,
     /// `asc` (default) or `desc`.
     pub order: Option<SortOrder>,
     /// Products per page, 1 to 1000 (default 100).
+    #[param(minimum = 1, maximum = 1000)]
     pub limit: Option<usize>,
-    /// `next_cursor` of the previous page.
+    /// `next_cursor` of the previous page (of the same sort and order).
     pub cursor: Option<String>,
 }
 
-/// List products, a page at a time.
+/// List products, a page at a time, sorted, filtered and searched over the whole catalog.
+/// Answers `304 Not Modified` to an `If-None-Match` with the page's current `ETag`.
 #[utoipa::path(get, path = "/api/inventory", params(InventoryParams),
-    responses((status = 200, body = InventoryPage), (status = 400, body = ErrorBody)))]
+    responses((status = 200, body = InventoryPage), (status = 304, description = "Unchanged since the ETag given"),
+              (status = 400, body = ErrorBody)))]
 pub async fn list_inventory(
     State(state): State<AppState>,
+    headers: HeaderMap,
     query: Result<Query<InventoryParams>, QueryRejection>,
-) -> Result<Json<InventoryPage>, ApiError> {
+) -> Result<axum::response::Response, ApiError> {
     let Query(p) = query.map_err(|e| ApiError::BadRequest(e.body_text()))?;
     let status = match p.status.as_deref() {
         None | Some("") | Some("all") => None,
@@ -60,15 +67,40 @@ pub async fn list_inventory(
     }
     let query = InventoryQuery {
         status,
+        low_stock: p.low_stock,
         search: p.q,
         sort: p.sort.unwrap_or(SortKey::ProductId),
         order: p.order.unwrap_or(SortOrder::Asc),
         limit,
         cursor: p.cursor,
     };
-    Ok(Json(
-        store::inventory_page(&state.db, &state.tables, &query).await?,
-    ))
+    let page = store::inventory_page(&state.db, &state.tables, &state.catalog, &query).await?;
+    Ok(with_etag(&headers, &page))
+}
+
+/// The body with an `ETag` (a hash of it), or `304 Not Modified` when the caller already
+/// has it: a poll of an unchanged page sends no body. `no-cache`: a cache must ask each time.
+pub fn with_etag<T: Serialize>(headers: &HeaderMap, body: &T) -> axum::response::Response {
+    let bytes = serde_json::to_vec(body).unwrap_or_default();
+    let etag = format!("\"{:032x}\"", xxhash_rust::xxh3::xxh3_128(&bytes));
+    let unchanged = headers
+        .get(header::IF_NONE_MATCH)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|v| v.split(',').any(|t| t.trim() == etag || t.trim() == "*"));
+    let common = [
+        (header::ETAG, etag),
+        (header::CACHE_CONTROL, "no-cache".to_owned()),
+    ];
+    if unchanged {
+        (StatusCode::NOT_MODIFIED, common).into_response()
+    } else {
+        (
+            common,
+            [(header::CONTENT_TYPE, "application/json".to_owned())],
+            bytes,
+        )
+            .into_response()
+    }
 }
 
 /// One product.
@@ -82,19 +114,60 @@ pub async fn get_product(
     if !inventory_domain::event::is_valid_product_id(&product_id) {
         return Err(ApiError::NotFound(format!("no product `{product_id}`")));
     }
-    store::product(&state.db, &state.tables, &product_id)
+    store::product(&state.db, &state.tables, &state.catalog, &product_id)
         .await?
         .map(Json)
         .ok_or_else(|| ApiError::NotFound(format!("no product `{product_id}`")))
 }
 
-/// Totals, throughput, lag, duplicates and rejections; a total that cannot be known
-/// without reading the whole table is `null` and named in `unavailable`.
+#[derive(Debug, Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
+pub struct HistoryParams {
+    /// Events per page, 1 to 200 (default 50).
+    #[param(minimum = 1, maximum = 200)]
+    pub limit: Option<usize>,
+    /// `next_cursor` of the previous page.
+    pub cursor: Option<String>,
+}
+
+/// A product's history, newest first: every event that touched it (applied, ignored as a
+/// producer's duplicate, or rejected with its reason) and the stock after it, kept 8 days,
+/// with history on (`PRODUCT_HISTORY`). Answers `ETag`/`304` like the listing.
+#[utoipa::path(get, path = "/api/inventory/{product_id}/history",
+    params(("product_id" = String, Path, description = "The product's id"), HistoryParams),
+    responses((status = 200, body = HistoryPage), (status = 304, description = "Unchanged since the ETag given"),
+              (status = 400, body = ErrorBody), (status = 404, body = ErrorBody)))]
+pub async fn product_history(
+    State(state): State<AppState>,
+    Path(product_id): Path<String>,
+    headers: HeaderMap,
+    query: Result<Query<HistoryParams>, QueryRejection>,
+) -> Result<axum::response::Response, ApiError> {
+    let Query(p) = query.map_err(|e| ApiError::BadRequest(e.body_text()))?;
+    let limit = p.limit.unwrap_or(50);
+    if !(1..=200).contains(&limit) {
+        return Err(ApiError::BadRequest("limit must be 1 to 200".into()));
+    }
+    if !inventory_domain::event::is_valid_product_id(&product_id) {
+        return Err(ApiError::NotFound(format!("no product `{product_id}`")));
+    }
+    let page = store::history::history_page(
+        &state.db,
+        &state.tables,
+        &product_id,
+        limit,
+        p.cursor.as_deref(),
+    )
+    .await?
+    .ok_or_else(|| ApiError::NotFound(format!("no product `{product_id}`")))?;
+    Ok(with_etag(&headers, &page))
+}
+
+/// Totals, throughput, lag, duplicates and rejections (the processor's counters); the
+/// totals are `null` before its first batch.
 #[utoipa::path(get, path = "/api/stats", responses((status = 200, body = Stats)))]
 pub async fn get_stats(State(state): State<AppState>) -> Result<Json<Stats>, ApiError> {
-    Ok(Json(
-        store::stats(&state.db, &state.tables, &state.totals).await?,
-    ))
+    Ok(Json(store::stats(&state.db, &state.tables).await?))
 }
 
 #[derive(Debug, Deserialize, IntoParams)]

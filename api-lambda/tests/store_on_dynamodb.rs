@@ -1,9 +1,8 @@
 //! The API's reads against a real DynamoDB API (the embedded dynoxide emulator, the real SDK
 //! client): items written with the store's codecs come back as the API's views, listings
-//! page through the whole table through the status index (one status, or all: active then
-//! removed, with one cursor), a search is a product id prefix, the totals come from the
-//! shard counters or else the index, and an item that is not a product is left out of a
-//! listing but is an error when asked for by id.
+//! of every order page through the whole catalog, a search finds words of names and id
+//! prefixes, the catalog follows the products the shard logs name, and an item that is not
+//! a product is left out of a listing but is an error when asked for by id.
 
 mod support;
 
@@ -12,10 +11,10 @@ use std::time::Duration;
 use aws_sdk_dynamodb::types::AttributeValue;
 use aws_sdk_dynamodb::Client;
 use chrono::{TimeZone, Utc};
-use inventory_api::store::{
-    self, rejections_page, totals, InventoryQuery, SortKey, SortOrder, TotalsCache, TotalsSource,
-};
+use inventory_api::store::{self, rejections_page, CatalogCache, InventoryQuery};
 use inventory_api::ApiError;
+use inventory_domain::api::ProductView;
+use inventory_domain::catalog::{SortKey, SortOrder};
 use inventory_domain::{
     PipeRecord, ProductRecord, ProductStatus, RecentIds, Rejection, RejectionReason, SequenceNumber,
 };
@@ -43,6 +42,7 @@ fn product(id: &str, status: ProductStatus, quantity: u64, recent: usize) -> Pro
         last_stream: None,
         last_event_at: "2023-09-11T12:00:00Z".into(),
         recent_ids,
+        history: None,
     }
 }
 
@@ -68,19 +68,45 @@ async fn put_corrupt(db: &Client, tables: &Tables, id: &str) {
         .unwrap();
 }
 
-fn query(status: Option<ProductStatus>, limit: usize, cursor: Option<String>) -> InventoryQuery {
+fn query(
+    status: Option<ProductStatus>,
+    sort: SortKey,
+    limit: usize,
+    cursor: Option<String>,
+) -> InventoryQuery {
     InventoryQuery {
         status,
+        low_stock: None,
         search: None,
-        sort: SortKey::ProductId,
+        sort,
         order: SortOrder::Asc,
         limit,
         cursor,
     }
 }
 
+/// Every page of a listing, in order (bounded: a listing that does not end fails).
+async fn all_pages(
+    db: &Client,
+    tables: &Tables,
+    cache: &CatalogCache,
+    mut q: InventoryQuery,
+) -> Vec<ProductView> {
+    let mut seen = Vec::new();
+    for _ in 0..100 {
+        let page = store::inventory_page(db, tables, cache, &q).await.unwrap();
+        assert!(page.items.len() <= q.limit);
+        seen.extend(page.items);
+        match page.next_cursor {
+            Some(c) => q.cursor = Some(c),
+            None => return seen,
+        }
+    }
+    panic!("the listing did not end");
+}
+
 #[tokio::test]
-async fn status_pages_list_each_product_once_decoded_with_the_store_codec() {
+async fn pages_of_every_order_list_each_product_once_decoded_with_the_store_codec() {
     let (db, tables) = support::dynamodb("api-test-").await;
     for i in 0..25 {
         let status = if i % 5 == 0 {
@@ -88,166 +114,195 @@ async fn status_pages_list_each_product_once_decoded_with_the_store_codec() {
         } else {
             ProductStatus::Active
         };
-        put(&db, &tables, &product(&format!("P{i:03}"), status, i, 2)).await;
+        // Stock falls as ids rise, so the stock order is not the id order.
+        put(
+            &db,
+            &tables,
+            &product(&format!("P{i:03}"), status, 100 - i, 2),
+        )
+        .await;
     }
     put_corrupt(&db, &tables, "P999").await;
+    let cache = CatalogCache::new(Duration::ZERO);
 
-    let mut seen = Vec::new();
-    let mut cursor = None;
-    for _ in 0..20 {
-        let page =
-            store::inventory_page(&db, &tables, &query(Some(ProductStatus::Active), 7, cursor))
-                .await
-                .unwrap();
-        assert!(page.items.len() <= 7);
-        for p in &page.items {
-            assert_eq!(p.status, ProductStatus::Active);
-            let i: u64 = p.product_id[1..].parse().unwrap();
-            assert_eq!((p.quantity, p.version), (i, 3), "{p:?}");
-            assert_eq!(p.product_name, format!("name of {}", p.product_id));
-        }
-        seen.extend(page.items.into_iter().map(|p| p.product_id));
-        cursor = page.next_cursor;
-        if cursor.is_none() {
-            break;
-        }
+    let active = all_pages(
+        &db,
+        &tables,
+        &cache,
+        query(Some(ProductStatus::Active), SortKey::ProductId, 7, None),
+    )
+    .await;
+    for p in &active {
+        let i: u64 = p.product_id[1..].parse().unwrap();
+        assert_eq!((p.quantity, p.version), (100 - i, 3), "{p:?}");
+        assert_eq!(p.product_name, format!("name of {}", p.product_id));
     }
-    assert!(cursor.is_none(), "the listing did not end");
-    seen.sort();
+    let ids: Vec<String> = active.into_iter().map(|p| p.product_id).collect();
     let expected: Vec<String> = (0..25)
         .filter(|i| i % 5 != 0)
         .map(|i| format!("P{i:03}"))
         .collect();
     assert_eq!(
-        seen, expected,
-        "the corrupt P999 is left out, every other active one listed once"
+        ids, expected,
+        "the corrupt P999 is left out, every other active one listed once, in id order"
     );
 
-    // Every status: the active ones, then the removed ones, each once, across pages that
-    // switch status in the middle.
-    let mut all = Vec::new();
-    let mut cursor = None;
-    for _ in 0..20 {
-        let page = store::inventory_page(&db, &tables, &query(None, 4, cursor))
-            .await
-            .unwrap();
-        assert!(page.items.len() <= 4);
-        all.extend(page.items.into_iter().map(|p| (p.status, p.product_id)));
-        cursor = page.next_cursor;
-        if cursor.is_none() {
-            break;
-        }
-    }
-    assert!(cursor.is_none(), "the listing did not end");
-    let mut expected: Vec<(ProductStatus, String)> = (0..25)
-        .filter(|i| i % 5 != 0)
-        .map(|i| (ProductStatus::Active, format!("P{i:03}")))
-        .collect();
-    expected.extend(
-        (0..25)
-            .filter(|i| i % 5 == 0)
-            .map(|i| (ProductStatus::Removed, format!("P{i:03}"))),
-    );
-    assert_eq!(all, expected, "active first, then removed, each once");
+    // By stock, every status: ascending stock is descending id.
+    let by_stock = all_pages(
+        &db,
+        &tables,
+        &cache,
+        query(None, SortKey::Quantity, 4, None),
+    )
+    .await;
+    let stock: Vec<u64> = by_stock.iter().map(|p| p.quantity).collect();
+    assert_eq!(stock, (76..=100).collect::<Vec<u64>>());
 
-    // A search is a product id prefix (a key condition of the same Query).
-    let mut search = query(None, 1000, None);
-    search.search = Some("P01".into());
-    let page = store::inventory_page(&db, &tables, &search).await.unwrap();
+    // A search: the start of an id, or of a word of the name, in any case.
+    let mut search = query(None, SortKey::ProductId, 1000, None);
+    search.search = Some("p01".into());
+    let page = store::inventory_page(&db, &tables, &cache, &search)
+        .await
+        .unwrap();
     let ids: Vec<String> = page.items.into_iter().map(|p| p.product_id).collect();
     let tens: Vec<String> = (10..20).map(|i| format!("P{i:03}")).collect();
     assert_eq!(ids, tens);
-    assert!(page.next_cursor.is_none());
-    search.search = Some("name of".into());
-    assert!(matches!(
-        store::inventory_page(&db, &tables, &search).await,
-        Err(ApiError::BadRequest(m)) if m.contains("product id prefix")
-    ));
-    // A cursor of one status is not one of the other.
-    let active_page =
-        store::inventory_page(&db, &tables, &query(Some(ProductStatus::Active), 1, None))
-            .await
-            .unwrap();
+    assert_eq!(page.matching, 10);
+    search.search = Some("NAME of p02".into());
+    let page = store::inventory_page(&db, &tables, &cache, &search)
+        .await
+        .unwrap();
+    assert_eq!(page.items.len(), 5, "P020..P024");
+    // Low stock: active products at or under the threshold.
+    let mut low = query(None, SortKey::Quantity, 1000, None);
+    low.low_stock = Some(80);
+    let page = store::inventory_page(&db, &tables, &cache, &low)
+        .await
+        .unwrap();
+    let ids: Vec<&str> = page.items.iter().map(|p| p.product_id.as_str()).collect();
+    assert_eq!(ids, ["P024", "P023", "P022", "P021"], "P020 is removed");
+
+    // A cursor of one order is not one of another.
+    let first = store::inventory_page(
+        &db,
+        &tables,
+        &cache,
+        &query(None, SortKey::Quantity, 1, None),
+    )
+    .await
+    .unwrap();
     assert!(matches!(
         store::inventory_page(
             &db,
             &tables,
-            &query(Some(ProductStatus::Removed), 1, active_page.next_cursor)
+            &cache,
+            &query(None, SortKey::Name, 1, first.next_cursor)
         )
         .await,
         Err(ApiError::InvalidCursor(_))
     ));
 
-    let one = store::product(&db, &tables, "P007").await.unwrap().unwrap();
-    assert_eq!((one.quantity, one.status), (7, ProductStatus::Active));
-    assert!(store::product(&db, &tables, "P404")
+    let one = store::product(&db, &tables, &cache, "P007")
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!((one.quantity, one.status), (93, ProductStatus::Active));
+    assert!(store::product(&db, &tables, &cache, "P404")
         .await
         .unwrap()
         .is_none());
-    let corrupt = store::product(&db, &tables, "P999").await.unwrap_err();
+    let corrupt = store::product(&db, &tables, &cache, "P999")
+        .await
+        .unwrap_err();
     assert!(
         matches!(&corrupt, ApiError::Internal(m) if m.contains("missing field") && m.contains("P999")),
         "{corrupt:?}"
     );
 }
 
+/// What the processor leaves when a batch of `shard` wrote `ids`: its log item number
+/// `number` naming them, and the shard's totals and bucket saying where its log ends.
+async fn logged_batch(db: &Client, tables: &Tables, shard: &str, number: u64, ids: &[&str]) {
+    let log_pk = inventory_store::dedup_log::partition("s", shard);
+    db.put_item()
+        .table_name(&tables.events)
+        .item("pk", AttributeValue::S(log_pk.clone()))
+        .item(
+            "sk",
+            AttributeValue::S(inventory_store::dedup_log::sort_key(number)),
+        )
+        .item(
+            inventory_store::dedup_log::CHANGED,
+            AttributeValue::Ss(ids.iter().map(|s| s.to_string()).collect()),
+        )
+        .send()
+        .await
+        .unwrap();
+    let updates = inventory_store::stats::updates(
+        &tables.events,
+        shard,
+        &inventory_store::stats::ShardAdd::default(),
+        Some(inventory_store::stats::Through {
+            log_pk: &log_pk,
+            number,
+        }),
+        Utc::now(),
+    )
+    .unwrap();
+    let items = updates
+        .into_iter()
+        .map(|u| {
+            aws_sdk_dynamodb::types::TransactWriteItem::builder()
+                .update(u)
+                .build()
+        })
+        .collect();
+    db.transact_write_items()
+        .set_transact_items(Some(items))
+        .send()
+        .await
+        .unwrap();
+}
+
+async fn listed(db: &Client, tables: &Tables, cache: &CatalogCache) -> Vec<(String, u64)> {
+    all_pages(db, tables, cache, query(None, SortKey::ProductId, 50, None))
+        .await
+        .into_iter()
+        .map(|p| (p.product_id, p.quantity))
+        .collect()
+}
+
 #[tokio::test]
-async fn totals_count_the_status_index_until_shard_counters_exist_then_sum_them() {
+async fn the_catalog_takes_what_the_shard_logs_say_changed_and_nothing_else() {
     let (db, tables) = support::dynamodb("api-test-").await;
-    const PRODUCTS: u64 = 300;
-    for i in 0..PRODUCTS {
-        let status = if i % 4 == 0 {
-            ProductStatus::Removed
-        } else {
-            ProductStatus::Active
-        };
-        put(&db, &tables, &product(&format!("T{i:05}"), status, 2, 0)).await;
-    }
-    let active = PRODUCTS - PRODUCTS.div_ceil(4);
+    put(&db, &tables, &product("A", ProductStatus::Active, 5, 0)).await;
+    logged_batch(&db, &tables, "shardId-000000000000", 1, &["A"]).await;
+    let cache = CatalogCache::new(Duration::ZERO);
+    assert_eq!(listed(&db, &tables, &cache).await, [("A".to_owned(), 5)]);
 
-    // No shard counters yet: counts from the index, units unknown (not zero).
-    let t = totals::read_totals(&db, &tables).await.unwrap();
-    assert_eq!(t.source, TotalsSource::StatusIndex);
+    // A write the logs do not name is not seen (the copy reads only what changed)…
+    let mut a = product("A", ProductStatus::Active, 6, 0);
+    a.version = 4;
+    put(&db, &tables, &a).await;
+    put(&db, &tables, &product("B", ProductStatus::Active, 7, 0)).await;
+    assert_eq!(listed(&db, &tables, &cache).await, [("A".to_owned(), 5)]);
+    // …and is once a log item names it, on this shard or a new one.
+    logged_batch(&db, &tables, "shardId-000000000000", 2, &["A"]).await;
+    assert_eq!(listed(&db, &tables, &cache).await, [("A".to_owned(), 6)]);
+    logged_batch(&db, &tables, "shardId-000000000001", 1, &["B"]).await;
     assert_eq!(
-        (t.products, t.active_products, t.units),
-        (Some(PRODUCTS), Some(active), None)
+        listed(&db, &tables, &cache).await,
+        [("A".to_owned(), 6), ("B".to_owned(), 7)]
     );
-    let stats = store::stats(&db, &tables, &TotalsCache::new(Duration::ZERO))
-        .await
-        .unwrap();
-    assert_eq!(stats.products, Some(PRODUCTS));
-    assert_eq!(stats.units, None);
-    assert!(stats.unavailable.contains(&"units".to_owned()), "{stats:?}");
-    assert_eq!(stats.lag_ms, None, "no batch was counted yet");
-
-    // Two shards' counters (one negative: a product added on one shard, removed on another).
-    for (shard, products, active, units, applied) in [
-        ("shardId-000000000000", 3, 3, 30, 10),
-        ("shardId-000000000001", 1, -1, -5, 4),
-    ] {
-        db.put_item()
-            .table_name(&tables.events)
-            .item("pk", AttributeValue::S("STATS".into()))
-            .item("sk", AttributeValue::S(format!("SHARD#{shard}")))
-            .item("products", AttributeValue::N(products.to_string()))
-            .item("active_products", AttributeValue::N(active.to_string()))
-            .item("units", AttributeValue::N(units.to_string()))
-            .item("events_applied", AttributeValue::N(applied.to_string()))
-            .send()
-            .await
-            .unwrap();
-    }
-    let t = totals::read_totals(&db, &tables).await.unwrap();
-    assert_eq!(t.source, TotalsSource::ShardCounters);
+    // A GET of one product refreshes it in the copy too.
+    a.quantity = 9;
+    a.version = 5;
+    put(&db, &tables, &a).await;
+    store::product(&db, &tables, &cache, "A").await.unwrap();
     assert_eq!(
-        (t.products, t.active_products, t.units, t.events_applied),
-        (Some(4), Some(2), Some(25), Some(14))
+        listed(&db, &tables, &cache).await,
+        [("A".to_owned(), 9), ("B".to_owned(), 7)]
     );
-    let stats = store::stats(&db, &tables, &TotalsCache::new(Duration::ZERO))
-        .await
-        .unwrap();
-    assert!(stats.unavailable.is_empty(), "{stats:?}");
-    assert_eq!(stats.totals_source, "shard_counters");
 }
 
 fn record(seq: u64, arrival: chrono::DateTime<Utc>) -> PipeRecord {
@@ -342,9 +397,7 @@ async fn rejections_page_newest_first_across_days_and_statistics_read_the_counte
     )
     .await
     .unwrap();
-    let stats = store::stats(&db, &tables, &TotalsCache::new(Duration::ZERO))
-        .await
-        .unwrap();
+    let stats = store::stats(&db, &tables).await.unwrap();
     assert_eq!(stats.rejections.get("invalid_json"), Some(&5));
     assert_eq!((stats.rejections_total, stats.duplicates_ignored), (5, 2));
     assert_eq!(stats.lag_ms, Some(120));

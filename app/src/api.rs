@@ -1,5 +1,7 @@
 //! The console's HTTP client. It deserialises the API's JSON with the same types the API
 //! serialises (`inventory_domain::api`), including `/api/stats`, whose totals may be `null`.
+//! An inventory page is asked for with the `ETag` of the copy held (`If-None-Match`): an
+//! unchanged page comes back `304 Not Modified`, without a body.
 //!
 //! Credentials go in `x-inventory-auth: Bearer <token>`: in AWS the API sits behind
 //! CloudFront's origin access control, which replaces `Authorization` with its own
@@ -8,9 +10,10 @@
 
 use gloo_net::http::{Request, RequestBuilder, Response};
 use inventory_domain::api::{
-    DeadLetterPage, ErrorBody, InventoryPage, RedriveRequest, RedriveResult, RejectionPage,
-    SimulationAccepted, SimulationList, SimulationRequest, Stats,
+    DeadLetterPage, ErrorBody, HistoryPage, InventoryPage, ProductView, RedriveRequest,
+    RedriveResult, RejectionView, SimulationAccepted, SimulationList, SimulationRequest, Stats,
 };
+use inventory_domain::catalog::{SortKey, SortOrder};
 use serde::de::DeserializeOwned;
 use serde::Deserialize;
 use sha2::{Digest as _, Sha256};
@@ -75,6 +78,115 @@ pub async fn load_config() -> ConsoleConfig {
     }
 }
 
+/// Products per inventory page.
+pub const PAGE_SIZE: usize = 50;
+
+/// Rejections read per poll (the newest); the console filters them by reason and product.
+pub const REJECTIONS_READ: usize = 200;
+
+/// History entries per page of a product's history.
+pub const HISTORY_PAGE: usize = 50;
+
+/// One page of the inventory, as the console asks for it: sorted, filtered and searched by
+/// the API over the whole catalog.
+#[derive(Debug, Clone, PartialEq)]
+pub struct InventoryQuery {
+    /// `all`, `active` or `removed`.
+    pub status: String,
+    pub sort: SortKey,
+    pub order: SortOrder,
+    /// Words, each the start of a word of the name or of the id.
+    pub search: String,
+    /// Only active products at or under this stock.
+    pub low_stock: Option<u64>,
+    /// `next_cursor` of the page before; `None` for the first page.
+    pub cursor: Option<String>,
+}
+
+impl Default for InventoryQuery {
+    fn default() -> Self {
+        Self {
+            status: "all".into(),
+            sort: SortKey::ProductId,
+            order: SortOrder::Asc,
+            search: String::new(),
+            low_stock: None,
+            cursor: None,
+        }
+    }
+}
+
+pub fn sort_param(key: SortKey) -> &'static str {
+    match key {
+        SortKey::ProductId => "product_id",
+        SortKey::Name => "name",
+        SortKey::Quantity => "quantity",
+        SortKey::UpdatedAt => "updated_at",
+    }
+}
+
+impl InventoryQuery {
+    /// The request's path and query string.
+    pub fn path(&self) -> String {
+        let order = match self.order {
+            SortOrder::Asc => "asc",
+            SortOrder::Desc => "desc",
+        };
+        let mut path = format!(
+            "/api/inventory?limit={PAGE_SIZE}&sort={}&order={order}",
+            sort_param(self.sort)
+        );
+        if self.status != "all" {
+            path.push_str("&status=");
+            path.push_str(&encode_component(&self.status));
+        }
+        if let Some(t) = self.low_stock {
+            path.push_str(&format!("&low_stock={t}"));
+        }
+        let search = self.search.trim();
+        if !search.is_empty() {
+            path.push_str("&q=");
+            path.push_str(&encode_component(search));
+        }
+        if let Some(c) = &self.cursor {
+            path.push_str("&cursor=");
+            path.push_str(&encode_component(c));
+        }
+        path
+    }
+}
+
+/// Percent-encodes everything but RFC 3986's unreserved characters.
+pub fn encode_component(s: &str) -> String {
+    let mut out = String::with_capacity(s.len());
+    for b in s.bytes() {
+        if b.is_ascii_alphanumeric() || b"-_.~".contains(&b) {
+            out.push(b as char);
+        } else {
+            out.push_str(&format!("%{b:02X}"));
+        }
+    }
+    out
+}
+
+/// A GET sent with `If-None-Match`.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Conditional<T> {
+    /// A new body, and its `ETag` when the API sent one (and the browser may read it).
+    Changed { body: T, etag: Option<String> },
+    /// `304 Not Modified`: the copy held is current.
+    Unchanged,
+}
+
+/// `/api/rejections`: the data excerpts are withheld (empty) unless the caller is signed in.
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+pub struct RejectionList {
+    pub items: Vec<RejectionView>,
+    pub next_cursor: Option<String>,
+    #[serde(default)]
+    pub excerpts_withheld: bool,
+}
+
 #[derive(Debug, Clone, PartialEq)]
 pub struct Api {
     base: String,
@@ -127,11 +239,57 @@ impl Api {
         format!("{}{path}", self.base)
     }
 
-    pub async fn inventory(&self, status: &str) -> Result<InventoryPage, ApiError> {
-        let mut path = "/api/inventory?limit=1000".to_owned();
-        if status != "all" {
-            path.push_str("&status=");
-            path.push_str(status);
+    /// A GET answered `304 Not Modified` when `etag` is still the resource's.
+    async fn get_if_changed<T: DeserializeOwned>(
+        &self,
+        path: &str,
+        etag: Option<&str>,
+    ) -> Result<Conditional<T>, ApiError> {
+        let mut req = self.authorised(Request::get(&self.url(path)), None);
+        if let Some(etag) = etag {
+            req = req.header("If-None-Match", etag);
+        }
+        let resp = req
+            .send()
+            .await
+            .map_err(|e| ApiError::Unreachable(e.to_string()))?;
+        if resp.status() == 304 {
+            return Ok(Conditional::Unchanged);
+        }
+        let etag = resp.headers().get("etag");
+        Ok(Conditional::Changed {
+            body: read(resp).await?,
+            etag,
+        })
+    }
+
+    /// A page of the inventory; `etag` is that of the copy held of the same page.
+    pub async fn inventory(
+        &self,
+        query: &InventoryQuery,
+        etag: Option<&str>,
+    ) -> Result<Conditional<InventoryPage>, ApiError> {
+        self.get_if_changed(&query.path(), etag).await
+    }
+
+    pub async fn product(&self, product_id: &str) -> Result<ProductView, ApiError> {
+        self.get(&format!("/api/inventory/{}", encode_component(product_id)))
+            .await
+    }
+
+    /// A product's history, newest first; `cursor` is the `next_cursor` of the newer page.
+    pub async fn history(
+        &self,
+        product_id: &str,
+        cursor: Option<&str>,
+    ) -> Result<HistoryPage, ApiError> {
+        let mut path = format!(
+            "/api/inventory/{}/history?limit={HISTORY_PAGE}",
+            encode_component(product_id)
+        );
+        if let Some(c) = cursor {
+            path.push_str("&cursor=");
+            path.push_str(&encode_component(c));
         }
         self.get(&path).await
     }
@@ -140,8 +298,16 @@ impl Api {
         self.get("/api/stats").await
     }
 
-    pub async fn rejections(&self) -> Result<RejectionPage, ApiError> {
-        self.get("/api/rejections?limit=25").await
+    /// The newest rejections, with `token` (the local stack's) when given, else the
+    /// signed-in user's: their data excerpts only come to a signed-in caller.
+    pub async fn rejections(&self, token: Option<&str>) -> Result<RejectionList, ApiError> {
+        let path = format!("/api/rejections?limit={REJECTIONS_READ}");
+        let resp = self
+            .authorised(Request::get(&self.url(&path)), token)
+            .send()
+            .await
+            .map_err(|e| ApiError::Unreachable(e.to_string()))?;
+        read(resp).await
     }
 
     pub async fn dead_letters(&self) -> Result<DeadLetterPage, ApiError> {
@@ -240,16 +406,46 @@ mod tests {
     }
 
     #[test]
-    fn stats_with_unavailable_totals_read_as_none() {
+    fn stats_before_the_first_batch_read_as_none() {
         let s: Stats = serde_json::from_str(
             r#"{"products": 3, "active_products": 2, "units": null, "events_applied": 5,
                 "duplicates_ignored": 0, "rejections": {}, "rejections_total": 0, "lag_ms": null,
                 "last_batch_at": null, "throughput_last_minute": 0.0, "throughput": [],
-                "generated_at": "2026-01-01T00:00:00Z", "unavailable": ["units"],
-                "totals_source": "status_index"}"#,
+                "generated_at": "2026-01-01T00:00:00Z"}"#,
         )
         .unwrap();
         assert_eq!((s.products, s.units), (Some(3), None));
-        assert_eq!(s.unavailable, ["units"]);
+    }
+
+    #[test]
+    fn an_inventory_query_names_only_what_it_asks() {
+        assert_eq!(
+            InventoryQuery::default().path(),
+            "/api/inventory?limit=50&sort=product_id&order=asc"
+        );
+        let q = InventoryQuery {
+            status: "active".into(),
+            sort: SortKey::Quantity,
+            order: SortOrder::Desc,
+            search: " oak chair ".into(),
+            low_stock: Some(5),
+            cursor: Some("a+b/c=".into()),
+        };
+        assert_eq!(
+            q.path(),
+            "/api/inventory?limit=50&sort=quantity&order=desc&status=active&low_stock=5&q=oak%20chair&cursor=a%2Bb%2Fc%3D"
+        );
+    }
+
+    #[test]
+    fn rejections_read_with_or_without_the_withheld_flag() {
+        let l: RejectionList =
+            serde_json::from_str(r#"{"items": [], "next_cursor": null}"#).unwrap();
+        assert!(!l.excerpts_withheld);
+        let l: RejectionList = serde_json::from_str(
+            r#"{"items": [], "next_cursor": null, "excerpts_withheld": true}"#,
+        )
+        .unwrap();
+        assert!(l.excerpts_withheld);
     }
 }

@@ -2,12 +2,15 @@
 
 mod app;
 mod chart;
+mod charts;
 mod connection_badge;
 mod dead_letter_inbox;
 mod figures;
 mod inventory_table;
+mod product_page;
 mod rejection_list;
 mod simulation_form;
+mod simulation_list;
 mod verdict_card;
 
 pub use app::App;

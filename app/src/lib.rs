@@ -1,11 +1,13 @@
-//! The inventory console: live inventory, pipeline figures, the consistency verdict of the
-//! latest simulation, rejected events, and a form to start a simulation. Client-side
-//! rendering only, so the build is static files for S3.
+//! The inventory console: the inventory a page at a time (sorted, filtered and searched by
+//! the API), each product's history, pipeline figures and charts, the consistency verdict of
+//! the latest simulation and the past ones, rejected events, dead letters, and a form to
+//! start a simulation. Client-side rendering only, so the build is static files for S3.
 
 mod api;
 mod auth;
 mod components;
 mod live;
+mod time;
 
 pub use components::App;
 use wasm_bindgen::prelude::wasm_bindgen;

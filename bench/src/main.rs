@@ -22,6 +22,7 @@
 //! per million events), [`report`] (what is printed, and each figure against its target),
 //! [`startup`].
 
+mod catalog_pages;
 mod children;
 mod log_load;
 mod measured;
@@ -62,6 +63,9 @@ enum Cmd {
     /// A cold instance's load of its shard's dedup window, per window length
     /// (docs/consistency.md, "Window limits").
     LogLoad(log_load::LogLoadArgs),
+    /// `/api/inventory` at a real catalog's size: the load, then p50/p99 per question
+    /// against one product's GET and a naive sort-everything answer (docs/performance.md).
+    CatalogPages(catalog_pages::CatalogPagesArgs),
     /// Internal: the embedded emulators until standard input closes.
     #[command(hide = true)]
     Emulators,
@@ -105,6 +109,10 @@ pub(crate) struct RunArgs {
     pub(crate) timeout: Duration,
     #[arg(long, default_value_t = 42)]
     pub(crate) seed: u64,
+    /// Keep each product's history (the processor's `PRODUCT_HISTORY=on`), priced in the
+    /// cost table's write units.
+    #[arg(long)]
+    pub(crate) history: bool,
     /// A quick subset (about a minute): only the phases the targets need (uniform batch
     /// 100 and Zipf batch 1,000 drains, the template's batch size paced), with
     /// --drain-events 10000, --duration 10s and --naive-events 1000 in place of theirs.
@@ -170,5 +178,6 @@ fn main() -> anyhow::Result<()> {
         Cmd::Run(args) => rt.block_on(pipeline::run(args)),
         Cmd::Startup { processor, runs } => rt.block_on(startup::startup(processor, runs)),
         Cmd::LogLoad(args) => rt.block_on(log_load::log_load(args)),
+        Cmd::CatalogPages(args) => rt.block_on(catalog_pages::catalog_pages(args)),
     }
 }

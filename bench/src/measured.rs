@@ -80,6 +80,8 @@ pub(crate) struct Metrics {
     pub(crate) product_writes: u64,
     pub(crate) products_written: u64,
     pub(crate) rejection_writes: u64,
+    /// Write units of the history items (with `--history`).
+    pub(crate) history_write_units: u64,
     pub(crate) read_requests: u64,
     /// The event's time (its producer's `timestamp`, ms, taken when it was generated, just
     /// before the put) → the end of the batch that wrote it, per applied event. The
@@ -355,6 +357,7 @@ pub(crate) async fn invoke(job: Job) {
         m.product_writes += report.product_write_requests;
         m.products_written += report.products_written;
         m.rejection_writes += report.rejection_write_requests;
+        m.history_write_units += report.history_write_units;
         m.read_requests += report.read_requests;
         m.cache_hits += report.cache_hits;
         m.cache_misses += report.cache_misses;

@@ -202,10 +202,14 @@ pub(crate) async fn run_phase(
     let metrics = Arc::new(Mutex::new(Metrics::default()));
     let target = Arc::new(BenchTarget {
         jobs: ctx.jobs.clone(),
-        processor: Processor::new(
+        processor: Processor::with_settings(
             ctx.processor_db.clone(),
             tables.clone(),
             std::sync::Arc::new(inventory_processor::KinesisShards(ctx.kinesis.clone())),
+            ProcessorSettings {
+                history: ctx.args.history,
+                ..ProcessorSettings::default()
+            },
         ),
         metrics: metrics.clone(),
     });

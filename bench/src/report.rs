@@ -92,6 +92,13 @@ pub(crate) fn print_phase(r: &PhaseResult) {
         m.log_write_requests,
         ratio(m.log_write_units, m.records)
     );
+    if m.history_write_units > 0 {
+        println!(
+            "  history        {} WRU = {:.4} WRU per event (one item per product write)",
+            m.history_write_units,
+            ratio(m.history_write_units, m.applied)
+        );
+    }
     let writes = total_writes(&r.requests);
     println!(
         "  all requests   {:?}: {} writes = {:.3} per event (the shard log and statistics: one TransactWriteItems per batch and shard)",
@@ -496,7 +503,9 @@ pub(crate) fn print_costs(
         let inputs = capacity_inputs(r, args);
         let per_batch = ratio(m.records, m.batches);
         let duration_s = inputs.at(memory, per_batch).duration_ms / 1_000.0;
-        let wru = (m.product_writes + m.rejection_writes + m.log_write_units) as f64;
+        let wru =
+            (m.product_writes + m.rejection_writes + m.log_write_units + m.history_write_units)
+                as f64;
         let rru = (m.products_read + m.log_items_read) as f64;
         let usage = Usage {
             events: m.applied as f64,

@@ -41,6 +41,50 @@ pub struct InventoryPage {
     pub items: Vec<ProductView>,
     /// Pass as `cursor` to get the next page; absent on the last page.
     pub next_cursor: Option<String>,
+    /// Products matching the filters and search, all pages together.
+    #[serde(default)]
+    pub matching: u64,
+}
+
+/// What became of an event of a product's history.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+#[serde(rename_all = "snake_case")]
+pub enum HistoryOutcome {
+    /// It changed the stock (or added or removed the product).
+    Applied,
+    /// The producer sent this event id again: ignored.
+    Duplicate,
+    /// Refused; `reason` says why (for example `insufficient_stock`).
+    Rejected,
+}
+
+/// One event of a product's history.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct HistoryEntry {
+    /// The event's own timestamp (UTC, RFC 3339).
+    pub at: String,
+    /// `product_added`, `product_removed`, `quantity_increased` or `quantity_decreased`.
+    pub event_type: String,
+    /// The quantity the event carried (none for a removal).
+    pub quantity: Option<u64>,
+    pub event_id: String,
+    pub outcome: HistoryOutcome,
+    /// Why it was rejected (a rejection reason, as `/api/rejections` names them).
+    pub reason: Option<String>,
+    /// The product's stock after it.
+    pub stock_after: u64,
+}
+
+/// `GET /api/inventory/{id}/history`: newest first.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct HistoryPage {
+    pub product_id: String,
+    pub items: Vec<HistoryEntry>,
+    /// Pass as `cursor` to get older events; absent on the last page.
+    pub next_cursor: Option<String>,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -49,10 +93,17 @@ pub struct ThroughputPoint {
     /// Start of the 10-second bucket (UTC, RFC 3339).
     pub at: String,
     pub applied_per_sec: f64,
+    /// Rejections recorded per second in the bucket.
+    #[serde(default)]
+    pub rejected_per_sec: f64,
+    /// The lag of the bucket's last batch (its processing time minus its newest applied
+    /// record's arrival), when it applied any.
+    #[serde(default)]
+    pub lag_ms: Option<i64>,
 }
 
-/// `/api/stats`. The product totals are `null` when they cannot be known without reading the
-/// whole table, and `unavailable` names them, rather than showing a made-up number.
+/// `/api/stats`: the processor's per-shard counters, summed (docs/consistency.md,
+/// "Counters"). A total is `null` before the first batch counted anything.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct Stats {
@@ -77,14 +128,6 @@ pub struct Stats {
     /// The last 10 minutes, oldest first, in 10-second buckets.
     pub throughput: Vec<ThroughputPoint>,
     pub generated_at: String,
-    /// The fields above that are `null` because only a Scan could compute them (before the
-    /// processor's first per-shard counters: docs/deploy.md).
-    #[serde(default)]
-    pub unavailable: Vec<String>,
-    /// Where the product totals come from: `shard_counters` (the processor's per-shard
-    /// items) or `status_index` (counted from the status index).
-    #[serde(default)]
-    pub totals_source: String,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]

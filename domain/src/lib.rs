@@ -3,9 +3,11 @@
 
 pub mod api;
 pub mod batch;
+pub mod catalog;
 pub mod dead_letter;
 pub mod dedup;
 pub mod event;
+pub mod history;
 pub mod lineage;
 pub mod pipes;
 pub mod sequence;

@@ -144,6 +144,10 @@ pub struct ProductRecord {
     pub last_stream: Option<StreamId>,
     pub last_event_at: String,
     pub recent_ids: RecentIds,
+    /// The key of the history entries of the write that stored this state (`None` with
+    /// history off, or in items written before it): the next write's entries point back to
+    /// it ([`crate::history`]).
+    pub history: Option<crate::history::HistoryKey>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
@@ -466,6 +470,7 @@ fn transition(
                 last_stream: None,
                 last_event_at: String::new(),
                 recent_ids: RecentIds::default(),
+                history: None,
             });
             next.name.clone_from(name);
             next.quantity = *quantity;

@@ -26,6 +26,11 @@ pub struct SimArgs {
     /// Distinct products in the catalogue.
     #[arg(long, default_value_t = 200)]
     pub products: usize,
+    /// Add every product first, one `product_added` each with a stock of 0 to 1,000 and a
+    /// name of words to search by: with `--events` equal to `--products` and `--rate 0`, the
+    /// fastest way to fill the stack with a catalog of that size.
+    #[arg(long)]
+    pub load_catalog: bool,
     /// Product popularity: `uniform`, `zipf` (exponent 1.1) or `zipf:<exponent>`.
     #[arg(long, default_value = "zipf:1.1")]
     pub skew: Skew,
@@ -94,7 +99,12 @@ impl SimArgs {
     pub fn simulation(&self) -> Result<Simulation, SimError> {
         let producers = self.producer_config();
         producers.check_rate(self.rate())?;
-        Simulation::with_producers(self.to_config(), producers)
+        let simulation = Simulation::with_producers(self.to_config(), producers)?;
+        Ok(if self.load_catalog {
+            simulation.loading_catalog()
+        } else {
+            simulation
+        })
     }
 }
 

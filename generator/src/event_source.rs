@@ -236,7 +236,63 @@ struct Model {
     version: u64,
 }
 
+/// A product's name: three words picked by its index (so a catalog has names to search by
+/// word, each word shared by many products) and its number.
+pub fn product_name(p: usize) -> String {
+    const STYLES: [&str; 16] = [
+        "Rustic",
+        "Modern",
+        "Classic",
+        "Compact",
+        "Deluxe",
+        "Vintage",
+        "Sleek",
+        "Sturdy",
+        "Portable",
+        "Ergonomic",
+        "Minimal",
+        "Premium",
+        "Folding",
+        "Smart",
+        "Heavy",
+        "Light",
+    ];
+    const MATERIALS: [&str; 16] = [
+        "Oak",
+        "Steel",
+        "Walnut",
+        "Bamboo",
+        "Glass",
+        "Leather",
+        "Cotton",
+        "Ceramic",
+        "Copper",
+        "Marble",
+        "Linen",
+        "Wool",
+        "Granite",
+        "Aluminium",
+        "Pine",
+        "Rattan",
+    ];
+    const THINGS: [&str; 32] = [
+        "Chair", "Table", "Lamp", "Desk", "Shelf", "Stool", "Bench", "Cabinet", "Mirror", "Clock",
+        "Vase", "Rug", "Kettle", "Mug", "Bowl", "Plate", "Tray", "Basket", "Frame", "Cushion",
+        "Blanket", "Towel", "Speaker", "Keyboard", "Mouse", "Monitor", "Backpack", "Bottle",
+        "Wallet", "Umbrella", "Jacket", "Sneaker",
+    ];
+    format!(
+        "{} {} {} {}",
+        STYLES[p % 16],
+        MATERIALS[(p / 16) % 16],
+        THINGS[(p / 256) % 32],
+        p + 1
+    )
+}
+
 pub struct Simulation {
+    /// Every product is added first, in order, before the mix ([`Simulation::loading_catalog`]).
+    load_catalog: bool,
     config: SimConfig,
     producers: ProducerConfig,
     rng: StdRng,
@@ -300,6 +356,7 @@ impl Simulation {
             .map(|i| format!("{}-P{:05}", config.run_id, i + 1))
             .collect();
         Ok(Self {
+            load_catalog: false,
             rng: StdRng::seed_from_u64(config.seed),
             producer_rng: StdRng::seed_from_u64(config.seed ^ 0x9E37_79B9_7F4A_7C15),
             producers,
@@ -325,6 +382,13 @@ impl Simulation {
             started_at: Utc::now().to_rfc3339_opts(SecondsFormat::Millis, true),
             config,
         })
+    }
+
+    /// Makes the first records add every product, one `product_added` each in id order with
+    /// a stock of 0 to 1,000: a catalog of `products` in as many records, before the mix.
+    pub fn loading_catalog(mut self) -> Self {
+        self.load_catalog = true;
+        self
     }
 
     pub fn config(&self) -> &SimConfig {
@@ -361,6 +425,14 @@ impl Simulation {
             self.duplicates += 1;
             self.records_by_product[p] += 1;
             return Some(OutRecord { index, ..dup });
+        }
+        if self.load_catalog && index <= self.config.products as u64 {
+            let p = (index - 1) as usize;
+            let mut record = self.added(p, 0..=1_000);
+            record.index = index;
+            record.producer = self.pick_producer();
+            self.records_by_product[p] += 1;
+            return Some(record);
         }
         let f = self.config.faults;
         let roll: f64 = self.rng.random();
@@ -473,14 +545,27 @@ impl Simulation {
         }
     }
 
-    fn valid_event(&mut self, p: usize) -> OutRecord {
+    /// Adds product `p` (not active) with a stock drawn from `stock`.
+    fn added(&mut self, p: usize, stock: std::ops::RangeInclusive<u64>) -> OutRecord {
         let m = self.model[p];
         self.applied += 1;
-        let (kind, name, q, next) = if !m.active {
-            let q = self.rng.random_range(20..=200);
-            let name = format!("Product {}", p + 1);
-            ("product_added", Some(name), Some(q), (true, q))
-        } else {
+        let q = self.rng.random_range(stock);
+        self.model[p] = Model {
+            active: true,
+            ever_added: true,
+            quantity: q,
+            version: m.version + 1,
+        };
+        self.encode(p, "product_added", Some(product_name(p)), Some(q))
+    }
+
+    fn valid_event(&mut self, p: usize) -> OutRecord {
+        let m = self.model[p];
+        if !m.active {
+            return self.added(p, 20..=200);
+        }
+        self.applied += 1;
+        let (kind, name, q, next) = {
             let roll: f64 = self.rng.random();
             if roll < 0.01 {
                 ("product_removed", None, None, (false, 0))

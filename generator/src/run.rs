@@ -159,6 +159,40 @@ fn to_config(run_id: &str, r: &SimulationRequest) -> Result<SimConfig, String> {
     })
 }
 
+/// The status of a run made outside the API (`make demo`'s, the CLI's), complete with its
+/// verdict, so the console lists it beside the runs it started. `rate` is the run's pace.
+pub fn completed_run(
+    id: &str,
+    expected: &Expected,
+    report: &VerifyReport,
+    rate: f64,
+) -> SimulationStatus {
+    let c = &expected.config;
+    let request = SimulationRequest {
+        products: u32::try_from(c.products).unwrap_or(u32::MAX),
+        events: c.events,
+        rate,
+        skew: c.skew.to_string(),
+        duplicates: c.faults.duplicates,
+        malformed: c.faults.malformed,
+        invalid: c.faults.invalid_transitions,
+        seed: Some(c.seed),
+        producers: u32::try_from(expected.producers.producers).unwrap_or(u32::MAX),
+        retry_share: expected.producers.retry_share,
+        retry_distance: inventory_domain::api::RetryDistance {
+            min: expected.producers.retry_distance.min,
+            max: expected.producers.retry_distance.max,
+        },
+    };
+    let mut status = SimulationStatus::queued(id, &request, &expected.started_at);
+    status.run_id.clone_from(&c.run_id);
+    status.events_sent = expected.records;
+    status.state = SimulationState::Completed;
+    status.verdict = Some(to_verdict(expected, report));
+    status.updated_at = Utc::now().to_rfc3339_opts(SecondsFormat::Millis, true);
+    status
+}
+
 pub fn to_verdict(expected: &Expected, report: &VerifyReport) -> Verdict {
     let names = |m: &std::collections::BTreeMap<inventory_domain::RejectionReason, u64>| {
         m.iter().map(|(k, v)| (k.as_str().to_owned(), *v)).collect()

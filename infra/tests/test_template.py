@@ -513,7 +513,8 @@ def check_no_public_function_url(cfn):
 
 
 def check_no_scan_for_the_api(cfn):
-    """The role of a function reachable from the internet (through its URL) cannot Scan."""
+    """The role of a function reachable from the internet (through its URL) can Scan only the
+    inventory table (the catalog's load, once per warm instance), never the events table."""
     problems = []
     for url in resources(cfn, "AWS::Lambda::Url").values():
         fn = props(url)["TargetFunctionArn"].get("Ref")
@@ -523,9 +524,11 @@ def check_no_scan_for_the_api(cfn):
             for s in statements(policy["PolicyDocument"]):
                 if s.get("Effect") != "Allow":
                     continue
-                for a in as_list(s.get("Action", [])):
-                    if fnmatch.fnmatch("dynamodb:Scan", a) or fnmatch.fnmatch("dynamodb:scan", a):
-                        problems.append(f"{role_name} ({fn}'s role) may {a}")
+                scans = [a for a in as_list(s.get("Action", []))
+                         if fnmatch.fnmatch("dynamodb:Scan", a) or fnmatch.fnmatch("dynamodb:scan", a)]
+                resources_ = as_list(s.get("Resource"))
+                if scans and not (len(resources_) == 1 and refers_to(resources_[0], "InventoryTable")):
+                    problems.append(f"{role_name} ({fn}'s role) may {scans[0]} on {s.get('Resource')}")
     return problems
 
 
@@ -806,8 +809,8 @@ MUTATIONS = [
     ("OAC of type s3 on the API origin", check_no_public_function_url,
      lambda s: _props(s, "ApiOriginAccessControl")["OriginAccessControlConfig"].update(
          OriginAccessControlOriginType="s3")),
-    ("Scan for the API", check_no_scan_for_the_api,
-     lambda s: _props(s, "ApiRole")["Policies"][0]["PolicyDocument"]["Statement"][0]["Action"].append("dynamodb:Scan")),
+    ("Scan of the events table for the API", check_no_scan_for_the_api,
+     lambda s: _props(s, "ApiRole")["Policies"][0]["PolicyDocument"]["Statement"][1]["Action"].append("dynamodb:Scan")),
     ("inventory table not retained", check_stateful_resources_retained,
      lambda s: _res(s, "InventoryTable").pop("DeletionPolicy")),
     ("stream replaced without retention", check_stateful_resources_retained,

@@ -291,6 +291,22 @@ async fn main() -> anyhow::Result<ExitCode> {
             )
             .await?;
             print!("{}", render(&expected, &verdict, 15));
+            // Recorded as the API records its runs, so the console shows this verdict.
+            let recorded = inventory_generator::run::completed_run(
+                &ulid::Ulid::new().to_string(),
+                &expected,
+                &verdict,
+                sim.rate,
+            );
+            if let Err(e) = inventory_store::simulations::save_status(
+                &stack.db,
+                &stack.options.tables,
+                &recorded,
+            )
+            .await
+            {
+                eprintln!("the demo's verdict was not recorded for the console: {e}");
+            }
             let stats = pipe.stats.snapshot();
             let dlq = dead_letters(
                 &stack.db,

@@ -36,6 +36,9 @@ pub struct StackOptions {
     /// the pool reaches this only while that many shards are read together (a reshard's
     /// children); further invocations wait for an instance.
     pub max_processor_instances: usize,
+    /// The processor keeps each product's history (`PRODUCT_HISTORY=on`), as `make demo`
+    /// runs it; the deployed default is off (infra/template.yaml, `ProductHistory`).
+    pub history: bool,
 }
 
 impl Default for StackOptions {
@@ -54,6 +57,7 @@ impl Default for StackOptions {
             pipe: PipeSettings::default(),
             enforce_kinesis_limits: false,
             max_processor_instances: 16,
+            history: true,
         }
     }
 }
@@ -195,6 +199,10 @@ impl LocalStack {
             ("INVENTORY_TABLE", self.options.tables.inventory.clone()),
             ("EVENTS_TABLE", self.options.tables.events.clone()),
             ("PIPE_TABLE", self.options.pipe_table.clone()),
+            (
+                "PRODUCT_HISTORY",
+                if self.options.history { "on" } else { "off" }.to_owned(),
+            ),
         ]
     }
 }

@@ -1,6 +1,12 @@
 //! The console in a real browser: headless Chromium (Debian's, driven over WebDriver by
 //! chromedriver and fantoccini) against the local server, the embedded stack and the local
-//! Pipe.
+//! Pipe, with a catalog of 100,000 products written to DynamoDB before the API's first read:
+//! the console sorts, searches and pages it through the API, highlights low stock, then
+//! starts a simulation and shows its verdict, its products, a product's history, the
+//! rejections (with their data) and the past simulations.
+//!
+//! `scripts/screenshot.sh` runs the other (ignored) test here, `readme_screenshot`: the
+//! console after a `make demo`-sized simulation, saved as the README's screenshot.
 //!
 //! It needs Chromium, chromedriver and the built console, so it is `#[ignore]`d: a plain
 //! `cargo test` lists it as ignored with the reason. `make test` builds the console and
@@ -15,11 +21,19 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-use fantoccini::{ClientBuilder, Locator};
-use harness::wait_until_async;
+use aws_sdk_dynamodb::types::{AttributeValue, PutRequest, WriteRequest};
+use fantoccini::{Client, ClientBuilder, Locator};
+use harness::{wait_for, wait_until_async};
 use inventory_api::ApiConfig;
+use inventory_domain::catalog::words;
+use inventory_domain::{ProductRecord, ProductStatus, RecentIds, SequenceNumber};
+use inventory_generator::event_source::product_name;
 use inventory_local::server::{serve, ServerOptions};
 use inventory_local::stack::{LocalStack, StackOptions};
+use inventory_store::batch::{batch_write, UNPROCESSED_RETRY};
+use inventory_store::items::ProductItem;
+use rand::{Rng as _, SeedableRng as _};
+use serde_json::Value;
 
 const TOKEN: &str = "browser-test-token";
 
@@ -113,21 +127,324 @@ fn browser_test_required_means_it_can_run_and_is_run() {
     );
 }
 
+/// Products written straight to the inventory table before the API's first read.
+const CATALOG: usize = 100_000;
+/// Rows per page of the console's inventory (`app/src/api.rs`, `PAGE_SIZE`).
+const PAGE: usize = 50;
+/// What a wait in the browser allows: the console polls the page every second.
+const BROWSER_PATIENCE: Duration = Duration::from_secs(30);
+
+/// The catalog: `cat-P000001`…, named like the generator's products, stock 0 to 1,000; every
+/// 50th removed (stock 0).
+fn catalog() -> Vec<ProductRecord> {
+    let mut rng = rand::rngs::StdRng::seed_from_u64(24);
+    (0..CATALOG)
+        .map(|i| {
+            let removed = i % 50 == 49;
+            ProductRecord {
+                product_id: format!("cat-P{:06}", i + 1),
+                name: product_name(i),
+                quantity: if removed {
+                    0
+                } else {
+                    rng.random_range(0..=1_000)
+                },
+                status: if removed {
+                    ProductStatus::Removed
+                } else {
+                    ProductStatus::Active
+                },
+                version: 1,
+                last_sequence: SequenceNumber::zero(),
+                last_shard: Some(0),
+                last_stream: None,
+                last_event_at: "2026-12-01T00:00:00Z".into(),
+                recent_ids: RecentIds::default(),
+                history: None,
+            }
+        })
+        .collect()
+}
+
+/// Writes the catalog's items as the processor would have (BatchWriteItem, 25 at a time).
+async fn seed(stack: &LocalStack, products: &[ProductRecord]) {
+    let now = chrono::Utc::now();
+    let requests = products
+        .iter()
+        .enumerate()
+        .map(|(i, r)| {
+            let item = ProductItem::from_record(r, now).to_item().unwrap();
+            let put = PutRequest::builder().set_item(Some(item)).build().unwrap();
+            (i, WriteRequest::builder().put_request(put).build())
+        })
+        .collect();
+    let out = batch_write(
+        &stack.db,
+        &stack.options.tables.inventory,
+        requests,
+        UNPROCESSED_RETRY,
+    )
+    .await;
+    assert!(
+        out.failed.is_empty(),
+        "{} products not written",
+        out.failed.len()
+    );
+}
+
+/// The console's tab, and what it runs against.
+struct Session {
+    c: Client,
+    _driver: Driver,
+    profile: PathBuf,
+}
+
+/// Starts chromedriver and a headless Chromium of `width`×`height`; `dark` makes the page's
+/// `prefers-color-scheme` dark.
+async fn browser(p: &Prerequisites, width: u32, height: u32, dark: bool) -> Session {
+    let port = free_port();
+    let profile =
+        std::env::temp_dir().join(format!("inventory-chromium-{}-{port}", std::process::id()));
+    let driver = Driver(
+        Command::new(&p.chromedriver)
+            .arg(format!("--port={port}"))
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap_or_else(|e| panic!("could not start {}: {e}", p.chromedriver.display())),
+    );
+    let mut args = vec![
+        "--headless".to_owned(),
+        "--no-sandbox".into(),
+        "--disable-gpu".into(),
+        "--no-first-run".into(),
+        "--disable-background-networking".into(),
+        "--disable-component-update".into(),
+        "--disable-sync".into(),
+        "--disable-dev-shm-usage".into(),
+        "--force-color-profile=srgb".into(),
+        "--hide-scrollbars".into(),
+        format!("--window-size={width},{height}"),
+        format!("--user-data-dir={}", profile.display()),
+    ];
+    if dark {
+        args.push("--force-dark-mode".into());
+    }
+    let mut caps = serde_json::Map::new();
+    caps.insert(
+        "goog:chromeOptions".into(),
+        serde_json::json!({ "binary": p.chromium, "args": args }),
+    );
+    let webdriver = format!("http://127.0.0.1:{port}");
+    let c = wait_for("a Chromium session", Duration::from_secs(20), || async {
+        ClientBuilder::rustls()
+            .unwrap()
+            .capabilities(caps.clone())
+            .connect(&webdriver)
+            .await
+            .ok()
+    })
+    .await;
+    Session {
+        c,
+        _driver: driver,
+        profile,
+    }
+}
+
+/// Runs `script` (a function body) in the page with `args`; `null` when the page could not
+/// run it (while it loads).
+async fn js(c: &Client, script: &str, args: Vec<Value>) -> Value {
+    c.execute(script, args).await.unwrap_or(Value::Null)
+}
+
+/// The text of the first element `css` finds, if there is one.
+async fn text(c: &Client, css: &str) -> Option<String> {
+    js(
+        c,
+        "const e = document.querySelector(arguments[0]); return e ? e.textContent : null;",
+        vec![css.into()],
+    )
+    .await
+    .as_str()
+    .map(str::to_owned)
+}
+
+/// One row of the inventory table as shown.
+#[derive(Debug, Clone, PartialEq)]
+struct Row {
+    id: String,
+    name: String,
+    stock: u64,
+    low: bool,
+}
+
+async fn rows(c: &Client) -> Vec<Row> {
+    let v = js(
+        c,
+        "return [...document.querySelectorAll('#inventory tbody tr')].map(r =>
+            [r.dataset.product, r.cells[1].textContent, r.cells[2].textContent, r.classList.contains('low')]);",
+        vec![],
+    )
+    .await;
+    v.as_array()
+        .into_iter()
+        .flatten()
+        .map(|r| Row {
+            id: r[0].as_str().unwrap_or_default().to_owned(),
+            name: r[1].as_str().unwrap_or_default().to_owned(),
+            stock: r[2]
+                .as_str()
+                .unwrap_or_default()
+                .trim()
+                .parse()
+                .unwrap_or(u64::MAX),
+            low: r[3].as_bool().unwrap_or(false),
+        })
+        .collect()
+}
+
+fn ids_of(rows: &[Row]) -> Vec<&str> {
+    rows.iter().map(|r| r.id.as_str()).collect()
+}
+
+/// Waits until the table shows exactly `want` (ids, in order).
+async fn wait_for_rows(c: &Client, what: &str, want: &[&str]) -> Vec<Row> {
+    wait_for(what, BROWSER_PATIENCE, || async {
+        let shown = rows(c).await;
+        (ids_of(&shown) == want).then_some(shown)
+    })
+    .await
+}
+
+/// Waits until the "N matching" line reads `n`.
+async fn wait_for_matching(c: &Client, what: &str, n: usize) {
+    wait_until_async(what, BROWSER_PATIENCE, || async {
+        text(c, "#matching")
+            .await
+            .is_some_and(|t| t.replace(',', "") == format!("{n} matching"))
+    })
+    .await;
+}
+
+/// The event ids of the history page shown.
+async fn history_ids(c: &Client) -> Vec<String> {
+    let v = js(
+        c,
+        "return [...document.querySelectorAll('#history tbody tr')].map(r => r.cells[3].textContent);",
+        vec![],
+    )
+    .await;
+    v.as_array()
+        .into_iter()
+        .flatten()
+        .filter_map(|i| i.as_str().map(str::to_owned))
+        .collect()
+}
+
+async fn click(c: &Client, css: &str) {
+    c.find(Locator::Css(css))
+        .await
+        .unwrap_or_else(|e| panic!("no {css}: {e}"))
+        .click()
+        .await
+        .unwrap_or_else(|e| panic!("could not click {css}: {e}"));
+}
+
+/// Replaces an input's text with `value`.
+async fn type_into(c: &Client, id: &str, value: &str) {
+    let e = c.find(Locator::Id(id)).await.unwrap();
+    e.clear().await.unwrap();
+    e.send_keys(value).await.unwrap();
+}
+
+/// The `aria-sort` of the column header that sorts by `key`.
+async fn aria_sort(c: &Client, key: &str) -> Option<String> {
+    js(
+        c,
+        "const b = document.querySelector(`button[data-sort=${arguments[0]}]`);
+         return b ? b.closest('th').getAttribute('aria-sort') : null;",
+        vec![key.into()],
+    )
+    .await
+    .as_str()
+    .map(str::to_owned)
+}
+
+async fn save_failure(c: &Client, name: &str) -> PathBuf {
+    let out = repo_path("target/browser-test");
+    std::fs::create_dir_all(&out).unwrap();
+    let path = out.join(name);
+    if let Ok(png) = c.screenshot().await {
+        let _ = std::fs::write(&path, png);
+    }
+    path
+}
+
+/// Waits for the latest simulation's verdict to read "0 mismatches". Generous: a slow CI
+/// machine running other suites takes minutes, a healthy one seconds.
+async fn wait_for_verdict(c: &Client) -> String {
+    let deadline = Instant::now() + Duration::from_secs(300);
+    loop {
+        if let Ok(e) = c.find(Locator::Css("[data-testid=verdict]")).await {
+            let t = e.text().await.unwrap_or_default();
+            if t.contains("0 mismatches") {
+                return t;
+            }
+        }
+        if Instant::now() > deadline {
+            let path = save_failure(c, "failure.png").await;
+            panic!("no verdict after 300 s; the page is in {}", path.display());
+        }
+        tokio::time::sleep(Duration::from_millis(250)).await;
+    }
+}
+
+/// Every product of a simulation (its id prefix), read from the table.
+async fn products_of_run(stack: &LocalStack, run_id: &str) -> Vec<(String, u64)> {
+    let mut pages = stack
+        .db
+        .scan()
+        .table_name(&stack.options.tables.inventory)
+        .filter_expression("begins_with(product_id, :p)")
+        .expression_attribute_values(":p", AttributeValue::S(format!("{run_id}-")))
+        .into_paginator()
+        .send();
+    let mut out = Vec::new();
+    while let Some(page) = pages.next().await {
+        for item in page.unwrap().items.unwrap_or_default() {
+            let p = ProductItem::from_item(item).unwrap();
+            out.push((p.product_id, p.quantity));
+        }
+    }
+    out
+}
+
+async fn start_simulation(c: &Client, fields: &[(&str, &str)]) {
+    type_into(c, "token", TOKEN).await;
+    for (id, value) in fields {
+        type_into(c, id, value).await;
+    }
+    click(c, "#start").await;
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 #[ignore = "needs Chromium, chromedriver and the built console: make test runs it (BROWSER_TEST=required, -- --include-ignored)"]
-async fn console_starts_a_simulation_and_shows_the_verified_inventory() {
-    let Prerequisites {
-        site,
-        chromedriver,
-        chromium,
-    } = prerequisites().unwrap_or_else(|missing| panic!("the browser test cannot run: {missing}"));
-
+async fn console_pages_sorts_and_searches_a_large_catalog_and_shows_a_verified_simulation() {
+    let prerequisites =
+        prerequisites().unwrap_or_else(|missing| panic!("the browser test cannot run: {missing}"));
+    let t0 = Instant::now();
     let stack = LocalStack::start(StackOptions {
         shards: 2,
         ..StackOptions::default()
     })
     .await
     .unwrap();
+    // Before the server's first inventory request: the API loads its copy of the catalog
+    // with one Scan then, and learns of later changes from the processor's logs only.
+    let products = catalog();
+    seed(&stack, &products).await;
+    eprintln!("catalog of {CATALOG} written in {:?}", t0.elapsed());
     let (pipe, _processor) = harness::start_processor_pipe(&stack);
     let (addr, _server) = serve(
         &stack,
@@ -137,200 +454,344 @@ async fn console_starts_a_simulation_and_shows_the_verified_inventory() {
                 token: Some(TOKEN.into()),
                 allowed_origins: vec![],
             },
-            site_dir: Some(site),
+            site_dir: Some(prerequisites.site.clone()),
         },
     )
     .await
     .unwrap();
-
-    let port = free_port();
-    let profile = std::env::temp_dir().join(format!("inventory-chromium-{}", std::process::id()));
-    let _driver = Driver(
-        Command::new(&chromedriver)
-            .arg(format!("--port={port}"))
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .unwrap_or_else(|e| panic!("could not start {}: {e}", chromedriver.display())),
-    );
-    let mut caps = serde_json::Map::new();
-    caps.insert(
-        "goog:chromeOptions".into(),
-        serde_json::json!({
-            "binary": chromium,
-            "args": ["--headless", "--no-sandbox", "--disable-gpu", "--no-first-run",
-                     "--disable-background-networking", "--disable-component-update",
-                     "--disable-sync", "--disable-dev-shm-usage", "--window-size=1280,2000",
-                     format!("--user-data-dir={}", profile.display())],
-        }),
-    );
-    let webdriver = format!("http://127.0.0.1:{port}");
-    let mut client = None;
-    for _ in 0..50 {
-        match ClientBuilder::rustls()
-            .unwrap()
-            .capabilities(caps.clone())
-            .connect(&webdriver)
-            .await
-        {
-            Ok(c) => {
-                client = Some(c);
-                break;
-            }
-            Err(_) => tokio::time::sleep(Duration::from_millis(200)).await,
-        }
-    }
-    let c = client.expect("could not start a Chromium session");
-
+    let session = browser(&prerequisites, 1280, 2000, false).await;
+    let c = &session.c;
     c.goto(&format!("http://{addr}/")).await.unwrap();
-    c.wait()
-        .for_element(Locator::Css("#simulation-form"))
-        .await
-        .unwrap();
-    // A fresh stack: the empty state is shown, not an empty table.
-    c.wait()
-        .for_element(Locator::Css("#empty-inventory"))
-        .await
-        .unwrap();
 
-    let set = |id: &'static str, value: &'static str| {
-        let c = c.clone();
-        async move {
-            let e = c.find(Locator::Id(id)).await.unwrap();
-            e.clear().await.unwrap();
-            e.send_keys(value).await.unwrap();
-        }
-    };
-    // A wrong token is refused and says so.
-    set("token", "not-the-token").await;
-    c.find(Locator::Id("start"))
+    // The first page, in id order, and how many products there are in all.
+    let mut by_id: Vec<&ProductRecord> = products.iter().collect();
+    by_id.sort_by(|a, b| a.product_id.cmp(&b.product_id));
+    let first: Vec<&str> = by_id[..PAGE]
+        .iter()
+        .map(|p| p.product_id.as_str())
+        .collect();
+    wait_for_rows(c, "the first page in id order", &first).await;
+    wait_for_matching(c, "every product counted", CATALOG).await;
+    assert_eq!(
+        aria_sort(c, "product_id").await.as_deref(),
+        Some("ascending")
+    );
+    assert_eq!(aria_sort(c, "quantity").await.as_deref(), Some("none"));
+    eprintln!("first page shown at {:?}", t0.elapsed());
+
+    // Sorted by stock over the whole catalog: the true lowest first, then the highest.
+    let mut by_stock: Vec<&ProductRecord> = products.iter().collect();
+    by_stock.sort_by(|a, b| (a.quantity, &a.product_id).cmp(&(b.quantity, &b.product_id)));
+    let lowest: Vec<&str> = by_stock.iter().map(|p| p.product_id.as_str()).collect();
+    click(c, "button[data-sort=quantity]").await;
+    let shown = wait_for_rows(c, "the 50 lowest stock levels", &lowest[..PAGE]).await;
+    assert_eq!(shown[0].stock, by_stock[0].quantity);
+    assert_eq!(aria_sort(c, "quantity").await.as_deref(), Some("ascending"));
+    assert_eq!(aria_sort(c, "product_id").await.as_deref(), Some("none"));
+    click(c, "button[data-sort=quantity]").await;
+    let highest: Vec<&str> = lowest.iter().rev().take(PAGE).copied().collect();
+    let shown = wait_for_rows(c, "the 50 highest stock levels", &highest).await;
+    assert_eq!(shown[0].stock, by_stock[CATALOG - 1].quantity);
+    assert_eq!(
+        aria_sort(c, "quantity").await.as_deref(),
+        Some("descending")
+    );
+
+    // Paging: Next shows the following rows, Previous the first again.
+    click(c, "button[data-sort=quantity]").await;
+    wait_for_rows(c, "back to the lowest", &lowest[..PAGE]).await;
+    click(c, "#next-page").await;
+    wait_for_rows(c, "the second page by stock", &lowest[PAGE..2 * PAGE]).await;
+    click(c, "#next-page").await;
+    wait_for_rows(c, "the third page by stock", &lowest[2 * PAGE..3 * PAGE]).await;
+    click(c, "#prev-page").await;
+    wait_for_rows(c, "the second page again", &lowest[PAGE..2 * PAGE]).await;
+    click(c, "#prev-page").await;
+    wait_for_rows(c, "the first page again", &lowest[..PAGE]).await;
+
+    // Low stock: rows at or under the threshold are highlighted (active ones only), and
+    // "only low stock" asks the API for those alone.
+    let threshold = 2;
+    type_into(c, "low-stock", &threshold.to_string()).await;
+    let is_low = |p: &ProductRecord| p.status == ProductStatus::Active && p.quantity <= threshold;
+    wait_until_async("the low-stock highlight", BROWSER_PATIENCE, || async {
+        let shown = rows(c).await;
+        shown.len() == PAGE
+            && shown.iter().any(|r| r.low)
+            && shown.iter().all(|r| {
+                let p = products.iter().find(|p| p.product_id == r.id).unwrap();
+                r.low == is_low(p)
+            })
+    })
+    .await;
+    click(c, "#low-stock-only").await;
+    let low: Vec<&str> = by_stock
+        .iter()
+        .filter(|p| is_low(p))
+        .map(|p| p.product_id.as_str())
+        .collect();
+    assert!(
+        low.len() > PAGE,
+        "the catalog has that many low-stock products"
+    );
+    wait_for_matching(c, "the low-stock products counted", low.len()).await;
+    let shown = wait_for_rows(c, "only the low-stock products", &low[..PAGE]).await;
+    assert!(shown.iter().all(|r| r.low && r.stock <= threshold));
+    click(c, "#low-stock-only").await;
+    wait_for_matching(c, "every product again", CATALOG).await;
+
+    // A word of the name: only names with a word starting with it, counted over the whole
+    // catalog, lowest stock first.
+    type_into(c, "search", "chair").await;
+    let chairs: Vec<&str> = by_stock
+        .iter()
+        .filter(|p| words(&p.name).iter().any(|w| w.starts_with("chair")))
+        .map(|p| p.product_id.as_str())
+        .collect();
+    assert!(chairs.len() > PAGE);
+    wait_for_matching(c, "the products named chair counted", chairs.len()).await;
+    let shown = wait_for_rows(c, "the chairs with the lowest stock", &chairs[..PAGE]).await;
+    for r in &shown {
+        assert!(
+            words(&r.name).iter().any(|w| w.starts_with("chair")),
+            "{} is not a chair",
+            r.name
+        );
+    }
+    // The search stays on paging.
+    click(c, "#next-page").await;
+    wait_for_rows(c, "the next chairs", &chairs[PAGE..2 * PAGE]).await;
+    type_into(c, "search", "zzzzqx").await;
+    c.wait()
+        .at_most(BROWSER_PATIENCE)
+        .for_element(Locator::Id("no-match"))
+        .await
+        .unwrap();
+    // The threshold is remembered.
+    c.refresh().await.unwrap();
+    wait_for_matching(c, "every product after a reload", CATALOG).await;
+    let remembered = c
+        .find(Locator::Id("low-stock"))
         .await
         .unwrap()
-        .click()
+        .prop("value")
         .await
         .unwrap();
+    assert_eq!(remembered.as_deref(), Some("2"));
+    eprintln!("catalog checks done at {:?}", t0.elapsed());
+
+    // A wrong token is refused and says so.
+    type_into(c, "token", "not-the-token").await;
+    click(c, "#start").await;
     wait_until_async(
         "the unauthorised message",
         Duration::from_secs(20),
         || async {
-            c.find(Locator::Css("#simulation-form .error"))
+            text(c, "#simulation-form .error")
+                .await
+                .is_some_and(|t| t.contains("Unauthorised"))
+        },
+    )
+    .await;
+
+    start_simulation(
+        c,
+        &[
+            ("products", "40"),
+            ("events", "2500"),
+            ("rate", "2500"),
+            ("duplicates", "0.05"),
+            ("malformed", "0.02"),
+            ("invalid", "0.02"),
+        ],
+    )
+    .await;
+    let verdict = wait_for_verdict(c).await;
+    assert!(verdict.starts_with("0 mismatches"), "{verdict}");
+    eprintln!("verdict at {:?}", t0.elapsed());
+
+    // The simulation's products: searched by its id prefix, exactly those DynamoDB holds,
+    // with their stock.
+    let run_id = text(c, "#verdict p code")
+        .await
+        .expect("the verdict names the products")
+        .trim_end_matches("-*")
+        .to_owned();
+    let stored = products_of_run(&stack, &run_id).await;
+    assert!(stored.len() > 10, "{run_id}: {} products", stored.len());
+    type_into(c, "search", &run_id).await;
+    wait_for_matching(c, "the simulation's products counted", stored.len()).await;
+    let shown = wait_for(
+        "the table to show the simulation's products",
+        BROWSER_PATIENCE,
+        || async {
+            let shown = rows(c).await;
+            (shown.len() == stored.len()).then_some(shown)
+        },
+    )
+    .await;
+    for (id, qty) in &stored {
+        let row = shown
+            .iter()
+            .find(|r| &r.id == id)
+            .unwrap_or_else(|| panic!("{id} is not in the table"));
+        assert_eq!(row.stock, *qty, "{id}");
+    }
+
+    // A product's page: its stock, and its history (or what the API said about it).
+    let (id, qty) = &stored[0];
+    click(c, &format!("#inventory tr[data-product='{id}'] a")).await;
+    wait_until_async("the product's page", BROWSER_PATIENCE, || async {
+        text(c, "#product-stock").await.as_deref() == Some(qty.to_string().as_str())
+    })
+    .await;
+    let history = wait_for("the product's history", BROWSER_PATIENCE, || async {
+        if let Some(e) = text(c, "#history-error").await {
+            return Some(Err(e));
+        }
+        let first = js(
+            c,
+            "const r = document.querySelector('#history tbody tr');
+             return r ? r.cells[r.cells.length - 1].textContent : null;",
+            vec![],
+        )
+        .await;
+        first.as_str().map(|s| Ok(s.trim().to_owned()))
+    })
+    .await;
+    let out = repo_path("target/browser-test");
+    std::fs::create_dir_all(&out).unwrap();
+    std::fs::write(out.join("product.png"), c.screenshot().await.unwrap()).unwrap();
+    match history {
+        // Newest first: the stock after the latest event is the product's.
+        Ok(stock_after) => {
+            assert_eq!(stock_after, qty.to_string(), "{id}");
+            // Older events, a page at a time, and back.
+            let first_ids = history_ids(c).await;
+            if c.find(Locator::Css("#history-older:not([disabled])"))
                 .await
                 .is_ok()
-        },
-    )
-    .await;
-    let refusal = c
-        .find(Locator::Css("#simulation-form .error"))
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
-    assert!(refusal.contains("Unauthorised"), "{refusal}");
-
-    set("token", TOKEN).await;
-    set("products", "40").await;
-    set("events", "2500").await;
-    set("rate", "2500").await;
-    set("duplicates", "0.05").await;
-    set("malformed", "0.02").await;
-    set("invalid", "0.02").await;
-    c.find(Locator::Id("start"))
-        .await
-        .unwrap()
-        .click()
-        .await
-        .unwrap();
-
-    // The verdict, computed once the pipeline caught up, reads 0 mismatches. Generous: a
-    // slow CI machine running other suites takes minutes, a healthy one seconds.
-    let deadline = Instant::now() + Duration::from_secs(300);
-    loop {
-        if let Ok(e) = c.find(Locator::Css("[data-testid=verdict]")).await {
-            if e.text().await.unwrap_or_default().contains("0 mismatches") {
-                break;
+            {
+                click(c, "#history-older").await;
+                wait_until_async("older events", BROWSER_PATIENCE, || async {
+                    let ids = history_ids(c).await;
+                    !ids.is_empty() && ids != first_ids
+                })
+                .await;
+                click(c, "#history-newer").await;
+                wait_until_async("the newest events again", BROWSER_PATIENCE, || async {
+                    history_ids(c).await == first_ids
+                })
+                .await;
             }
         }
-        if Instant::now() > deadline {
-            let out = repo_path("target/browser-test");
-            std::fs::create_dir_all(&out).unwrap();
-            std::fs::write(out.join("failure.png"), c.screenshot().await.unwrap()).unwrap();
-            panic!("no verdict after 300 s; the page is in target/browser-test/failure.png");
+        Err(e) => {
+            assert!(!e.trim().is_empty());
+            eprintln!("the history is not served yet: {e}");
         }
-        tokio::time::sleep(Duration::from_millis(250)).await;
     }
-    let verdict = c
-        .find(Locator::Css("[data-testid=verdict]"))
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
-    assert!(verdict.starts_with("0 mismatches"), "{verdict}");
+    click(c, "#back-to-inventory").await;
+    wait_until_async("the inventory again", BROWSER_PATIENCE, || async {
+        rows(c).await.len() == stored.len()
+    })
+    .await;
 
-    // The table shows exactly the products DynamoDB holds, with their stock.
-    let stored = stack
-        .db
-        .scan()
-        .table_name(&stack.options.tables.inventory)
-        .send()
-        .await
-        .unwrap();
-    let expected_rows = stored.items().len();
-    assert!(expected_rows > 10);
+    // A rejected event is listed with its reason; the token typed in signs the console in,
+    // so its data can be opened.
+    let reason = wait_for("a rejection", BROWSER_PATIENCE, || async {
+        text(c, "#rejections tbody tr .reason").await
+    })
+    .await;
+    assert!(
+        inventory_domain::RejectionReason::parse(&reason).is_some(),
+        "{reason}"
+    );
+    wait_until_async("a rejection's data", BROWSER_PATIENCE, || async {
+        c.find(Locator::Css("#rejections .payload-toggle"))
+            .await
+            .is_ok()
+    })
+    .await;
+    click(c, "#rejections .payload-toggle").await;
+    let data = wait_for("the rejection's data shown", BROWSER_PATIENCE, || async {
+        let v = js(
+            c,
+            "const r = [...document.querySelectorAll('#rejections tr.payload')].find(r => !r.hidden);
+             return r ? r.textContent : null;",
+            vec![],
+        )
+        .await;
+        v.as_str().filter(|t| !t.trim().is_empty()).map(str::to_owned)
+    })
+    .await;
+    assert!(!data.is_empty());
+    // Filtered by a reason, only that reason is listed.
+    let filter = c.find(Locator::Id("rejection-reason")).await.unwrap();
+    filter.select_by_value(&reason).await.unwrap();
+    wait_until_async("rejections of one reason", BROWSER_PATIENCE, || async {
+        let reasons = js(
+            c,
+            "return [...document.querySelectorAll('#rejections tbody tr .reason')].map(e => e.textContent);",
+            vec![],
+        )
+        .await;
+        let reasons = reasons.as_array().cloned().unwrap_or_default();
+        !reasons.is_empty() && reasons.iter().all(|r| r.as_str() == Some(reason.as_str()))
+    })
+    .await;
+
+    // The past simulations list the verdict.
+    wait_until_async("the past simulations", BROWSER_PATIENCE, || async {
+        text(c, "[data-testid=past-verdict]")
+            .await
+            .is_some_and(|t| t.starts_with("0 mismatches"))
+    })
+    .await;
+    // The charts have axes.
+    let labels = js(
+        c,
+        "return document.querySelectorAll('#chart-throughput text').length;",
+        vec![],
+    )
+    .await;
+    assert!(labels.as_u64().unwrap_or(0) >= 5, "axis labels: {labels}");
+    // The progress bar says how far it got.
+    let bar = js(
+        c,
+        "const b = document.querySelector('#verdict [role=progressbar]');
+         return b ? [b.getAttribute('aria-valuenow'), b.getAttribute('aria-valuemax')] : null;",
+        vec![],
+    )
+    .await;
+    assert_eq!(bar[0], bar[1], "{bar}");
+
+    // Idle, the page polled every second is unchanged: answered 304, without a body.
+    js(
+        c,
+        "performance.clearResourceTimings(); return null;",
+        vec![],
+    )
+    .await;
     wait_until_async(
-        "the table to show every product",
-        Duration::from_secs(30),
+        "an unchanged page answered 304",
+        BROWSER_PATIENCE,
         || async {
-            c.find_all(Locator::Css("#inventory tbody tr"))
-                .await
-                .map(|rows| rows.len() == expected_rows)
-                .unwrap_or(false)
+            js(
+                c,
+                "return performance.getEntriesByType('resource')
+                .some(e => e.name.includes('/api/inventory?') && e.responseStatus === 304);",
+                vec![],
+            )
+            .await
+            .as_bool()
+                == Some(true)
         },
     )
     .await;
-    let some = &stored.items()[0];
-    let id = some["product_id"].as_s().unwrap();
-    let qty = some["quantity"].as_n().unwrap();
-    let rows = c
-        .find_all(Locator::Css("#inventory tbody tr"))
-        .await
-        .unwrap();
-    let mut found = false;
-    for row in rows {
-        let text = row.text().await.unwrap();
-        if text.contains(id.as_str()) {
-            assert!(
-                text.split_whitespace().any(|w| w == qty),
-                "{text} lacks {qty}"
-            );
-            found = true;
-        }
-    }
-    assert!(found, "{id} is not in the table");
-
-    // A rejected event is listed with its reason.
-    let rejection = c
-        .find(Locator::Css("#rejections tbody tr .reason"))
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
-    assert!(
-        inventory_domain::RejectionReason::parse(&rejection).is_some(),
-        "{rejection}"
-    );
 
     // The dead-letter inbox read the API (nothing was dead-lettered), and its redrive
     // button waits for a pending one.
-    let inbox = c
-        .find(Locator::Id("dead-letters"))
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let inbox = text(c, "#dead-letters").await.unwrap_or_default();
     assert!(inbox.contains("dead-lettered nothing"), "{inbox}");
     let redrive = c.find(Locator::Id("redrive")).await.unwrap();
     assert_eq!(
@@ -338,12 +799,93 @@ async fn console_starts_a_simulation_and_shows_the_verified_inventory() {
         Some("true")
     );
 
-    let png = c.screenshot().await.unwrap();
-    let out = repo_path("target/browser-test");
-    std::fs::create_dir_all(&out).unwrap();
-    std::fs::write(out.join("console.png"), png).unwrap();
+    std::fs::write(out.join("console.png"), c.screenshot().await.unwrap()).unwrap();
+    eprintln!("done at {:?}", t0.elapsed());
 
-    c.close().await.unwrap();
+    session.c.clone().close().await.unwrap();
     pipe.stop().await.unwrap();
-    let _ = std::fs::remove_dir_all(profile);
+    let _ = std::fs::remove_dir_all(&session.profile);
+}
+
+/// The README's screenshot: the console after a `make demo`-sized simulation (200 products,
+/// 20,000 events at 2,000/s, 5 % duplicates, 1 % malformed, 1 % invalid): its verdict,
+/// figures, charts and the inventory lowest stock first. `scripts/screenshot.sh` runs it
+/// with `SCREENSHOT` naming the file (`SCREENSHOT_THEME=dark`: the dark theme); without it
+/// the test does nothing, so `make test`'s `--include-ignored` run does not take one.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+#[ignore = "writes the README's screenshot: scripts/screenshot.sh runs it"]
+async fn readme_screenshot() {
+    let Some(out) = std::env::var_os("SCREENSHOT").map(PathBuf::from) else {
+        eprintln!("SCREENSHOT is not set: no screenshot taken (scripts/screenshot.sh sets it)");
+        return;
+    };
+    let prerequisites = prerequisites()
+        .unwrap_or_else(|missing| panic!("the screenshot cannot be taken: {missing}"));
+    let stack = LocalStack::start(StackOptions::default()).await.unwrap();
+    let (pipe, _processor) = harness::start_processor_pipe(&stack);
+    let (addr, _server) = serve(
+        &stack,
+        ServerOptions {
+            port: 0,
+            api: ApiConfig {
+                token: Some(TOKEN.into()),
+                allowed_origins: vec![],
+            },
+            site_dir: Some(prerequisites.site.clone()),
+        },
+    )
+    .await
+    .unwrap();
+    let dark = std::env::var("SCREENSHOT_THEME").as_deref() == Ok("dark");
+    let session = browser(&prerequisites, 1280, 1800, dark).await;
+    let c = &session.c;
+    c.goto(&format!("http://{addr}/")).await.unwrap();
+    c.wait()
+        .for_element(Locator::Css("#simulation-form"))
+        .await
+        .unwrap();
+    start_simulation(
+        c,
+        &[
+            ("products", "200"),
+            ("events", "20000"),
+            ("rate", "2000"),
+            ("duplicates", "0.05"),
+            ("malformed", "0.01"),
+            ("invalid", "0.01"),
+        ],
+    )
+    .await;
+    wait_for_verdict(c).await;
+    click(c, "button[data-sort=quantity]").await;
+    wait_until_async("the inventory by stock", BROWSER_PATIENCE, || async {
+        aria_sort(c, "quantity").await.as_deref() == Some("ascending")
+            && rows(c).await.len() == PAGE
+    })
+    .await;
+    // The charts and figures of the last poll of /api/stats (every 5 s) and the
+    // rejections (every 15 s) are in.
+    wait_until_async("the rejections and charts", BROWSER_PATIENCE, || async {
+        c.find(Locator::Css("#rejections tbody tr")).await.is_ok()
+            && c.find(Locator::Css("#chart-throughput polyline"))
+                .await
+                .is_ok()
+    })
+    .await;
+    // Focus out of the form, at the top of the page.
+    js(
+        c,
+        "document.activeElement.blur(); window.scrollTo(0, 0); return null;",
+        vec![],
+    )
+    .await;
+    let png = c.screenshot().await.unwrap();
+    if let Some(dir) = out.parent() {
+        std::fs::create_dir_all(dir).unwrap();
+    }
+    std::fs::write(&out, png).unwrap();
+    eprintln!("screenshot written to {}", out.display());
+    session.c.clone().close().await.unwrap();
+    pipe.stop().await.unwrap();
+    let _ = std::fs::remove_dir_all(&session.profile);
 }

@@ -92,6 +92,7 @@ fn batch(zipf: Option<f64>, seed: u64) -> (Vec<u8>, HashMap<String, ProductRecor
             last_stream: None,
             last_event_at: "2026-11-25T11:00:00.000Z".into(),
             recent_ids: RecentIds::default(),
+            history: None,
         });
     }
     let json = serde_json::to_vec(&records).expect("records serialise");

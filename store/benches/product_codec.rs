@@ -38,6 +38,7 @@ fn product() -> ProductRecord {
         )),
         last_event_at: "2023-09-11T12:00:00.123Z".into(),
         recent_ids,
+        history: None,
     }
 }
 
@@ -176,6 +177,7 @@ mod hand {
                 .and_then(|v| v.as_b().ok())
                 .map(|b| RecentIds::from_parts(&[], b.as_ref()))
                 .unwrap_or_default(),
+            history: text("history").map(|h| inventory_domain::history::HistoryKey(h.to_owned())),
         })
     }
 }

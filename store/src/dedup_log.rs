@@ -113,7 +113,7 @@ pub fn stream_name(event_source_arn: &str) -> &str {
         .map_or(event_source_arn, |(_, name)| name)
 }
 
-fn sort_key(number: u64) -> String {
+pub fn sort_key(number: u64) -> String {
     format!("{number:020}")
 }
 
@@ -225,7 +225,7 @@ impl DedupLog {
         with: impl Fn(u64, LogCost) -> Result<Vec<Update>, StoreError>,
     ) -> Result<LogCost, StoreError> {
         let mut cost = LogCost::default();
-        if records.is_empty() && attempt.unfinished.is_empty() {
+        if records.is_empty() && attempt.unfinished.is_empty() && attempt.changed.is_empty() {
             return Ok(cost);
         }
         let pk = partition(stream, shard);
@@ -677,18 +677,30 @@ fn log_item(
             .collect();
         item.insert("unfinished".to_owned(), AttributeValue::B(Blob::new(tags)));
     }
+    if !attempt.changed.is_empty() {
+        item.insert(
+            CHANGED.to_owned(),
+            AttributeValue::Ss(attempt.changed.clone()),
+        );
+    }
     item
 }
+
+/// The log item's attribute naming the products whose items its delivery wrote or whose
+/// events it logged (a string set of product ids): the change feed the API's catalog reads.
+pub const CHANGED: &str = "changed";
 
 /// What one delivery of a batch did on a shard, kept with its log item for the dead-letter
 /// consumer: the first and last sequence numbers of the shard's records it was given, and
 /// the products ([`product_tag`]) whose records it did not finish (their write failed, so
 /// the Pipe retries from their first record). A record of the range whose product is not
-/// unfinished was processed by that delivery.
+/// unfinished was processed by that delivery. `changed` names the products whose items the
+/// delivery wrote or whose events it logs ([`CHANGED`]); only the writer sets it.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct Attempt {
     pub range: Option<(SequenceNumber, SequenceNumber)>,
     pub unfinished: Vec<u64>,
+    pub changed: Vec<String>,
 }
 
 /// A product's name in [`Attempt::unfinished`]: 64 bits of its id.
@@ -750,6 +762,7 @@ pub async fn attempts(
             out.push(Attempt {
                 range: seq("seq_from").zip(seq("seq_to")),
                 unfinished,
+                changed: Vec::new(),
             });
         }
     }
@@ -759,11 +772,14 @@ pub async fn attempts(
 /// DynamoDB's write units for an item: its size (attribute names plus values) in 1 KB
 /// units, rounded up.
 pub fn write_units(item: &Item) -> u64 {
-    let size: usize = item
-        .iter()
+    item_size(item).div_ceil(1024).max(1) as u64
+}
+
+/// An item's size as DynamoDB bills it: attribute names plus values, in bytes.
+pub fn item_size(item: &Item) -> usize {
+    item.iter()
         .map(|(name, value)| name.len() + value_size(value))
-        .sum();
-    size.div_ceil(1024).max(1) as u64
+        .sum()
 }
 
 fn value_size(value: &AttributeValue) -> usize {
@@ -815,6 +831,7 @@ mod tests {
             &Attempt {
                 range: Some((seq(1), seq(records.len() as u64))),
                 unfinished: Vec::new(),
+                changed: Vec::new(),
             },
             1_700_000_000_000,
             1_700_000_000_999,
@@ -838,6 +855,7 @@ mod tests {
         let attempt = Attempt {
             range: Some((seq(10), seq(20))),
             unfinished: vec![product_tag("P2")],
+            changed: Vec::new(),
         };
         assert_eq!(attempt.finished(&seq(15), "P1"), Some(true));
         assert_eq!(attempt.finished(&seq(15), "P2"), Some(false));

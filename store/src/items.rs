@@ -7,6 +7,7 @@ use std::collections::HashMap;
 use aws_sdk_dynamodb::primitives::Blob;
 use aws_sdk_dynamodb::types::AttributeValue;
 use chrono::{DateTime, SecondsFormat, Utc};
+use inventory_domain::history::HistoryKey;
 use inventory_domain::lineage::StreamId;
 use inventory_domain::{ProductRecord, ProductStatus, RecentIds, SequenceNumber};
 use serde::{Deserialize, Serialize};
@@ -57,6 +58,10 @@ pub struct ProductItem {
     /// widened, until newer ids push them out.
     #[serde(default, with = "serde_bytes", skip_serializing_if = "Vec::is_empty")]
     pub recent_ids: Vec<u8>,
+    /// The history key of the write that stored this state ([`HistoryKey`]); absent with
+    /// history off.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub history: Option<String>,
 }
 
 impl ProductItem {
@@ -75,6 +80,7 @@ impl ProductItem {
             updated_at: updated_at.to_rfc3339_opts(SecondsFormat::Millis, true),
             recent: rec.recent_ids.to_bytes(),
             recent_ids: rec.recent_ids.legacy_bytes(),
+            history: rec.history.as_ref().map(|k| k.0.clone()),
         }
     }
 
@@ -93,6 +99,7 @@ impl ProductItem {
             },
             last_event_at: self.last_event_at,
             recent_ids: RecentIds::from_parts(&self.recent_ids, &self.recent),
+            history: self.history.map(HistoryKey),
         }
     }
 
@@ -131,6 +138,9 @@ impl ProductItem {
         let recent = rec.recent_ids.to_bytes();
         if !recent.is_empty() {
             item.insert("recent".to_owned(), AttributeValue::B(Blob::new(recent)));
+        }
+        if let Some(key) = &rec.history {
+            item.insert("history".to_owned(), s(key.0.as_str()));
         }
         let legacy = rec.recent_ids.legacy_bytes();
         if !legacy.is_empty() {
@@ -205,6 +215,7 @@ mod tests {
             )),
             last_event_at: "2023-09-11T12:00:00Z".into(),
             recent_ids: recent,
+            history: None,
         };
         let item = ProductItem::from_record(&rec, Utc::now())
             .to_item()
@@ -226,6 +237,7 @@ mod tests {
             last_stream: None,
             last_event_at: "2023-09-11T12:00:00Z".into(),
             recent_ids: recent.clone(),
+            history: None,
         };
         let now = Utc::now();
         assert_eq!(
@@ -296,6 +308,7 @@ mod tests {
             }),
             last_event_at: "2023-09-11T12:00:00.123456789Z".into(),
             recent_ids: recent,
+            history: None,
         };
         let size = billed_size(
             &ProductItem::from_record(&rec, Utc::now())
@@ -319,6 +332,7 @@ mod tests {
                 last_stream: None,
                 last_event_at: String::new(),
                 recent_ids: RecentIds::default(),
+                history: None,
             },
             Utc::now(),
         )

@@ -3,10 +3,12 @@
 //! through it, so the layout is defined once.
 
 pub mod batch;
+pub mod catalog;
 pub mod config;
 pub mod dead_letters;
 pub mod dedup_log;
 pub mod error;
+pub mod history;
 pub mod items;
 pub mod rejections;
 pub mod simulations;

@@ -232,6 +232,10 @@ pub struct StatsItem {
     pub last_applied_arrival_ms: Option<i64>,
     /// …and how old it was when it was applied.
     pub last_lag_ms: Option<i64>,
+    /// The shard log partition its shard's batches append to and the number of the last
+    /// item counted ([`Through`]); a totals item keeps the last one, a bucket the last in
+    /// its 10 seconds. `None` before the processor recorded it.
+    pub through: Option<(String, u64)>,
 }
 
 impl StatsItem {
@@ -266,6 +270,11 @@ impl StatsItem {
             updated_at_ms: number(item, "updated_at", &key)?,
             last_applied_arrival_ms: number(item, "last_applied_arrival_ms", &key)?,
             last_lag_ms: number(item, "last_lag_ms", &key)?,
+            through: item
+                .get("log_pk")
+                .and_then(|v| v.as_s().ok())
+                .cloned()
+                .zip(number(item, "through", &key)?),
         })
     }
 }
@@ -273,6 +282,8 @@ impl StatsItem {
 impl StatsItem {
     /// Adds another shard's part: counts summed, the newest batch's times kept.
     fn merge(&mut self, other: StatsItem) {
+        // Each shard has its own log; a sum has none.
+        self.through = None;
         self.counters.add(&other.counters);
         self.products.add(other.products);
         self.updated_at_ms = self.updated_at_ms.max(other.updated_at_ms);
@@ -301,6 +312,15 @@ fn number<T: std::str::FromStr>(
     }
 }
 
+/// The shard log item a batch's counters ride with: its partition (`DEDUP#<stream>#<shard>`)
+/// and number. The totals item keeps both, so a reader knows where each shard's log is and
+/// how far it goes (the API's catalog reads the products each item changed).
+#[derive(Debug, Clone, Copy)]
+pub struct Through<'a> {
+    pub log_pk: &'a str,
+    pub number: u64,
+}
+
 /// What one batch adds to a shard's counters.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct ShardAdd {
@@ -312,7 +332,8 @@ pub struct ShardAdd {
 
 /// The two updates that add `add` to `shard`'s running totals and to its part of the bucket
 /// of `now`, for one `TransactWriteItems`. With `through` (the number of the shard log item
-/// written in the same transaction) the totals record it, for audits.
+/// written in the same transaction) the totals and the bucket record it and its partition,
+/// for audits and for the API's catalog, which follows the log items' `changed` product ids.
 ///
 /// Exactly once comes from the log item's `attribute_not_exists`: the transaction lands
 /// only with a new log item, and a retried request either is recognised by its client
@@ -323,7 +344,7 @@ pub fn updates(
     table: &str,
     shard: &str,
     add: &ShardAdd,
-    through: Option<u64>,
+    through: Option<Through<'_>>,
     now: DateTime<Utc>,
 ) -> Result<[Update; 2], StoreError> {
     let build = |sk: String, totals: bool| {
@@ -368,9 +389,13 @@ pub fn updates(
                 AttributeValue::N((now.timestamp_millis() - arrival).to_string()),
             );
         }
-        if let (true, Some(n)) = (totals, through) {
+        // The bucket keeps them too: a reader that wants what changed lately reads the
+        // current buckets, a few small items, instead of every shard's totals.
+        if let Some(t) = through {
             set.push("through = :through".to_owned());
-            values.insert(":through".into(), AttributeValue::N(n.to_string()));
+            set.push("log_pk = :log_pk".to_owned());
+            values.insert(":through".into(), AttributeValue::N(t.number.to_string()));
+            values.insert(":log_pk".into(), AttributeValue::S(t.log_pk.to_owned()));
         }
         Update::builder()
             .table_name(table)

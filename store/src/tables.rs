@@ -2,33 +2,21 @@
 //! infra/template.yaml defines the same keys.
 
 use aws_sdk_dynamodb::types::{
-    AttributeDefinition, BillingMode, GlobalSecondaryIndex, KeySchemaElement, KeyType, Projection,
-    ProjectionType, ScalarAttributeType, TimeToLiveSpecification,
+    AttributeDefinition, BillingMode, KeySchemaElement, KeyType, ScalarAttributeType,
+    TimeToLiveSpecification,
 };
 use aws_sdk_dynamodb::Client;
 
 use crate::config::Tables;
 use crate::error::StoreError;
 
-/// The inventory table's index of products by status (keys only): the API lists one status
-/// with a Query of it instead of a Scan. Keys-only, so only a status change (an add or a
-/// removal) writes the index; stock changes do not.
-pub const STATUS_INDEX: &str = "status-index";
-
 /// Creates both tables unless they exist. Safe to call on every start.
 pub async fn ensure_tables(db: &Client, tables: &Tables) -> Result<(), StoreError> {
-    create_if_missing(
-        db,
-        &tables.inventory,
-        &[("product_id", KeyType::Hash)],
-        Some(status_index()?),
-    )
-    .await?;
+    create_if_missing(db, &tables.inventory, &[("product_id", KeyType::Hash)]).await?;
     if create_if_missing(
         db,
         &tables.events,
         &[("pk", KeyType::Hash), ("sk", KeyType::Range)],
-        None,
     )
     .await?
     {
@@ -48,39 +36,11 @@ pub async fn ensure_tables(db: &Client, tables: &Tables) -> Result<(), StoreErro
     Ok(())
 }
 
-fn status_index() -> Result<GlobalSecondaryIndex, StoreError> {
-    let build = |e| StoreError::dynamo("CreateTable", e);
-    GlobalSecondaryIndex::builder()
-        .index_name(STATUS_INDEX)
-        .key_schema(
-            KeySchemaElement::builder()
-                .attribute_name("status")
-                .key_type(KeyType::Hash)
-                .build()
-                .map_err(build)?,
-        )
-        .key_schema(
-            KeySchemaElement::builder()
-                .attribute_name("product_id")
-                .key_type(KeyType::Range)
-                .build()
-                .map_err(build)?,
-        )
-        .projection(
-            Projection::builder()
-                .projection_type(ProjectionType::KeysOnly)
-                .build(),
-        )
-        .build()
-        .map_err(build)
-}
-
 /// Returns whether the table was created now.
 async fn create_if_missing(
     db: &Client,
     name: &str,
     keys: &[(&str, KeyType)],
-    index: Option<GlobalSecondaryIndex>,
 ) -> Result<bool, StoreError> {
     match db.describe_table().table_name(name).send().await {
         Ok(_) => return Ok(false),
@@ -110,17 +70,7 @@ async fn create_if_missing(
                     .map_err(|e| StoreError::dynamo("CreateTable", e))?,
             );
     }
-    if let Some(index) = index {
-        req = req
-            .attribute_definitions(
-                AttributeDefinition::builder()
-                    .attribute_name("status")
-                    .attribute_type(ScalarAttributeType::S)
-                    .build()
-                    .map_err(|e| StoreError::dynamo("CreateTable", e))?,
-            )
-            .global_secondary_indexes(index);
-    }
+
     match req.send().await {
         Ok(_) => Ok(true),
         // Another process created it between our describe and create.

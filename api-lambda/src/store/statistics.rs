@@ -1,6 +1,6 @@
-//! `/api/stats`: the product totals ([`super::totals`], never a Scan) plus the processor's
-//! counters (the store's [`stats`](inventory_store::stats) items: each shard's running totals
-//! and 10-second buckets, summed).
+//! `/api/stats`: the processor's counters (the store's [`stats`](inventory_store::stats)
+//! items), read once per request: every shard's running totals (one Query), summed, and
+//! the 10-second buckets of the chart.
 
 use std::collections::BTreeMap;
 
@@ -10,37 +10,43 @@ use inventory_domain::api::{Stats, ThroughputPoint};
 use inventory_store::stats::{self, StatsItem, BUCKET_SECS};
 use inventory_store::Tables;
 
-use super::totals::{Totals, TotalsCache};
 use crate::error::ApiError;
 
-/// How far back the throughput chart goes.
+/// How far back the chart goes.
 const CHART_SECS: i64 = 600;
 
-pub async fn stats(db: &Client, tables: &Tables, totals: &TotalsCache) -> Result<Stats, ApiError> {
+pub async fn stats(db: &Client, tables: &Tables) -> Result<Stats, ApiError> {
     let now = Utc::now();
-    let totals = totals.get(db, tables).await?;
     let current = stats::bucket_start(now.timestamp());
     let first = current - CHART_SECS + BUCKET_SECS;
     let (total, buckets) = futures::try_join!(
         stats::read_total(db, tables),
         stats::read_buckets(db, tables, first, current)
     )?;
-    Ok(shape(now, totals, total.unwrap_or_default(), &buckets))
+    Ok(shape(now, total, &buckets))
+}
+
+/// A counter that can only be negative through a bug or a hand edit reads as 0.
+fn count(n: i64) -> u64 {
+    u64::try_from(n).unwrap_or(0)
 }
 
 /// The response from what was read: every bucket of the chart (empty ones as zero) and the
-/// rejections by reason that happened at all.
-fn shape(now: DateTime<Utc>, totals: Totals, total: StatsItem, buckets: &[StatsItem]) -> Stats {
+/// rejections by reason that happened at all. Before the first batch (no totals item) the
+/// totals are `null`.
+fn shape(now: DateTime<Utc>, total: Option<StatsItem>, buckets: &[StatsItem]) -> Stats {
     let current = stats::bucket_start(now.timestamp());
     let first = current - CHART_SECS + BUCKET_SECS;
-    let applied_by_start: BTreeMap<i64, u64> = buckets
+    let by_start: BTreeMap<i64, &StatsItem> = buckets
         .iter()
-        .filter_map(|b| Some((b.bucket_start?, b.counters.applied)))
+        .filter_map(|b| Some((b.bucket_start?, b)))
         .collect();
     let mut throughput = Vec::new();
     let mut last_minute = 0;
     for start in (first..=current).step_by(BUCKET_SECS as usize) {
-        let applied = applied_by_start.get(&start).copied().unwrap_or(0);
+        let bucket = by_start.get(&start);
+        let applied = bucket.map_or(0, |b| b.counters.applied);
+        let rejected = bucket.map_or(0, |b| b.counters.rejected);
         if start > current - 60 {
             last_minute += applied;
         }
@@ -49,8 +55,12 @@ fn shape(now: DateTime<Utc>, totals: Totals, total: StatsItem, buckets: &[StatsI
                 .unwrap_or(now)
                 .to_rfc3339_opts(SecondsFormat::Secs, true),
             applied_per_sec: applied as f64 / BUCKET_SECS as f64,
+            rejected_per_sec: rejected as f64 / BUCKET_SECS as f64,
+            lag_ms: bucket.and_then(|b| b.last_lag_ms),
         });
     }
+    let known = total.is_some();
+    let total = total.unwrap_or_default();
     let rejections: BTreeMap<String, u64> = total
         .counters
         .rejected_by_reason
@@ -58,24 +68,12 @@ fn shape(now: DateTime<Utc>, totals: Totals, total: StatsItem, buckets: &[StatsI
         .filter(|(_, n)| **n > 0)
         .map(|(r, n)| (r.as_str().to_owned(), *n))
         .collect();
-    let events_applied = totals
-        .events_applied
-        .or((total.updated_at_ms.is_some()).then_some(total.counters.applied));
-    let unavailable = [
-        ("products", totals.products.is_none()),
-        ("active_products", totals.active_products.is_none()),
-        ("units", totals.units.is_none()),
-        ("events_applied", events_applied.is_none()),
-    ]
-    .into_iter()
-    .filter(|(_, missing)| *missing)
-    .map(|(name, _)| name.to_owned())
-    .collect();
+    let p = total.products;
     Stats {
-        products: totals.products,
-        active_products: totals.active_products,
-        units: totals.units,
-        events_applied,
+        products: known.then(|| count(p.products)),
+        active_products: known.then(|| count(p.active_products)),
+        units: known.then(|| count(p.units)),
+        events_applied: known.then_some(total.counters.applied),
         duplicates_ignored: total.counters.duplicates,
         rejections_total: rejections.values().sum(),
         rejections,
@@ -87,8 +85,6 @@ fn shape(now: DateTime<Utc>, totals: Totals, total: StatsItem, buckets: &[StatsI
         throughput_last_minute: last_minute as f64 / 60.0,
         throughput,
         generated_at: now.to_rfc3339_opts(SecondsFormat::Millis, true),
-        unavailable,
-        totals_source: totals.source.as_str().to_owned(),
     }
 }
 
@@ -132,14 +128,11 @@ mod tests {
             // Older than the last minute: charted, not in the minute's average.
             bucket(current - 60, 1_000),
         ];
-        let totals = Totals {
-            products: Some(3),
-            active_products: Some(2),
-            units: None,
-            events_applied: None,
-            source: super::super::totals::TotalsSource::StatusIndex,
-        };
-        let s = shape(now, totals, total, &buckets);
+        total.products.products = 3;
+        total.products.active_products = 2;
+        total.products.units = 40;
+        total.counters.applied = 9;
+        let s = shape(now, Some(total), &buckets);
         assert_eq!(s.throughput.len(), (CHART_SECS / BUCKET_SECS) as usize);
         assert_eq!(s.throughput.last().unwrap().applied_per_sec, 10.0);
         assert_eq!(s.throughput.last().unwrap().at, "2023-09-11T12:00:00Z");
@@ -151,16 +144,23 @@ mod tests {
         assert_eq!((s.rejections_total, s.duplicates_ignored), (3, 4));
         assert_eq!(s.lag_ms, Some(250));
         assert_eq!(s.last_batch_at.as_deref(), Some("2023-09-11T12:00:04.000Z"));
-        // Units are unknown without shard counters: null and named, not zero.
         assert_eq!(
-            (s.products, s.active_products, s.units),
-            (Some(3), Some(2), None)
+            (s.products, s.active_products, s.units, s.events_applied),
+            (Some(3), Some(2), Some(40), Some(9))
         );
-        assert_eq!(s.unavailable, ["units"]);
-        assert_eq!(s.totals_source, "status_index");
-        // Events applied fall back to the processor's running total.
-        assert_eq!(s.events_applied, Some(0));
+    }
+
+    #[test]
+    fn before_the_first_batch_the_totals_are_null_not_zero() {
+        let now = DateTime::<Utc>::from_timestamp(1_694_433_605, 0).unwrap();
+        let s = shape(now, None, &[]);
         let json = serde_json::to_value(&s).unwrap();
-        assert!(json["units"].is_null(), "{json}");
+        for field in ["products", "active_products", "units", "events_applied"] {
+            assert!(json[field].is_null(), "{field}: {json}");
+        }
+        assert!(s
+            .throughput
+            .iter()
+            .all(|p| p.applied_per_sec == 0.0 && p.lag_ms.is_none()));
     }
 }

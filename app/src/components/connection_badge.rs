@@ -1,4 +1,6 @@
-//! Whether the API answers: connecting, live, or the last error and where it was sent.
+//! Whether the API answers: connecting, live, or the first failing poll's error and where it
+//! was sent. One live region whose text changes only when the state does (a poll that
+//! fails the same way again redraws nothing).
 
 use leptos::prelude::*;
 
@@ -6,21 +8,21 @@ use crate::live::{Live, POLL};
 
 #[component]
 pub(super) fn ConnectionBadge(live: Live) -> impl IntoView {
-    move || match live.reachable.get() {
-        None => view! { <span class="badge muted">"Connecting…"</span> }.into_any(),
-        Some(Ok(())) => view! { <span class="badge ok">"Live"</span> }.into_any(),
+    let class = move || match live.reachable.get() {
+        None => "badge muted",
+        Some(Ok(())) => "badge ok",
+        Some(Err(_)) => "badge bad",
+    };
+    let text = move || match live.reachable.get() {
+        None => "Connecting…".to_owned(),
+        Some(Ok(())) => "Live".to_owned(),
         Some(Err(e)) => {
             let base = live
                 .api
-                .get()
-                .map(|a| a.base().to_owned())
+                .with_untracked(|a| a.as_ref().map(|a| a.base().to_owned()))
                 .unwrap_or_default();
-            view! {
-                <span class="badge bad" role="alert">
-                    {format!("{e} ({base}); retrying every {} s", POLL.as_secs_f32())}
-                </span>
-            }
-            .into_any()
+            format!("{e} ({base}); retrying every {} s", POLL.as_secs_f32())
         }
-    }
+    };
+    view! { <span class=class id="connection" role="status" aria-live="polite">{text}</span> }
 }

@@ -6,8 +6,8 @@ use inventory_domain::api::DeadLetterStatus;
 use leptos::prelude::*;
 use leptos::task::spawn_local;
 
-use super::simulation_form::{storage, TOKEN_KEY};
-use crate::live::Live;
+use crate::live::{typed_token, Live};
+use crate::time::LocalTime;
 
 fn status_label(status: DeadLetterStatus) -> &'static str {
     match status {
@@ -19,7 +19,7 @@ fn status_label(status: DeadLetterStatus) -> &'static str {
 }
 
 #[component]
-pub(super) fn DeadLetterInbox(live: Live, busy: StoredValue<bool>) -> impl IntoView {
+pub(super) fn DeadLetterInbox(live: Live) -> impl IntoView {
     let message = RwSignal::new(None::<Result<String, String>>);
     let sending = RwSignal::new(false);
     // Pending dead letters older than the dedup window the last redrive held back, and the
@@ -40,9 +40,7 @@ pub(super) fn DeadLetterInbox(live: Live, busy: StoredValue<bool>) -> impl IntoV
             }
             None
         } else {
-            let typed = storage()
-                .and_then(|s| s.get_item(TOKEN_KEY).ok().flatten())
-                .filter(|t| !t.is_empty());
+            let typed = typed_token();
             if typed.is_none() {
                 message.set(Some(Err(
                     "Type the API token (printed by make dev) in the simulation form first".into(),
@@ -73,7 +71,7 @@ pub(super) fn DeadLetterInbox(live: Live, busy: StoredValue<bool>) -> impl IntoV
             };
             sending.set(false);
             message.set(Some(outcome));
-            live.refresh(busy);
+            live.refresh();
         });
     };
 
@@ -111,7 +109,7 @@ pub(super) fn DeadLetterInbox(live: Live, busy: StoredValue<bool>) -> impl IntoV
                         <tbody>
                             {p.items.into_iter().map(|d| view! {
                                 <tr>
-                                    <td class="muted">{d.arrived_at}</td>
+                                    <td class="muted"><LocalTime at=d.arrived_at /></td>
                                     <td><span class="reason">{status_label(d.status)}</span></td>
                                     <td><code>{d.product_id.unwrap_or(d.partition_key)}</code></td>
                                     <td>{d.reason}</td>

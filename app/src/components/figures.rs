@@ -1,9 +1,8 @@
-//! The pipeline's figures from `/api/stats`, with the throughput chart. A total the API
-//! reports unavailable shows as "—" with a tooltip saying why.
+//! The pipeline's figures from `/api/stats` (the charts are beside, in `charts`). Before the
+//! processor's first batch the totals are unknown and show as "—".
 
 use leptos::prelude::*;
 
-use super::chart::Chart;
 use crate::live::Live;
 
 #[component]
@@ -21,20 +20,18 @@ pub(super) fn Figures(live: Live) -> impl IntoView {
                         (Some(p), Some(a)) => format!("{p} ({a} active)"),
                         (p, a) => format!("{} ({} active)", shown(p), shown(a)),
                     };
-                    let why = (!s.unavailable.is_empty()).then(|| format!(
-                        "Not known without reading the whole table: {}", s.unavailable.join(", ")));
+                    let why = s.products.is_none().then_some("Counted from the processor's first batch on");
                     view! {
                         <dl class="figures">
                             <div><dt>"Events/s (last minute)"</dt><dd>{format!("{:.1}", s.throughput_last_minute)}</dd></div>
                             <div><dt>"Processing lag"</dt><dd>{lag}</dd></div>
-                            <div><dt>"Products"</dt><dd title=why.clone()>{products}</dd></div>
-                            <div><dt>"Units in stock"</dt><dd title=why.clone()>{shown(s.units)}</dd></div>
+                            <div><dt>"Products"</dt><dd title=why>{products}</dd></div>
+                            <div><dt>"Units in stock"</dt><dd title=why>{shown(s.units)}</dd></div>
                             <div><dt>"Events applied"</dt><dd title=why>{shown(s.events_applied)}</dd></div>
                             <div><dt>"Duplicates ignored"</dt><dd>{s.duplicates_ignored}</dd></div>
                             <div><dt>"Rejections"</dt><dd>{s.rejections_total}</dd></div>
                         </dl>
                         <ul class="reasons">{reasons}</ul>
-                        <Chart stats=s />
                     }.into_any()
                 }
             }}

@@ -8,16 +8,10 @@ use leptos::task::spawn_local;
 
 use crate::api::ApiError;
 use crate::auth;
-use crate::live::Live;
-
-pub(super) const TOKEN_KEY: &str = "inventory-console-token";
-
-pub(super) fn storage() -> Option<web_sys::Storage> {
-    web_sys::window().and_then(|w| w.local_storage().ok().flatten())
-}
+use crate::live::{storage, Live, TOKEN_KEY};
 
 #[component]
-pub(super) fn SimulationForm(live: Live, busy: StoredValue<bool>) -> impl IntoView {
+pub(super) fn SimulationForm(live: Live) -> impl IntoView {
     let token = RwSignal::new(
         storage()
             .and_then(|s| s.get_item(TOKEN_KEY).ok().flatten())
@@ -103,7 +97,7 @@ pub(super) fn SimulationForm(live: Live, busy: StoredValue<bool>) -> impl IntoVi
                 Err(ApiError::Unauthorized(m)) => Err(format!("Unauthorised: {m}")),
                 Err(e) => Err(e.message()),
             }));
-            live.refresh(busy);
+            live.refresh();
         });
     };
 

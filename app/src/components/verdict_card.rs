@@ -4,25 +4,39 @@ use inventory_domain::api::{SimulationState, SimulationStatus};
 use leptos::prelude::*;
 
 use crate::live::Live;
+use crate::time::LocalTime;
 
 #[component]
 pub(super) fn VerdictCard(live: Live) -> impl IntoView {
-    let latest = move || {
+    let latest = Memo::new(move |_| {
         live.simulations
-            .get()
-            .and_then(|l| l.items.into_iter().next())
-    };
+            .with(|l| l.as_ref().map(|l| l.items.first().cloned()))
+    });
+    // Its own memo: the alert is drawn again only when its text changes, not on each
+    // poll that moved the progress.
+    let error = Memo::new(move |_| latest.with(|s| s.clone().flatten().and_then(|s| s.error)));
     view! {
         <section class="card verdict" id="verdict">
-            {move || match latest() {
-                None if live.simulations.get().is_none() => view! { <p class="muted">"Loading…"</p> }.into_any(),
-                None => view! {
+            {move || match latest.get() {
+                None => view! { <p class="muted">"Loading…"</p> }.into_any(),
+                Some(None) => view! {
                     <h2>"Consistency"</h2>
                     <p class="muted">"No simulation yet. Start one below: the verdict compares DynamoDB with the generator's model."</p>
                 }.into_any(),
-                Some(sim) => simulation_view(sim).into_any(),
+                Some(Some(sim)) => simulation_view(sim).into_any(),
             }}
+            {move || error.get().map(|e| view! { <p class="error" role="alert">{e}</p> })}
         </section>
+    }
+}
+
+pub(super) fn state_label(state: SimulationState) -> &'static str {
+    match state {
+        SimulationState::Queued => "queued",
+        SimulationState::Publishing => "publishing",
+        SimulationState::Verifying => "waiting for the pipeline to catch up",
+        SimulationState::Completed => "completed",
+        SimulationState::Failed => "failed",
     }
 }
 
@@ -32,13 +46,7 @@ fn simulation_view(sim: SimulationStatus) -> impl IntoView {
     } else {
         sim.events_sent as f64 * 100.0 / sim.events_target as f64
     };
-    let state = match sim.state {
-        SimulationState::Queued => "queued",
-        SimulationState::Publishing => "publishing",
-        SimulationState::Verifying => "waiting for the pipeline to catch up",
-        SimulationState::Completed => "completed",
-        SimulationState::Failed => "failed",
-    };
+    let state = state_label(sim.state);
     let r = &sim.request;
     let producers = (r.producers > 1 || r.retry_share > 0.0).then(|| {
         format!(
@@ -87,12 +95,17 @@ fn simulation_view(sim: SimulationStatus) -> impl IntoView {
         <h2>"Latest simulation " <code>{sim.id.clone()}</code></h2>
         <p>
             <span class="state">{state}</span>
+            " · started " <LocalTime at=sim.created_at.clone() />
             " · " {format!("{} / {} events sent", sim.events_sent, sim.events_target)}
             " · products " <code>{format!("{}-*", sim.run_id)}</code>
             {producers}
         </p>
-        <div class="progress" aria-label="progress"><div style=format!("width:{pct:.1}%")></div></div>
-        {sim.error.map(|e| view! { <p class="error" role="alert">{e}</p> })}
+        <div class="progress" role="progressbar" aria-label="events sent"
+            aria-valuemin="0" aria-valuemax=sim.events_target.to_string()
+            aria-valuenow=sim.events_sent.to_string()
+            aria-valuetext=format!("{} of {} events sent", sim.events_sent, sim.events_target)>
+            <div style=format!("width:{pct:.1}%")></div>
+        </div>
         {verdict}
     }
 }

@@ -8,7 +8,7 @@ use std::time::Duration;
 use inventory_domain::PipeRecord;
 use inventory_local::pipe::{BoxFuture, Target};
 use inventory_local::stack::LocalStack;
-use inventory_processor::{KinesisShards, ListShards, Processor};
+use inventory_processor::{KinesisShards, ListShards, Processor, ProcessorSettings};
 use inventory_store::Tables;
 use rand::{rngs::StdRng, Rng, SeedableRng};
 
@@ -25,10 +25,11 @@ impl InProcessTarget {
 
     /// A fresh processor writing to `tables` (a replay's, say).
     pub fn on_tables(stack: &LocalStack, tables: &Tables) -> Self {
-        Self(Processor::new(
+        Self(Processor::with_settings(
             stack.db.clone(),
             tables.clone(),
             shards_of(stack),
+            settings_of(stack),
         ))
     }
 }
@@ -48,11 +49,20 @@ impl Target for InProcessTarget {
 
 /// A new processor instance on the stack's tables, with its own clients' settings.
 pub fn processor_of(stack: &LocalStack) -> Processor {
-    Processor::new(
+    Processor::with_settings(
         stack.db.clone(),
         stack.options.tables.clone(),
         shards_of(stack),
+        settings_of(stack),
     )
+}
+
+/// The processor's settings as the stack runs its binary (history as the stack says).
+pub fn settings_of(stack: &LocalStack) -> ProcessorSettings {
+    ProcessorSettings {
+        history: stack.options.history,
+        ..ProcessorSettings::default()
+    }
 }
 
 /// The stack's stream as Kinesis lists it, for a processor.

@@ -4,8 +4,8 @@
 use std::collections::BTreeMap;
 
 use inventory_domain::SequenceNumber;
-use inventory_store::dedup_log::{product_tag, Attempt};
-use inventory_store::stats::ShardAdd;
+use inventory_store::dedup_log::{partition, product_tag, Attempt};
+use inventory_store::stats::{self, ShardAdd};
 
 use super::run::Run;
 use super::statistics::delivery_counters;
@@ -22,17 +22,22 @@ impl Processor {
         let Written {
             to_log,
             mut applied_to,
+            mut changed,
         } = written;
         let (batch, now) = (run.batch, run.now);
-        let attempts = attempts(run);
+        let mut attempts = attempts(run);
+        for (key, attempt) in attempts.iter_mut() {
+            attempt.changed = changed.remove(key).unwrap_or_default();
+        }
         let mut deliveries_counted = false;
         for (key, attempt) in &attempts {
             let logged = to_log.get(key).map_or(&[][..], Vec::as_slice);
-            if logged.is_empty() && attempt.unfinished.is_empty() {
+            if logged.is_empty() && attempt.unfinished.is_empty() && attempt.changed.is_empty() {
                 continue;
             }
             let add = applied_to.remove(key).unwrap_or_default();
             let carries = !deliveries_counted;
+            let log_pk = partition(&key.0, &key.1);
             let report = &run.report;
             let appended = self
                 .log
@@ -50,7 +55,15 @@ impl Processor {
                             add.counters = delivery_counters(report, log);
                         }
                         Ok(self
-                            .counter_updates(&key.1, &add, Some(number), now)?
+                            .counter_updates(
+                                &key.1,
+                                &add,
+                                Some(stats::Through {
+                                    log_pk: &log_pk,
+                                    number,
+                                }),
+                                now,
+                            )?
                             .to_vec())
                     },
                 )

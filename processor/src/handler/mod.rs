@@ -66,6 +66,9 @@ pub struct ProcessorSettings {
     /// as if all of them collided at the width the shard log used before (64 bits), to show
     /// the 96-bit keys still tell them apart.
     pub collide_dedup_keys: bool,
+    /// Keep each product's history (store/src/history.rs): one more item written per
+    /// product write (docs/performance.md prices it). Off unless [`HISTORY_VAR`] says `on`.
+    pub history: bool,
 }
 
 impl Default for ProcessorSettings {
@@ -78,12 +81,16 @@ impl Default for ProcessorSettings {
             // About 25 MB: beside the shard logs' worst case, within a 256 MB Lambda.
             product_cache_max_items: 50_000,
             collide_dedup_keys: false,
+            history: false,
         }
     }
 }
 
 /// The environment variable that sets [`ProcessorSettings::dedup_window`], in seconds.
 pub const DEDUP_WINDOW_VAR: &str = "DEDUP_WINDOW_SECONDS";
+/// The environment variable that turns [`ProcessorSettings::history`] on (`on`) or off
+/// (`off`, the default).
+pub const HISTORY_VAR: &str = "PRODUCT_HISTORY";
 /// The environment variable that sets [`ProcessorSettings::product_cache_max_items`].
 pub const PRODUCT_CACHE_VAR: &str = "PRODUCT_CACHE_MAX_ITEMS";
 /// The largest [`PRODUCT_CACHE_VAR`] accepted: about 5 GB of products, more than the
@@ -91,8 +98,8 @@ pub const PRODUCT_CACHE_VAR: &str = "PRODUCT_CACHE_MAX_ITEMS";
 const PRODUCT_CACHE_LIMIT: usize = 10_000_000;
 
 impl ProcessorSettings {
-    /// Defaults, with the dedup window from `DEDUP_WINDOW_SECONDS` and the product cache's
-    /// bound from `PRODUCT_CACHE_MAX_ITEMS` when set.
+    /// Defaults, with the dedup window from `DEDUP_WINDOW_SECONDS`, the product cache's
+    /// bound from `PRODUCT_CACHE_MAX_ITEMS` and history from `PRODUCT_HISTORY` when set.
     pub fn from_env() -> Result<Self, ProcessorError> {
         let mut settings = Self::default();
         if let Ok(raw) = std::env::var(PRODUCT_CACHE_VAR) {
@@ -106,6 +113,19 @@ impl ProcessorSettings {
                     value: raw.clone(),
                     rule: "a whole number of products from 0 (no cache) to 10000000; about 0.5 KB of memory each",
                 })?;
+        }
+        if let Ok(raw) = std::env::var(HISTORY_VAR) {
+            settings.history = match raw.trim() {
+                "on" => true,
+                "off" | "" => false,
+                _ => {
+                    return Err(ProcessorError::Setting {
+                        name: HISTORY_VAR,
+                        value: raw.clone(),
+                        rule: "`on` (keep each product's history) or `off`",
+                    })
+                }
+            };
         }
         if let Ok(raw) = std::env::var(DEDUP_WINDOW_VAR) {
             let window_ms = dedup::window_ms_from_seconds(&raw).ok_or_else(|| {
@@ -153,6 +173,10 @@ pub struct BatchReport {
     pub cache_misses: u64,
     pub product_write_requests: u64,
     pub rejection_write_requests: u64,
+    /// History items written (one per product write with history on) and their write
+    /// units (by size: a write of many events takes more than one).
+    pub history_writes: u64,
+    pub history_write_units: u64,
     /// The shard log's reads and writes (what exactly-once at any distance costs).
     pub log: LogCost,
     /// From the oldest record's arrival in the stream (`approximateArrivalTimestamp`, the

@@ -9,8 +9,10 @@ use aws_sdk_dynamodb::types::{AttributeValue, ReturnValuesOnConditionCheckFailur
 use backon::{ExponentialBuilder, RetryableWithContext};
 use chrono::{DateTime, Utc};
 use inventory_domain::dedup::LogRecord;
+use inventory_domain::history::HistoryKey;
 use inventory_domain::pipes::PipeBatch;
 use inventory_domain::{DuplicateKind, Outcome, ProductFold, ProductRecord};
+use inventory_store::history;
 use inventory_store::items::ProductItem;
 use inventory_store::rejections::{self, RejectedRecord, RejectionItem};
 use inventory_store::stats::ProductDelta;
@@ -32,6 +34,8 @@ pub(super) struct Settled {
     pub delta: ProductDelta,
     pub write_requests: u64,
     pub rejection_requests: u64,
+    pub history_writes: u64,
+    pub history_write_units: u64,
     /// The state the item is known to have now (`Some(None)`: no item), for the cache.
     pub state: Option<Option<ProductRecord>>,
 }
@@ -141,6 +145,18 @@ impl Processor {
         mut attempt: Attempt,
         now: DateTime<Utc>,
     ) -> (Attempt, Result<bool, Failure>) {
+        if attempt.next().is_none() {
+            return (attempt, Ok(false));
+        }
+        if self.settings.history {
+            if let Err(e) = self.write_history(w, &mut attempt, now).await {
+                return (attempt, Err(Failure::Error(e.into())));
+            }
+        } else if let Some(next) = attempt.fold.record.as_mut() {
+            // With history off, the item names no entries: any it named are no longer its
+            // latest, and a reader must not show them as if they were.
+            next.history = None;
+        }
         let Some(next) = attempt.next() else {
             return (attempt, Ok(false));
         };
@@ -203,6 +219,36 @@ impl Processor {
         attempt.stored = latest;
         attempt.fold = refold;
         (attempt, Err(Failure::Conflict))
+    }
+
+    /// Writes the entries of the write about to be made, before it (store/src/history.rs),
+    /// and names them in the state to write.
+    async fn write_history(
+        &self,
+        w: &ProductWork,
+        attempt: &mut Attempt,
+        now: DateTime<Utc>,
+    ) -> Result<(), StoreError> {
+        let Some(next) = attempt.fold.record.as_mut() else {
+            return Ok(());
+        };
+        let entries = inventory_domain::history::entries(
+            attempt.stored.as_ref(),
+            &w.events,
+            &attempt.fold.outcomes,
+        );
+        let key = HistoryKey::new(
+            next.version,
+            now.timestamp_millis(),
+            inventory_store::dedup_log::nonce(),
+        );
+        let prev = attempt.stored.as_ref().and_then(|s| s.history.as_ref());
+        let item = history::item(&w.product_id, &key, prev, &entries, now.timestamp())?;
+        attempt.settled.history_writes += 1;
+        attempt.settled.history_write_units += inventory_store::dedup_log::write_units(&item);
+        history::put(&self.db, &self.tables, item).await?;
+        next.history = Some(key);
+        Ok(())
     }
 
     /// After a re-fold, records rejected now are recorded, and records this invocation

@@ -17,7 +17,7 @@ impl Processor {
         &self,
         shard: &str,
         add: &ShardAdd,
-        through: Option<u64>,
+        through: Option<stats::Through<'_>>,
         now: DateTime<Utc>,
     ) -> Result<[Update; 2], StoreError> {
         stats::updates(&self.tables.events, shard, add, through, now)

@@ -19,6 +19,9 @@ pub(super) struct Written {
     pub to_log: BTreeMap<ShardKey, Vec<LogRecord>>,
     /// What the written products add to each shard's counters.
     pub applied_to: BTreeMap<ShardKey, ShardAdd>,
+    /// The products whose items were written or whose events are logged, by shard: the
+    /// change feed of the shard log (the API's catalog reads them again).
+    pub changed: BTreeMap<ShardKey, Vec<String>>,
 }
 
 impl Processor {
@@ -91,11 +94,20 @@ impl Processor {
         for (w, shard, result) in settled {
             match result {
                 Ok(s) => {
+                    if s.written || !s.to_log.is_empty() {
+                        written
+                            .changed
+                            .entry(shard.clone())
+                            .or_default()
+                            .push(w.product_id.clone());
+                    }
                     let add = written.applied_to.entry(shard.clone()).or_default();
                     add.products.add(s.delta);
                     written.to_log.entry(shard).or_default().extend(s.to_log);
                     report.product_write_requests += s.write_requests;
                     report.rejection_write_requests += s.rejection_requests;
+                    report.history_writes += s.history_writes;
+                    report.history_write_units += s.history_write_units;
                     if s.written {
                         report.products_written += 1;
                     }

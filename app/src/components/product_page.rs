@@ -1,0 +1,157 @@
+//! One product's page (`#/product/<id>`): its stock and its history, newest first, a page at
+//! a time ("Older" follows the API's cursor, "Newer" goes back). What the API refuses or
+//! does not have is said in words, not a blank page.
+
+use inventory_domain::api::{HistoryEntry, HistoryOutcome, HistoryPage, ProductView};
+use leptos::prelude::*;
+use leptos::task::spawn_local;
+
+use crate::live::Live;
+use crate::time::LocalTime;
+
+fn outcome(e: &HistoryEntry) -> String {
+    match e.outcome {
+        HistoryOutcome::Applied => "applied".to_owned(),
+        HistoryOutcome::Duplicate => "duplicate ignored".to_owned(),
+        HistoryOutcome::Rejected => match &e.reason {
+            Some(r) => format!("rejected: {r}"),
+            None => "rejected".to_owned(),
+        },
+    }
+}
+
+#[component]
+pub(super) fn ProductPage(live: Live, product_id: String) -> impl IntoView {
+    let id = StoredValue::new(product_id.clone());
+    let product = RwSignal::new(None::<Result<ProductView, String>>);
+    let history = RwSignal::new(None::<Result<HistoryPage, String>>);
+    // The cursor of the page shown (`None`: the newest), and those of the newer pages.
+    let cursor = RwSignal::new(None::<String>);
+    let newer = RwSignal::new(Vec::<Option<String>>::new());
+    // Bumped by "Refresh".
+    let reloads = RwSignal::new(0u32);
+
+    Effect::new(move |_| {
+        reloads.track();
+        let Some(api) = live.api.get() else {
+            return;
+        };
+        let id = id.get_value();
+        spawn_local(async move {
+            let got = api.product(&id).await.map_err(|e| e.message());
+            product.set(Some(got));
+        });
+    });
+    Effect::new(move |_| {
+        reloads.track();
+        let Some(api) = live.api.get() else {
+            return;
+        };
+        let at = cursor.get();
+        let id = id.get_value();
+        spawn_local(async move {
+            let got = api
+                .history(&id, at.as_deref())
+                .await
+                .map_err(|e| format!("The history could not be read: {}", e.message()));
+            // Another page was asked for meanwhile: not this one.
+            if cursor.get_untracked() == at {
+                history.set(Some(got));
+            }
+        });
+    });
+
+    let older = move |_| {
+        let next = history.with_untracked(|h| {
+            h.as_ref()
+                .and_then(|h| h.as_ref().ok())
+                .and_then(|h| h.next_cursor.clone())
+        });
+        if let Some(next) = next {
+            newer.update(|n| n.push(cursor.get_untracked()));
+            cursor.set(Some(next));
+        }
+    };
+    let back = move |_| {
+        let mut stack = newer.get_untracked();
+        if let Some(c) = stack.pop() {
+            newer.set(stack);
+            cursor.set(c);
+        }
+    };
+
+    view! {
+        <section class="card" id="product">
+            <p class="crumbs"><a href="#/" id="back-to-inventory">"← Inventory"</a></p>
+            <h2>"Product " <code>{product_id.clone()}</code></h2>
+            {move || match product.get() {
+                None => view! { <p class="muted">"Loading…"</p> }.into_any(),
+                Some(Err(e)) => view! { <p class="error" id="product-error">{e}</p> }.into_any(),
+                Some(Ok(p)) => view! {
+                    <dl class="figures" id="product-figures">
+                        <div><dt>"Name"</dt><dd>{p.product_name}</dd></div>
+                        <div><dt>"Stock"</dt><dd id="product-stock">{p.quantity}</dd></div>
+                        <div><dt>"Status"</dt><dd>{p.status.as_str()}</dd></div>
+                        <div><dt>"Events applied"</dt><dd>{p.version}</dd></div>
+                        <div><dt>"Last event"</dt><dd class="small"><LocalTime at=p.last_event_at /></dd></div>
+                        <div><dt>"Last update"</dt><dd class="small"><LocalTime at=p.updated_at /></dd></div>
+                    </dl>
+                }.into_any(),
+            }}
+        </section>
+        <section class="card" id="history-card">
+            <div class="table-head">
+                <h2>"History"</h2>
+                <span class="muted small">"Every event that touched the product, newest first"</span>
+                <button type="button" id="history-refresh" on:click=move |_| {
+                    newer.set(Vec::new());
+                    cursor.set(None);
+                    reloads.update(|r| *r += 1);
+                }>"Refresh"</button>
+            </div>
+            {move || match history.get() {
+                None => view! { <p class="muted">"Loading…"</p> }.into_any(),
+                Some(Err(e)) => view! { <p class="error" id="history-error">{e}</p> }.into_any(),
+                Some(Ok(h)) if h.items.is_empty() => view! {
+                    <p class="muted" id="history-empty">"No events recorded for this product."</p>
+                }.into_any(),
+                Some(Ok(h)) => view! {
+                    <div class="scroll">
+                    <table id="history">
+                        <thead><tr>
+                            <th>"Time"</th><th>"Type"</th><th>"Quantity"</th><th>"Event id"</th>
+                            <th>"Outcome"</th><th>"Stock after"</th>
+                        </tr></thead>
+                        <tbody>
+                            {h.items.into_iter().map(|e| {
+                                let outcome_text = outcome(&e);
+                                let class = match e.outcome {
+                                    HistoryOutcome::Applied => "outcome applied",
+                                    HistoryOutcome::Duplicate => "outcome duplicate",
+                                    HistoryOutcome::Rejected => "outcome rejected",
+                                };
+                                view! {
+                                    <tr>
+                                        <td class="muted"><LocalTime at=e.at precise=true /></td>
+                                        <td>{e.event_type}</td>
+                                        <td class="num">{e.quantity.map(|q| q.to_string()).unwrap_or_default()}</td>
+                                        <td class="small"><code>{e.event_id}</code></td>
+                                        <td><span class=class>{outcome_text}</span></td>
+                                        <td class="num">{e.stock_after}</td>
+                                    </tr>
+                                }
+                            }).collect_view()}
+                        </tbody>
+                    </table>
+                    </div>
+                }.into_any(),
+            }}
+            <nav class="pager" aria-label="history pages">
+                <button type="button" id="history-newer" on:click=back
+                    prop:disabled=move || newer.with(Vec::is_empty)>"Newer"</button>
+                <button type="button" id="history-older" on:click=older
+                    prop:disabled=move || history.with(|h| !h.as_ref().is_some_and(|h| h.as_ref().is_ok_and(|h| h.next_cursor.is_some())))>"Older"</button>
+            </nav>
+        </section>
+    }
+}
