@@ -98,6 +98,8 @@ pub struct AppState {
     pub launcher: Arc<dyn SimulationLauncher>,
     /// The warm instance's copy of the catalog, which every listing reads.
     pub catalog: Arc<store::CatalogCache>,
+    /// The statistics that cannot change any more, for `/api/stats`.
+    pub stats: Arc<store::StatsCache>,
     /// The user pool's token verifier (AWS); `None` locally, where the bearer token serves.
     pub jwt: Option<Arc<jwt::JwtVerifier>>,
     pub limits: SimulationLimits,
@@ -119,6 +121,7 @@ impl AppState {
             config: Arc::new(config),
             launcher,
             catalog: Arc::new(store::CatalogCache::new(CATALOG_LOOK_INTERVAL)),
+            stats: Arc::new(store::StatsCache::default()),
             jwt: None,
             limits: SimulationLimits::default(),
             redriver: None,

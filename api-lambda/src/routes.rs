@@ -167,7 +167,7 @@ pub async fn product_history(
 /// totals are `null` before its first batch.
 #[utoipa::path(get, path = "/api/stats", responses((status = 200, body = Stats)))]
 pub async fn get_stats(State(state): State<AppState>) -> Result<Json<Stats>, ApiError> {
-    Ok(Json(store::stats(&state.db, &state.tables).await?))
+    Ok(Json(state.stats.stats(&state.db, &state.tables).await?))
 }
 
 #[derive(Debug, Deserialize, IntoParams)]

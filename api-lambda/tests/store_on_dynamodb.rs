@@ -405,3 +405,49 @@ async fn rejections_page_newest_first_across_days_and_statistics_read_the_counte
     let charted: f64 = stats.throughput.iter().map(|p| p.applied_per_sec).sum();
     assert_eq!(charted, 5.0);
 }
+
+/// An instance's `/api/stats` keeps the totals until a bucket shows a newer batch, and
+/// buckets once they can no longer change: an idle poll reads only the latest buckets.
+#[tokio::test]
+async fn the_statistics_cache_reads_the_totals_again_only_after_a_new_batch() {
+    use inventory_store::stats::{add, ShardAdd};
+    let (db, tables) = support::dynamodb("api-test-").await;
+    let batch = |applied: u64| ShardAdd {
+        counters: StatsCounters {
+            applied,
+            ..StatsCounters::default()
+        },
+        ..ShardAdd::default()
+    };
+    add(&db, &tables, "shardId-000000000000", &batch(5), Utc::now())
+        .await
+        .unwrap();
+    let cache = store::StatsCache::default();
+    assert_eq!(
+        cache.stats(&db, &tables).await.unwrap().events_applied,
+        Some(5)
+    );
+    // A change of the totals with no batch behind it (a hand edit) is not read…
+    db.update_item()
+        .table_name(&tables.events)
+        .key("pk", AttributeValue::S("STATS".into()))
+        .key("sk", AttributeValue::S("SHARD#shardId-000000000000".into()))
+        .update_expression("SET applied = :n")
+        .expression_attribute_values(":n", AttributeValue::N("1000".into()))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(
+        cache.stats(&db, &tables).await.unwrap().events_applied,
+        Some(5)
+    );
+    // …a batch is: its bucket is newer than the totals read.
+    tokio::time::sleep(Duration::from_millis(5)).await;
+    add(&db, &tables, "shardId-000000000000", &batch(2), Utc::now())
+        .await
+        .unwrap();
+    let stats = cache.stats(&db, &tables).await.unwrap();
+    assert_eq!(stats.events_applied, Some(1002));
+    let charted: f64 = stats.throughput.iter().map(|p| p.applied_per_sec).sum();
+    assert!(charted > 0.0, "{stats:?}");
+}

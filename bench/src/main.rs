@@ -24,6 +24,7 @@
 
 mod catalog_pages;
 mod children;
+mod idle_console;
 mod log_load;
 mod measured;
 mod model;
@@ -66,6 +67,9 @@ enum Cmd {
     /// `/api/inventory` at a real catalog's size: the load, then p50/p99 per question
     /// against one product's GET and a naive sort-everything answer (docs/performance.md).
     CatalogPages(catalog_pages::CatalogPagesArgs),
+    /// An open console's DynamoDB read units per second while no events flow, measured
+    /// from DynamoDB's consumed capacity (docs/performance.md).
+    IdleConsole(idle_console::IdleConsoleArgs),
     /// Internal: the embedded emulators until standard input closes.
     #[command(hide = true)]
     Emulators,
@@ -179,5 +183,6 @@ fn main() -> anyhow::Result<()> {
         Cmd::Startup { processor, runs } => rt.block_on(startup::startup(processor, runs)),
         Cmd::LogLoad(args) => rt.block_on(log_load::log_load(args)),
         Cmd::CatalogPages(args) => rt.block_on(catalog_pages::catalog_pages(args)),
+        Cmd::IdleConsole(args) => rt.block_on(idle_console::idle_console(args)),
     }
 }

@@ -49,7 +49,19 @@ const EVENTS: u64 = 10_000;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn f1_processor_crashes_at_random_points_inside_batches() {
-    let stack = local_stack(StackOptions::default()).await;
+    // Batches of 100, so 10,000 events make enough invocations to crash 20 times or more
+    // however fast the processor drains the stream (full batches of 1,000 made ~30).
+    harness::init_tracing();
+    let stack = LocalStack::start(StackOptions {
+        pipe: PipeSettings {
+            batch_size: 100,
+            maximum_batching_window_in_seconds: 0,
+            ..PipeSettings::default()
+        },
+        ..StackOptions::default()
+    })
+    .await
+    .unwrap();
     let target = shared(CrashingTarget::new(InProcessTarget::on(&stack), 0.3, 11));
     let mut runner = stack.pipe_to(target.clone());
     runner.min_backoff = Duration::from_millis(5);

@@ -15,4 +15,4 @@ pub mod statistics;
 pub use catalog::CatalogCache;
 pub use products::{inventory_page, product, InventoryQuery};
 pub use rejections::rejections_page;
-pub use statistics::stats;
+pub use statistics::{stats, StatsCache};

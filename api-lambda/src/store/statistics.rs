@@ -1,6 +1,9 @@
 //! `/api/stats`: the processor's counters (the store's [`stats`](inventory_store::stats)
-//! items), read once per request: every shard's running totals (one Query), summed, and
-//! the 10-second buckets of the chart.
+//! items): every shard's running totals (one Query), summed, and the 10-second buckets of
+//! the chart. A warm instance keeps what cannot change any more ([`StatsCache`]): buckets
+//! that ended over [`FINAL_AFTER_SECS`] ago, and the totals while no newer bucket shows a
+//! batch. So a poll while nothing flows reads the last half-minute of buckets, an empty
+//! Query (0.5 read units), however many shards and buckets there are.
 
 use std::collections::BTreeMap;
 
@@ -9,12 +12,74 @@ use chrono::{DateTime, SecondsFormat, Utc};
 use inventory_domain::api::{Stats, ThroughputPoint};
 use inventory_store::stats::{self, StatsItem, BUCKET_SECS};
 use inventory_store::Tables;
+use tokio::sync::Mutex;
 
 use crate::error::ApiError;
 
 /// How far back the chart goes.
 const CHART_SECS: i64 = 600;
+/// A bucket takes batches while its 10 seconds last by the processors' clocks; this long
+/// after its start no batch adds to it any more (clocks and a batch's own time included).
+pub const FINAL_AFTER_SECS: i64 = 40;
 
+/// What a warm instance has read and will not read again.
+#[derive(Default)]
+pub struct StatsCache {
+    state: Mutex<Cached>,
+}
+
+#[derive(Default)]
+struct Cached {
+    /// Buckets (summed over shards) that no batch adds to any more, by start.
+    final_buckets: BTreeMap<i64, StatsItem>,
+    /// Buckets from this start on are read at each request.
+    read_from: Option<i64>,
+    /// The totals and the newest batch time (ms) any bucket showed when they were read.
+    totals: Option<(Option<StatsItem>, Option<i64>)>,
+}
+
+impl StatsCache {
+    pub async fn stats(&self, db: &Client, tables: &Tables) -> Result<Stats, ApiError> {
+        let now = Utc::now();
+        let current = stats::bucket_start(now.timestamp());
+        let first = current - CHART_SECS + BUCKET_SECS;
+        let mut cached = self.state.lock().await;
+        let from = cached.read_from.map_or(first, |f| f.max(first));
+        let fresh = stats::read_buckets(db, tables, from, current).await?;
+        // The newest batch any bucket read now shows: the totals are read again only when
+        // a batch came after the last read of them.
+        let newest = fresh.iter().filter_map(|b| b.updated_at_ms).max();
+        let stale = match &cached.totals {
+            None => true,
+            Some((_, seen)) => newest.is_some_and(|n| Some(n) > *seen),
+        };
+        if stale {
+            let total = stats::read_total(db, tables).await?;
+            let seen = total.as_ref().and_then(|t| t.updated_at_ms).max(newest);
+            cached.totals = Some((total, seen));
+        }
+        let final_before = stats::bucket_start(now.timestamp() - FINAL_AFTER_SECS);
+        let mut buckets: Vec<StatsItem> = cached
+            .final_buckets
+            .range(first..)
+            .map(|(_, b)| b.clone())
+            .collect();
+        for b in fresh {
+            if let Some(start) = b.bucket_start {
+                if start < final_before {
+                    cached.final_buckets.insert(start, b.clone());
+                }
+            }
+            buckets.push(b);
+        }
+        cached.final_buckets = cached.final_buckets.split_off(&first);
+        cached.read_from = Some(final_before);
+        let total = cached.totals.as_ref().and_then(|(t, _)| t.clone());
+        Ok(shape(now, total, &buckets))
+    }
+}
+
+/// One uncached read of everything (a cold instance's first answer is the same).
 pub async fn stats(db: &Client, tables: &Tables) -> Result<Stats, ApiError> {
     let now = Utc::now();
     let current = stats::bucket_start(now.timestamp());
