@@ -100,6 +100,8 @@ pub struct AppState {
     pub catalog: Arc<store::CatalogCache>,
     /// The statistics that cannot change any more, for `/api/stats`.
     pub stats: Arc<store::StatsCache>,
+    /// The rejections of days that ended, for `/api/rejections`.
+    pub rejections: Arc<store::RejectionsCache>,
     /// The user pool's token verifier (AWS); `None` locally, where the bearer token serves.
     pub jwt: Option<Arc<jwt::JwtVerifier>>,
     pub limits: SimulationLimits,
@@ -122,6 +124,7 @@ impl AppState {
             launcher,
             catalog: Arc::new(store::CatalogCache::new(CATALOG_LOOK_INTERVAL)),
             stats: Arc::new(store::StatsCache::default()),
+            rejections: Arc::new(store::RejectionsCache::default()),
             jwt: None,
             limits: SimulationLimits::default(),
             redriver: None,

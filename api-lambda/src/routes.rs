@@ -205,7 +205,14 @@ pub async fn list_rejections(
     if !(1..=200).contains(&limit) {
         return Err(ApiError::BadRequest("limit must be 1 to 200".into()));
     }
-    let page = store::rejections_page(&state.db, &state.tables, limit, p.cursor.as_deref()).await?;
+    let page = store::rejections_page(
+        &state.db,
+        &state.tables,
+        &state.rejections,
+        limit,
+        p.cursor.as_deref(),
+    )
+    .await?;
     let withheld = !caller.is_signed_in();
     Ok(Json(RejectionList {
         items: page

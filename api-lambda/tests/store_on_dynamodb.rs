@@ -354,10 +354,11 @@ async fn rejections_page_newest_first_across_days_and_statistics_read_the_counte
             .await
             .unwrap();
     }
+    let cache = store::RejectionsCache::default();
     let mut order = Vec::new();
     let mut cursor: Option<String> = None;
     for _ in 0..10 {
-        let page = rejections_page(&db, &tables, 2, cursor.as_deref())
+        let page = rejections_page(&db, &tables, &cache, 2, cursor.as_deref())
             .await
             .unwrap();
         assert!(page.items.len() <= 2);
@@ -373,7 +374,7 @@ async fn rejections_page_newest_first_across_days_and_statistics_read_the_counte
         .collect();
     assert_eq!(order, expected);
     assert!(matches!(
-        rejections_page(&db, &tables, 2, Some("forged")).await,
+        rejections_page(&db, &tables, &cache, 2, Some("forged")).await,
         Err(ApiError::InvalidCursor(_))
     ));
 

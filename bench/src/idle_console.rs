@@ -228,29 +228,39 @@ pub(crate) async fn idle_console(args: IdleConsoleArgs) -> anyhow::Result<()> {
     );
     let polling = Instant::now();
     let mut tick = tokio::time::interval(Duration::from_secs(1));
+    // Read units by endpoint polled.
+    let mut by_endpoint: std::collections::BTreeMap<&str, (u64, f64)> = Default::default();
+    let mut poll =
+        async |uri: &'static str, etag: Option<&str>| -> anyhow::Result<Option<String>> {
+            let before = meter.read();
+            let tag = get(&router, uri, etag).await?;
+            let after = meter.read();
+            let entry = by_endpoint.entry(uri).or_default();
+            entry.0 += after.0 - before.0;
+            entry.1 += after.1 - before.1;
+            Ok(tag)
+        };
     for second in 0..args.seconds {
         tick.tick().await;
-        if let Some(tag) = get(
-            &router,
-            "/api/inventory?limit=50&sort=quantity",
-            etag.as_deref(),
-        )
-        .await?
-        {
+        if let Some(tag) = poll("/api/inventory?limit=50&sort=quantity", etag.as_deref()).await? {
             etag = Some(tag);
         }
         if second % 5 == 0 {
-            get(&router, "/api/stats", None).await?;
+            poll("/api/stats", None).await?;
         }
         if second % 15 == 0 {
-            get(&router, "/api/rejections?limit=200", None).await?;
-            get(&router, "/api/dead-letters", None).await?;
-            get(&router, "/api/simulations", None).await?;
+            poll("/api/rejections?limit=200", None).await?;
+            poll("/api/dead-letters", None).await?;
+            poll("/api/simulations", None).await?;
         }
     }
     let elapsed = polling.elapsed().as_secs_f64();
     let (requests, units) = meter.read();
     let (requests, units) = (requests - load_requests, units - load_units);
+    println!("endpoint\tDynamoDB requests\tRRU\tRRU/s");
+    for (uri, (n, u)) in &by_endpoint {
+        println!("{uri}\t{n}\t{u:.1}\t{:.2}", u / elapsed);
+    }
     println!(
         "polling for {elapsed:.0} s: {requests} DynamoDB requests, {units:.1} RRU = {:.2} RRU/s",
         units / elapsed

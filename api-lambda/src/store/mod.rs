@@ -14,5 +14,5 @@ pub mod statistics;
 
 pub use catalog::CatalogCache;
 pub use products::{inventory_page, product, InventoryQuery};
-pub use rejections::rejections_page;
+pub use rejections::{rejections_page, RejectionsCache};
 pub use statistics::{stats, StatsCache};

@@ -28,13 +28,28 @@ const DAY_FORMAT: &str = "%Y-%m-%d";
 /// How many days of rejections are kept (their TTL) and so looked through.
 const DAYS_KEPT: u64 = rejections::TTL_DAYS as u64;
 
+/// Rejections are filed under the day they were recorded, so a day that ended (with a
+/// margin for a rejection a lost race removes just after midnight) no longer changes. A warm
+/// instance keeps the days it read whole: a poll of the latest rejections then reads only
+/// today's partition, not one Query per day kept (an idle console's cost).
+#[derive(Default)]
+pub struct RejectionsCache {
+    whole_days: std::sync::Mutex<HashMap<NaiveDate, Vec<RejectionView>>>,
+}
+
+/// A day is final this long after it ended.
+const DAY_FINAL_AFTER_MINUTES: i64 = 10;
+
 pub async fn rejections_page(
     db: &Client,
     tables: &Tables,
+    cache: &RejectionsCache,
     limit: usize,
     cursor: Option<&str>,
 ) -> Result<RejectionPage, ApiError> {
-    let today = Utc::now().date_naive();
+    let now = Utc::now();
+    let today = now.date_naive();
+    let final_before = (now - chrono::Duration::minutes(DAY_FINAL_AFTER_MINUTES)).date_naive();
     let (mut day, mut start) = match cursor {
         None => (today, None),
         Some(c) => {
@@ -51,6 +66,29 @@ pub async fn rejections_page(
     let mut next = None;
     // Bounded: at most one Query per page-full or per day kept.
     while day >= oldest && out.len() < limit {
+        if start.is_none() {
+            let kept = cache
+                .whole_days
+                .lock()
+                .ok()
+                .and_then(|days| days.get(&day).cloned());
+            if let Some(items) = kept.filter(|items| items.len() <= limit - out.len()) {
+                out.extend(items);
+                next = None;
+                day = match day.pred_opt() {
+                    Some(d) => d,
+                    None => break,
+                };
+                if out.len() >= limit && day >= oldest {
+                    next = Some(RejectionCursor {
+                        day: day.format(DAY_FORMAT).to_string(),
+                        sk: String::new(),
+                    });
+                }
+                continue;
+            }
+        }
+        let whole_day = start.is_none();
         let pk = rejections::partition(&day.format(DAY_FORMAT).to_string());
         let resp = db
             .query()
@@ -71,7 +109,14 @@ pub async fn rejections_page(
         let last_sk = resp
             .last_evaluated_key()
             .and_then(|k| k.get("sk")?.as_s().ok().cloned());
-        out.extend(decode_listed(resp.items.unwrap_or_default()));
+        let items = decode_listed(resp.items.unwrap_or_default());
+        if whole_day && last_sk.is_none() && day < final_before {
+            if let Ok(mut days) = cache.whole_days.lock() {
+                days.retain(|d, _| *d >= oldest);
+                days.insert(day, items.clone());
+            }
+        }
+        out.extend(items);
         match last_sk {
             Some(sk) => {
                 start = Some(sk.clone());
