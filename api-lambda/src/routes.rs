@@ -17,10 +17,11 @@ use utoipa::{IntoParams, ToSchema};
 
 use crate::auth;
 use crate::error::ApiError;
-use crate::store::{self, simulation_lock, simulations, InventoryQuery};
+use crate::store::{self, simulations, InventoryQuery};
 use crate::AppState;
 use inventory_domain::api::Stats;
 use inventory_domain::catalog::{SortKey, SortOrder};
+use inventory_store::simulation_lock;
 
 #[derive(Debug, Deserialize, IntoParams)]
 #[into_params(parameter_in = Query)]

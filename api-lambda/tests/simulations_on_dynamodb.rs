@@ -18,7 +18,6 @@ use axum::body::Body;
 use axum::http::{Request, StatusCode};
 use axum::Router;
 use chrono::Utc;
-use inventory_api::store::simulation_lock::{self, LOCK_PK, LOCK_SK};
 use inventory_api::store::simulations;
 use inventory_api::{
     app, ApiConfig, AppState, BoxFuture, DisabledLauncher, SimulationLauncher, SimulationLimits,
@@ -26,6 +25,7 @@ use inventory_api::{
 use inventory_domain::api::{SimulationRequest, SimulationState, SimulationStatus};
 use inventory_domain::{PipeRecord, Rejection, RejectionReason};
 use inventory_store::rejections::{RejectedRecord, RejectionItem};
+use inventory_store::simulation_lock::{self, LOCK_PK, LOCK_SK};
 use inventory_store::Tables;
 
 #[derive(Default)]

@@ -11,6 +11,7 @@ pub mod error;
 pub mod history;
 pub mod items;
 pub mod rejections;
+pub mod simulation_lock;
 pub mod simulations;
 pub mod stats;
 pub mod tables;

@@ -8,7 +8,6 @@ pub mod cursors;
 pub mod history;
 pub mod products;
 pub mod rejections;
-pub mod simulation_lock;
 pub mod simulations;
 pub mod statistics;
 

@@ -14,14 +14,14 @@
 use std::collections::HashMap;
 use std::time::Duration;
 
+use crate::config::Tables;
+use crate::error::StoreError;
+use crate::items::Item;
+use crate::simulations;
 use aws_sdk_dynamodb::types::{AttributeValue, ReturnValuesOnConditionCheckFailure};
 use aws_sdk_dynamodb::Client;
 use chrono::{DateTime, SecondsFormat, Utc};
 use inventory_domain::api::SimulationState;
-use inventory_store::items::Item;
-use inventory_store::{simulations, StoreError, Tables};
-
-use crate::error::ApiError;
 
 pub const LOCK_PK: &str = "LOCKS";
 pub const LOCK_SK: &str = "SIMULATION";
@@ -69,7 +69,7 @@ pub async fn acquire(
     holder: &str,
     now: DateTime<Utc>,
     hold: Duration,
-) -> Result<Result<(), Held>, ApiError> {
+) -> Result<Result<(), Held>, StoreError> {
     let expires_at = now.timestamp() + i64::try_from(hold.as_secs()).unwrap_or(i64::MAX / 2);
     let put = |condition: &str| {
         db.put_item()
@@ -92,13 +92,14 @@ pub async fn acquire(
             aws_sdk_dynamodb::operation::put_item::PutItemError::ConditionalCheckFailedException(
                 failed,
             ) => failed.item.unwrap_or_default(),
-            other => return Err(StoreError::dynamo("PutItem (simulation lock)", other).into()),
+            other => return Err(StoreError::dynamo("PutItem (simulation lock)", other)),
         },
     };
     let Some(old_holder) = old.get("holder").and_then(|v| v.as_s().ok()).cloned() else {
-        return Err(ApiError::Internal(format!(
-            "the simulation lock item {LOCK_PK}/{LOCK_SK} has no holder"
-        )));
+        return Err(StoreError::CorruptItem {
+            key: format!("{LOCK_PK}/{LOCK_SK}"),
+            field: "holder".into(),
+        });
     };
     let held = Held {
         expires_at: number(&old, "expires_at")
@@ -129,7 +130,7 @@ pub async fn acquire(
                     })
                 })
                 .unwrap_or(held))),
-            other => Err(StoreError::dynamo("PutItem (simulation lock)", other).into()),
+            other => Err(StoreError::dynamo("PutItem (simulation lock)", other)),
         },
     }
 }
@@ -140,7 +141,7 @@ async fn holder_has_ended(
     lock: &Item,
     holder: &str,
     now: DateTime<Utc>,
-) -> Result<bool, ApiError> {
+) -> Result<bool, StoreError> {
     Ok(match simulations::load_status(db, tables, holder).await? {
         Some(status) => matches!(
             status.state,
@@ -153,7 +154,7 @@ async fn holder_has_ended(
 }
 
 /// Releases the lock if `holder` holds it; returns whether it did.
-pub async fn release(db: &Client, tables: &Tables, holder: &str) -> Result<bool, ApiError> {
+pub async fn release(db: &Client, tables: &Tables, holder: &str) -> Result<bool, StoreError> {
     match db
         .delete_item()
         .table_name(&tables.events)
@@ -168,7 +169,7 @@ pub async fn release(db: &Client, tables: &Tables, holder: &str) -> Result<bool,
             aws_sdk_dynamodb::operation::delete_item::DeleteItemError::ConditionalCheckFailedException(_) => {
                 Ok(false)
             }
-            other => Err(StoreError::dynamo("DeleteItem (simulation lock)", other).into()),
+            other => Err(StoreError::dynamo("DeleteItem (simulation lock)", other)),
         },
     }
 }
@@ -178,7 +179,7 @@ pub async fn holder(
     db: &Client,
     tables: &Tables,
     now: DateTime<Utc>,
-) -> Result<Option<Held>, ApiError> {
+) -> Result<Option<Held>, StoreError> {
     let out = db
         .get_item()
         .table_name(&tables.events)
