@@ -28,16 +28,21 @@ const DAY_FORMAT: &str = "%Y-%m-%d";
 /// How many days of rejections are kept (their TTL) and so looked through.
 const DAYS_KEPT: u64 = rejections::TTL_DAYS as u64;
 
-/// Rejections are filed under the day they were recorded, so a day that ended (with a
-/// margin for a rejection a lost race removes just after midnight) no longer changes. A warm
-/// instance keeps the days it read whole: a poll of the latest rejections then reads only
-/// today's partition, not one Query per day kept (an idle console's cost).
+/// Rejections are filed under their record's day of arrival, and a past day changes only
+/// when records of it are processed late (after an outage, or a Pipe replaced at
+/// TRIM_HORIZON). A warm instance keeps the past days it read whole for
+/// [`PAST_DAY_KEPT`]: a poll of the latest rejections reads today's partition, and the
+/// 30 days before it once in that time, not one Query per day kept each poll (an idle
+/// console's cost). A late rejection of a past day shows within that time.
 #[derive(Default)]
 pub struct RejectionsCache {
-    whole_days: std::sync::Mutex<HashMap<NaiveDate, Vec<RejectionView>>>,
+    whole_days: std::sync::Mutex<HashMap<NaiveDate, (std::time::Instant, Vec<RejectionView>)>>,
 }
 
-/// A day is final this long after it ended.
+/// How long a past day read whole is answered from memory.
+pub const PAST_DAY_KEPT: std::time::Duration = std::time::Duration::from_secs(300);
+/// A day is past this long after it ended (a record arriving just before midnight is
+/// usually processed within it).
 const DAY_FINAL_AFTER_MINUTES: i64 = 10;
 
 pub async fn rejections_page(
@@ -71,7 +76,9 @@ pub async fn rejections_page(
                 .whole_days
                 .lock()
                 .ok()
-                .and_then(|days| days.get(&day).cloned());
+                .and_then(|days| days.get(&day).cloned())
+                .filter(|(read_at, _)| read_at.elapsed() < PAST_DAY_KEPT)
+                .map(|(_, items)| items);
             if let Some(items) = kept.filter(|items| items.len() <= limit - out.len()) {
                 out.extend(items);
                 next = None;
@@ -113,7 +120,7 @@ pub async fn rejections_page(
         if whole_day && last_sk.is_none() && day < final_before {
             if let Ok(mut days) = cache.whole_days.lock() {
                 days.retain(|d, _| *d >= oldest);
-                days.insert(day, items.clone());
+                days.insert(day, (std::time::Instant::now(), items.clone()));
             }
         }
         out.extend(items);
