@@ -244,6 +244,50 @@ fn clip(text: &str, max_chars: usize) -> String {
     text.chars().take(max_chars).collect()
 }
 
+/// Up to `limit` rejections of one day's partition (`day`: `YYYY-MM-DD`), newest first,
+/// after the sort key `after` when given, and the sort key to go on from when the day has
+/// more. An item that is not a rejection is logged and left out.
+pub async fn newest_of_day(
+    db: &Client,
+    tables: &Tables,
+    day: &str,
+    limit: usize,
+    after: Option<String>,
+) -> Result<(Vec<RejectionView>, Option<String>), StoreError> {
+    let pk = partition(day);
+    let resp = db
+        .query()
+        .table_name(&tables.events)
+        .key_condition_expression("pk = :pk")
+        .expression_attribute_values(":pk", AttributeValue::S(pk.clone()))
+        .scan_index_forward(false)
+        .limit(i32::try_from(limit).unwrap_or(i32::MAX))
+        .set_exclusive_start_key(after.map(|sk| {
+            HashMap::from([
+                ("pk".to_owned(), AttributeValue::S(pk.clone())),
+                ("sk".to_owned(), AttributeValue::S(sk)),
+            ])
+        }))
+        .send()
+        .await
+        .map_err(|e| StoreError::dynamo("Query (rejections)", e))?;
+    let last_sk = resp
+        .last_evaluated_key()
+        .and_then(|k| k.get("sk")?.as_s().ok().cloned());
+    let items = resp
+        .items
+        .unwrap_or_default()
+        .into_iter()
+        .filter_map(|item| {
+            RejectionItem::from_item(item)
+                .inspect_err(|e| tracing::warn!(error = %e, "rejection left out of a listing"))
+                .ok()
+        })
+        .map(RejectionItem::into_view)
+        .collect();
+    Ok((items, last_sk))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -1,15 +1,13 @@
 //! `/api/rejections`: rejected records newest first, a Query per UTC day of arrival (the
-//! store's key scheme, [`inventory_store::rejections`]), decoded with [`RejectionItem`].
+//! store's key scheme and its Query, [`inventory_store::rejections::newest_of_day`]), paged across days.
 
 use std::collections::HashMap;
 
-use aws_sdk_dynamodb::types::AttributeValue;
 use aws_sdk_dynamodb::Client;
 use chrono::{Days, NaiveDate, Utc};
 use inventory_domain::api::{RejectionPage, RejectionView};
-use inventory_store::items::Item;
-use inventory_store::rejections::{self, RejectionItem};
-use inventory_store::{StoreError, Tables};
+use inventory_store::rejections;
+use inventory_store::Tables;
 use serde::{Deserialize, Serialize};
 
 use super::cursors;
@@ -96,27 +94,14 @@ pub async fn rejections_page(
             }
         }
         let whole_day = start.is_none();
-        let pk = rejections::partition(&day.format(DAY_FORMAT).to_string());
-        let resp = db
-            .query()
-            .table_name(&tables.events)
-            .key_condition_expression("pk = :pk")
-            .expression_attribute_values(":pk", AttributeValue::S(pk.clone()))
-            .scan_index_forward(false)
-            .limit(i32::try_from(limit - out.len()).unwrap_or(i32::MAX))
-            .set_exclusive_start_key(start.take().map(|sk| {
-                HashMap::from([
-                    ("pk".to_owned(), AttributeValue::S(pk.clone())),
-                    ("sk".to_owned(), AttributeValue::S(sk)),
-                ])
-            }))
-            .send()
-            .await
-            .map_err(|e| StoreError::dynamo("Query (rejections)", e))?;
-        let last_sk = resp
-            .last_evaluated_key()
-            .and_then(|k| k.get("sk")?.as_s().ok().cloned());
-        let items = decode_listed(resp.items.unwrap_or_default());
+        let (items, last_sk) = rejections::newest_of_day(
+            db,
+            tables,
+            &day.format(DAY_FORMAT).to_string(),
+            limit - out.len(),
+            start.take(),
+        )
+        .await?;
         if whole_day && last_sk.is_none() && day < final_before {
             if let Ok(mut days) = cache.whole_days.lock() {
                 days.retain(|d, _| *d >= oldest);
@@ -152,17 +137,4 @@ pub async fn rejections_page(
         items: out,
         next_cursor: next.map(|c| cursors::encode(&c)),
     })
-}
-
-/// An item that is not a rejection item is logged and left out rather than failing the page.
-fn decode_listed(items: Vec<Item>) -> Vec<RejectionView> {
-    items
-        .into_iter()
-        .filter_map(|item| {
-            RejectionItem::from_item(item)
-                .inspect_err(|e| tracing::warn!(error = %e, "rejection left out of a listing"))
-                .ok()
-        })
-        .map(RejectionItem::into_view)
-        .collect()
 }
