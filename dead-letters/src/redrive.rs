@@ -16,6 +16,7 @@ use inventory_domain::api::{
 };
 use inventory_domain::SequenceNumber;
 use inventory_store::dead_letters::{self, DeadLetterItem};
+use inventory_store::redrive_lock;
 use inventory_store::Tables;
 
 use crate::{kinesis_err, DeadLetterError};
@@ -23,6 +24,9 @@ use crate::{kinesis_err, DeadLetterError};
 /// How long one redrive request works before it answers with what remains: within the
 /// API's wait for it (15 s) and the dead-letter function's timeout.
 pub const REDRIVE_BUDGET: Duration = Duration::from_secs(10);
+/// The redrive lock outlasts a redrive's budget by this (its last PutRecords call and the
+/// marks after it).
+const REDRIVE_LOCK_MARGIN: Duration = Duration::from_secs(20);
 
 /// Republishes archived dead letters to the stream.
 #[derive(Clone)]
@@ -66,6 +70,32 @@ impl Redriver {
     /// is published, so two redrives never send one record. A record that arrived longer
     /// ago than the dedup window is held back unless `include_past_window`.
     pub async fn redrive(
+        &self,
+        request: &RedriveRequest,
+    ) -> Result<RedriveResult, DeadLetterError> {
+        // One at a time (store/src/redrive_lock.rs): a second click while one runs is told
+        // so, and republishes nothing.
+        let holder = format!("{:016x}", inventory_store::dedup_log::nonce());
+        let hold = self.budget + REDRIVE_LOCK_MARGIN;
+        if !redrive_lock::acquire(&self.db, &self.tables, &holder, Utc::now(), hold).await? {
+            return Ok(RedriveResult {
+                dedup_window_seconds: u64::try_from(self.window_ms / 1000).unwrap_or(0),
+                remaining: true,
+                skipped: vec![skip(
+                    "*",
+                    "another redrive is running; redrive again when it has finished (its records go back in their order only one redrive at a time)",
+                )],
+                ..RedriveResult::default()
+            });
+        }
+        let result = self.redrive_locked(request).await;
+        if let Err(e) = redrive_lock::release(&self.db, &self.tables, &holder).await {
+            tracing::warn!(error = %e, "redrive lock not given back; it expires by itself");
+        }
+        result
+    }
+
+    async fn redrive_locked(
         &self,
         request: &RedriveRequest,
     ) -> Result<RedriveResult, DeadLetterError> {

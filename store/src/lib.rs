@@ -10,6 +10,7 @@ pub mod dedup_log;
 pub mod error;
 pub mod history;
 pub mod items;
+pub mod redrive_lock;
 pub mod rejections;
 pub mod simulation_lock;
 pub mod simulations;
