@@ -151,6 +151,26 @@ fn stack_options(args: &StackArgs) -> StackOptions {
     }
 }
 
+/// Records the demo's run as the API records its runs, so the console shows its verdict.
+async fn record_demo_run(
+    stack: &LocalStack,
+    expected: &inventory_generator::Expected,
+    verdict: &inventory_generator::VerifyReport,
+    rate: f64,
+) {
+    let recorded = inventory_generator::run::completed_run(
+        &ulid::Ulid::new().to_string(),
+        expected,
+        verdict,
+        rate,
+    );
+    if let Err(e) =
+        inventory_store::simulations::save_status(&stack.db, &stack.options.tables, &recorded).await
+    {
+        eprintln!("the demo's verdict was not recorded for the console: {e}");
+    }
+}
+
 #[tokio::main]
 async fn main() -> anyhow::Result<ExitCode> {
     tracing_subscriber::fmt()
@@ -291,22 +311,7 @@ async fn main() -> anyhow::Result<ExitCode> {
             )
             .await?;
             print!("{}", render(&expected, &verdict, 15));
-            // Recorded as the API records its runs, so the console shows this verdict.
-            let recorded = inventory_generator::run::completed_run(
-                &ulid::Ulid::new().to_string(),
-                &expected,
-                &verdict,
-                sim.rate,
-            );
-            if let Err(e) = inventory_store::simulations::save_status(
-                &stack.db,
-                &stack.options.tables,
-                &recorded,
-            )
-            .await
-            {
-                eprintln!("the demo's verdict was not recorded for the console: {e}");
-            }
+            record_demo_run(&stack, &expected, &verdict, sim.rate).await;
             let stats = pipe.stats.snapshot();
             let dlq = dead_letters(
                 &stack.db,
