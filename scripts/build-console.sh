@@ -24,7 +24,7 @@ wasm-bindgen --target web --no-typescript --remove-name-section --remove-produce
 # cargo-leptos names the module <output-name>.wasm; index.html loads it by that name.
 mv "$site/pkg/inventory_console_bg.wasm" "$site/pkg/inventory_console.wasm"
 cp style/main.css "$site/pkg/inventory_console.css"
-cp app/index.html "$site/index.html"
+cp console/index.html "$site/index.html"
 # Same origin by default; deploy writes the API's URL here.
 [ -f "$site/config.json" ] || echo '{"api_base_url": ""}' > "$site/config.json"
 gz=$(gzip -9 -c "$site/pkg/inventory_console.wasm" | wc -c)

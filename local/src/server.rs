@@ -19,7 +19,7 @@ use inventory_generator::{run_simulation, SimulationContext};
 use tower_http::services::ServeDir;
 
 /// The console's shell; `cargo leptos watch` builds only `pkg/`, so the server supplies it.
-const INDEX_HTML: &str = include_str!("../../app/index.html");
+const INDEX_HTML: &str = include_str!("../../console/index.html");
 
 use crate::stack::LocalStack;
 

@@ -129,7 +129,7 @@ fn browser_test_required_means_it_can_run_and_is_run() {
 
 /// Products written straight to the inventory table before the API's first read.
 const CATALOG: usize = 100_000;
-/// Rows per page of the console's inventory (`app/src/api.rs`, `PAGE_SIZE`).
+/// Rows per page of the console's inventory (`console/src/api.rs`, `PAGE_SIZE`).
 const PAGE: usize = 50;
 /// What a wait in the browser allows: the console polls the page every second.
 const BROWSER_PATIENCE: Duration = Duration::from_secs(30);

@@ -19,7 +19,6 @@ fn repo() -> PathBuf {
 fn package_of(node: &str) -> String {
     match node {
         "api" => "inventory-api".to_owned(),
-        "app" => "inventory-console".to_owned(),
         "deadletters" => "inventory-dead-letters".to_owned(),
         other => format!("inventory-{other}"),
     }
