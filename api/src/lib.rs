@@ -187,7 +187,7 @@ impl utoipa::Modify for BearerAuth {
 }
 
 /// The API's router.
-pub fn app(state: AppState) -> Router {
+pub fn router(state: AppState) -> Router {
     let origins: Vec<HeaderValue> = state
         .config
         .allowed_origins

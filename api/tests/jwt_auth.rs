@@ -24,7 +24,7 @@ use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use base64::Engine as _;
 use http_body_util::BodyExt as _;
 use inventory_api::jwt::{JwtSettings, JwtVerifier};
-use inventory_api::{app, ApiConfig, AppState, BoxFuture, SimulationLauncher};
+use inventory_api::{router, ApiConfig, AppState, BoxFuture, SimulationLauncher};
 use inventory_domain::api::SimulationStatus;
 use inventory_store::Tables;
 use serde_json::{json, Value};
@@ -135,7 +135,7 @@ impl SimulationLauncher for CountingLauncher {
     }
 }
 
-async fn router(verifier: JwtVerifier) -> (Router, Arc<CountingLauncher>) {
+async fn signed_in_router(verifier: JwtVerifier) -> (Router, Arc<CountingLauncher>) {
     let launcher = Arc::new(CountingLauncher::default());
     let state = AppState::new(
         support::accepting_dynamodb().await,
@@ -145,7 +145,7 @@ async fn router(verifier: JwtVerifier) -> (Router, Arc<CountingLauncher>) {
         launcher.clone(),
     )
     .with_jwt(verifier);
-    (app(state), launcher)
+    (router(state), launcher)
 }
 
 /// `POST /api/simulations` as CloudFront forwards it: its own SigV4 `Authorization`, the
@@ -178,7 +178,7 @@ async fn only_a_valid_access_token_of_the_pool_and_client_is_accepted() {
     let pool_key = SigningKey::new("pool-key-1");
     let stranger = SigningKey::new("pool-key-1");
     let jwks = serve_jwks(&[&pool_key]).await;
-    let (router, launcher) = router(JwtVerifier::new(JwtSettings::cognito(
+    let (router, launcher) = signed_in_router(JwtVerifier::new(JwtSettings::cognito(
         &jwks.issuer,
         CLIENT_ID,
     )))

@@ -12,7 +12,7 @@ use std::sync::{Arc, Mutex};
 use axum::body::Body;
 use axum::http::{Request, StatusCode};
 use axum::Router;
-use inventory_api::{app, ApiConfig, AppState, BoxFuture, SimulationLauncher};
+use inventory_api::{router, ApiConfig, AppState, BoxFuture, SimulationLauncher};
 use inventory_domain::api::{RetryDistance, SimulationStatus};
 use inventory_store::Tables;
 
@@ -26,7 +26,7 @@ impl SimulationLauncher for RecordingLauncher {
     }
 }
 
-async fn router() -> (Router, Arc<RecordingLauncher>) {
+async fn test_router() -> (Router, Arc<RecordingLauncher>) {
     let launcher = Arc::new(RecordingLauncher::default());
     let state = AppState::new(
         support::accepting_dynamodb().await,
@@ -40,12 +40,12 @@ async fn router() -> (Router, Arc<RecordingLauncher>) {
         },
         launcher.clone(),
     );
-    (app(state), launcher)
+    (router(state), launcher)
 }
 
 #[tokio::test]
 async fn producer_fields_out_of_range_are_refused_with_422() {
-    let (router, launcher) = router().await;
+    let (router, launcher) = test_router().await;
     for (request, word) in [
         (r#"{"producers": 0}"#, "producers"),
         (r#"{"producers": 101}"#, "producers"),
@@ -75,7 +75,7 @@ async fn producer_fields_out_of_range_are_refused_with_422() {
 
 #[tokio::test]
 async fn producer_fields_default_when_absent_and_pass_through_when_set() {
-    let (router, launcher) = router().await;
+    let (router, launcher) = test_router().await;
     let (status, body) = call(
         &router,
         start(r#"{"products": 50, "events": 3000, "duplicates": 0.05}"#),
@@ -107,7 +107,7 @@ async fn producer_fields_default_when_absent_and_pass_through_when_set() {
 
 #[tokio::test]
 async fn the_openapi_document_describes_the_producer_fields() {
-    let (router, _) = router().await;
+    let (router, _) = test_router().await;
     let (status, doc) = call(
         &router,
         Request::get("/api/openapi.json")

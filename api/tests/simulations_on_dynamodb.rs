@@ -20,7 +20,7 @@ use axum::Router;
 use chrono::Utc;
 use inventory_api::store::simulations;
 use inventory_api::{
-    app, ApiConfig, AppState, BoxFuture, DisabledLauncher, SimulationLauncher, SimulationLimits,
+    router, ApiConfig, AppState, BoxFuture, DisabledLauncher, SimulationLauncher, SimulationLimits,
 };
 use inventory_domain::api::{SimulationRequest, SimulationState, SimulationStatus};
 use inventory_domain::{PipeRecord, Rejection, RejectionReason};
@@ -39,7 +39,7 @@ impl SimulationLauncher for CountingLauncher {
 }
 
 fn router_with(db: &Client, tables: &Tables, launcher: Arc<dyn SimulationLauncher>) -> Router {
-    app(AppState::new(
+    router(AppState::new(
         db.clone(),
         tables.clone(),
         ApiConfig {
@@ -184,19 +184,21 @@ async fn a_stage_without_a_generator_answers_503_and_requests_past_the_event_age
     assert!(body["message"].as_str().unwrap().contains("disabled"));
 
     let launcher = Arc::new(CountingLauncher::default());
-    let router = app(AppState::new(
-        db.clone(),
-        tables.clone(),
-        ApiConfig {
-            token: Some(TOKEN.into()),
-            allowed_origins: vec![],
-        },
-        launcher.clone(),
-    )
-    .with_simulation_limits(SimulationLimits {
-        max_event_age: Duration::from_secs(60),
-        ..SimulationLimits::default()
-    }));
+    let router = inventory_api::router(
+        AppState::new(
+            db.clone(),
+            tables.clone(),
+            ApiConfig {
+                token: Some(TOKEN.into()),
+                allowed_origins: vec![],
+            },
+            launcher.clone(),
+        )
+        .with_simulation_limits(SimulationLimits {
+            max_event_age: Duration::from_secs(60),
+            ..SimulationLimits::default()
+        }),
+    );
     // 10,000 events at 100/s take 100 s, past a 60 s maximum age.
     let (status, body) = call(&router, start(r#"{"events": 10000, "rate": 100}"#)).await;
     assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY, "{body}");

@@ -14,10 +14,10 @@ use aws_sdk_dynamodb::types::{PutRequest, WriteRequest};
 use axum::body::Body;
 use axum::http::{Request, StatusCode};
 use http_body_util::BodyExt as _;
-use inventory_api::{app, ApiConfig, AppState, DisabledLauncher};
+use inventory_api::{router, ApiConfig, AppState, DisabledLauncher};
 use inventory_domain::api::{InventoryPage, ProductView};
 use inventory_domain::{ProductRecord, ProductStatus, RecentIds, SequenceNumber};
-use inventory_generator::event_source::product_name;
+use inventory_generator::simulation::product_name;
 use inventory_local::{EmulatorOptions, LocalAws};
 use inventory_store::batch::{batch_write, UNPROCESSED_RETRY};
 use inventory_store::items::ProductItem;
@@ -119,13 +119,15 @@ pub(crate) async fn catalog_pages(args: CatalogPagesArgs) -> anyhow::Result<()> 
         written.elapsed().as_secs_f64()
     );
 
-    let router = app(AppState::new(
-        db.clone(),
-        tables.clone(),
-        ApiConfig::default(),
-        Arc::new(DisabledLauncher),
-    )
-    .with_catalog_look_interval(Duration::ZERO));
+    let router = router(
+        AppState::new(
+            db.clone(),
+            tables.clone(),
+            ApiConfig::default(),
+            Arc::new(DisabledLauncher),
+        )
+        .with_catalog_look_interval(Duration::ZERO),
+    );
     let (load, _) = call(&router, "/api/inventory?limit=1").await?;
     println!(
         "load (first request: Scan of every product): {:.0} ms",

@@ -22,9 +22,9 @@ use aws_sdk_dynamodb::types::{ConsumedCapacity, PutRequest, ReturnConsumedCapaci
 use axum::body::Body;
 use axum::http::{header, Request, StatusCode};
 use http_body_util::BodyExt as _;
-use inventory_api::{app, ApiConfig, AppState, DisabledLauncher};
+use inventory_api::{router, ApiConfig, AppState, DisabledLauncher};
 use inventory_domain::{ProductRecord, ProductStatus, RecentIds, SequenceNumber};
-use inventory_generator::event_source::product_name;
+use inventory_generator::simulation::product_name;
 use inventory_local::{EmulatorOptions, LocalAws};
 use inventory_store::batch::{batch_write, UNPROCESSED_RETRY};
 use inventory_store::items::ProductItem;
@@ -210,7 +210,7 @@ pub(crate) async fn idle_console(args: IdleConsoleArgs) -> anyhow::Result<()> {
             .interceptor(CapacityMeter(meter.clone()))
             .build(),
     );
-    let router = app(AppState::new(
+    let router = router(AppState::new(
         metered,
         tables.clone(),
         ApiConfig::default(),

@@ -6,10 +6,10 @@ use std::time::{Duration, Instant};
 use clap::Args;
 use indicatif::{ProgressBar, ProgressStyle};
 
-use crate::event_source::{
+use crate::publish::PublishProgress;
+use crate::simulation::{
     new_run_id, FaultRatios, ProducerConfig, RetryDistance, SimConfig, SimError, Simulation, Skew,
 };
-use crate::publish::PublishProgress;
 
 /// What to simulate.
 #[derive(Debug, Clone, Args)]

@@ -1,21 +1,21 @@
 //! The mock event source: a simulated catalogue and the model of the state it must produce
-//! ([`event_source`]), its publisher ([`publish`]), the check of DynamoDB against that model
+//! ([`simulation`]), its publisher ([`publish`]), the check of DynamoDB against that model
 //! ([`verify`]), and a whole run started from the API that records its status as it goes
 //! ([`run`]). The `generator` CLI, the generator Lambda and the local stack call these.
 
 pub mod aws;
 pub mod cli;
-pub mod event_source;
 pub mod publish;
 pub mod run;
+pub mod simulation;
 pub mod verify;
 
-pub use event_source::{
-    new_run_id, Expected, FaultRatios, ProducerConfig, RetryDistance, SimConfig, Simulation, Skew,
-};
 pub use publish::{
     publish, publish_to, publish_to_until, publish_until, PublishError, PublishOptions,
     PublishReport, RecordSink,
 };
 pub use run::{run_simulation, SimulationContext};
+pub use simulation::{
+    new_run_id, Expected, FaultRatios, ProducerConfig, RetryDistance, SimConfig, Simulation, Skew,
+};
 pub use verify::{verify, VerifyOptions, VerifyReport};

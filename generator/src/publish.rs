@@ -28,7 +28,7 @@ use aws_sdk_kinesis::Client;
 use backon::{BackoffBuilder, ExponentialBuilder};
 use tokio::sync::Notify;
 
-use crate::event_source::{OutRecord, Retry, Simulation};
+use crate::simulation::{OutRecord, Retry, Simulation};
 
 /// PutRecords' limits.
 pub const MAX_RECORDS_PER_CALL: usize = 500;
@@ -755,8 +755,8 @@ mod tests {
     use rand::{Rng, SeedableRng};
 
     use super::*;
-    use crate::event_source::tests::Landed;
-    use crate::event_source::{FaultRatios, ProducerConfig, RetryDistance, SimConfig, Skew};
+    use crate::simulation::tests::Landed;
+    use crate::simulation::{FaultRatios, ProducerConfig, RetryDistance, SimConfig, Skew};
 
     /// Kinesis in memory: stores what it accepts in the order it lands; can refuse a share of
     /// entries, every entry of one key, or whole calls.

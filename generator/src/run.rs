@@ -1,6 +1,6 @@
 //! One run of a simulation started from the API: publish, then verify, saving its status as
 //! it goes where the API reads it. Runs as a background task locally and as the generator
-//! Lambda in AWS. (The simulated events themselves come from [`crate::event_source`].)
+//! Lambda in AWS. (The simulated events themselves come from [`crate::simulation`].)
 
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
@@ -11,8 +11,8 @@ use inventory_domain::api::{SimulationRequest, SimulationState, SimulationStatus
 use inventory_store::simulations::save_status;
 use inventory_store::Tables;
 
-use crate::event_source::{ProducerConfig, RetryDistance, SimConfig, Simulation};
 use crate::publish::{publish_until, PublishError, PublishOptions};
+use crate::simulation::{ProducerConfig, RetryDistance, SimConfig, Simulation};
 use crate::verify::{verify, VerifyOptions, VerifyReport};
 use crate::Expected;
 

@@ -13,7 +13,7 @@ use inventory_store::items::{product_key, ProductItem};
 use inventory_store::{rejections, StoreError, Tables};
 use serde::Serialize;
 
-use crate::event_source::{Expected, ExpectedProduct, ExpectedStatus};
+use crate::simulation::{Expected, ExpectedProduct, ExpectedStatus};
 
 #[derive(Debug, Clone)]
 pub struct VerifyOptions {
@@ -350,8 +350,8 @@ pub fn render(expected: &Expected, report: &VerifyReport, max_rows: usize) -> St
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::event_source::{ProducerConfig, SimConfig, Simulation};
     use crate::run::to_verdict;
+    use crate::simulation::{ProducerConfig, SimConfig, Simulation};
 
     fn expected() -> Expected {
         let mut sim = Simulation::new(SimConfig {

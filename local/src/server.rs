@@ -10,8 +10,8 @@ use axum::response::{Html, IntoResponse};
 use axum::routing::get;
 use axum::Json;
 use inventory_api::{
-    app, publish_deadline, ApiConfig, AppState, BoxFuture, DeadLetterRedriver, SimulationLauncher,
-    SimulationLimits,
+    publish_deadline, router, ApiConfig, AppState, BoxFuture, DeadLetterRedriver,
+    SimulationLauncher, SimulationLimits,
 };
 use inventory_dead_letters::Redriver;
 use inventory_domain::api::{RedriveRequest, RedriveResult, SimulationStatus};
@@ -87,7 +87,7 @@ pub async fn serve(
     stack: &LocalStack,
     options: ServerOptions,
 ) -> std::io::Result<(SocketAddr, tokio::task::JoinHandle<()>)> {
-    let mut router = app(local_state(stack, options.api));
+    let mut router = router(local_state(stack, options.api));
     if let Some(dir) = options.site_dir {
         let config = dir.join("config.json");
         router = router

@@ -11,7 +11,7 @@ use axum::http::{header, HeaderMap, Method, Request, StatusCode};
 use axum::Router;
 use harness::{local_stack, start_in_process_pipe, wait_for_delivered, CATCH_UP, PATIENCE};
 use http_body_util::BodyExt as _;
-use inventory_api::{app, ApiConfig, AppState, BoxFuture, SimulationLauncher};
+use inventory_api::{router, ApiConfig, AppState, BoxFuture, SimulationLauncher};
 use inventory_domain::api::{
     HistoryEntry, HistoryOutcome, HistoryPage, InventoryPage, RejectionPage, SimulationState,
     SimulationStatus, Stats,
@@ -142,7 +142,7 @@ async fn seeded() -> (LocalStack, Router, Arc<RecordingLauncher>) {
         config(),
         launcher.clone(),
     );
-    let router = app(state);
+    let router = router(state);
     (stack, router, launcher)
 }
 
@@ -234,7 +234,7 @@ async fn an_instance_reads_the_table_once_then_only_what_changed() {
     )
     .with_catalog_look_interval(Duration::ZERO);
     let catalog = state.catalog.clone();
-    let router = app(state);
+    let router = router(state);
     let (status, headers, _) = call(&router, get("/api/inventory")).await;
     assert_eq!(status, StatusCode::OK);
     let etag = headers[header::ETAG].to_str().unwrap().to_owned();
@@ -490,7 +490,7 @@ async fn without_a_configured_token_nothing_can_be_started() {
         ApiConfig::default(),
         Arc::new(RecordingLauncher::default()),
     );
-    let (status, _, body) = call(&app(state), post("/api/simulations", Some(""), "{}")).await;
+    let (status, _, body) = call(&router(state), post("/api/simulations", Some(""), "{}")).await;
     assert_eq!(status, StatusCode::SERVICE_UNAVAILABLE);
     assert_eq!(body["error"], "not_configured");
 }
@@ -537,7 +537,7 @@ async fn internal_errors_do_not_leak_details() {
         config(),
         Arc::new(RecordingLauncher::default()),
     );
-    let (status, _, body) = call(&app(state), get("/api/inventory")).await;
+    let (status, _, body) = call(&router(state), get("/api/inventory")).await;
     assert_eq!(status, StatusCode::INTERNAL_SERVER_ERROR);
     assert_eq!(body["error"], "internal");
     let text = body.to_string();
@@ -574,7 +574,7 @@ async fn the_openapi_document_describes_every_endpoint() {
 async fn a_simulation_started_through_the_api_verifies_with_zero_mismatches() {
     let stack = stack().await;
     let pipe = start_in_process_pipe(&stack);
-    let router = app(local_state(&stack, config()));
+    let router = router(local_state(&stack, config()));
     let request = r#"{"products": 50, "events": 3000, "rate": 1000, "duplicates": 0.05, "malformed": 0.01, "invalid": 0.02, "seed": 7}"#;
     let (status, _, body) = call(&router, post("/api/simulations", Some(TOKEN), request)).await;
     assert_eq!(status, StatusCode::ACCEPTED, "{body}");

@@ -27,7 +27,7 @@ use harness::{wait_for, wait_until_async};
 use inventory_api::ApiConfig;
 use inventory_domain::catalog::words;
 use inventory_domain::{ProductRecord, ProductStatus, RecentIds, SequenceNumber};
-use inventory_generator::event_source::product_name;
+use inventory_generator::simulation::product_name;
 use inventory_local::server::{serve, ServerOptions};
 use inventory_local::stack::{LocalStack, StackOptions};
 use inventory_store::batch::{batch_write, UNPROCESSED_RETRY};

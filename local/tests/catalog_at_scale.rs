@@ -13,7 +13,7 @@ use axum::http::{Request, StatusCode};
 use axum::Router;
 use harness::{local_stack, publish_all, start_in_process_pipe, verify_exact, wait_for_delivered};
 use http_body_util::BodyExt as _;
-use inventory_api::{app, ApiConfig, AppState, DisabledLauncher};
+use inventory_api::{router, ApiConfig, AppState, DisabledLauncher};
 use inventory_domain::api::{HistoryOutcome, HistoryPage, InventoryPage, ProductView};
 use inventory_domain::catalog::words;
 use inventory_domain::history;
@@ -118,13 +118,15 @@ async fn a_catalog_of_100000_products_is_sorted_searched_and_paged_over_all_of_i
 
     let truth = full_read(&stack.db, &stack.options.tables.inventory).await;
     assert_eq!(truth.len(), PRODUCTS);
-    let router = app(AppState::new(
-        stack.db.clone(),
-        stack.options.tables.clone(),
-        ApiConfig::default(),
-        std::sync::Arc::new(DisabledLauncher),
-    )
-    .with_catalog_look_interval(Duration::ZERO));
+    let router = router(
+        AppState::new(
+            stack.db.clone(),
+            stack.options.tables.clone(),
+            ApiConfig::default(),
+            std::sync::Arc::new(DisabledLauncher),
+        )
+        .with_catalog_look_interval(Duration::ZERO),
+    );
 
     // The 50 lowest and the 50 highest stock levels (ties in product id order).
     let mut by_stock = truth.clone();

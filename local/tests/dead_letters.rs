@@ -24,7 +24,7 @@ use axum::http::{header, Method, Request, StatusCode};
 use axum::Router;
 use harness::*;
 use http_body_util::BodyExt as _;
-use inventory_api::{app, ApiConfig};
+use inventory_api::{router, ApiConfig};
 use inventory_domain::api::{DeadLetterPage, DeadLetterStatus, RedriveResult};
 use inventory_generator::Skew;
 use inventory_local::pipe::{BoxFuture, Target};
@@ -156,7 +156,7 @@ async fn dead_letters_are_archived_listed_and_redriven_so_every_event_applies_on
     .await;
     target.failing.store(false, Ordering::SeqCst);
 
-    let router = app(local_state(
+    let router = router(local_state(
         &stack,
         ApiConfig {
             token: Some(TOKEN.into()),

@@ -14,8 +14,8 @@ use std::time::Duration;
 use anyhow::Context as _;
 use inventory_api::jwt::{JwtSettings, JwtVerifier};
 use inventory_api::{
-    app, ApiConfig, AppState, DisabledLauncher, LambdaLauncher, LambdaRedriver, SimulationLauncher,
-    SimulationLimits,
+    router, ApiConfig, AppState, DisabledLauncher, LambdaLauncher, LambdaRedriver,
+    SimulationLauncher, SimulationLimits,
 };
 use inventory_store::Tables;
 
@@ -110,5 +110,5 @@ async fn main() -> Result<(), lambda_http::Error> {
             .into())
         }
     }
-    lambda_http::run(app(state)).await
+    lambda_http::run(router(state)).await
 }
