@@ -7,6 +7,8 @@ LOCAL_FAST := $(CARGO) run --profile local --locked -p inventory-local --bin inv
 # to its own (same profile directory); these build both.
 BUILD_LOCAL_FAST := $(CARGO) build --profile local --locked -p inventory-local --bin inventory-local -p inventory-processor --bin processor
 BUILD_LOCAL := $(CARGO) build --release --locked -p inventory-local --bin inventory-local -p inventory-processor --bin processor
+# Operator tools (replay, soak); they run the processor binary built next to them.
+OPS := $(CARGO) run --release --locked -p inventory-ops --bin inventory-ops --
 
 .PHONY: demo dev console test lint infra-lint fuzz soak bench deploy deploy-dry-run destroy diagrams setup setup-test screenshot
 
@@ -61,8 +63,8 @@ fuzz:
 SOAK ?= 10m
 SOAK_RATE ?= 2000
 soak:
-	$(BUILD_LOCAL)
-	$(LOCAL) soak --port 0 --duration $(SOAK) --rate $(SOAK_RATE)
+	$(CARGO) build --release --locked -p inventory-ops --bin inventory-ops -p inventory-processor --bin processor
+	$(OPS) soak --port 0 --duration $(SOAK) --rate $(SOAK_RATE)
 
 ## The benchmarks behind docs/performance.md (run on an otherwise idle machine): the
 ## processor's pure path (criterion), the whole local pipeline, the processor's start-up.

@@ -9,7 +9,6 @@ pub mod lambda_host;
 mod net;
 pub mod pipe;
 pub mod pipe_settings;
-pub mod replay;
 pub mod server;
 pub mod stack;
 mod update_shard_count;

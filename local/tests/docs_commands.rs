@@ -209,7 +209,7 @@ fn classify(words: &[String]) -> Result<Check, String> {
         "curl" | "export" | "cd" => Ok(Check::Skip),
         // Options and variables go to make too, so an unknown option fails.
         "make" => Ok(Check::Make(rest)),
-        "inventory-local" | "generator" => Ok(Check::Cli {
+        "inventory-local" | "generator" | "inventory-ops" => Ok(Check::Cli {
             bin: program.to_owned(),
             args: rest,
         }),
@@ -297,11 +297,11 @@ fn package_binaries(package: &str) -> Result<Vec<String>, String> {
 /// target directory and feature set as this run (`--workspace --tests`, as `make test`
 /// runs), so it links against what is already compiled.
 fn binary(name: &str) -> Result<PathBuf, String> {
-    static GENERATOR: OnceLock<Result<PathBuf, String>> = OnceLock::new();
+    static OTHERS: OnceLock<Result<(), String>> = OnceLock::new();
     let local = PathBuf::from(env!("CARGO_BIN_EXE_inventory-local"));
     match name {
         "inventory-local" => Ok(local),
-        "generator" => GENERATOR
+        "generator" | "inventory-ops" => OTHERS
             .get_or_init(|| {
                 let dir = local.parent().ok_or("no binary directory")?;
                 let profile = dir.file_name().and_then(|p| p.to_str()).unwrap_or("debug");
@@ -310,7 +310,13 @@ fn binary(name: &str) -> Result<PathBuf, String> {
                 cargo
                     .current_dir(repo())
                     .args(["build", "--quiet", "--locked", "--workspace", "--tests"])
-                    .args(["--bin", "generator", "--target-dir"])
+                    .args([
+                        "--bin",
+                        "generator",
+                        "--bin",
+                        "inventory-ops",
+                        "--target-dir",
+                    ])
                     .arg(target_dir);
                 match profile {
                     "debug" => {}
@@ -328,9 +334,13 @@ fn binary(name: &str) -> Result<PathBuf, String> {
                         String::from_utf8_lossy(&out.stderr)
                     ));
                 }
-                Ok(dir.join(format!("generator{}", std::env::consts::EXE_SUFFIX)))
+                Ok(())
             })
-            .clone(),
+            .clone()
+            .and_then(|()| {
+                let dir = local.parent().ok_or("no binary directory")?;
+                Ok(dir.join(format!("{name}{}", std::env::consts::EXE_SUFFIX)))
+            }),
         other => Err(format!(
             "the binary `{other}` is not one this test can run; teach binary() about it"
         )),

@@ -572,7 +572,7 @@ async fn f6_one_hot_product_with_half_the_events_at_full_speed() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn replay_rebuilds_a_table_identical_to_the_live_one_and_catches_a_tampered_item() {
-    use inventory_local::replay::{replay, Difference};
+    use inventory_ops::replay::{replay, Difference};
     use inventory_store::Tables;
 
     let stack = local_stack(StackOptions::default()).await;
@@ -764,7 +764,7 @@ async fn f10_a_cold_start_in_the_middle_of_many_producers_loses_no_duplicate() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn f9_a_split_4_to_8_and_a_merge_back_under_load_lose_and_double_nothing() {
-    use inventory_local::replay::replay;
+    use inventory_ops::replay::replay;
     use inventory_store::Tables;
 
     let stack = local_stack(StackOptions::default()).await;

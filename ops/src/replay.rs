@@ -25,8 +25,8 @@ use inventory_domain::{PipeRecord, SequenceNumber};
 use inventory_store::tables::ensure_tables;
 use inventory_store::Tables;
 
-use crate::kinesis::{self, KinesisError};
-use crate::pipe::{failed_from, Target};
+use inventory_local::kinesis::{self, KinesisError};
+use inventory_local::pipe::{failed_from, Target};
 
 /// GetRecords page and processor batch size while replaying.
 pub const REPLAY_BATCH: i32 = 1_000;
@@ -301,7 +301,9 @@ async fn replay_shard(
         let read: Vec<PipeRecord> = resp
             .records()
             .iter()
-            .map(|r| kinesis::to_pipe_record(r, &shard_id, arn, crate::emulators::LOCAL_REGION))
+            .map(|r| {
+                kinesis::to_pipe_record(r, &shard_id, arn, inventory_local::emulators::LOCAL_REGION)
+            })
             .collect();
         let records: Vec<PipeRecord> = read
             .iter()
