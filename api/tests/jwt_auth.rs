@@ -7,7 +7,7 @@
 //! and cached, fetched again for an unknown `kid` (key rotation), and not more often than
 //! the refetch interval. DynamoDB is a stand-in that accepts every write.
 
-mod support;
+use inventory_testkit as support;
 
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};

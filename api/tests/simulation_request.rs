@@ -3,7 +3,7 @@
 //! absent, passed to the launcher as sent, and described in the OpenAPI document. DynamoDB is
 //! a stand-in that accepts every write (the emulators live in `inventory-local`).
 
-mod support;
+use inventory_testkit as support;
 
 use support::{call, start, TOKEN};
 

@@ -5,7 +5,7 @@
 //! stage without a generator answers 503. Rejections' data excerpts go to signed-in callers
 //! only.
 
-mod support;
+use inventory_testkit as support;
 
 use support::{call, start, TOKEN};
 

@@ -4,7 +4,7 @@
 //! prefixes, the catalog follows the products the shard logs name, and an item that is not
 //! a product is left out of a listing but is an error when asked for by id.
 
-mod support;
+use inventory_testkit as support;
 
 use std::time::Duration;
 
@@ -223,16 +223,16 @@ async fn pages_of_every_order_list_each_product_once_decoded_with_the_store_code
 /// What the processor leaves when a batch of `shard` wrote `ids`: its log item number
 /// `number` naming them, and the shard's totals and bucket saying where its log ends.
 async fn logged_batch(db: &Client, tables: &Tables, shard: &str, number: u64, ids: &[&str]) {
-    let log_pk = inventory_store::dedup_log::partition("s", shard);
+    let log_pk = inventory_store::shard_log::partition("s", shard);
     db.put_item()
         .table_name(&tables.events)
         .item("pk", AttributeValue::S(log_pk.clone()))
         .item(
             "sk",
-            AttributeValue::S(inventory_store::dedup_log::sort_key(number)),
+            AttributeValue::S(inventory_store::shard_log::sort_key(number)),
         )
         .item(
-            inventory_store::dedup_log::CHANGED,
+            inventory_store::shard_log::CHANGED,
             AttributeValue::Ss(ids.iter().map(|s| s.to_string()).collect()),
         )
         .send()

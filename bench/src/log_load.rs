@@ -1,7 +1,7 @@
 //! `log-load`: what a cold processor instance pays to read its shard's dedup window back
 //! (docs/consistency.md, "Window limits"). For each window it writes a shard log as the
 //! processor does at a given rate (batches of `--batch` records, one item each, arrivals
-//! spread over the window), then times a fresh `DedupLog::refresh` of it: the load a cold
+//! spread over the window), then times a fresh `ShardLogStore::refresh` of it: the load a cold
 //! start makes before its first batch. The baseline, in the same run, is a bare paginated
 //! `Query` of the same items (what DynamoDB must send whatever the processor does with it).
 
@@ -9,7 +9,7 @@ use std::time::{Duration, Instant};
 
 use inventory_domain::dedup::{DedupKey, LogKey, LogRecord};
 use inventory_local::{EmulatorOptions, LocalAws};
-use inventory_store::dedup_log::{partition, Attempt, DedupLog};
+use inventory_store::shard_log::{partition, Attempt, ShardLogStore};
 use inventory_store::tables::ensure_tables;
 use inventory_store::Tables;
 
@@ -44,7 +44,7 @@ pub(crate) async fn log_load(args: LogLoadArgs) -> anyhow::Result<()> {
         let entries = window_s * args.rate;
         let items = entries.div_ceil(args.batch as u64);
         let window_ms = i64::try_from(window_s * 1000)?;
-        let writer = DedupLog::new(db.clone(), tables.events.clone(), window_ms, usize::MAX);
+        let writer = ShardLogStore::new(db.clone(), tables.events.clone(), window_ms, usize::MAX);
         let written = Instant::now();
         for i in 0..items {
             // Item i's records arrived i / items of the way through the window.
@@ -91,7 +91,7 @@ pub(crate) async fn log_load(args: LogLoadArgs) -> anyhow::Result<()> {
 
         let pid = std::process::id().to_string();
         let before = proc_kib(&pid, "VmRSS:")?;
-        let cold = DedupLog::new(db.clone(), tables.events.clone(), window_ms, usize::MAX);
+        let cold = ShardLogStore::new(db.clone(), tables.events.clone(), window_ms, usize::MAX);
         let loaded = Instant::now();
         cold.refresh("bench", &shard, &[], now).await?;
         let load_s = loaded.elapsed().as_secs_f64();

@@ -14,8 +14,8 @@ use inventory_domain::pipes::PipeBatch;
 use inventory_domain::{PipeRecord, SequenceNumber};
 use inventory_store::batch::{batch_get, UNPROCESSED_RETRY};
 use inventory_store::dead_letters::{self, DeadLetterFacts, DeadLetterItem};
-use inventory_store::dedup_log::{self, DedupLog};
 use inventory_store::items::{self, ProductItem};
+use inventory_store::shard_log::{self, ShardLogStore};
 use inventory_store::{rejections, Tables};
 
 use crate::{kinesis_err, DeadLetterError};
@@ -221,7 +221,7 @@ impl DeadLetterConsumer {
 
         // 1. A fresh log, as a cold processor reads it: the window before the range and
         // everything logged since (the attempts that failed the batch included).
-        let log = DedupLog::new(
+        let log = ShardLogStore::new(
             self.db.clone(),
             self.tables.events.clone(),
             self.window_ms,
@@ -264,7 +264,7 @@ impl DeadLetterConsumer {
 
         // 3. The logged deliveries of the batch.
         let attempts =
-            dedup_log::attempts(&self.db, &self.tables.events, stream, shard, oldest).await?;
+            shard_log::attempts(&self.db, &self.tables.events, stream, shard, oldest).await?;
         let mut undecided = Vec::new();
         for work in &decoded.products {
             for (i, event) in work.indices.iter().zip(&work.events) {

@@ -75,7 +75,7 @@ impl Redriver {
     ) -> Result<RedriveResult, DeadLetterError> {
         // One at a time (store/src/redrive_lock.rs): a second click while one runs is told
         // so, and republishes nothing.
-        let holder = format!("{:016x}", inventory_store::dedup_log::nonce());
+        let holder = format!("{:016x}", inventory_store::shard_log::nonce());
         let hold = self.budget + REDRIVE_LOCK_MARGIN;
         if !redrive_lock::acquire(&self.db, &self.tables, &holder, Utc::now(), hold).await? {
             return Ok(RedriveResult {
@@ -200,7 +200,7 @@ impl Redriver {
                 .or_default()
                 .push_back(item);
         }
-        let token = format!("{:016x}", inventory_store::dedup_log::nonce());
+        let token = format!("{:016x}", inventory_store::shard_log::nonce());
         loop {
             if Instant::now() >= deadline {
                 result.remaining |= by_key.values().any(|q| !q.is_empty());

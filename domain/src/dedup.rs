@@ -168,9 +168,9 @@ pub struct EventKeys {
 
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum LogDecodeError {
-    #[error("dedup log item has format {0}, which this processor does not know: deploy the processor version that wrote it or newer")]
+    #[error("shard log item has format {0}, which this processor does not know: deploy the processor version that wrote it or newer")]
     Format(u8),
-    #[error("dedup log item is {0} bytes, not a whole number of records: the item is corrupt; delete it (the processor then treats its events as never seen)")]
+    #[error("shard log item is {0} bytes, not a whole number of records: the item is corrupt; delete it (the processor then treats its events as never seen)")]
     Length(usize),
 }
 

@@ -1,7 +1,7 @@
 //! The API router (the one the API Lambda runs), driven with `tower::ServiceExt::oneshot`
 //! against the embedded emulators, and a simulation started through it end to end.
 
-mod harness;
+use inventory_testkit as harness;
 
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};

@@ -15,7 +15,7 @@
 //! missing prerequisite fails it, saying what to install or build; with
 //! `BROWSER_TEST=required` a run that would leave it out fails too.
 
-mod harness;
+use inventory_testkit as harness;
 
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};

@@ -3,7 +3,7 @@
 //! to what a store manager asks, each checked against a full read of the table: the lowest
 //! and highest stock, names by a word, low stock, and every product page by page.
 
-mod harness;
+use inventory_testkit as harness;
 
 use std::collections::BTreeSet;
 use std::time::Duration;

@@ -12,7 +12,7 @@
 //! A product's events are all on one shard, so each is either wholly applied in order or
 //! wholly redriven in order, and the generator's model holds.
 
-mod harness;
+use inventory_testkit as harness;
 
 use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicBool, Ordering};

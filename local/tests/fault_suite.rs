@@ -22,7 +22,7 @@
 //! | 16 | two redrives at once | two redrive-all loops in parallel |
 //! | 17 | dedup keys colliding | a test hook zeroes every key's low 64 bits |
 
-mod harness;
+use inventory_testkit as harness;
 
 use std::collections::{BTreeMap, HashMap};
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -693,16 +693,16 @@ async fn assert_duplicates_counted(
 ) -> f64 {
     let expected = simulation.expected();
     let totals = stats_totals(stack).await;
-    let wcu_per_event = totals["dedup_log_write_units"] as f64 / totals["records"] as f64;
+    let wcu_per_event = totals["shard_log_write_units"] as f64 / totals["records"] as f64;
     eprintln!(
         "{case}: {} records, {} duplicates expected ({} late retries), counted {} producer duplicates; shard log: {} writes, {} write units = {wcu_per_event:.4} per event, {} reads",
         expected.records,
         expected.duplicates,
         expected.late_retries,
         totals["producer_duplicates"],
-        totals["dedup_log_writes"],
-        totals["dedup_log_write_units"],
-        totals["dedup_log_reads"],
+        totals["shard_log_writes"],
+        totals["shard_log_write_units"],
+        totals["shard_log_reads"],
     );
     assert_eq!(
         totals["records"], expected.records,
@@ -718,9 +718,9 @@ async fn assert_duplicates_counted(
         .unwrap()
         .len() as u64;
     assert!(
-        totals["dedup_log_writes"] <= totals["batches"] + 2 * shards,
+        totals["shard_log_writes"] <= totals["batches"] + 2 * shards,
         "{} log writes for {} batches on {shards} shards",
-        totals["dedup_log_writes"],
+        totals["shard_log_writes"],
         totals["batches"]
     );
     wcu_per_event

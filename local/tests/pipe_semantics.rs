@@ -1,7 +1,7 @@
 //! The local Pipe runner's EventBridge Pipes semantics, observed from a recording target
 //! over the real Kinesis emulator.
 
-mod harness;
+use inventory_testkit as harness;
 
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::sync::atomic::{AtomicU64, Ordering};

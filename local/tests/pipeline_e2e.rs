@@ -2,7 +2,7 @@
 //! DynamoDB, checked by `verify` against the generator's model. Crashes, redelivery,
 //! DynamoDB faults, Pipe restarts and hostile input are in `fault_suite.rs`.
 
-mod harness;
+use inventory_testkit as harness;
 
 use std::sync::atomic::Ordering;
 

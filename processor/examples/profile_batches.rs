@@ -10,16 +10,13 @@
 //! Arguments: workload (`uniform` over 10,000 products or `zipf` with exponent 1.1), batch
 //! size, batches measured (after as many warm-up batches).
 
-#[path = "../tests/support/mod.rs"]
-mod support;
-
 use std::time::{Duration, Instant};
 
 use inventory_processor::{BatchReport, Phases, Processor};
+use inventory_testkit::{client_at, event, shards, Shard};
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
 use rand_distr::{Distribution, Zipf};
-use support::{client_at, event, shards, Shard};
 
 // As the Lambda binary (src/bin/processor.rs), so the allocator profiled is the one deployed.
 #[global_allocator]

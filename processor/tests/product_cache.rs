@@ -2,7 +2,7 @@
 //! the real SDK client): no read before write in the steady state, and never a wrong result
 //! when someone else wrote the shard's products (processor/src/handler/cache.rs).
 
-mod support;
+use inventory_testkit as support;
 
 use inventory_processor::{BatchReport, Processor, ProcessorSettings};
 use support::{dynamodb, event, shards, stored, write_behind, Shard};
@@ -33,7 +33,7 @@ fn one_each<'a, P: AsRef<str>>(
 
 #[tokio::test]
 async fn a_warm_batch_writes_without_reading_and_ends_exact() {
-    let (db, tables) = dynamodb().await;
+    let (db, tables) = dynamodb("cache-test").await;
     let processor = Processor::new(db.clone(), tables.clone(), shards(0));
     let mut shard = Shard::new(0);
     let products: Vec<String> = (0..10).map(|i| format!("P{i}")).collect();
@@ -66,7 +66,7 @@ async fn a_warm_batch_writes_without_reading_and_ends_exact() {
 
 #[tokio::test]
 async fn another_instance_writing_the_shard_makes_the_first_read_again() {
-    let (db, tables) = dynamodb().await;
+    let (db, tables) = dynamodb("cache-test").await;
     let first = Processor::new(db.clone(), tables.clone(), shards(0));
     let second = Processor::new(db.clone(), tables.clone(), shards(0));
     let mut shard = Shard::new(0);
@@ -94,7 +94,7 @@ async fn another_instance_writing_the_shard_makes_the_first_read_again() {
 
 #[tokio::test]
 async fn a_write_behind_the_cache_without_a_log_append_loses_the_race_and_ends_exact() {
-    let (db, tables) = dynamodb().await;
+    let (db, tables) = dynamodb("cache-test").await;
     let processor = Processor::new(db.clone(), tables.clone(), shards(0));
     let mut shard = Shard::new(0);
 
@@ -133,7 +133,7 @@ async fn a_write_behind_the_cache_without_a_log_append_loses_the_race_and_ends_e
 
 #[tokio::test]
 async fn a_rejection_on_a_cached_state_that_writes_nothing_is_checked_with_a_read() {
-    let (db, tables) = dynamodb().await;
+    let (db, tables) = dynamodb("cache-test").await;
     let processor = Processor::new(db.clone(), tables.clone(), shards(0));
     let mut shard = Shard::new(0);
 
@@ -170,7 +170,7 @@ async fn delete_shard_log_after_first(
     db: &aws_sdk_dynamodb::Client,
     tables: &inventory_store::Tables,
 ) {
-    let pk = inventory_store::dedup_log::partition("inventory-events", "shardId-000000000000");
+    let pk = inventory_store::shard_log::partition("inventory-events", "shardId-000000000000");
     let items = db
         .query()
         .table_name(&tables.events)
@@ -193,7 +193,7 @@ async fn delete_shard_log_after_first(
 
 #[tokio::test]
 async fn a_cold_instance_reads_every_product() {
-    let (db, tables) = dynamodb().await;
+    let (db, tables) = dynamodb("cache-test").await;
     let mut shard = Shard::new(0);
     let added = one_each(&["A", "B", "C"], "add", "product_added", 4);
     assert_clean(
@@ -220,7 +220,7 @@ async fn a_cold_instance_reads_every_product() {
 
 #[tokio::test]
 async fn the_bound_evicts_and_an_evicted_product_is_read_again() {
-    let (db, tables) = dynamodb().await;
+    let (db, tables) = dynamodb("cache-test").await;
     let settings = ProcessorSettings {
         product_cache_max_items: 5,
         ..ProcessorSettings::default()

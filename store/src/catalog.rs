@@ -3,7 +3,7 @@
 //! logs.
 //!
 //! Each shard log item names the products its delivery wrote (`changed`, see
-//! [`dedup_log::CHANGED`]), and each shard's statistics items (its totals, and its part of
+//! [`shard_log::CHANGED`]), and each shard's statistics items (its totals, and its part of
 //! the current 10-second bucket) keep the partition of its log and the number of its last
 //! item (`log_pk`, `through`). A reader that knows how far it read each log asks "what is
 //! past it" with:
@@ -27,9 +27,9 @@ use futures::stream::{self, StreamExt, TryStreamExt};
 
 use crate::batch::{batch_get, UNPROCESSED_RETRY};
 use crate::config::Tables;
-use crate::dedup_log::{self, CHANGED};
 use crate::error::StoreError;
 use crate::items::{product_key, ProductItem};
+use crate::shard_log::{self, CHANGED};
 use crate::stats::{self, StatsItem};
 
 /// Parallel Scan segments of the load: a 100,000-product catalog is about 40 MB of items.
@@ -177,7 +177,7 @@ pub async fn changed_since(
         .table_name(&tables.events)
         .key_condition_expression("pk = :pk AND sk > :after")
         .expression_attribute_values(":pk", AttributeValue::S(log_pk.to_owned()))
-        .expression_attribute_values(":after", AttributeValue::S(dedup_log::sort_key(after)))
+        .expression_attribute_values(":after", AttributeValue::S(shard_log::sort_key(after)))
         .projection_expression("sk, #changed")
         .expression_attribute_names("#changed", CHANGED)
         .return_consumed_capacity(aws_sdk_dynamodb::types::ReturnConsumedCapacity::Total)
@@ -230,7 +230,7 @@ pub async fn products(
         read_units: got
             .items
             .iter()
-            .map(|i| crate::dedup_log::item_size(i).div_ceil(4096).max(1) as f64)
+            .map(|i| crate::shard_log::item_size(i).div_ceil(4096).max(1) as f64)
             .sum(),
     };
     let mut found = Vec::new();

@@ -10,7 +10,7 @@
 //!   per 10-second bucket and shard (kept a day); the readers sum a bucket's shards.
 //!
 //! A batch adds to both in the same `TransactWriteItems` as its shard log item
-//! (`dedup_log.rs`), which is conditional on its number being free, so a batch counts
+//! (`shard_log.rs`), which is conditional on its number being free, so a batch counts
 //! once or not at all (docs/consistency.md, "Counters").
 //! Before this layout a single `TOTAL` item and shard-less buckets held the totals; the
 //! readers still read such buckets, not the `TOTAL` item.
@@ -85,9 +85,9 @@ pub struct StatsCounters {
     pub rejected: u64,
     pub batches: u64,
     /// What recognising duplicates at any distance costs (docs/consistency.md).
-    pub dedup_log_writes: u64,
-    pub dedup_log_write_units: u64,
-    pub dedup_log_reads: u64,
+    pub shard_log_writes: u64,
+    pub shard_log_write_units: u64,
+    pub shard_log_reads: u64,
     pub rejected_by_reason: BTreeMap<RejectionReason, u64>,
 }
 
@@ -100,9 +100,9 @@ impl StatsCounters {
             ("producer_duplicates", self.producer_duplicates),
             ("rejected", self.rejected),
             ("batches", self.batches),
-            ("dedup_log_writes", self.dedup_log_writes),
-            ("dedup_log_write_units", self.dedup_log_write_units),
-            ("dedup_log_reads", self.dedup_log_reads),
+            ("shard_log_writes", self.shard_log_writes),
+            ("shard_log_write_units", self.shard_log_write_units),
+            ("shard_log_reads", self.shard_log_reads),
         ]
     }
 
@@ -127,9 +127,9 @@ impl StatsCounters {
         self.producer_duplicates += other.producer_duplicates;
         self.rejected += other.rejected;
         self.batches += other.batches;
-        self.dedup_log_writes += other.dedup_log_writes;
-        self.dedup_log_write_units += other.dedup_log_write_units;
-        self.dedup_log_reads += other.dedup_log_reads;
+        self.shard_log_writes += other.shard_log_writes;
+        self.shard_log_write_units += other.shard_log_write_units;
+        self.shard_log_reads += other.shard_log_reads;
         for (reason, n) in &other.rejected_by_reason {
             *self.rejected_by_reason.entry(*reason).or_default() += n;
         }
@@ -144,9 +144,9 @@ impl StatsCounters {
             producer_duplicates: get("producer_duplicates")?,
             rejected: get("rejected")?,
             batches: get("batches")?,
-            dedup_log_writes: get("dedup_log_writes")?,
-            dedup_log_write_units: get("dedup_log_write_units")?,
-            dedup_log_reads: get("dedup_log_reads")?,
+            shard_log_writes: get("shard_log_writes")?,
+            shard_log_write_units: get("shard_log_write_units")?,
+            shard_log_reads: get("shard_log_reads")?,
             rejected_by_reason: BTreeMap::new(),
         };
         for reason in RejectionReason::ALL {
@@ -515,9 +515,9 @@ mod tests {
             producer_duplicates: 4,
             rejected: 5,
             batches: 6,
-            dedup_log_writes: 7,
-            dedup_log_write_units: 8,
-            dedup_log_reads: 9,
+            shard_log_writes: 7,
+            shard_log_write_units: 8,
+            shard_log_reads: 9,
             rejected_by_reason: BTreeMap::new(),
         };
         for (n, reason) in RejectionReason::ALL.into_iter().enumerate() {

@@ -23,7 +23,7 @@
 //!
 //! So staleness costs at worst a lost race and a re-fold, never a wrong result. To keep it
 //! rare, a shard's entries are dropped whenever its log shows that someone else appended
-//! to it, or that it was reloaded (`DedupLog::epoch`, compared after each refresh): another
+//! to it, or that it was reloaded (`ShardLogStore::epoch`, compared after each refresh): another
 //! instance's products writes are followed by its log append, so the first batch after them
 //! reads again. One that crashed between its product writes and its log append is caught by
 //! the conditional write (or the rejection re-read) above.

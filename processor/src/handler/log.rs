@@ -1,10 +1,10 @@
-//! Steps 5c-6: the shard log, after the writes it vouches for (dedup_log.rs says why), in
+//! Steps 5c-6: the shard log, after the writes it vouches for (shard_log.rs says why), in
 //! one transaction with the shard's counters, so they count what the log vouches for, once.
 
 use std::collections::BTreeMap;
 
 use inventory_domain::SequenceNumber;
-use inventory_store::dedup_log::{partition, product_tag, Attempt};
+use inventory_store::shard_log::{partition, product_tag, Attempt};
 use inventory_store::stats::{self, ShardAdd};
 
 use super::run::Run;

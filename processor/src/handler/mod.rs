@@ -41,7 +41,7 @@ pub use inventory_domain::batch::{
 use inventory_domain::dedup;
 use inventory_domain::pipes::PipeBatch;
 use inventory_domain::{BatchResponse, RejectionReason};
-use inventory_store::dedup_log::{DedupLog, LogCost};
+use inventory_store::shard_log::{LogCost, ShardLogStore};
 use inventory_store::Tables;
 use inventory_stream::{ListShards, Listings};
 
@@ -147,7 +147,7 @@ pub struct Processor {
     db: Client,
     tables: Arc<Tables>,
     settings: ProcessorSettings,
-    log: Arc<DedupLog>,
+    log: Arc<ShardLogStore>,
     products: Arc<std::sync::Mutex<cache::ProductCache>>,
     /// Each stream's shards as Kinesis lists them (`inventory_stream`).
     listings: Arc<Listings>,
@@ -235,7 +235,7 @@ impl Processor {
         let window_ms = i64::try_from(settings.dedup_window.as_millis())
             .unwrap_or(dedup::MAX_WINDOW_MS)
             .clamp(1, dedup::MAX_WINDOW_MS);
-        let log = DedupLog::new(
+        let log = ShardLogStore::new(
             db.clone(),
             tables.events.clone(),
             window_ms,
@@ -331,7 +331,7 @@ fn shard_key(batch: &PipeBatch, index: usize) -> ShardKey {
         .split_once(':')
         .map_or("", |(shard, _)| shard);
     (
-        inventory_store::dedup_log::stream_name(record.event_source_arn).to_owned(),
+        inventory_store::shard_log::stream_name(record.event_source_arn).to_owned(),
         shard.to_owned(),
     )
 }

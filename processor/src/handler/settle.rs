@@ -240,12 +240,12 @@ impl Processor {
         let key = HistoryKey::new(
             next.version,
             now.timestamp_millis(),
-            inventory_store::dedup_log::nonce(),
+            inventory_store::shard_log::nonce(),
         );
         let prev = attempt.stored.as_ref().and_then(|s| s.history.as_ref());
         let item = history::item(&w.product_id, &key, prev, &entries, now.timestamp())?;
         attempt.settled.history_writes += 1;
-        attempt.settled.history_write_units += inventory_store::dedup_log::write_units(&item);
+        attempt.settled.history_write_units += inventory_store::shard_log::write_units(&item);
         history::put(&self.db, &self.tables, item).await?;
         next.history = Some(key);
         Ok(())

@@ -4,7 +4,7 @@
 
 use aws_sdk_dynamodb::types::Update;
 use chrono::{DateTime, Utc};
-use inventory_store::dedup_log::LogCost;
+use inventory_store::shard_log::LogCost;
 use inventory_store::stats::{self, ShardAdd, StatsCounters};
 use inventory_store::StoreError;
 
@@ -43,9 +43,9 @@ pub(super) fn delivery_counters(report: &BatchReport, log: LogCost) -> StatsCoun
         producer_duplicates: report.producer_duplicates,
         rejected: report.rejected_total(),
         batches: 1,
-        dedup_log_writes: log.write_requests,
-        dedup_log_write_units: log.write_units,
-        dedup_log_reads: log.read_requests,
+        shard_log_writes: log.write_requests,
+        shard_log_write_units: log.write_units,
+        shard_log_reads: log.read_requests,
         rejected_by_reason: report.rejected.clone(),
     }
 }

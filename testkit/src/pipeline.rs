@@ -2,11 +2,10 @@
 //! Pipe, the processor, and `verify` against the generator's model.
 
 use std::collections::BTreeMap;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::Duration;
 
-use aws_sdk_dynamodb::types::AttributeValue;
 use inventory_generator::{
     publish, verify, Expected, FaultRatios, ProducerConfig, PublishOptions, PublishReport,
     RetryDistance, SimConfig, Simulation, Skew, VerifyOptions, VerifyReport,

@@ -45,7 +45,7 @@ const TTL_MARGIN_SECS: i64 = 24 * 3600;
 const EVICTION_GRACE: Duration = Duration::from_secs(60);
 
 /// The shard log of one stream's shards: DynamoDB plus the warm instance's copy.
-pub struct DedupLog {
+pub struct ShardLogStore {
     db: Client,
     table: String,
     window_ms: i64,
@@ -117,7 +117,7 @@ pub fn sort_key(number: u64) -> String {
     format!("{number:020}")
 }
 
-impl DedupLog {
+impl ShardLogStore {
     pub fn new(db: Client, table: String, window_ms: i64, max_entries: usize) -> Self {
         Self {
             db,
@@ -291,7 +291,7 @@ impl DedupLog {
             }
         }
         Err(StoreError::Contention {
-            what: format!("dedup log of {shard}"),
+            what: format!("shard log of {shard}"),
             attempts: APPEND_ATTEMPTS,
         })
     }
@@ -325,12 +325,12 @@ impl DedupLog {
                 {
                     Err(Taken::Yes)
                 }
-                Err(e) => Err(Taken::No(StoreError::dynamo("PutItem (dedup log)", e))),
+                Err(e) => Err(Taken::No(StoreError::dynamo("PutItem (shard log)", e))),
             };
         }
         let build = |e: aws_sdk_dynamodb::error::BuildError| {
             Taken::No(StoreError::Dynamo {
-                operation: "TransactWriteItems (dedup log)",
+                operation: "TransactWriteItems (shard log)",
                 message: e.to_string(),
             })
         };
@@ -369,7 +369,7 @@ impl DedupLog {
                     Err(Taken::Yes)
                 } else {
                     Err(Taken::No(StoreError::dynamo(
-                        "TransactWriteItems (dedup log and counters)",
+                        "TransactWriteItems (shard log and counters)",
                         e,
                     )))
                 }
@@ -398,7 +398,7 @@ impl DedupLog {
         let mut read = Vec::new();
         let mut records = 0;
         while let Some(page) = pages.next().await {
-            let page = page.map_err(|e| StoreError::dynamo("Query (dedup log)", e))?;
+            let page = page.map_err(|e| StoreError::dynamo("Query (shard log)", e))?;
             cost.read_requests += 1;
             records += page.items().iter().map(record_count).sum::<usize>();
             self.check_size(pk, records)?;
@@ -429,7 +429,7 @@ impl DedupLog {
         let mut read = Vec::new();
         let mut records = 0;
         'pages: while let Some(page) = pages.next().await {
-            let page = page.map_err(|e| StoreError::dynamo("Query (dedup log)", e))?;
+            let page = page.map_err(|e| StoreError::dynamo("Query (shard log)", e))?;
             cost.read_requests += 1;
             for item in page.items() {
                 records += record_count(item);
@@ -739,7 +739,7 @@ pub async fn attempts(
         .send();
     let mut out = Vec::new();
     while let Some(page) = pages.next().await {
-        let page = page.map_err(|e| StoreError::dynamo("Query (dedup log attempts)", e))?;
+        let page = page.map_err(|e| StoreError::dynamo("Query (shard log attempts)", e))?;
         for item in page.items() {
             if number_attr(item, "last_arrival_ms").is_some_and(|t| t < since_arrival_ms) {
                 return Ok(out);

@@ -2,7 +2,7 @@
 //! Kinesis, come out with real 56-digit sequence numbers, and reach the handler in the
 //! exact Pipes shape. Every assertion is on what DynamoDB holds afterwards.
 
-mod harness;
+use inventory_testkit as harness;
 
 use std::collections::BTreeMap;
 
@@ -31,10 +31,8 @@ fn fixture_processor(s: &Stack) -> Processor {
 #[tokio::test]
 async fn the_pipes_fixture_adds_the_sample_product() {
     let s = stack(1).await;
-    let batch: Vec<PipeRecord> = serde_json::from_str(include_str!(
-        "../../processor/tests/fixtures/pipes-kinesis-batch.json"
-    ))
-    .unwrap();
+    let batch: Vec<PipeRecord> =
+        serde_json::from_str(include_str!("fixtures/pipes-kinesis-batch.json")).unwrap();
     let report = deliver(&fixture_processor(&s), &batch).await;
     assert!(report.response.batch_item_failures.is_empty());
     let item = s.product("P98765").await.expect("product stored");
@@ -68,9 +66,7 @@ async fn the_lambda_body_is_read_as_a_pipes_batch_or_refused_with_a_reason() {
     assert!(s.product("P98765").await.is_none(), "nothing written");
 
     let response = processor
-        .handle_body(
-            include_bytes!("../../processor/tests/fixtures/pipes-kinesis-batch.json").to_vec(),
-        )
+        .handle_body(include_bytes!("fixtures/pipes-kinesis-batch.json").to_vec())
         .await
         .expect("a Pipes batch");
     assert!(response.batch_item_failures.is_empty());
@@ -1100,7 +1096,7 @@ async fn the_shard_log_costs_three_write_units_per_batch_of_a_hundred_and_nothin
     put_many(&s, &puts).await;
     let records = s.read_one_shard().await;
     let p = s.processor();
-    let mut log = inventory_store::dedup_log::LogCost::default();
+    let mut log = inventory_store::shard_log::LogCost::default();
     let mut product_writes = 0;
     for batch in records.chunks(100) {
         let report = deliver(&p, batch).await;
@@ -1125,8 +1121,8 @@ async fn the_shard_log_costs_three_write_units_per_batch_of_a_hundred_and_nothin
         .unwrap();
     assert_eq!(
         (
-            total.counters.dedup_log_writes,
-            total.counters.dedup_log_write_units
+            total.counters.shard_log_writes,
+            total.counters.shard_log_write_units
         ),
         (10, 100),
         "the counters hold what the batches reported"
@@ -1174,7 +1170,7 @@ async fn a_crash_in_a_child_shards_first_batch_still_finds_the_parents_log() {
     );
 }
 
-/// Deletes the dedup log items for which `keep` is false; returns how many.
+/// Deletes the shard log items for which `keep` is false; returns how many.
 async fn delete_dedup_items(
     s: &Stack,
     keep: impl Fn(&std::collections::HashMap<String, aws_sdk_dynamodb::types::AttributeValue>) -> bool,

@@ -1,8 +1,5 @@
-//! What the processor's integration tests share: an embedded dynoxide with the pipeline's
-//! tables, reached through the real SDK client, and Pipes batches of one shard built the way
-//! the Pipe sends them.
-
-#![allow(dead_code)] // each test file uses a part
+//! Pipes batches of one shard built the way the Pipe sends them, and the product items the
+//! processor's tests read and plant.
 
 use std::collections::HashMap;
 
@@ -13,37 +10,7 @@ use inventory_domain::lineage::{StreamId, StreamLineage};
 use inventory_domain::pipes::PipeBatch;
 use inventory_domain::{PipeRecord, ProductRecord};
 use inventory_store::items::{self, ProductItem};
-use inventory_store::tables::ensure_tables;
 use inventory_store::Tables;
-
-/// A client for the DynamoDB endpoint at `addr`, with test credentials.
-pub fn client_at(addr: std::net::SocketAddr) -> Client {
-    let config = aws_sdk_dynamodb::Config::builder()
-        .behavior_version(aws_sdk_dynamodb::config::BehaviorVersion::latest())
-        .region(aws_sdk_dynamodb::config::Region::new("us-east-1"))
-        .credentials_provider(aws_sdk_dynamodb::config::Credentials::new(
-            "test", "test", None, None, "test",
-        ))
-        .endpoint_url(format!("http://{addr}"))
-        .build();
-    Client::from_conf(config)
-}
-
-/// An embedded dynoxide on 127.0.0.1:0 with the pipeline's tables.
-pub async fn dynamodb() -> (Client, Tables) {
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
-        .await
-        .expect("bind a local port");
-    let addr = listener.local_addr().expect("local address");
-    let db = dynoxide::Database::memory().expect("in-memory dynoxide");
-    tokio::spawn(dynoxide::server::serve_on(listener, db));
-    let client = client_at(addr);
-    let tables = Tables::with_prefix("cache-test");
-    ensure_tables(&client, &tables)
-        .await
-        .expect("create the tables");
-    (client, tables)
-}
 
 /// The stream the batches below come from, as a listing that never changes: one open
 /// shard per ordinal asked for, each holding every hash key (these tests never reshard).
@@ -56,18 +23,6 @@ pub fn shards(ordinal: u32) -> std::sync::Arc<dyn inventory_processor::ListShard
 }
 
 const ARN: &str = "arn:aws:kinesis:us-east-1:123456789012:stream/inventory-events";
-
-/// An event's JSON, as a producer puts it (a product_added has a name).
-pub fn event(id: &str, kind: &str, product: &str, quantity: Option<u64>) -> String {
-    let mut p = serde_json::json!({"product_id": product, "timestamp": "2023-09-11T12:00:00Z"});
-    if let Some(q) = quantity {
-        p["quantity"] = q.into();
-    }
-    if kind == "product_added" {
-        p["product_name"] = format!("Product {product}").into();
-    }
-    serde_json::json!({"event_id": id, "event_type": kind, "product": p}).to_string()
-}
 
 /// One shard's records, numbered in stream order as Kinesis would.
 pub struct Shard {

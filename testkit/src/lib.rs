@@ -1,5 +1,9 @@
-//! The one test harness of the local stack's integration tests, by role:
+//! The one test kit of the workspace's integration tests (dev-only), by role:
 //!
+//! - [`dynamodb`]: the real DynamoDB client against an embedded dynoxide or a stand-in;
+//! - [`api_calls`]: the API's router called in process, signed in with [`TOKEN`];
+//! - [`records`]: Pipes batches of one shard, numbered as Kinesis numbers them, and the
+//!   product items a test reads or plants;
 //! - [`wait`]: bounded waits that fail saying what they waited for;
 //! - [`emulators`]: the embedded emulators alone (a stream and the tables), reached with the
 //!   real SDK clients, for tests that drive the processor or a Pipe themselves;
@@ -9,22 +13,25 @@
 //! - [`targets`]: Pipe targets: the processor in process, and one that crashes;
 //! - [`pipeline`]: the whole local stack fed by the generator and checked by `verify`;
 //! - [`proxy`]: HTTP proxies in front of the emulators that hold or rewrite calls.
-//!
-//! Each test file compiles its own copy, and uses only part of it.
-#![allow(dead_code, unused_imports)]
 
+pub mod api_calls;
+pub mod dynamodb;
 pub mod emulators;
 pub mod pipeline;
 pub mod processor;
 pub mod proxy;
+pub mod records;
 pub mod streams;
 pub mod targets;
 pub mod wait;
 
+pub use api_calls::*;
+pub use dynamodb::*;
 pub use emulators::*;
 pub use pipeline::*;
 pub use processor::*;
 pub use proxy::*;
+pub use records::*;
 pub use streams::*;
 pub use targets::*;
 pub use wait::*;

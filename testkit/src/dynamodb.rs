@@ -1,17 +1,11 @@
-//! What the API's integration tests share: DynamoDB clients for an embedded dynoxide or for
-//! a stand-in endpoint, configured as the SDK would be against AWS.
-
-#![allow(dead_code)] // each test file uses a part
+//! DynamoDB for tests: the real SDK client configured as against AWS, reaching an embedded
+//! dynoxide on 127.0.0.1 or a stand-in endpoint.
 
 use aws_sdk_dynamodb::Client;
-use axum::body::Body;
-use axum::http::{header, Request, StatusCode};
+use axum::http::header;
 use axum::Router;
-use http_body_util::BodyExt as _;
 use inventory_store::tables::ensure_tables;
 use inventory_store::Tables;
-use serde_json::Value;
-use tower::ServiceExt as _;
 
 /// A client for the DynamoDB endpoint at `addr`, with test credentials.
 pub fn client_at(addr: std::net::SocketAddr) -> Client {
@@ -47,27 +41,4 @@ pub async fn accepting_dynamodb() -> Client {
         .fallback(|| async { ([(header::CONTENT_TYPE, "application/x-amz-json-1.0")], "{}") });
     tokio::spawn(async move { axum::serve(listener, fake).await });
     client_at(addr)
-}
-
-/// The bearer token the tests' API is configured with.
-pub const TOKEN: &str = "test-token-0123456789";
-
-/// One request through the router: its status and JSON body (`null` when not JSON).
-pub async fn call(router: &Router, req: Request<Body>) -> (StatusCode, Value) {
-    let resp = router.clone().oneshot(req).await.unwrap();
-    let status = resp.status();
-    let bytes = resp.into_body().collect().await.unwrap().to_bytes();
-    (
-        status,
-        serde_json::from_slice(&bytes).unwrap_or(Value::Null),
-    )
-}
-
-/// `POST /api/simulations` with `body`, signed in with [`TOKEN`].
-pub fn start(body: &str) -> Request<Body> {
-    Request::post("/api/simulations")
-        .header(header::CONTENT_TYPE, "application/json")
-        .header(header::AUTHORIZATION, format!("Bearer {TOKEN}"))
-        .body(Body::from(body.to_owned()))
-        .unwrap()
 }

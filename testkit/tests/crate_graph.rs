@@ -11,7 +11,7 @@ use std::process::Command;
 fn repo() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR"))
         .parent()
-        .expect("local/ is inside the repository")
+        .expect("testkit/ is inside the repository")
         .to_path_buf()
 }
 

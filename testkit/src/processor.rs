@@ -9,8 +9,7 @@ use inventory_processor::{BatchReport, Processor};
 use serde_json::Value;
 
 /// What an EventBridge Pipe with a Kinesis source sends a Lambda (the shape AWS documents).
-const PIPES_FIXTURE: &str =
-    include_str!("../../../processor/tests/fixtures/pipes-kinesis-batch.json");
+const PIPES_FIXTURE: &str = include_str!("../../processor/tests/fixtures/pipes-kinesis-batch.json");
 
 /// Delivers a batch as a Pipe does: serialised to the JSON Pipes sends (checked against the
 /// fixture's shape), read by the Lambda's body reader, processed, and the response through
