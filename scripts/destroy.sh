@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Tears a deployed stage down: empties the console bucket (every object version, since the
 # bucket is versioned and CloudFormation cannot delete a non-empty bucket), then deletes the
-# stack. The tables, the stream and the dead-letter queue are retained by the template
+# stack. The tables, the stream, the dead-letter queues and the user pool are retained by the template
 # (DeletionPolicy: Retain), so their data survives a mistaken deletion: in the dev stage this
 # script then deletes them too; in any other stage it lists them and how to delete them.
 #
@@ -29,7 +29,8 @@ bucket.object_versions.delete()
 print(f"emptied s3://{bucket.name}")
 with open(retained, "w") as f:
     json.dump({k: outputs[k] for k in ("InventoryTableName", "EventsTableName", "StreamName",
-                                       "DeadLetterQueueUrl") if k in outputs}, f)
+                                       "DeadLetterQueueUrl", "ParkedDeadLetterQueueUrl",
+                                       "UserPoolId") if k in outputs}, f)
 PY
 sam delete --stack-name "$stack" --no-prompts
 
@@ -47,8 +48,13 @@ if stage != "dev":
     if "StreamName" in retained:
         print(f"  stream {retained['StreamName']}: aws kinesis delete-stream --stream-name {retained['StreamName']}"
               " (costs about $29/month until deleted)")
-    if "DeadLetterQueueUrl" in retained:
-        print(f"  queue: aws sqs delete-queue --queue-url {retained['DeadLetterQueueUrl']}")
+    for key in ("DeadLetterQueueUrl", "ParkedDeadLetterQueueUrl"):
+        if key in retained:
+            print(f"  queue: aws sqs delete-queue --queue-url {retained[key]}")
+    if "UserPoolId" in retained:
+        pool = retained["UserPoolId"]
+        print(f"  user pool {pool} (its users): aws cognito-idp update-user-pool --user-pool-id {pool}"
+              f" --deletion-protection INACTIVE && aws cognito-idp delete-user-pool --user-pool-id {pool}")
     sys.exit(0)
 dynamodb = boto3.client("dynamodb")
 for t in tables:
@@ -57,7 +63,15 @@ for t in tables:
 if "StreamName" in retained:
     boto3.client("kinesis").delete_stream(StreamName=retained["StreamName"], EnforceConsumerDeletion=True)
     print(f"deleted stream {retained['StreamName']}")
-if "DeadLetterQueueUrl" in retained:
-    boto3.client("sqs").delete_queue(QueueUrl=retained["DeadLetterQueueUrl"])
-    print(f"deleted queue {retained['DeadLetterQueueUrl']}")
+for key in ("DeadLetterQueueUrl", "ParkedDeadLetterQueueUrl"):
+    if key in retained:
+        boto3.client("sqs").delete_queue(QueueUrl=retained[key])
+        print(f"deleted queue {retained[key]}")
+if "UserPoolId" in retained:
+    # The pool is retained and, were it protected, could not be deleted: dev's is not, but
+    # an operator may have turned protection on.
+    cognito = boto3.client("cognito-idp")
+    cognito.update_user_pool(UserPoolId=retained["UserPoolId"], DeletionProtection="INACTIVE")
+    cognito.delete_user_pool(UserPoolId=retained["UserPoolId"])
+    print(f"deleted user pool {retained['UserPoolId']}")
 PY

@@ -67,26 +67,54 @@ def package(template, template_dir, bucket, check_zips):
     return problems
 
 
+def names_no_one_resource(arn):
+    """Whether a resource ARN leaves its service, region, account or whole resource open."""
+    parts = arn.split(":", 5)
+    if len(parts) < 6 or parts[0] != "arn":
+        return False
+    _, _, service, region, account, resource = parts
+    return "*" in service or "*" in region or "*" in account or resource in ("*", "*/*")
+
+
+def statement_findings(name, st):
+    """What is too broad in one policy statement: wildcard actions, `*` or wildcard-account
+    resources for actions that can name a resource."""
+    problems = []
+    actions = st.get("Action", [])
+    actions = actions if isinstance(actions, list) else [actions]
+    resources = st.get("Resource", [])
+    resources = resources if isinstance(resources, list) else [resources]
+    for a in actions:
+        if a == "*" or a.endswith(":*"):
+            problems.append(f"{name}: wildcard action {a}")
+    broad = [a for a in actions if a not in NO_RESOURCE_LEVEL]
+    if "*" in resources and broad:
+        problems.append(f"{name}: {broad} on resource * (name the ARN)")
+    for r in resources:
+        if isinstance(r, str) and r != "*" and names_no_one_resource(r) and broad:
+            problems.append(f"{name}: {broad} on wildcard resource {r} (name the ARN)")
+    return problems
+
+
 def iam_findings(cfn):
     problems = []
     roles_used = {}
     for name, res in cfn["Resources"].items():
         props = res.get("Properties", {})
+        # Inline policies on a role, and policies attached beside it: a grant added in an
+        # AWS::IAM::RolePolicy or AWS::IAM::Policy is as much the role's as one inside it.
+        documents = []
         if res["Type"] == "AWS::IAM::Role":
-            for policy in props.get("Policies", []):
-                for st in policy["PolicyDocument"]["Statement"]:
-                    actions = st["Action"] if isinstance(st["Action"], list) else [st["Action"]]
-                    resources = st.get("Resource", [])
-                    resources = resources if isinstance(resources, list) else [resources]
-                    for a in actions:
-                        if a == "*" or a.endswith(":*"):
-                            problems.append(f"{name}: wildcard action {a}")
-                    if "*" in resources:
-                        broad = [a for a in actions if a not in NO_RESOURCE_LEVEL]
-                        if broad:
-                            problems.append(f"{name}: {broad} on resource * (name the ARN)")
+            documents = [p["PolicyDocument"] for p in props.get("Policies", [])]
             if props.get("ManagedPolicyArns"):
                 problems.append(f"{name}: managed policies grant more than the role uses")
+        elif res["Type"] in ("AWS::IAM::RolePolicy", "AWS::IAM::Policy", "AWS::IAM::ManagedPolicy"):
+            documents = [props.get("PolicyDocument", {})]
+        for document in documents:
+            statements = document.get("Statement", [])
+            for st in statements if isinstance(statements, list) else [statements]:
+                if st.get("Effect", "Allow") == "Allow":
+                    problems += statement_findings(name, st)
         if res["Type"] in ("AWS::Lambda::Function", "AWS::Pipes::Pipe"):
             role = props.get("Role") or props.get("RoleArn")
             roles_used.setdefault(json.dumps(role, sort_keys=True), []).append(name)

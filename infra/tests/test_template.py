@@ -24,7 +24,7 @@ import unittest
 ROOT = pathlib.Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(ROOT / "scripts"))
 
-from package_template import package_and_transform  # noqa: E402
+from package_template import iam_findings, package_and_transform  # noqa: E402
 from samtranslator.yaml_helper import yaml_parse  # noqa: E402
 
 # samtranslator warns about its own usage metrics on every transform.
@@ -281,7 +281,8 @@ def check_alarm_email_required_outside_dev(cfn):
 
 def check_blind_spots_alarmed(cfn):
     """An alarm on each blind spot: the Pipe's failures, partial failures and throttles, each
-    function's errors and throttles, the API's 5xx answers, the stream's iterator age."""
+    function's errors and throttles, the API's 5xx answers, the stream's iterator age and
+    write throttling, each table's read and write throttling."""
     problems = []
     pipes = resources(cfn, "AWS::Pipes::Pipe")
     for pipe in pipes:
@@ -299,6 +300,12 @@ def check_blind_spots_alarmed(cfn):
     for stream in resources(cfn, "AWS::Kinesis::Stream"):
         if not alarms_on(cfn, "AWS/Kinesis", "GetRecords.IteratorAgeMilliseconds", "StreamName", stream):
             problems.append(f"no alarm on {stream}'s iterator age")
+        if not alarms_on(cfn, "AWS/Kinesis", "WriteProvisionedThroughputExceeded", "StreamName", stream):
+            problems.append(f"no alarm on {stream}'s write throttling")
+    for table in resources(cfn, "AWS::DynamoDB::Table"):
+        for metric in ("ReadThrottleEvents", "WriteThrottleEvents"):
+            if not alarms_on(cfn, "AWS/DynamoDB", metric, "TableName", table):
+                problems.append(f"no alarm on {table}'s {metric}")
     return problems
 
 
@@ -533,10 +540,11 @@ def check_no_scan_for_the_api(cfn):
 
 
 def check_stateful_resources_retained(cfn):
-    """Tables, the stream and the dead-letter queue survive stack deletion and replacement;
+    """Tables, the stream, the dead-letter queues and the user pool survive stack deletion
+    and replacement;
     the tables are deletion-protected outside dev and keep point-in-time recovery."""
     problems = []
-    kinds = ("AWS::DynamoDB::Table", "AWS::Kinesis::Stream", "AWS::SQS::Queue")
+    kinds = ("AWS::DynamoDB::Table", "AWS::Kinesis::Stream", "AWS::SQS::Queue", "AWS::Cognito::UserPool")
     for kind in kinds:
         for name, res in resources(cfn, kind).items():
             for policy in ("DeletionPolicy", "UpdateReplacePolicy"):
@@ -587,7 +595,12 @@ def check_dashboard(cfn):
     for name, dash in dashboards.items():
         body = props(dash)["DashboardBody"]
         text = body.get("Fn::Sub", body) if isinstance(body, dict) else body
-        text = text[0] if isinstance(text, list) else text
+        if isinstance(text, list):
+            text, variables = text
+            for var, value in variables.items():
+                value = evaluate(cfn, value, parameters(cfn))
+                value = evaluate(cfn, value, parameters(cfn)) if isinstance(value, dict) else value
+                text = text.replace("${" + var + "}", str(value))
         try:
             parsed = json.loads(re.sub(r"\$\{[^}]+\}", "x", text))
         except ValueError as e:
@@ -694,6 +707,156 @@ def check_no_generator_in_prod(cfn):
     return problems
 
 
+def check_stage_names_cannot_overlap(cfn):
+    """Stage names are letters and digits only, so a pattern such as inventory-${Stage}-*
+    (alarm names, the KMS key's grant) never covers another stage's resources."""
+    pattern = cfn.get("Parameters", {}).get("Stage", {}).get("AllowedPattern")
+    if pattern is None:
+        return ["Stage has no AllowedPattern"]
+    problems = []
+    for bad in ("prod-eu", "dev-2", "a_b", "Prod", ""):
+        if re.fullmatch(pattern, bad):
+            problems.append(f"Stage's AllowedPattern {pattern!r} allows {bad!r}")
+    for good in ("dev", "prod", "staging2"):
+        if not re.fullmatch(pattern, good):
+            problems.append(f"Stage's AllowedPattern {pattern!r} refuses {good!r}")
+    return problems
+
+
+def check_dead_letters_cannot_go_unseen(cfn):
+    """Each Pipe dead-letter queue keeps messages 14 days and parks a message its consumer
+    failed on 5 or so times in a queue kept 14 days, with an alarm on any parked message;
+    an alarm counts dead letters as they arrive."""
+    problems = []
+    queues = resources(cfn, "AWS::SQS::Queue")
+    for pipe_name, pipe in resources(cfn, "AWS::Pipes::Pipe").items():
+        dlq_expr = props(pipe)["SourceParameters"]["KinesisStreamParameters"].get("DeadLetterConfig", {}).get("Arn")
+        dlq = next((n for n in queues if refers_to(dlq_expr, n)), None)
+        if dlq is None:
+            problems.append(f"{pipe_name} has no dead-letter queue of this template")
+            continue
+        if int(props(queues[dlq]).get("MessageRetentionPeriod", 345600)) < 1209600:
+            problems.append(f"{dlq} keeps messages less than 14 days")
+        if not alarms_on(cfn, "AWS/SQS", "NumberOfMessagesSent", "QueueName", dlq):
+            problems.append(f"no alarm on dead letters arriving in {dlq}")
+        policy = props(queues[dlq]).get("RedrivePolicy")
+        if not policy:
+            problems.append(f"{dlq} has no redrive policy: a message its consumer cannot archive is retried unseen")
+            continue
+        receives = int(policy.get("maxReceiveCount", 0))
+        if not 1 <= receives <= 10:
+            problems.append(f"{dlq} parks a message after {receives} receives, not 1 to 10")
+        parked = next((n for n in queues if refers_to(policy.get("deadLetterTargetArn"), n)), None)
+        if parked is None:
+            problems.append(f"{dlq}'s redrive target is not a queue of this template")
+            continue
+        if int(props(queues[parked]).get("MessageRetentionPeriod", 345600)) < 1209600:
+            problems.append(f"{parked} keeps parked dead letters less than 14 days")
+        visible = alarms_on(cfn, "AWS/SQS", "ApproximateNumberOfMessagesVisible", "QueueName", parked)
+        if not any(float(props(a).get("Threshold", 1)) == 0
+                   and props(a).get("ComparisonOperator") == "GreaterThanThreshold" for a in visible.values()):
+            problems.append(f"no alarm on any message visible in {parked}")
+    return problems
+
+
+def check_mfa_required_outside_dev(cfn):
+    """Console users must set up a second factor in every stage but dev by default."""
+    problems = []
+    for name, pool in resources(cfn, "AWS::Cognito::UserPool").items():
+        for stage in ("prod", "staging"):
+            got = evaluate(cfn, props(pool).get("MfaConfiguration", "OFF"), parameters(cfn, Stage=stage))
+            if got != "ON":
+                problems.append(f"{name}: MFA is {got!r} in stage {stage} by default, not ON")
+    return problems
+
+
+def check_every_alarm_on_dashboard(cfn):
+    """The dashboard's alarm widget shows every alarm of the template."""
+    dashboards = resources(cfn, "AWS::CloudWatch::Dashboard")
+    if not dashboards:
+        return ["no CloudWatch dashboard"]
+    bodies = json.dumps([props(d).get("DashboardBody") for d in dashboards.values()])
+    return [f"{name} is not on the dashboard"
+            for name in resources(cfn, "AWS::CloudWatch::Alarm")
+            if "${" + name + ".Arn}" not in bodies]
+
+
+def check_logs_kept(cfn):
+    """Each Pipe logs its errors to a log group of this template with a retention, which its
+    role may write; each WAF web ACL logs to an aws-waf-logs- group with a retention."""
+    problems = []
+    groups = resources(cfn, "AWS::Logs::LogGroup")
+    for pipe_name, pipe in resources(cfn, "AWS::Pipes::Pipe").items():
+        config = props(pipe).get("LogConfiguration")
+        if not config:
+            problems.append(f"{pipe_name} has no LogConfiguration")
+            continue
+        if config.get("Level") not in ("ERROR", "INFO", "TRACE"):
+            problems.append(f"{pipe_name} logs at {config.get('Level')!r}")
+        dest = config.get("CloudwatchLogsLogDestination", {}).get("LogGroupArn")
+        group = next((n for n in groups if refers_to(dest, n)), None)
+        if group is None:
+            problems.append(f"{pipe_name} logs to no log group of this template")
+            continue
+        if "RetentionInDays" not in props(groups[group]):
+            problems.append(f"{group} keeps {pipe_name}'s logs forever (no RetentionInDays)")
+        if not role_allows(cfn, props(pipe).get("RoleArn"), "logs:PutLogEvents", group):
+            problems.append(f"{pipe_name}'s role cannot write {group}")
+    logging_configs = resources(cfn, "AWS::WAFv2::LoggingConfiguration")
+    for acl in resources(cfn, "AWS::WAFv2::WebACL"):
+        configs = [c for c in logging_configs.values() if refers_to(props(c).get("ResourceArn"), acl)]
+        if not configs:
+            problems.append(f"{acl} has no WAF logging configuration")
+        for c in configs:
+            for dest in props(c).get("LogDestinationConfigs", []):
+                group = next((n for n in groups if mentions(dest, n)), None)
+                if group is None:
+                    problems.append(f"{acl} logs to no log group of this template")
+                    continue
+                name = evaluate(cfn, props(groups[group]).get("LogGroupName"), parameters(cfn))
+                if not str(name).startswith("aws-waf-logs-"):
+                    problems.append(f"{group}'s name {name!r} does not start with aws-waf-logs-")
+                if "RetentionInDays" not in props(groups[group]):
+                    problems.append(f"{group} keeps WAF logs forever (no RetentionInDays)")
+    return problems
+
+
+def check_encrypted_arm64_and_guarded(cfn):
+    """Functions run on arm64; tables, the stream and the queues are encrypted at rest; the
+    events table expires items by TTL; each table caps its on-demand throughput with a
+    parameter; each WAF web ACL runs AWS's known-bad-inputs rules."""
+    problems = []
+    for name, fn in resources(cfn, "AWS::Lambda::Function").items():
+        if props(fn).get("Architectures") != ["arm64"]:
+            problems.append(f"{name} does not run on arm64")
+    for name, table in resources(cfn, "AWS::DynamoDB::Table").items():
+        p = props(table)
+        if p.get("SSESpecification", {}).get("SSEEnabled") is not True:
+            problems.append(f"{name} is not encrypted at rest (SSESpecification)")
+        limits = p.get("OnDemandThroughput", {})
+        for key in ("MaxReadRequestUnits", "MaxWriteRequestUnits"):
+            if not isinstance(limits.get(key), dict) or "Ref" not in limits[key]:
+                problems.append(f"{name} has no {key} parameter (OnDemandThroughput)")
+    events = [n for n, t in resources(cfn, "AWS::DynamoDB::Table").items()
+              if any(k.get("KeyType") == "RANGE" for k in props(t).get("KeySchema", []))]
+    for name in events:
+        ttl = props(cfn["Resources"][name]).get("TimeToLiveSpecification", {})
+        if ttl.get("Enabled") is not True or not ttl.get("AttributeName"):
+            problems.append(f"{name} does not expire items by TTL")
+    for name, stream in resources(cfn, "AWS::Kinesis::Stream").items():
+        if props(stream).get("StreamEncryption", {}).get("EncryptionType") != "KMS":
+            problems.append(f"{name} is not encrypted at rest")
+    for name, queue in resources(cfn, "AWS::SQS::Queue").items():
+        if props(queue).get("SqsManagedSseEnabled") is not True and "KmsMasterKeyId" not in props(queue):
+            problems.append(f"{name} is not encrypted at rest")
+    for name, acl in resources(cfn, "AWS::WAFv2::WebACL").items():
+        groups = [r.get("Statement", {}).get("ManagedRuleGroupStatement", {}).get("Name")
+                  for r in props(acl).get("Rules", [])]
+        if "AWSManagedRulesKnownBadInputsRuleSet" not in groups:
+            problems.append(f"{name} does not run AWSManagedRulesKnownBadInputsRuleSet")
+    return problems
+
+
 CHECKS = [
     check_alarm_topic_deliverable,
     check_every_alarm_notifies,
@@ -711,6 +874,12 @@ CHECKS = [
     check_no_generator_in_prod,
     check_dead_letters_archived_and_redrivable,
     check_lineage_is_listed,
+    check_stage_names_cannot_overlap,
+    check_dead_letters_cannot_go_unseen,
+    check_mfa_required_outside_dev,
+    check_every_alarm_on_dashboard,
+    check_logs_kept,
+    check_encrypted_arm64_and_guarded,
 ]
 
 
@@ -859,7 +1028,54 @@ MUTATIONS = [
          Action=["kinesis:GetShardIterator", "kinesis:GetRecords", "kinesis:PutRecords"])),
     ("no EMF metrics on the dashboard", check_dashboard,
      lambda s: _props(s, "Dashboard").update(DashboardBody={
-         "Fn::Sub": _props(s, "Dashboard")["DashboardBody"]["Fn::Sub"].replace("InventoryPipeline", "Other")})),
+         "Fn::Sub": [_props(s, "Dashboard")["DashboardBody"]["Fn::Sub"][0].replace("InventoryPipeline", "Other"),
+                     _props(s, "Dashboard")["DashboardBody"]["Fn::Sub"][1]]})),
+
+    ("stage names with a dash", check_stage_names_cannot_overlap,
+     lambda s: s["Parameters"]["Stage"].update(AllowedPattern="^[a-z0-9-]{1,16}$")),
+    ("no redrive policy on the dead-letter queue", check_dead_letters_cannot_go_unseen,
+     lambda s: _props(s, "PipeDeadLetterQueue").pop("RedrivePolicy")),
+    ("no alarm on parked dead letters", check_dead_letters_cannot_go_unseen,
+     lambda s: s["Resources"].pop("DeadLetterParkedAlarm")),
+    ("parked dead letters kept 4 days", check_dead_letters_cannot_go_unseen,
+     lambda s: _props(s, "PipeDeadLetterParking").update(MessageRetentionPeriod=345600)),
+    ("the dead-letter queue's default retention", check_dead_letters_cannot_go_unseen,
+     lambda s: _props(s, "PipeDeadLetterQueue").pop("MessageRetentionPeriod")),
+    ("no alarm on dead letters arriving", check_dead_letters_cannot_go_unseen,
+     lambda s: s["Resources"].pop("DeadLetterAlarm")),
+    ("user pool not retained", check_stateful_resources_retained,
+     lambda s: _res(s, "UserPool").pop("DeletionPolicy")),
+    ("MFA optional everywhere", check_mfa_required_outside_dev,
+     lambda s: _props(s, "UserPool").update(MfaConfiguration="OPTIONAL")),
+    ("no alarm on the inventory table's throttles", check_blind_spots_alarmed,
+     lambda s: s["Resources"].pop("InventoryTableThrottlesAlarm")),
+    ("no alarm on the stream's write throttles", check_blind_spots_alarmed,
+     lambda s: s["Resources"].pop("StreamWriteThrottlesAlarm")),
+    ("an alarm missing from the dashboard", check_every_alarm_on_dashboard,
+     lambda s: _props(s, "Dashboard")["DashboardBody"]["Fn::Sub"].__setitem__(
+         0, _props(s, "Dashboard")["DashboardBody"]["Fn::Sub"][0].replace('"${DeadLetterParkedAlarm.Arn}",', ""))),
+    ("the generator's alarms missing from the dashboard", check_every_alarm_on_dashboard,
+     lambda s: _props(s, "Dashboard")["DashboardBody"]["Fn::Sub"].__setitem__(1, {"GeneratorAlarms": ""})),
+    ("no Pipe logs", check_logs_kept,
+     lambda s: _props(s, "InventoryPipe").pop("LogConfiguration")),
+    ("Pipe logs kept forever", check_logs_kept,
+     lambda s: _props(s, "PipeLogs").pop("RetentionInDays")),
+    ("no WAF logs", check_logs_kept,
+     lambda s: s["Resources"].pop("WafLogging")),
+    ("x86_64 functions", check_encrypted_arm64_and_guarded,
+     lambda s: s["Globals"]["Function"].pop("Architectures")),
+    ("no TTL on the events table", check_encrypted_arm64_and_guarded,
+     lambda s: _props(s, "EventsTable").pop("TimeToLiveSpecification")),
+    ("an unencrypted table", check_encrypted_arm64_and_guarded,
+     lambda s: _props(s, "InventoryTable").pop("SSESpecification")),
+    ("an unencrypted stream", check_encrypted_arm64_and_guarded,
+     lambda s: _props(s, "EventStream").pop("StreamEncryption")),
+    ("an unencrypted parking queue", check_encrypted_arm64_and_guarded,
+     lambda s: _props(s, "PipeDeadLetterParking").pop("SqsManagedSseEnabled")),
+    ("no cap on a table's reads", check_encrypted_arm64_and_guarded,
+     lambda s: _props(s, "EventsTable").pop("OnDemandThroughput")),
+    ("no known-bad-inputs rule", check_encrypted_arm64_and_guarded,
+     lambda s: _props(s, "ApiWebAcl").update(Rules=_props(s, "ApiWebAcl")["Rules"][:1])),
 ]
 
 
@@ -880,6 +1096,43 @@ class ChecksCanFail(unittest.TestCase):
 
     def test_every_check_has_a_mutation(self):
         self.assertEqual({c.__name__ for c in CHECKS}, {c.__name__ for _, c, _ in MUTATIONS})
+
+
+class IamFindings(unittest.TestCase):
+    """The IAM check sees a grant wherever the template puts it: inside a role, or in an
+    AWS::IAM::RolePolicy or AWS::IAM::Policy beside it."""
+
+    @classmethod
+    def setUpClass(cls):
+        cls.cfn = transformed(sam_template())
+
+    def findings_with(self, kind, statement):
+        cfn = copy.deepcopy(self.cfn)
+        document = {"Version": "2012-10-17", "Statement": [statement]}
+        cfn["Resources"]["Extra"] = {"Type": kind, "Properties": {
+            "PolicyName": "extra", "RoleName": {"Ref": "ApiRole"}, "Roles": [{"Ref": "ApiRole"}],
+            "PolicyDocument": document}}
+        return iam_findings(cfn)
+
+    def test_the_template_has_none(self):
+        self.assertEqual(iam_findings(self.cfn), [])
+
+    def test_every_policy_kind_is_read(self):
+        broad = [
+            {"Effect": "Allow", "Action": "dynamodb:*", "Resource": "*"},
+            {"Effect": "Allow", "Action": ["dynamodb:GetItem"], "Resource": "*"},
+            {"Effect": "Allow", "Action": ["dynamodb:GetItem"], "Resource": "arn:aws:dynamodb:*:*:table/*"},
+            {"Effect": "Allow", "Action": ["s3:GetObject"], "Resource": "arn:aws:s3:::*"},
+        ]
+        for kind in ("AWS::IAM::RolePolicy", "AWS::IAM::Policy", "AWS::IAM::ManagedPolicy"):
+            for statement in broad:
+                with self.subTest(kind=kind, statement=statement):
+                    self.assertNotEqual(self.findings_with(kind, statement), [])
+
+    def test_a_named_resource_passes(self):
+        named = {"Effect": "Allow", "Action": ["dynamodb:GetItem"],
+                 "Resource": "arn:aws:dynamodb:us-east-1:123456789012:table/inventory-dev"}
+        self.assertEqual(self.findings_with("AWS::IAM::RolePolicy", named), [])
 
 
 if __name__ == "__main__":
