@@ -7,9 +7,13 @@ limit of 10. Without reservations the functions share the unreserved pool, which
 one processor per shard (an on-demand stream starts with 4), the API and a simulation.
 
     python infra/concurrency_check.py --stage dev [--processor N] [--api N] [--generator N]
+        [--stream NAME] [--plan-out FILE]
+
+Outside dev it first plans the reservations (`plan`: the processor isolated, the API
+capped) and writes them to --plan-out for the deploy.
 
 Run by scripts/deploy.sh with the aws-sam-cli venv's python (boto3); exit code 1 when the
-account is too small, with the request to make. `verdict` is pure and unit-tested
+account is too small, with the request to make. `plan` and `verdict` are pure and unit-tested
 (infra/tests/test_concurrency_check.py).
 """
 
@@ -22,6 +26,41 @@ MIN_UNRESERVED = 100
 # ParallelizationFactor 1), 2 API requests at once, 1 simulation.
 UNRESERVED_NEED = 4 + 2 + 1
 QUOTA_CODE = "L-B99A9384"  # Service Quotas: AWS Lambda, "Concurrent executions"
+# An on-demand stream starts with 4 shards; the Pipe runs one processor per shard.
+INITIAL_SHARDS = 4
+# The API's reservation outside dev is also its cap: at most this many concurrent requests,
+# so a flood of reads cannot take the concurrency the processor needs.
+API_CAP = 20
+API_FLOOR = 2
+
+
+class ReservationTooLow(ValueError):
+    """A reservation asked for outside dev that cannot keep the stage running."""
+
+
+def plan(stage, limit, open_shards, requested):
+    """The reservations to deploy. In dev, what was asked (0 = none). Outside dev every
+    stage isolates its processor and caps its API: a processor reservation of twice the
+    stream's open shards (a reshard doubles them; at least the 4 an on-demand stream starts
+    with) and an API reservation of a quarter of what the account's limit leaves after
+    Lambda's 100 unreserved and the processor's, between 2 and 20. Values asked for are kept,
+    but a processor reservation below the shard count, or none for the API, is refused.
+    """
+    if stage == "dev":
+        return dict(requested)
+    shards = max(open_shards, INITIAL_SHARDS)
+    out = dict(requested)
+    if out["processor"] == 0:
+        out["processor"] = 2 * shards
+    elif out["processor"] < shards:
+        raise ReservationTooLow(
+            f"a processor reservation of {out['processor']} is below the stream's {shards} shards: "
+            f"the Pipe would be throttled on some shards; reserve at least {shards} "
+            f"(PROCESSOR_RESERVED_CONCURRENCY), or leave it unset for {2 * shards}")
+    if out["api"] == 0:
+        spare = limit - MIN_UNRESERVED - out["processor"]
+        out["api"] = max(API_FLOOR, min(API_CAP, spare // 4))
+    return out
 
 
 def verdict(limit, unreserved, ours_reserved_now, requested, region):
@@ -55,12 +94,27 @@ def verdict(limit, unreserved, ours_reserved_now, requested, region):
     )
 
 
+def open_shards(stream):
+    """The stream's open shards now (0 when it is not deployed yet)."""
+    if not stream:
+        return 0
+    import boto3
+
+    kinesis = boto3.client("kinesis")
+    try:
+        return kinesis.describe_stream_summary(StreamName=stream)["StreamDescriptionSummary"]["OpenShardCount"]
+    except kinesis.exceptions.ResourceNotFoundException:
+        return 0
+
+
 def main():
     p = argparse.ArgumentParser()
     p.add_argument("--stage", required=True)
     p.add_argument("--processor", type=int, default=0)
     p.add_argument("--api", type=int, default=0)
     p.add_argument("--generator", type=int, default=0)
+    p.add_argument("--stream", help="the stage's stream, if deployed: its open shards size the processor's reservation")
+    p.add_argument("--plan-out", help="write the reservations to deploy here, as KEY=VALUE lines")
     args = p.parse_args()
 
     import boto3  # only here: the unit tests need no AWS SDK
@@ -77,6 +131,14 @@ def main():
         except client.exceptions.ResourceNotFoundException:
             pass  # not deployed yet
     region = client.meta.region_name
+    try:
+        requested = plan(args.stage, settings["ConcurrentExecutions"], open_shards(args.stream), requested)
+    except ReservationTooLow as e:
+        print(f"concurrency: {e}", file=sys.stderr)
+        sys.exit(1)
+    if args.plan_out:
+        with open(args.plan_out, "w") as f:
+            f.write("".join(f"{k}={v}\n" for k, v in requested.items()))
     problem = verdict(settings["ConcurrentExecutions"], settings["UnreservedConcurrentExecutions"],
                       ours, requested, region)
     print(f"Lambda concurrency in {region}: limit {settings['ConcurrentExecutions']}, "

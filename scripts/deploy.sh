@@ -9,8 +9,9 @@
 #   scripts/deploy.sh --dry-run                                # make deploy-dry-run
 #
 # Optional: PROCESSOR_RESERVED_CONCURRENCY, API_RESERVED_CONCURRENCY,
-# GENERATOR_RESERVED_CONCURRENCY (default 0: no reservation; checked against the account's
-# limit first), API_RATE_LIMIT (requests per IP per 5 min on /api/*), WEB_ACL_ARN (outside
+# GENERATOR_RESERVED_CONCURRENCY (in dev default 0: no reservation; outside dev the processor
+# and the API always reserve, computed from the account's limit and the stream's shards when
+# unset; checked against the account's limit first), API_RATE_LIMIT (requests per IP per 5 min on /api/*), WEB_ACL_ARN (outside
 # us-east-1: a CloudFront-scope WAF web ACL for the distribution).
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -49,9 +50,16 @@ if ! $dry_run; then
     fail "in $region the stack cannot create the CloudFront WAF web ACL (they exist only in us-east-1): create one there and pass WEB_ACL_ARN (docs/deploy.md), or deploy to us-east-1"
   fi
 
-  step "Lambda concurrency (aws lambda get-account-settings)"
+  step "Lambda concurrency (aws lambda get-account-settings; outside dev, the reservations)"
+  planned="$(mktemp)"
   "$sam_python" infra/concurrency_check.py --stage "$stage" \
-    --processor "$processor_rc" --api "$api_rc" --generator "$generator_rc"
+    --processor "$processor_rc" --api "$api_rc" --generator "$generator_rc" \
+    --stream "inventory-events-$stage" --plan-out "$planned"
+  processor_rc="$(sed -n 's/^processor=//p' "$planned")"
+  api_rc="$(sed -n 's/^api=//p' "$planned")"
+  generator_rc="$(sed -n 's/^generator=//p' "$planned")"
+  rm -f "$planned"
+  echo "reservations: processor $processor_rc, API $api_rc, generator $generator_rc"
 fi
 
 step "Lambda zips (cargo lambda build --arm64: the processor --profile lambda-processor, the rest --profile lambda)"
@@ -76,8 +84,10 @@ deploy_cmd=(sam deploy --template-file infra/template.yaml --stack-name "$stack"
 [ -n "${API_RATE_LIMIT:-}" ] && deploy_cmd+=("ApiRateLimit=$API_RATE_LIMIT")
 if $dry_run; then
   step "Dry run: stopping before anything is uploaded"
-  echo "would check the account's Lambda concurrency: infra/concurrency_check.py --stage $stage" \
-    "--processor $processor_rc --api $api_rc --generator $generator_rc"
+  echo "would check the account's Lambda concurrency and plan the reservations:" \
+    "infra/concurrency_check.py --stage $stage --processor $processor_rc --api $api_rc" \
+    "--generator $generator_rc --stream inventory-events-$stage (outside dev the processor and" \
+    "API reservations it computes replace 0s)"
   echo "would run: ${deploy_cmd[*]}"
   echo "then upload target/site to the stack's ConsoleBucket with config.json pointing at its ApiUrl"
   echo "dry run: ok"

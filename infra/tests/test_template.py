@@ -254,23 +254,29 @@ def check_every_alarm_notifies(cfn):
     return problems
 
 
+def rules_pass(cfn, **overrides):
+    """Whether a deploy with these parameters passes the template's Rules."""
+    params = parameters(cfn, **overrides)
+    for rule in cfn.get("Rules", {}).values():
+        applies = evaluate(cfn, rule.get("RuleCondition", True), params)
+        if applies and not all(evaluate(cfn, a["Assert"], params) for a in rule["Assertions"]):
+            return False
+    return True
+
+
+# A deploy outside dev as scripts/deploy.sh makes it: an alarm address and reservations.
+FULL_PROD = {"Stage": "prod", "AlarmEmail": "ops@example.com",
+             "ProcessorReservedConcurrency": 8, "ApiReservedConcurrency": 20}
+
+
 def check_alarm_email_required_outside_dev(cfn):
     """A Rule fails a non-dev deploy without AlarmEmail; the address gets a subscription."""
     problems = []
-
-    def rules_pass(**overrides):
-        params = parameters(cfn, **overrides)
-        for rule in cfn.get("Rules", {}).values():
-            applies = evaluate(cfn, rule.get("RuleCondition", True), params)
-            if applies and not all(evaluate(cfn, a["Assert"], params) for a in rule["Assertions"]):
-                return False
-        return True
-
-    if rules_pass(Stage="prod", AlarmEmail=""):
+    if rules_pass(cfn, **{**FULL_PROD, "AlarmEmail": ""}):
         problems.append("a prod deploy without AlarmEmail passes the template's Rules")
-    if not rules_pass(Stage="prod", AlarmEmail="ops@example.com"):
+    if not rules_pass(cfn, **FULL_PROD):
         problems.append("a prod deploy with AlarmEmail fails the template's Rules")
-    if not rules_pass(Stage="dev", AlarmEmail=""):
+    if not rules_pass(cfn, Stage="dev", AlarmEmail=""):
         problems.append("a dev deploy without AlarmEmail fails the template's Rules")
     subs = [s for s in resources(cfn, "AWS::SNS::Subscription").values()
             if props(s).get("Protocol") == "email" and props(s).get("Endpoint") == {"Ref": "AlarmEmail"}]
@@ -759,6 +765,27 @@ def check_dead_letters_cannot_go_unseen(cfn):
     return problems
 
 
+def check_isolation_outside_dev(cfn):
+    """Outside dev a deploy must reserve concurrency for the processor and the API (whose
+    reservation caps it); dev may reserve none; each reservation reaches its function."""
+    problems = []
+    for missing in ("ProcessorReservedConcurrency", "ApiReservedConcurrency"):
+        if rules_pass(cfn, **{**FULL_PROD, missing: 0}):
+            problems.append(f"a prod deploy with {missing} 0 passes the template's Rules")
+    if not rules_pass(cfn, **FULL_PROD):
+        problems.append("a prod deploy with both reservations fails the template's Rules")
+    if not rules_pass(cfn, Stage="dev", AlarmEmail=""):
+        problems.append("a dev deploy without reservations fails the template's Rules")
+    params = parameters(cfn, **FULL_PROD)
+    for fn_name, parameter in (("ProcessorFunction", "ProcessorReservedConcurrency"),
+                               ("ApiFunction", "ApiReservedConcurrency")):
+        fn = cfn["Resources"].get(fn_name)
+        got = evaluate(cfn, props(fn).get("ReservedConcurrentExecutions", NO_VALUE), params) if fn else None
+        if got != params[parameter]:
+            problems.append(f"{fn_name} does not reserve {parameter} in prod (got {got!r})")
+    return problems
+
+
 def check_mfa_required_outside_dev(cfn):
     """Console users must set up a second factor in every stage but dev by default."""
     problems = []
@@ -877,6 +904,7 @@ CHECKS = [
     check_stage_names_cannot_overlap,
     check_dead_letters_cannot_go_unseen,
     check_mfa_required_outside_dev,
+    check_isolation_outside_dev,
     check_every_alarm_on_dashboard,
     check_logs_kept,
     check_encrypted_arm64_and_guarded,
@@ -1045,6 +1073,10 @@ MUTATIONS = [
      lambda s: s["Resources"].pop("DeadLetterAlarm")),
     ("user pool not retained", check_stateful_resources_retained,
      lambda s: _res(s, "UserPool").pop("DeletionPolicy")),
+    ("no reservation rule outside dev", check_isolation_outside_dev,
+     lambda s: s["Rules"].pop("ReservationsOutsideDev")),
+    ("the API's reservation not applied", check_isolation_outside_dev,
+     lambda s: _props(s, "ApiFunction").pop("ReservedConcurrentExecutions")),
     ("MFA optional everywhere", check_mfa_required_outside_dev,
      lambda s: _props(s, "UserPool").update(MfaConfiguration="OPTIONAL")),
     ("no alarm on the inventory table's throttles", check_blind_spots_alarmed,
