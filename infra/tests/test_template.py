@@ -120,6 +120,19 @@ def mentions(expr, name):
             or "${" + name + "}" in text or "${" + name + "." in text)
 
 
+def target_function(cfn, target):
+    """The function of this template a Pipe's target invokes: the function itself, or the
+    function of an alias of this template (None when neither)."""
+    functions = resources(cfn, "AWS::Lambda::Function")
+    direct = next((n for n in functions if refers_to(target, n)), None)
+    if direct:
+        return direct
+    for alias_name, alias in resources(cfn, "AWS::Lambda::Alias").items():
+        if refers_to(target, alias_name):
+            return next((n for n in functions if refers_to(props(alias).get("FunctionName"), n)), None)
+    return None
+
+
 def alarm_metrics(alarm):
     """(namespace, metric name, {dimension: value}) of everything an alarm reads."""
     p = props(alarm)
@@ -133,12 +146,23 @@ def alarm_metrics(alarm):
             yield metric["Namespace"], metric["MetricName"], dims
 
 
+def names_resource(cfn, expr, resource):
+    """Whether a dimension value is `resource`: a Ref or GetAtt of it, or its Name (an
+    alarm may name a resource where a reference would make a cycle)."""
+    if refers_to(expr, resource):
+        return True
+    res = cfn["Resources"].get(resource, {})
+    name = props(res).get("Name") if res else None
+    params = parameters(cfn)
+    return name is not None and evaluate(cfn, expr, params) == evaluate(cfn, name, params)
+
+
 def alarms_on(cfn, namespace, metric, dimension=None, resource=None):
     found = {}
     for name, alarm in resources(cfn, "AWS::CloudWatch::Alarm").items():
         for ns, m, dims in alarm_metrics(alarm):
             if ns == namespace and m == metric and (
-                    dimension is None or refers_to(dims.get(dimension), resource)):
+                    dimension is None or names_resource(cfn, dims.get(dimension), resource)):
                 found[name] = alarm
     return found
 
@@ -327,8 +351,7 @@ def check_silence_alarms(cfn):
     if not age:
         problems.append("no iterator-age alarm")
     for pipe_name, pipe in resources(cfn, "AWS::Pipes::Pipe").items():
-        target = props(pipe)["Target"]
-        fn = next((n for n in resources(cfn, "AWS::Lambda::Function") if refers_to(target, n)), None)
+        fn = target_function(cfn, props(pipe)["Target"])
         found = False
         for name, alarm in resources(cfn, "AWS::CloudWatch::Alarm").items():
             read = list(alarm_metrics(alarm))
@@ -454,7 +477,7 @@ def check_lineage_is_listed(cfn):
     stream = next(iter(resources(cfn, "AWS::Kinesis::Stream")), None)
     functions = resources(cfn, "AWS::Lambda::Function")
     for pipe in resources(cfn, "AWS::Pipes::Pipe").values():
-        target = next((n for n in functions if refers_to(props(pipe).get("Target"), n)), None)
+        target = target_function(cfn, props(pipe).get("Target"))
         if target is None:
             problems.append("the Pipe's target is not a function of this template")
             continue
@@ -786,6 +809,39 @@ def check_isolation_outside_dev(cfn):
     return problems
 
 
+def check_gradual_processor_deploys(cfn):
+    """Each Pipe invokes an alias of its function, which CodeDeploy moves to a new version
+    gradually outside dev (not all at once), stopping and rolling back on the processor's
+    errors and the Pipe's failures."""
+    problems = []
+    groups = resources(cfn, "AWS::CodeDeploy::DeploymentGroup")
+    for pipe_name, pipe in resources(cfn, "AWS::Pipes::Pipe").items():
+        target = props(pipe).get("Target")
+        alias = next((n for n in resources(cfn, "AWS::Lambda::Alias") if refers_to(target, n)), None)
+        if alias is None:
+            problems.append(f"{pipe_name} invokes no alias: a deploy reaches every shard at once")
+            continue
+        update = cfn["Resources"][alias].get("UpdatePolicy", {}).get("CodeDeployLambdaAliasUpdate", {})
+        group = next((n for n in groups if refers_to(update.get("DeploymentGroupName"), n)), None)
+        if group is None:
+            problems.append(f"{alias} is not moved by a CodeDeploy deployment group")
+            continue
+        p = props(groups[group])
+        config = evaluate(cfn, p.get("DeploymentConfigName"), parameters(cfn, Stage="prod"))
+        if "AllAtOnce" in json.dumps(config):
+            problems.append(f"{group} deploys all at once outside dev")
+        alarms = [a.get("Name") for a in p.get("AlarmConfiguration", {}).get("Alarms", [])]
+        if p.get("AlarmConfiguration", {}).get("Enabled") is not True:
+            problems.append(f"{group} watches no alarms")
+        for needed in ("ProcessorErrorsAlarm", "PipeFailuresAlarm"):
+            if not any(refers_to(a, needed) for a in alarms):
+                problems.append(f"{group} does not stop on {needed}")
+        events = p.get("AutoRollbackConfiguration", {}).get("Events", [])
+        if "DEPLOYMENT_STOP_ON_ALARM" not in events or not p.get("AutoRollbackConfiguration", {}).get("Enabled"):
+            problems.append(f"{group} does not roll back when an alarm stops it")
+    return problems
+
+
 def check_mfa_required_outside_dev(cfn):
     """Console users must set up a second factor in every stage but dev by default."""
     problems = []
@@ -905,6 +961,7 @@ CHECKS = [
     check_dead_letters_cannot_go_unseen,
     check_mfa_required_outside_dev,
     check_isolation_outside_dev,
+    check_gradual_processor_deploys,
     check_every_alarm_on_dashboard,
     check_logs_kept,
     check_encrypted_arm64_and_guarded,
@@ -1077,6 +1134,12 @@ MUTATIONS = [
      lambda s: s["Rules"].pop("ReservationsOutsideDev")),
     ("the API's reservation not applied", check_isolation_outside_dev,
      lambda s: _props(s, "ApiFunction").pop("ReservedConcurrentExecutions")),
+    ("the Pipe invokes the function, not its alias", check_gradual_processor_deploys,
+     lambda s: _props(s, "InventoryPipe").update(Target={"Fn::GetAtt": ["ProcessorFunction", "Arn"]})),
+    ("all at once in prod", check_gradual_processor_deploys,
+     lambda s: _props(s, "ProcessorFunction")["DeploymentPreference"].update(Type="AllAtOnce")),
+    ("a deploy that ignores the processor's errors", check_gradual_processor_deploys,
+     lambda s: _props(s, "ProcessorFunction")["DeploymentPreference"].update(Alarms=[{"Ref": "PipeFailuresAlarm"}])),
     ("MFA optional everywhere", check_mfa_required_outside_dev,
      lambda s: _props(s, "UserPool").update(MfaConfiguration="OPTIONAL")),
     ("no alarm on the inventory table's throttles", check_blind_spots_alarmed,
