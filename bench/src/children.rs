@@ -44,6 +44,7 @@ pub(crate) async fn publisher(args: PublishArgs) -> anyhow::Result<()> {
             stream: args.stream,
             rate: (args.rate > 0.0).then_some(args.rate),
             max_attempts: 20,
+            deadline: None,
         },
         &mut |_| {},
     )

@@ -10,10 +10,7 @@ pub mod run;
 pub mod simulation;
 pub mod verify;
 
-pub use publish::{
-    publish, publish_to, publish_to_until, publish_until, PublishError, PublishOptions,
-    PublishReport, RecordSink,
-};
+pub use publish::{publish, PublishError, PublishOptions, PublishReport, RecordSink, SinkError};
 pub use run::{run_simulation, SimulationContext};
 pub use simulation::{
     new_run_id, Expected, FaultRatios, ProducerConfig, RetryDistance, SimConfig, Simulation, Skew,

@@ -81,6 +81,7 @@ async fn main() -> anyhow::Result<ExitCode> {
                 stream,
                 rate: sim.rate(),
                 max_attempts: 20,
+                deadline: None,
             };
             let mut progress = progress_reporter(simulation.config().events);
             let report = publish(&kinesis, &mut simulation, &options, &mut progress).await?;

@@ -44,6 +44,10 @@ pub struct PublishOptions {
     pub rate: Option<f64>,
     /// Attempts per record before the run fails (never drops a record silently).
     pub max_attempts: u32,
+    /// No call starts once this has passed: calls already in flight end and their outcome
+    /// is counted, refused records are not tried again, and the run fails with
+    /// [`PublishError::Deadline`] unless everything was acknowledged. `None`: no deadline.
+    pub deadline: Option<Instant>,
 }
 
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -88,12 +92,23 @@ pub enum PublishError {
     },
     #[error("stopped publishing at the deadline after {acknowledged} of {total} records were acknowledged (nothing is put after it); publish fewer events or at a higher rate so the run ends in time")]
     Deadline { acknowledged: u64, total: u64 },
-    #[error("PutRecords to stream {stream} failed {attempts} times in a row: {message}. Is the stream there and AWS_ENDPOINT_URL/credentials right?")]
+    #[error("PutRecords to stream {stream} failed {attempts} times in a row: {last}. Is the stream there and AWS_ENDPOINT_URL/credentials right?")]
     Call {
         stream: String,
         attempts: u32,
-        message: String,
+        last: SinkError,
     },
+}
+
+/// Why a PutRecords call failed as a whole (nothing of it counts as stored).
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum SinkError {
+    /// The SDK would not build an entry from a partition key and data.
+    #[error("could not build a PutRecords entry: {0}")]
+    Entry(String),
+    /// The call itself failed: the service's answer or why it could not be reached.
+    #[error("{0}")]
+    Call(String),
 }
 
 /// One PutRecords entry.
@@ -101,6 +116,15 @@ pub enum PublishError {
 pub struct PutEntry {
     pub partition_key: String,
     pub data: Vec<u8>,
+}
+
+impl PutEntry {
+    fn of(record: &OutRecord) -> Self {
+        Self {
+            partition_key: record.partition_key.clone(),
+            data: record.data.clone(),
+        }
+    }
 }
 
 /// Why PutRecords did not store an entry.
@@ -118,7 +142,7 @@ pub trait RecordSink: Sync {
         &self,
         stream: &str,
         entries: Vec<PutEntry>,
-    ) -> impl Future<Output = Result<Vec<Option<EntryError>>, String>> + Send;
+    ) -> impl Future<Output = Result<Vec<Option<EntryError>>, SinkError>> + Send;
 }
 
 impl RecordSink for Client {
@@ -126,7 +150,7 @@ impl RecordSink for Client {
         &self,
         stream: &str,
         entries: Vec<PutEntry>,
-    ) -> Result<Vec<Option<EntryError>>, String> {
+    ) -> Result<Vec<Option<EntryError>>, SinkError> {
         let records = entries
             .into_iter()
             .map(|e| {
@@ -134,7 +158,7 @@ impl RecordSink for Client {
                     .partition_key(e.partition_key)
                     .data(Blob::new(e.data))
                     .build()
-                    .map_err(|e| e.to_string())
+                    .map_err(|e| SinkError::Entry(e.to_string()))
             })
             .collect::<Result<Vec<_>, _>>()?;
         let out = Client::put_records(self)
@@ -142,7 +166,9 @@ impl RecordSink for Client {
             .set_records(Some(records))
             .send()
             .await
-            .map_err(|e| aws_sdk_kinesis::error::DisplayErrorContext(e).to_string())?;
+            .map_err(|e| {
+                SinkError::Call(aws_sdk_kinesis::error::DisplayErrorContext(e).to_string())
+            })?;
         Ok(out
             .records()
             .iter()
@@ -156,49 +182,13 @@ impl RecordSink for Client {
     }
 }
 
-/// Publishes every record of the simulation to Kinesis, with as many concurrent producers
-/// as the simulation has; returns when all are acknowledged.
-pub async fn publish(
-    client: &Client,
-    sim: &mut Simulation,
-    options: &PublishOptions,
-    progress: &mut (dyn FnMut(&PublishProgress) + Send),
-) -> Result<PublishReport, PublishError> {
-    publish_to_until(client, sim, options, None, progress).await
-}
-
-/// [`publish`], stopping at `deadline`: see [`publish_to_until`].
-pub async fn publish_until(
-    client: &Client,
-    sim: &mut Simulation,
-    options: &PublishOptions,
-    deadline: Option<Instant>,
-    progress: &mut (dyn FnMut(&PublishProgress) + Send),
-) -> Result<PublishReport, PublishError> {
-    publish_to_until(client, sim, options, deadline, progress).await
-}
-
-/// [`publish`] to any [`RecordSink`].
-pub async fn publish_to<S: RecordSink>(
+/// Publishes every record of the simulation to `sink` (a Kinesis [`Client`], or a stand-in
+/// in tests), with as many concurrent producers as the simulation has; returns when all are
+/// acknowledged, or fails at [`PublishOptions::deadline`].
+pub async fn publish<S: RecordSink>(
     sink: &S,
     sim: &mut Simulation,
     options: &PublishOptions,
-    progress: &mut (dyn FnMut(&PublishProgress) + Send),
-) -> Result<PublishReport, PublishError> {
-    publish_to_until(sink, sim, options, None, progress).await
-}
-
-/// [`publish_to`] that starts no call once `deadline` has passed: calls already in flight
-/// end and their outcome is counted, refused records are not tried again, and the run fails
-/// with [`PublishError::Deadline`] unless everything was acknowledged.
-///
-/// (The deadline is a parameter rather than a [`PublishOptions`] field so that callers
-/// building `PublishOptions` elsewhere in the workspace keep compiling.)
-pub async fn publish_to_until<S: RecordSink>(
-    sink: &S,
-    sim: &mut Simulation,
-    options: &PublishOptions,
-    deadline: Option<Instant>,
     progress: &mut (dyn FnMut(&PublishProgress) + Send),
 ) -> Result<PublishReport, PublishError> {
     let producers = sim.producers().producers.max(1);
@@ -235,7 +225,6 @@ pub async fn publish_to_until<S: RecordSink>(
                 wake: &wake,
                 options,
                 started,
-                deadline,
             },
         )
     });
@@ -349,7 +338,6 @@ struct Ctx<'c, 'a, S> {
     wake: &'c Notify,
     options: &'c PublishOptions,
     started: Instant,
-    deadline: Option<Instant>,
 }
 
 fn lock<'m, 'a>(m: &'m Mutex<Shared<'a>>) -> MutexGuard<'m, Shared<'a>> {
@@ -369,7 +357,7 @@ async fn produce<S: RecordSink>(me: usize, ctx: Ctx<'_, '_, S>) {
         let step = {
             let mut s = lock(ctx.shared);
             let now = Instant::now();
-            if ctx.deadline.is_some_and(|d| now >= d) {
+            if ctx.options.deadline.is_some_and(|d| now >= d) {
                 s.deadline_reached = true;
             }
             if s.failure.is_some() || s.deadline_reached {
@@ -387,7 +375,10 @@ async fn produce<S: RecordSink>(me: usize, ctx: Ctx<'_, '_, S>) {
                         let pacer = s.in_call.iter().position(|busy| !busy) == Some(me);
                         let due = s.until_due(ctx.started, ctx.options.rate).filter(|_| pacer);
                         let until_ready = ready_at.map(|t| t.saturating_duration_since(now));
-                        let until_deadline = ctx.deadline.map(|d| d.saturating_duration_since(now));
+                        let until_deadline = ctx
+                            .options
+                            .deadline
+                            .map(|d| d.saturating_duration_since(now));
                         Step::Wait(
                             [due, until_ready, until_deadline]
                                 .into_iter()
@@ -513,85 +504,17 @@ impl Shared<'_> {
         if finishing && self.late_pending == 0 {
             return Take::Done;
         }
-        let acknowledged = self.p.acknowledged;
         let producer = &mut self.producers[me];
         if let Some(t) = producer.not_before.filter(|t| *t > now) {
             return Take::Wait(Some(t));
         }
-        let mut items = Vec::new();
-        let mut entries = Vec::new();
-        let mut bytes = 0usize;
-        let mut ready_at: Option<Instant> = None;
-        let mut fits = |record: &OutRecord, entries: &[PutEntry]| {
-            let size = record.data.len() + record.partition_key.len();
-            let ok = entries.len() < MAX_RECORDS_PER_CALL && bytes + size <= MAX_BYTES_PER_CALL;
-            if ok {
-                bytes += size;
-            }
-            ok
-        };
-        for _ in 0..producer.ring.len() {
-            // A full call leaves the products not visited at the front for the next one.
-            if entries.len() == MAX_RECORDS_PER_CALL {
-                break;
-            }
-            let Some(key) = producer.ring.pop_front() else {
-                break;
-            };
-            if producer.keys.get(&key).copied().unwrap_or(0) == 0 {
-                producer.keys.remove(&key);
-                producer.in_ring.remove(&key);
-                continue;
-            }
-            producer.ring.push_back(key.clone());
-            let Some(q) = self.products.get_mut(&key) else {
-                continue;
-            };
-            let Some(head) = q.records.front() else {
-                continue;
-            };
-            if head.producer != me || q.in_flight {
-                continue;
-            }
-            if let Some(t) = q.not_before.filter(|t| *t > now) {
-                ready_at = Some(ready_at.map_or(t, |r| r.min(t)));
-                continue;
-            }
-            if !fits(head, &entries) {
-                continue;
-            }
-            q.in_flight = true;
-            entries.push(PutEntry {
-                partition_key: head.partition_key.clone(),
-                data: head.data.clone(),
-            });
-            items.push(Item::Ordered(key));
-        }
-        let mut i = 0;
-        while i < producer.held.len() {
-            let h = &producer.held[i];
-            let waiting = !finishing && acknowledged < h.after;
-            if let Some(t) = h.not_before.filter(|t| *t > now) {
-                ready_at = Some(ready_at.map_or(t, |r| r.min(t)));
-                i += 1;
-                continue;
-            }
-            if waiting || !fits(&h.record, &entries) {
-                i += 1;
-                continue;
-            }
-            let mut h = producer.held.swap_remove(i);
-            h.cut_short = acknowledged < h.after;
-            entries.push(PutEntry {
-                partition_key: h.record.partition_key.clone(),
-                data: h.record.data.clone(),
-            });
-            items.push(Item::Late(h));
-        }
-        if items.is_empty() {
-            Take::Wait(ready_at)
+        let mut batch = Batch::default();
+        producer.take_heads(me, &mut self.products, now, &mut batch);
+        producer.take_late_retries(self.p.acknowledged, finishing, now, &mut batch);
+        if batch.items.is_empty() {
+            Take::Wait(batch.ready_at)
         } else {
-            Take::Call(items, entries)
+            Take::Call(batch.items, batch.entries)
         }
     }
 
@@ -600,7 +523,7 @@ impl Shared<'_> {
         &mut self,
         me: usize,
         items: Vec<Item>,
-        result: Result<Vec<Option<EntryError>>, String>,
+        result: Result<Vec<Option<EntryError>>, SinkError>,
         options: &PublishOptions,
     ) -> Result<(), PublishError> {
         self.p.calls += 1;
@@ -612,32 +535,7 @@ impl Shared<'_> {
                 producer.not_before = None;
                 outcomes
             }
-            Err(message) => {
-                // Nothing of the call counts as stored; all of it goes again.
-                for item in items {
-                    match item {
-                        Item::Ordered(key) => {
-                            if let Some(q) = self.products.get_mut(&key) {
-                                q.in_flight = false;
-                            }
-                        }
-                        Item::Late(h) => self.producers[me].held.push(h),
-                    }
-                }
-                let producer = &mut self.producers[me];
-                producer.failed_calls += 1;
-                let Some(retry_at) = next_attempt(&mut producer.call_delays, options.max_attempts)
-                else {
-                    return Err(PublishError::Call {
-                        stream: options.stream.clone(),
-                        attempts: producer.failed_calls,
-                        message,
-                    });
-                };
-                tracing::warn!(%message, producer = me, "PutRecords failed; retrying");
-                producer.not_before = Some(retry_at);
-                return Ok(());
-            }
+            Err(error) => return self.call_failed(me, items, error, options),
         };
         for (i, item) in items.into_iter().enumerate() {
             // An entry without an outcome was not stored as far as we know: send it again.
@@ -647,79 +545,252 @@ impl Shared<'_> {
                 None => Some("PutRecords returned no result for this record".to_owned()),
             };
             match (item, error) {
-                (Item::Ordered(key), None) => {
-                    let Some(q) = self.products.get_mut(&key) else {
-                        continue;
-                    };
-                    q.in_flight = false;
-                    q.attempts = 0;
-                    q.delays = None;
-                    q.not_before = None;
-                    let Some(record) = q.records.pop_front() else {
-                        continue;
-                    };
-                    self.ordered -= 1;
-                    if let Some(n) = self.producers[me].keys.get_mut(&key) {
-                        *n = n.saturating_sub(1);
-                    }
-                    self.p.acknowledged += 1;
-                    if record.retry == Retry::Later {
-                        let acked_at = self.p.acknowledged;
-                        match self.awaiting_original.remove(&record.index) {
-                            Some(retry) => {
-                                let Retry::Of { distance, .. } = retry.retry else {
-                                    continue;
-                                };
-                                self.hold(retry, acked_at + distance);
-                            }
-                            None => {
-                                self.original_acks.insert(record.index, acked_at);
-                            }
-                        }
-                    }
-                }
+                (Item::Ordered(key), None) => self.head_acknowledged(me, &key),
                 (Item::Ordered(key), Some(last_error)) => {
-                    let Some(q) = self.products.get_mut(&key) else {
-                        continue;
-                    };
-                    q.in_flight = false;
-                    q.attempts += 1;
-                    let Some(retry_at) = next_attempt(&mut q.delays, options.max_attempts) else {
-                        return Err(PublishError::RecordFailed {
-                            partition_key: key,
-                            attempts: q.attempts,
-                            last_error,
-                        });
-                    };
-                    self.p.retried += 1;
-                    q.not_before = Some(retry_at);
+                    self.head_refused(key, last_error, options)?
                 }
-                (Item::Late(h), None) => {
-                    self.p.acknowledged += 1;
-                    self.late_pending -= 1;
-                    self.report.late_retries += 1;
-                    if h.cut_short {
-                        self.report.late_retries_cut_short += 1;
-                    }
-                }
-                (Item::Late(mut h), Some(last_error)) => {
-                    h.attempts += 1;
-                    let Some(retry_at) = next_attempt(&mut h.delays, options.max_attempts) else {
-                        return Err(PublishError::RecordFailed {
-                            partition_key: h.record.partition_key,
-                            attempts: h.attempts,
-                            last_error,
-                        });
-                    };
-                    self.p.retried += 1;
-                    h.not_before = Some(retry_at);
-                    self.producers[me].held.push(h);
+                (Item::Late(h), None) => self.late_retry_acknowledged(&h),
+                (Item::Late(h), Some(last_error)) => {
+                    self.late_retry_refused(me, h, last_error, options)?
                 }
             }
         }
         let p = self.p.clone();
         (self.progress)(&p);
         Ok(())
+    }
+
+    /// A call that failed as a whole: nothing of it counts as stored, so all of it goes again
+    /// after the producer's backoff, or the run fails once the policy has no attempt left.
+    fn call_failed(
+        &mut self,
+        me: usize,
+        items: Vec<Item>,
+        error: SinkError,
+        options: &PublishOptions,
+    ) -> Result<(), PublishError> {
+        for item in items {
+            match item {
+                Item::Ordered(key) => {
+                    if let Some(q) = self.products.get_mut(&key) {
+                        q.in_flight = false;
+                    }
+                }
+                Item::Late(h) => self.producers[me].held.push(h),
+            }
+        }
+        let producer = &mut self.producers[me];
+        producer.failed_calls += 1;
+        let Some(retry_at) = next_attempt(&mut producer.call_delays, options.max_attempts) else {
+            return Err(PublishError::Call {
+                stream: options.stream.clone(),
+                attempts: producer.failed_calls,
+                last: error,
+            });
+        };
+        tracing::warn!(message = %error, producer = me, "PutRecords failed; retrying");
+        producer.not_before = Some(retry_at);
+        Ok(())
+    }
+
+    /// The head of `key`'s queue was stored: the next record of the product may go, and a
+    /// late retry of it starts counting its distance from here.
+    fn head_acknowledged(&mut self, me: usize, key: &str) {
+        let Some(q) = self.products.get_mut(key) else {
+            return;
+        };
+        q.in_flight = false;
+        q.attempts = 0;
+        q.delays = None;
+        q.not_before = None;
+        let Some(record) = q.records.pop_front() else {
+            return;
+        };
+        self.ordered -= 1;
+        if let Some(n) = self.producers[me].keys.get_mut(key) {
+            *n = n.saturating_sub(1);
+        }
+        self.p.acknowledged += 1;
+        if record.retry == Retry::Later {
+            let acked_at = self.p.acknowledged;
+            match self.awaiting_original.remove(&record.index) {
+                Some(retry) => {
+                    let Retry::Of { distance, .. } = retry.retry else {
+                        return;
+                    };
+                    self.hold(retry, acked_at + distance);
+                }
+                None => {
+                    self.original_acks.insert(record.index, acked_at);
+                }
+            }
+        }
+    }
+
+    /// The head of `key`'s queue was refused: it stays at the head and goes again after its
+    /// backoff, or the run fails once the policy has no attempt left.
+    fn head_refused(
+        &mut self,
+        key: String,
+        last_error: String,
+        options: &PublishOptions,
+    ) -> Result<(), PublishError> {
+        let Some(q) = self.products.get_mut(&key) else {
+            return Ok(());
+        };
+        q.in_flight = false;
+        q.attempts += 1;
+        let Some(retry_at) = next_attempt(&mut q.delays, options.max_attempts) else {
+            return Err(PublishError::RecordFailed {
+                partition_key: key,
+                attempts: q.attempts,
+                last_error,
+            });
+        };
+        self.p.retried += 1;
+        q.not_before = Some(retry_at);
+        Ok(())
+    }
+
+    fn late_retry_acknowledged(&mut self, h: &Held) {
+        self.p.acknowledged += 1;
+        self.late_pending -= 1;
+        self.report.late_retries += 1;
+        if h.cut_short {
+            self.report.late_retries_cut_short += 1;
+        }
+    }
+
+    /// A refused late retry is held again until its backoff ends, or the run fails once the
+    /// policy has no attempt left.
+    fn late_retry_refused(
+        &mut self,
+        me: usize,
+        mut h: Held,
+        last_error: String,
+        options: &PublishOptions,
+    ) -> Result<(), PublishError> {
+        h.attempts += 1;
+        let Some(retry_at) = next_attempt(&mut h.delays, options.max_attempts) else {
+            return Err(PublishError::RecordFailed {
+                partition_key: h.record.partition_key,
+                attempts: h.attempts,
+                last_error,
+            });
+        };
+        self.p.retried += 1;
+        h.not_before = Some(retry_at);
+        self.producers[me].held.push(h);
+        Ok(())
+    }
+}
+
+/// One call being filled, within PutRecords' limits.
+#[derive(Default)]
+struct Batch {
+    items: Vec<Item>,
+    entries: Vec<PutEntry>,
+    bytes: usize,
+    /// The earliest time a record left out for its backoff may go.
+    ready_at: Option<Instant>,
+}
+
+impl Batch {
+    fn is_full(&self) -> bool {
+        self.entries.len() == MAX_RECORDS_PER_CALL
+    }
+
+    /// Whether `record` still fits in the call; if so, its bytes are counted in.
+    fn fits(&mut self, record: &OutRecord) -> bool {
+        let size = record.data.len() + record.partition_key.len();
+        let ok =
+            self.entries.len() < MAX_RECORDS_PER_CALL && self.bytes + size <= MAX_BYTES_PER_CALL;
+        if ok {
+            self.bytes += size;
+        }
+        ok
+    }
+
+    /// Whether a record is still in its backoff at `now` (then noted as ready at its end).
+    fn backing_off(&mut self, not_before: Option<Instant>, now: Instant) -> bool {
+        match not_before.filter(|t| *t > now) {
+            Some(t) => {
+                self.ready_at = Some(self.ready_at.map_or(t, |r| r.min(t)));
+                true
+            }
+            None => false,
+        }
+    }
+
+    /// Adds `item`, whose record is `entry`.
+    fn push(&mut self, entry: PutEntry, item: Item) {
+        self.entries.push(entry);
+        self.items.push(item);
+    }
+}
+
+impl Producer {
+    /// Adds the head of each product whose head is this producer's (`me`) and not in flight,
+    /// visiting the products round-robin.
+    fn take_heads(
+        &mut self,
+        me: usize,
+        products: &mut HashMap<String, ProductQueue>,
+        now: Instant,
+        batch: &mut Batch,
+    ) {
+        for _ in 0..self.ring.len() {
+            // A full call leaves the products not visited at the front for the next one.
+            if batch.is_full() {
+                break;
+            }
+            let Some(key) = self.ring.pop_front() else {
+                break;
+            };
+            if self.keys.get(&key).copied().unwrap_or(0) == 0 {
+                self.keys.remove(&key);
+                self.in_ring.remove(&key);
+                continue;
+            }
+            self.ring.push_back(key.clone());
+            let Some(q) = products.get_mut(&key) else {
+                continue;
+            };
+            let Some(head) = q.records.front() else {
+                continue;
+            };
+            if head.producer != me || q.in_flight {
+                continue;
+            }
+            if batch.backing_off(q.not_before, now) || !batch.fits(head) {
+                continue;
+            }
+            batch.push(PutEntry::of(head), Item::Ordered(key));
+            q.in_flight = true;
+        }
+    }
+
+    /// Adds the late retries whose distance was reached (all of them when `finishing`), out
+    /// of their backoff.
+    fn take_late_retries(
+        &mut self,
+        acknowledged: u64,
+        finishing: bool,
+        now: Instant,
+        batch: &mut Batch,
+    ) {
+        let mut i = 0;
+        while i < self.held.len() {
+            let h = &self.held[i];
+            let waiting = !finishing && acknowledged < h.after;
+            if batch.backing_off(h.not_before, now) || waiting || !batch.fits(&h.record) {
+                i += 1;
+                continue;
+            }
+            let mut h = self.held.swap_remove(i);
+            h.cut_short = acknowledged < h.after;
+            batch.push(PutEntry::of(&h.record), Item::Late(h));
+        }
     }
 }
 
@@ -791,7 +862,7 @@ mod tests {
             &self,
             _stream: &str,
             entries: Vec<PutEntry>,
-        ) -> Result<Vec<Option<EntryError>>, String> {
+        ) -> Result<Vec<Option<EntryError>>, SinkError> {
             // Lets the other producers' calls overlap this one.
             tokio::task::yield_now().await;
             let bytes: usize = entries
@@ -805,7 +876,9 @@ mod tests {
                 *calls
             };
             if self.failing_calls.contains(&call) {
-                return Err("InternalFailure: service unavailable".into());
+                return Err(SinkError::Call(
+                    "InternalFailure: service unavailable".into(),
+                ));
             }
             let (mut landed, mut rng) = (self.landed.lock().unwrap(), self.rng.lock().unwrap());
             Ok(entries
@@ -853,6 +926,7 @@ mod tests {
             stream: "s".into(),
             rate: None,
             max_attempts: 30,
+            deadline: None,
         }
     }
 
@@ -924,7 +998,7 @@ mod tests {
         };
         let mut sim = simulation(50, 8_000, 0.0, producers);
         let kinesis = FakeKinesis::new();
-        let report = publish_to(&kinesis, &mut sim, &options(), &mut |_| {})
+        let report = publish(&kinesis, &mut sim, &options(), &mut |_| {})
             .await
             .unwrap();
         let expected = sim.expected();
@@ -961,7 +1035,7 @@ mod tests {
         };
         let mut sim = simulation(200, 6_000, 0.05, producers);
         let kinesis = FakeKinesis::new();
-        publish_to(&kinesis, &mut sim, &options(), &mut |_| {})
+        publish(&kinesis, &mut sim, &options(), &mut |_| {})
             .await
             .unwrap();
         let e = sim.expected();
@@ -985,7 +1059,7 @@ mod tests {
             failing_calls: vec![3, 10, 11],
             ..FakeKinesis::new()
         };
-        let report = publish_to(&kinesis, &mut sim, &options(), &mut |_| {})
+        let report = publish(&kinesis, &mut sim, &options(), &mut |_| {})
             .await
             .unwrap();
         assert!(report.retried > 20, "{report:?}");
@@ -1007,7 +1081,7 @@ mod tests {
             max_attempts: 3,
             ..options()
         };
-        let e = publish_to(&kinesis, &mut sim, &options, &mut |_| {})
+        let e = publish(&kinesis, &mut sim, &options, &mut |_| {})
             .await
             .unwrap_err();
         assert!(
@@ -1059,7 +1133,7 @@ mod tests {
             &self,
             _stream: &str,
             entries: Vec<PutEntry>,
-        ) -> Result<Vec<Option<EntryError>>, String> {
+        ) -> Result<Vec<Option<EntryError>>, SinkError> {
             self.calls
                 .lock()
                 .unwrap()
@@ -1073,15 +1147,13 @@ mod tests {
     async fn a_deadline_already_passed_puts_nothing_and_says_so() {
         let mut sim = simulation(20, 1_000, 0.0, ProducerConfig::default());
         let sink = CountingSink::default();
-        let e = publish_to_until(
-            &sink,
-            &mut sim,
-            &options(),
-            Some(Instant::now()),
-            &mut |_| {},
-        )
-        .await
-        .unwrap_err();
+        let options = PublishOptions {
+            deadline: Some(Instant::now()),
+            ..options()
+        };
+        let e = publish(&sink, &mut sim, &options, &mut |_| {})
+            .await
+            .unwrap_err();
         assert_eq!(sink.stored(), 0, "no record may be put after the deadline");
         assert!(
             matches!(
@@ -1106,17 +1178,16 @@ mod tests {
         // 100,000 records at 2,000/s take 50 s; the deadline is 300 ms in.
         let mut sim = simulation(20, 100_000, 0.0, producers);
         let sink = CountingSink::default();
+        let deadline = Instant::now() + Duration::from_millis(300);
         let options = PublishOptions {
             rate: Some(2_000.0),
+            deadline: Some(deadline),
             ..options()
         };
-        let deadline = Instant::now() + Duration::from_millis(300);
         let mut last = PublishProgress::default();
-        let e = publish_to_until(&sink, &mut sim, &options, Some(deadline), &mut |p| {
-            last = p.clone()
-        })
-        .await
-        .unwrap_err();
+        let e = publish(&sink, &mut sim, &options, &mut |p| last = p.clone())
+            .await
+            .unwrap_err();
         let returned = Instant::now();
         let PublishError::Deadline {
             acknowledged,
@@ -1165,7 +1236,11 @@ mod tests {
         };
         let deadline = Instant::now() + Duration::from_millis(200);
         // Without the deadline, 30 attempts with backoff up to 5 s would take minutes.
-        let e = publish_to_until(&kinesis, &mut sim, &options(), Some(deadline), &mut |_| {})
+        let options = PublishOptions {
+            deadline: Some(deadline),
+            ..options()
+        };
+        let e = publish(&kinesis, &mut sim, &options, &mut |_| {})
             .await
             .unwrap_err();
         let returned = Instant::now();
@@ -1192,7 +1267,11 @@ mod tests {
         let mut sim = simulation(20, 500, 0.0, ProducerConfig::default());
         let sink = CountingSink::default();
         let deadline = Instant::now() + Duration::from_secs(3600);
-        let report = publish_to_until(&sink, &mut sim, &options(), Some(deadline), &mut |_| {})
+        let options = PublishOptions {
+            deadline: Some(deadline),
+            ..options()
+        };
+        let report = publish(&sink, &mut sim, &options, &mut |_| {})
             .await
             .unwrap();
         assert_eq!(report.records, 500);
@@ -1212,7 +1291,7 @@ mod tests {
             rate: Some(1_000.0),
             ..options()
         };
-        let report = publish_to(&kinesis, &mut sim, &options, &mut |_| {})
+        let report = publish(&kinesis, &mut sim, &options, &mut |_| {})
             .await
             .unwrap();
         assert_eq!(report.records, 400);

@@ -11,7 +11,7 @@ use inventory_domain::api::{SimulationRequest, SimulationState, SimulationStatus
 use inventory_store::simulations::save_status;
 use inventory_store::Tables;
 
-use crate::publish::{publish_until, PublishError, PublishOptions};
+use crate::publish::{publish, PublishError, PublishOptions};
 use crate::simulation::{ProducerConfig, RetryDistance, SimConfig, Simulation};
 use crate::verify::{verify, VerifyOptions, VerifyReport};
 use crate::Expected;
@@ -89,15 +89,12 @@ pub async fn run_simulation(
         stream: ctx.stream.clone(),
         rate: Some(request.rate),
         max_attempts: 30,
+        deadline: deadline.map(|d| instant_at(d, Utc::now(), Instant::now())),
     };
     let progress_sent = sent.clone();
-    let result = publish_until(
-        &ctx.kinesis,
-        &mut simulation,
-        &options,
-        deadline.map(|d| instant_at(d, Utc::now(), Instant::now())),
-        &mut |p| progress_sent.store(p.acknowledged, Ordering::Relaxed),
-    )
+    let result = publish(&ctx.kinesis, &mut simulation, &options, &mut |p| {
+        progress_sent.store(p.acknowledged, Ordering::Relaxed)
+    })
     .await;
     reporter.abort();
     let _ = reporter.await;

@@ -223,6 +223,7 @@ async fn main() -> anyhow::Result<ExitCode> {
                     stream: stack.options.stream.clone(),
                     rate: sim.rate(),
                     max_attempts: 20,
+                    deadline: None,
                 },
                 &mut progress,
             )

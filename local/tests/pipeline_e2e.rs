@@ -26,6 +26,7 @@ async fn throttled_puts_are_retried_without_reordering_a_product() {
         stream: stack.options.stream.clone(),
         rate: None,
         max_attempts: 200,
+        deadline: None,
     };
     let report = publish(&stack.kinesis, &mut simulation, &options, &mut |_| {})
         .await

@@ -269,6 +269,7 @@ async fn soak(
                     stream,
                     rate: Some(rate),
                     max_attempts: 20,
+                    deadline: None,
                 },
                 &mut progress,
             )

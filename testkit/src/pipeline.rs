@@ -163,6 +163,7 @@ pub async fn publish_all(
         stream: stack.options.stream.clone(),
         rate,
         max_attempts: 30,
+        deadline: None,
     };
     publish(&stack.kinesis, sim, &options, &mut |_| {})
         .await
@@ -180,6 +181,7 @@ pub fn publish_in_background(
         stream: stack.options.stream.clone(),
         rate,
         max_attempts: 30,
+        deadline: None,
     };
     tokio::spawn(async move {
         publish(&kinesis, &mut sim, &options, &mut |_| {})
