@@ -842,6 +842,46 @@ def check_gradual_processor_deploys(cfn):
     return problems
 
 
+def rust_str_const(path, name):
+    """The value of `pub const NAME: &str = "...";` in a Rust source of the repository."""
+    m = re.search(rf'const {name}: &str = "([^"]*)";', (ROOT / path).read_text())
+    if m is None:
+        raise AssertionError(f"{path} no longer defines {name}; update infra/tests")
+    return m.group(1)
+
+
+def check_api_writes_only_its_partitions(cfn):
+    """The API's role writes the events table only in the partitions the API's code writes
+    (the simulation lock's and the simulations'): a condition on dynamodb:LeadingKeys on every
+    statement that lets it write there, so it cannot forge a dead letter to redrive or delete
+    the shard log duplicate detection reads."""
+    own = {rust_str_const("store/src/simulation_lock.rs", "LOCK_PK"),
+           rust_str_const("store/src/simulations.rs", "SIMULATIONS_PK")}
+    writes = ("dynamodb:PutItem", "dynamodb:DeleteItem", "dynamodb:UpdateItem", "dynamodb:BatchWriteItem",
+              "dynamodb:TransactWriteItems", "dynamodb:PartiQLInsert", "dynamodb:PartiQLUpdate",
+              "dynamodb:PartiQLDelete")
+    problems = []
+    for fn in url_functions(cfn):
+        role_expr = props(cfn["Resources"][fn]).get("Role")
+        role = next((n for n in resources(cfn, "AWS::IAM::Role") if refers_to(role_expr, n)), None)
+        policies = props(cfn["Resources"][role]).get("Policies", []) if role else []
+        for policy in policies:
+            for st in statements(policy["PolicyDocument"]):
+                granted = as_list(st.get("Action", []))
+                writing = [w for w in writes if any(fnmatch.fnmatch(w, a) for a in granted)]
+                on_events = any(refers_to(r, "EventsTable") or mentions(r, "EventsTable")
+                                for r in as_list(st.get("Resource", [])))
+                if st.get("Effect") != "Allow" or not writing or not on_events:
+                    continue
+                keys = st.get("Condition", {}).get("ForAllValues:StringEquals", {}).get("dynamodb:LeadingKeys")
+                if keys is None:
+                    problems.append(f"{role} may {writing} anywhere in the events table")
+                elif not set(as_list(keys)) <= own:
+                    problems.append(f"{role} may write partitions {sorted(set(as_list(keys)) - own)} "
+                                    f"the API's code does not write")
+    return problems
+
+
 def check_mfa_required_outside_dev(cfn):
     """Console users must set up a second factor in every stage but dev by default."""
     problems = []
@@ -961,6 +1001,7 @@ CHECKS = [
     check_dead_letters_cannot_go_unseen,
     check_mfa_required_outside_dev,
     check_isolation_outside_dev,
+    check_api_writes_only_its_partitions,
     check_gradual_processor_deploys,
     check_every_alarm_on_dashboard,
     check_logs_kept,
@@ -1140,6 +1181,13 @@ MUTATIONS = [
      lambda s: _props(s, "ProcessorFunction")["DeploymentPreference"].update(Type="AllAtOnce")),
     ("a deploy that ignores the processor's errors", check_gradual_processor_deploys,
      lambda s: _props(s, "ProcessorFunction")["DeploymentPreference"].update(Alarms=[{"Ref": "PipeFailuresAlarm"}])),
+    ("the API's writes anywhere in the events table", check_api_writes_only_its_partitions,
+     lambda s: _props(s, "ApiRole")["Policies"][0]["PolicyDocument"]["Statement"][2].pop("Condition")),
+    ("the API may write the dead letters' partition", check_api_writes_only_its_partitions,
+     lambda s: _props(s, "ApiRole")["Policies"][0]["PolicyDocument"]["Statement"][2]["Condition"][
+         "ForAllValues:StringEquals"].update({"dynamodb:LeadingKeys": ["LOCKS", "SIMULATIONS", "DEADLETTERS"]})),
+    ("an UpdateItem beside the condition", check_api_writes_only_its_partitions,
+     lambda s: _props(s, "ApiRole")["Policies"][0]["PolicyDocument"]["Statement"][1]["Action"].append("dynamodb:UpdateItem")),
     ("MFA optional everywhere", check_mfa_required_outside_dev,
      lambda s: _props(s, "UserPool").update(MfaConfiguration="OPTIONAL")),
     ("no alarm on the inventory table's throttles", check_blind_spots_alarmed,
