@@ -290,6 +290,13 @@ impl Default for RetryDistance {
     }
 }
 
+/// `MIN..=MAX`, as the generator's `--retry-distance` reads it.
+impl std::fmt::Display for RetryDistance {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}..={}", self.min, self.max)
+    }
+}
+
 impl Default for SimulationRequest {
     fn default() -> Self {
         Self {

@@ -8,7 +8,8 @@ use indicatif::{ProgressBar, ProgressStyle};
 
 use crate::publish::PublishProgress;
 use crate::simulation::{
-    new_run_id, FaultRatios, ProducerConfig, RetryDistance, SimConfig, SimError, Simulation, Skew,
+    new_run_id, parse_retry_distance, FaultRatios, ProducerConfig, RetryDistance, SimConfig,
+    SimError, Simulation, Skew,
 };
 
 /// What to simulate.
@@ -59,7 +60,7 @@ pub struct SimArgs {
     pub retry_share: f64,
     /// Records put between an event and its late retry: MIN..MAX (both ends included),
     /// MIN..=MAX or one number.
-    #[arg(long, default_value = "1..=2000")]
+    #[arg(long, default_value = "1..=2000", value_parser = parse_retry_distance)]
     pub retry_distance: RetryDistance,
 }
 
@@ -170,7 +171,7 @@ mod tests {
 
     #[test]
     fn retry_distances_read_as_inclusive_ranges() {
-        let d = |s: &str| s.parse::<RetryDistance>().map(|d| (d.min, d.max));
+        let d = |s: &str| parse_retry_distance(s).map(|d| (d.min, d.max));
         assert_eq!(d("1..2000").unwrap(), (1, 2000));
         assert_eq!(d("1..=2000").unwrap(), (1, 2000));
         assert_eq!(d(" 10 - 20 ").unwrap(), (10, 20));
@@ -208,7 +209,7 @@ mod tests {
         let p = args.simulation().unwrap().producers().to_owned();
         assert_eq!(
             (p.producers, p.retry_share, p.retry_distance),
-            (4, 0.05, RetryDistance::new(1, 2000).unwrap())
+            (4, 0.05, RetryDistance { min: 1, max: 2000 })
         );
 
         let e = parse(&["--retry-distance", "2000..1"]).err().unwrap();

@@ -994,7 +994,10 @@ mod tests {
         let producers = ProducerConfig {
             producers: 4,
             retry_share: 0.05,
-            retry_distance: RetryDistance::new(100, 1_000).unwrap(),
+            retry_distance: RetryDistance {
+                min: 100,
+                max: 1_000,
+            },
         };
         let mut sim = simulation(50, 8_000, 0.0, producers);
         let kinesis = FakeKinesis::new();
@@ -1031,7 +1034,7 @@ mod tests {
         let producers = ProducerConfig {
             producers: 4,
             retry_share: 0.05,
-            retry_distance: RetryDistance::new(1, 2_000).unwrap(),
+            retry_distance: RetryDistance { min: 1, max: 2_000 },
         };
         let mut sim = simulation(200, 6_000, 0.05, producers);
         let kinesis = FakeKinesis::new();
@@ -1051,7 +1054,7 @@ mod tests {
         let producers = ProducerConfig {
             producers: 3,
             retry_share: 0.05,
-            retry_distance: RetryDistance::new(1, 300).unwrap(),
+            retry_distance: RetryDistance { min: 1, max: 300 },
         };
         let mut sim = simulation(20, 1_500, 0.02, producers);
         let kinesis = FakeKinesis {
@@ -1173,7 +1176,7 @@ mod tests {
         let producers = ProducerConfig {
             producers: 3,
             retry_share: 0.05,
-            retry_distance: RetryDistance::new(1, 50).unwrap(),
+            retry_distance: RetryDistance { min: 1, max: 50 },
         };
         // 100,000 records at 2,000/s take 50 s; the deadline is 300 ms in.
         let mut sim = simulation(20, 100_000, 0.0, producers);
@@ -1283,7 +1286,7 @@ mod tests {
         let producers = ProducerConfig {
             producers: 4,
             retry_share: 0.05,
-            retry_distance: RetryDistance::new(1, 50).unwrap(),
+            retry_distance: RetryDistance { min: 1, max: 50 },
         };
         let mut sim = simulation(20, 400, 0.0, producers);
         let kinesis = FakeKinesis::new();

@@ -12,7 +12,7 @@ use inventory_store::simulations::save_status;
 use inventory_store::Tables;
 
 use crate::publish::{publish, PublishError, PublishOptions};
-use crate::simulation::{ProducerConfig, RetryDistance, SimConfig, Simulation};
+use crate::simulation::{ProducerConfig, SimConfig, Simulation};
 use crate::verify::{verify, VerifyOptions, VerifyReport};
 use crate::Expected;
 
@@ -58,10 +58,7 @@ pub async fn run_simulation(
     let producers = ProducerConfig {
         producers: request.producers as usize,
         retry_share: request.retry_share,
-        retry_distance: RetryDistance {
-            min: request.retry_distance.min,
-            max: request.retry_distance.max,
-        },
+        retry_distance: request.retry_distance,
     };
     let mut simulation = match producers
         .check_rate(Some(request.rate))
@@ -176,10 +173,7 @@ pub fn completed_run(
         seed: Some(c.seed),
         producers: u32::try_from(expected.producers.producers).unwrap_or(u32::MAX),
         retry_share: expected.producers.retry_share,
-        retry_distance: inventory_domain::api::RetryDistance {
-            min: expected.producers.retry_distance.min,
-            max: expected.producers.retry_distance.max,
-        },
+        retry_distance: expected.producers.retry_distance,
     };
     let mut status = SimulationStatus::queued(id, &request, &expected.started_at);
     status.run_id.clone_from(&c.run_id);

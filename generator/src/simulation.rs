@@ -35,56 +35,34 @@ pub const MAX_RETRY_DISTANCE: u64 = MAX_SIMULATION_RETRY_DISTANCE;
 pub const RETRY_WINDOW_SECS: f64 = MAX_RETRY_DELAY_SECS;
 
 /// How many other records are put between an event and its late retry (both ends included).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-pub struct RetryDistance {
-    pub min: u64,
-    pub max: u64,
+pub use inventory_domain::api::RetryDistance;
+
+/// Refuses a distance whose ends are the wrong way round or beyond [`MAX_RETRY_DISTANCE`].
+pub fn check_retry_distance(d: RetryDistance) -> Result<(), SimError> {
+    if d.min > d.max || d.max > MAX_RETRY_DISTANCE {
+        return Err(SimError::RetryDistance(d));
+    }
+    Ok(())
 }
 
-impl RetryDistance {
-    pub fn new(min: u64, max: u64) -> Result<Self, SimError> {
-        let d = Self { min, max };
-        d.check()?;
-        Ok(d)
-    }
-
-    fn check(self) -> Result<(), SimError> {
-        if self.min > self.max || self.max > MAX_RETRY_DISTANCE {
-            return Err(SimError::RetryDistance(self));
+/// Reads `MIN..MAX`, `MIN..=MAX` or `MIN-MAX`, both ends included (`1..2000`: 1 to 2,000
+/// records later), or `N` alone; checked as [`check_retry_distance`] does. The parser of
+/// `--retry-distance`.
+pub fn parse_retry_distance(s: &str) -> Result<RetryDistance, SimError> {
+    let text = s.trim();
+    let (min, max) = text
+        .split_once("..=")
+        .or_else(|| text.split_once(".."))
+        .or_else(|| text.split_once('-'))
+        .unwrap_or((text, text));
+    let number = |n: &str| n.trim().parse::<u64>().ok();
+    match (number(min), number(max)) {
+        (Some(min), Some(max)) => {
+            let d = RetryDistance { min, max };
+            check_retry_distance(d)?;
+            Ok(d)
         }
-        Ok(())
-    }
-}
-
-impl Default for RetryDistance {
-    fn default() -> Self {
-        Self { min: 1, max: 2_000 }
-    }
-}
-
-/// `MIN..MAX`, `MIN..=MAX` or `MIN-MAX`, both ends included (`1..2000`: 1 to 2,000 records
-/// later), or `N` alone.
-impl std::str::FromStr for RetryDistance {
-    type Err = SimError;
-
-    fn from_str(s: &str) -> Result<Self, Self::Err> {
-        let text = s.trim();
-        let (min, max) = text
-            .split_once("..=")
-            .or_else(|| text.split_once(".."))
-            .or_else(|| text.split_once('-'))
-            .unwrap_or((text, text));
-        let number = |n: &str| n.trim().parse::<u64>().ok();
-        match (number(min), number(max)) {
-            (Some(min), Some(max)) => RetryDistance::new(min, max),
-            _ => Err(SimError::RetryDistanceSyntax(s.to_owned())),
-        }
-    }
-}
-
-impl std::fmt::Display for RetryDistance {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(f, "{}..={}", self.min, self.max)
+        _ => Err(SimError::RetryDistanceSyntax(s.to_owned())),
     }
 }
 
@@ -327,7 +305,7 @@ impl Simulation {
         if producers.producers == 0 || producers.producers > MAX_PRODUCERS {
             return Err(SimError::Producers(producers.producers));
         }
-        producers.retry_distance.check()?;
+        check_retry_distance(producers.retry_distance)?;
         if config.products == 0 || config.products > 100_000 {
             return Err(SimError::Products(config.products));
         }
@@ -940,7 +918,7 @@ pub(crate) mod tests {
             ProducerConfig {
                 producers: 4,
                 retry_share: 0.05,
-                retry_distance: RetryDistance::new(1, 2_000).unwrap(),
+                retry_distance: RetryDistance { min: 1, max: 2_000 },
             },
         )
     }
@@ -1119,7 +1097,7 @@ pub(crate) mod tests {
         };
         let e = Simulation::with_producers(with_faults, p).err().unwrap();
         assert!(e.to_string().contains("at most 0.9"), "{e}");
-        assert!(RetryDistance::new(5, 4).is_err());
+        assert!(check_retry_distance(RetryDistance { min: 5, max: 4 }).is_err());
 
         // A retry must land within the processor's duplicate window.
         assert!(p

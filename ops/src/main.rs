@@ -99,7 +99,7 @@ enum Command {
         retry_share: f64,
         /// Records put between an event and its late retry: MIN..MAX (both ends included),
         /// MIN..=MAX or one number.
-        #[arg(long, default_value = "1..=2000")]
+        #[arg(long, default_value = "1..=2000", value_parser = inventory_generator::simulation::parse_retry_distance)]
         retry_distance: RetryDistance,
     },
 }

@@ -64,7 +64,10 @@ pub fn producers_sim(
         ProducerConfig {
             producers,
             retry_share,
-            retry_distance: RetryDistance::new(distance.0, distance.1).unwrap(),
+            retry_distance: RetryDistance {
+                min: distance.0,
+                max: distance.1,
+            },
         },
     )
     .unwrap()
