@@ -6,7 +6,8 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
-use std::process::Command;
+
+use cargo_metadata::{DependencyKind, MetadataCommand};
 
 fn repo() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR"))
@@ -48,44 +49,25 @@ fn documented_edges() -> BTreeSet<(String, String)> {
 
 /// Workspace package → its normal dependencies on other workspace packages.
 fn workspace_graph() -> BTreeMap<String, BTreeSet<String>> {
-    let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
-    let out = Command::new(cargo)
-        .args([
-            "metadata",
-            "--format-version",
-            "1",
-            "--no-deps",
-            "--offline",
-        ])
-        .current_dir(repo())
-        .output()
+    let meta = MetadataCommand::new()
+        .manifest_path(repo().join("Cargo.toml"))
+        .no_deps()
+        .other_options(vec!["--offline".to_owned()])
+        .exec()
         .expect("cargo metadata runs");
-    assert!(
-        out.status.success(),
-        "cargo metadata failed: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let meta: serde_json::Value =
-        serde_json::from_slice(&out.stdout).expect("cargo metadata prints JSON");
-    let packages = meta["packages"].as_array().expect("packages is a list");
-    let members: BTreeSet<String> = packages
-        .iter()
-        .filter_map(|p| p["name"].as_str().map(str::to_owned))
-        .collect();
+    let packages = meta.workspace_packages();
+    let members: BTreeSet<&str> = packages.iter().map(|p| p.name.as_str()).collect();
     packages
         .iter()
         .map(|p| {
-            let deps = p["dependencies"]
-                .as_array()
-                .into_iter()
-                .flatten()
-                // `kind` is null for a normal dependency, "dev" or "build" otherwise.
-                .filter(|d| d["kind"].is_null())
-                .filter_map(|d| d["name"].as_str())
-                .filter(|name| members.contains(*name))
-                .map(str::to_owned)
+            let deps = p
+                .dependencies
+                .iter()
+                .filter(|d| d.kind == DependencyKind::Normal)
+                .filter(|d| members.contains(d.name.as_str()))
+                .map(|d| d.name.clone())
                 .collect();
-            (p["name"].as_str().unwrap_or_default().to_owned(), deps)
+            (p.name.to_string(), deps)
         })
         .collect()
 }
