@@ -25,6 +25,7 @@ wasm-bindgen --target web --no-typescript --remove-name-section --remove-produce
 mv "$site/pkg/inventory_console_bg.wasm" "$site/pkg/inventory_console.wasm"
 cp style/main.css "$site/pkg/inventory_console.css"
 cp console/index.html "$site/index.html"
+cp console/boot.js "$site/boot.js"
 # Same origin by default; deploy writes the API's URL here.
 [ -f "$site/config.json" ] || echo '{"api_base_url": ""}' > "$site/config.json"
 gz=$(gzip -9 -c "$site/pkg/inventory_console.wasm" | wc -c)

@@ -11,7 +11,8 @@
 # Optional: PROCESSOR_RESERVED_CONCURRENCY, API_RESERVED_CONCURRENCY,
 # GENERATOR_RESERVED_CONCURRENCY (in dev default 0: no reservation; outside dev the processor
 # and the API always reserve, computed from the account's limit and the stream's shards when
-# unset; checked against the account's limit first), API_RATE_LIMIT (requests per IP per 5 min on /api/*), WEB_ACL_ARN (outside
+# unset; checked against the account's limit first), API_RATE_LIMIT (requests per 5 min on /api/* per session, or per IP without
+# one), API_RATE_LIMIT_PER_NETWORK (per IP, signed in or not), WEB_ACL_ARN (outside
 # us-east-1: a CloudFront-scope WAF web ACL for the distribution).
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -82,6 +83,7 @@ deploy_cmd=(sam deploy --template-file infra/template.yaml --stack-name "$stack"
   "ProcessorReservedConcurrency=$processor_rc" "ApiReservedConcurrency=$api_rc"
   "GeneratorReservedConcurrency=$generator_rc" "WebAclArn=${WEB_ACL_ARN:-}")
 [ -n "${API_RATE_LIMIT:-}" ] && deploy_cmd+=("ApiRateLimit=$API_RATE_LIMIT")
+[ -n "${API_RATE_LIMIT_PER_NETWORK:-}" ] && deploy_cmd+=("ApiRateLimitPerNetwork=$API_RATE_LIMIT_PER_NETWORK")
 if $dry_run; then
   step "Dry run: stopping before anything is uploaded"
   echo "would check the account's Lambda concurrency and plan the reservations:" \

@@ -882,6 +882,60 @@ def check_api_writes_only_its_partitions(cfn):
     return problems
 
 
+def check_console_csp(cfn):
+    """The console is served with a Content-Security-Policy of this template that runs only
+    its own origin's scripts (and wasm): no 'unsafe-inline' or 'unsafe-eval', no framing, no
+    plugins, the hosted UI allowed for the token exchange."""
+    problems = []
+    policies = resources(cfn, "AWS::CloudFront::ResponseHeadersPolicy")
+    for name, dist in resources(cfn, "AWS::CloudFront::Distribution").items():
+        default = props(dist)["DistributionConfig"]["DefaultCacheBehavior"]
+        policy = next((n for n in policies if refers_to(default.get("ResponseHeadersPolicyId"), n)), None)
+        if policy is None:
+            problems.append(f"{name} serves the console with no response headers policy of this template")
+            continue
+        csp = props(policies[policy])["ResponseHeadersPolicyConfig"].get("SecurityHeadersConfig", {}).get(
+            "ContentSecurityPolicy", {})
+        text = evaluate(cfn, csp.get("ContentSecurityPolicy", ""), parameters(cfn))
+        if not isinstance(text, str) or not text:
+            problems.append(f"{policy} has no Content-Security-Policy")
+            continue
+        directives = {d.split()[0]: d.split()[1:] for d in text.split(";") if d.split()}
+        script = directives.get("script-src", directives.get("default-src", []))
+        for unsafe in ("'unsafe-inline'", "'unsafe-eval'", "*", "data:", "http:", "https:"):
+            if unsafe in script:
+                problems.append(f"{policy}'s script-src allows {unsafe}")
+        for directive, want in (("default-src", ["'self'"]), ("frame-ancestors", ["'none'"]),
+                                ("object-src", ["'none'"])):
+            if directives.get(directive) != want:
+                problems.append(f"{policy}: {directive} is {directives.get(directive)}, want {want}")
+        if not any("amazoncognito.com" in src for src in directives.get("connect-src", [])):
+            problems.append(f"{policy}'s connect-src leaves out the hosted UI: sign-in would fail")
+        if csp.get("Override") is not True:
+            problems.append(f"{policy} does not override an origin's Content-Security-Policy")
+    return problems
+
+
+def check_waf_rates_by_session_and_network(cfn):
+    """Each WAF web ACL limits /api/* per signed-in session (a rate rule keyed on the
+    console's token header, so consoles behind one NAT are not one client) and per IP over
+    every request (a made-up token header does not escape it)."""
+    problems = []
+    for name, acl in resources(cfn, "AWS::WAFv2::WebACL").items():
+        rates = [r for r in props(acl).get("Rules", [])
+                 if "RateBasedStatement" in r.get("Statement", {}) and "Block" in r.get("Action", {})]
+        by_header = [r for r in rates
+                     if any(k.get("Header", {}).get("Name", "").lower() == "x-inventory-auth"
+                            for k in r["Statement"]["RateBasedStatement"].get("CustomKeys", []))]
+        if not by_header:
+            problems.append(f"{name} has no rate rule per session (keyed on x-inventory-auth)")
+        by_ip_all = [r for r in rates if r["Statement"]["RateBasedStatement"].get("AggregateKeyType") == "IP"
+                     and "NotStatement" not in json.dumps(r["Statement"]["RateBasedStatement"].get("ScopeDownStatement", {}))]
+        if not by_ip_all:
+            problems.append(f"{name} has no rate rule per IP over signed-in requests too")
+    return problems
+
+
 def check_mfa_required_outside_dev(cfn):
     """Console users must set up a second factor in every stage but dev by default."""
     problems = []
@@ -1002,6 +1056,8 @@ CHECKS = [
     check_mfa_required_outside_dev,
     check_isolation_outside_dev,
     check_api_writes_only_its_partitions,
+    check_console_csp,
+    check_waf_rates_by_session_and_network,
     check_gradual_processor_deploys,
     check_every_alarm_on_dashboard,
     check_logs_kept,
@@ -1188,6 +1244,18 @@ MUTATIONS = [
          "ForAllValues:StringEquals"].update({"dynamodb:LeadingKeys": ["LOCKS", "SIMULATIONS", "DEADLETTERS"]})),
     ("an UpdateItem beside the condition", check_api_writes_only_its_partitions,
      lambda s: _props(s, "ApiRole")["Policies"][0]["PolicyDocument"]["Statement"][1]["Action"].append("dynamodb:UpdateItem")),
+    ("the managed security headers only", check_console_csp,
+     lambda s: _props(s, "ConsoleDistribution")["DistributionConfig"]["DefaultCacheBehavior"].update(
+         ResponseHeadersPolicyId="67f7725c-6f97-4210-82d7-5512b31e9d03")),
+    ("inline scripts allowed", check_console_csp,
+     lambda s: _props(s, "ConsoleSecurityHeaders")["ResponseHeadersPolicyConfig"]["SecurityHeadersConfig"][
+         "ContentSecurityPolicy"].update(ContentSecurityPolicy="default-src 'self'; script-src 'self' 'unsafe-inline'")),
+    ("no rate per session", check_waf_rates_by_session_and_network,
+     lambda s: _props(s, "ApiWebAcl").update(
+         Rules=[r for r in _props(s, "ApiWebAcl")["Rules"] if r["Name"] != "api-rate-per-session"])),
+    ("no rate per IP over signed-in requests", check_waf_rates_by_session_and_network,
+     lambda s: _props(s, "ApiWebAcl").update(
+         Rules=[r for r in _props(s, "ApiWebAcl")["Rules"] if r["Name"] != "api-rate-per-network"])),
     ("MFA optional everywhere", check_mfa_required_outside_dev,
      lambda s: _props(s, "UserPool").update(MfaConfiguration="OPTIONAL")),
     ("no alarm on the inventory table's throttles", check_blind_spots_alarmed,

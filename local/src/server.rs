@@ -17,9 +17,18 @@ use inventory_dead_letters::Redriver;
 use inventory_domain::api::{RedriveRequest, RedriveResult, SimulationStatus};
 use inventory_generator::{run_simulation, SimulationContext};
 use tower_http::services::ServeDir;
+use tower_http::set_header::SetResponseHeaderLayer;
 
 /// The console's shell; `cargo leptos watch` builds only `pkg/`, so the server supplies it.
 const INDEX_HTML: &str = include_str!("../../console/index.html");
+/// Starts the console's wasm (a file, not an inline script, for the policy below).
+const BOOT_JS: &str = include_str!("../../console/boot.js");
+
+/// The console's Content-Security-Policy, as CloudFront sends it in AWS
+/// (`ConsoleSecurityHeaders` in infra/template.yaml, which adds the user pool's hosted UI to
+/// `connect-src` and `form-action`; testkit/tests/console_csp.rs checks the two agree). Only
+/// this origin's scripts, wasm and styles; the API on this origin.
+pub const CONTENT_SECURITY_POLICY: &str = "default-src 'self'; script-src 'self' 'wasm-unsafe-eval'; style-src 'self'; img-src 'self' data:; connect-src 'self'; form-action 'self'; frame-ancestors 'none'; base-uri 'none'; object-src 'none'";
 
 use crate::stack::LocalStack;
 
@@ -104,10 +113,19 @@ pub async fn serve(
                 }),
             )
             .route("/", get(|| async { Html(INDEX_HTML) }))
+            .route(
+                "/boot.js",
+                get(|| async { ([("content-type", "text/javascript")], BOOT_JS) }),
+            )
             .fallback_service(
                 ServeDir::new(&dir).not_found_service(get(|| async { Html(INDEX_HTML) })),
             );
     }
+    // The browser test runs the console under the policy it has in AWS.
+    let router = router.layer(SetResponseHeaderLayer::if_not_present(
+        axum::http::header::CONTENT_SECURITY_POLICY,
+        axum::http::HeaderValue::from_static(CONTENT_SECURITY_POLICY),
+    ));
     let listener = tokio::net::TcpListener::bind(("127.0.0.1", options.port)).await?;
     let addr = listener.local_addr()?;
     let task = tokio::spawn(async move {

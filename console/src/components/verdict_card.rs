@@ -104,7 +104,7 @@ fn simulation_view(sim: SimulationStatus) -> impl IntoView {
             aria-valuemin="0" aria-valuemax=sim.events_target.to_string()
             aria-valuenow=sim.events_sent.to_string()
             aria-valuetext=format!("{} of {} events sent", sim.events_sent, sim.events_target)>
-            <div style=format!("width:{pct:.1}%")></div>
+            <div style:width=format!("{pct:.1}%")></div>
         </div>
         {verdict}
     }
