@@ -1,9 +1,11 @@
-//! Command-line options shared by the `generator` binary and the local stack's `demo`.
+//! The `generator` binary's command line ([`Cli`]), and the simulation options ([`SimArgs`])
+//! it shares with the local stack's `demo`.
 
 use std::io::IsTerminal as _;
+use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
-use clap::Args;
+use clap::{Args, Parser, Subcommand};
 use indicatif::{ProgressBar, ProgressStyle};
 
 use crate::publish::PublishProgress;
@@ -11,6 +13,61 @@ use crate::simulation::{
     new_run_id, parse_retry_distance, FaultRatios, ProducerConfig, RetryDistance, SimConfig,
     SimError, Simulation, Skew,
 };
+
+/// `generator publish` simulates a catalogue and publishes its events to Kinesis in real
+/// time; `generator verify` checks DynamoDB against what was published.
+#[derive(Debug, Parser)]
+#[command(
+    version,
+    about = "Mock e-commerce event source for the inventory pipeline"
+)]
+pub struct Cli {
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Simulate a catalogue and publish its events to Kinesis (PutRecords, partition key =
+    /// product_id); write the expected final state as JSON.
+    Publish(PublishArgs),
+    /// Compare DynamoDB with an expected-state file; exit code 1 on any mismatch.
+    Verify(VerifyArgs),
+}
+
+// `generator publish`'s options (the subcommand's help is on [`Command::Publish`]).
+#[derive(Debug, Clone, Args)]
+pub struct PublishArgs {
+    /// Kinesis stream name.
+    #[arg(long, env = "STREAM_NAME", default_value = "inventory-events")]
+    pub stream: String,
+    /// Where to write the expected final state.
+    #[arg(long, default_value = "expected.json")]
+    pub expected_out: PathBuf,
+    #[command(flatten)]
+    pub sim: SimArgs,
+}
+
+// `generator verify`'s options (the subcommand's help is on [`Command::Verify`]).
+#[derive(Debug, Clone, Args)]
+pub struct VerifyArgs {
+    /// The file `publish` wrote.
+    #[arg(long, default_value = "expected.json")]
+    pub expected: PathBuf,
+    /// How long to wait for the pipeline to catch up (e.g. 30s, 2m).
+    #[arg(long, default_value = "120s", value_parser = humantime::parse_duration)]
+    pub timeout: Duration,
+    #[arg(long, env = "INVENTORY_TABLE", default_value = "inventory")]
+    pub inventory_table: String,
+    #[arg(long, env = "EVENTS_TABLE", default_value = "inventory-events")]
+    pub events_table: String,
+    /// Products to list (the busiest first).
+    #[arg(long, default_value_t = 20)]
+    pub rows: usize,
+    /// Print the report as JSON instead of a table.
+    #[arg(long)]
+    pub json: bool,
+}
 
 /// What to simulate.
 #[derive(Debug, Clone, Args)]
@@ -157,16 +214,50 @@ mod tests {
 
     use super::*;
 
+    /// The simulation options alone.
     #[derive(Parser)]
-    struct Cli {
+    struct SimOnly {
         #[command(flatten)]
         sim: SimArgs,
     }
 
     fn parse(args: &[&str]) -> Result<SimArgs, String> {
-        Cli::try_parse_from(std::iter::once("generator").chain(args.iter().copied()))
+        SimOnly::try_parse_from(std::iter::once("generator").chain(args.iter().copied()))
             .map(|c| c.sim)
             .map_err(|e| e.to_string())
+    }
+
+    #[test]
+    fn the_command_line_reads_each_subcommand_and_refuses_what_it_cannot_read() {
+        let cli = |words: &str| Cli::try_parse_from(words.split_whitespace());
+        let Command::Verify(v) = cli("generator verify --timeout 2m --rows 5 --json")
+            .unwrap()
+            .command
+        else {
+            panic!("verify is read as Verify");
+        };
+        assert_eq!(
+            (v.timeout, v.rows, v.json, v.expected.to_str()),
+            (Duration::from_secs(120), 5, true, Some("expected.json"))
+        );
+        let Command::Publish(p) = cli("generator publish --events 10 --expected-out e.json")
+            .unwrap()
+            .command
+        else {
+            panic!("publish is read as Publish");
+        };
+        assert_eq!(
+            (p.sim.events, p.expected_out.to_str()),
+            (10, Some("e.json"))
+        );
+        for bad in [
+            "generator",
+            "generator replay",
+            "generator verify --timeout soon",
+            "generator publish --retry-distance 5..1",
+        ] {
+            assert!(cli(bad).is_err(), "{bad}");
+        }
     }
 
     #[test]
