@@ -51,6 +51,9 @@ if ! $dry_run; then
     fail "in $region the stack cannot create the CloudFront WAF web ACL (they exist only in us-east-1): create one there and pass WEB_ACL_ARN (docs/deploy.md), or deploy to us-east-1"
   fi
 
+  step "CloudFront (a first deploy creates a distribution: the account must be allowed one more)"
+  "$sam_python" infra/cloudfront_check.py --stack "$stack"
+
   step "Lambda concurrency (aws lambda get-account-settings; outside dev, the reservations)"
   planned="$(mktemp)"
   "$sam_python" infra/concurrency_check.py --stage "$stage" \
