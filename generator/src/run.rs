@@ -47,67 +47,16 @@ pub async fn run_simulation(
         Ok(d) => d,
         Err(message) => return finish_failed(&ctx, status, message).await,
     };
-    let request = status.request.clone();
-    let config = match request
-        .validate()
-        .and_then(|_| to_config(&status.run_id, &request))
-    {
-        Ok(c) => c,
-        Err(message) => return finish_failed(&ctx, status, message).await,
-    };
-    let producers = ProducerConfig {
-        producers: request.producers as usize,
-        retry_share: request.retry_share,
-        retry_distance: request.retry_distance,
-    };
-    let mut simulation = match producers
-        .check_rate(Some(request.rate))
-        .and_then(|_| Simulation::with_producers(config, producers))
-    {
+    let mut simulation = match simulation_of(&status) {
         Ok(s) => s,
-        Err(e) => return finish_failed(&ctx, status, e.to_string()).await,
+        Err(message) => return finish_failed(&ctx, status, message).await,
     };
     status.state = SimulationState::Publishing;
     save(&ctx, &mut status).await;
-
-    // Progress goes to DynamoDB once a second, not on every PutRecords.
-    let sent = Arc::new(AtomicU64::new(0));
-    let reporter = {
-        let (ctx, sent, mut status) = (ctx.clone(), sent.clone(), status.clone());
-        tokio::spawn(async move {
-            loop {
-                tokio::time::sleep(Duration::from_secs(1)).await;
-                status.events_sent = sent.load(Ordering::Relaxed);
-                save(&ctx, &mut status).await;
-            }
-        })
-    };
-    let options = PublishOptions {
-        stream: ctx.stream.clone(),
-        rate: Some(request.rate),
-        max_attempts: 30,
-        deadline: deadline.map(|d| instant_at(d, Utc::now(), Instant::now())),
-    };
-    let progress_sent = sent.clone();
-    let result = publish(&ctx.kinesis, &mut simulation, &options, &mut |p| {
-        progress_sent.store(p.acknowledged, Ordering::Relaxed)
-    })
-    .await;
-    reporter.abort();
-    let _ = reporter.await;
-    status.events_sent = sent.load(Ordering::Relaxed);
-    match result {
-        Ok(_) => {}
-        Err(e @ PublishError::Deadline { .. }) => {
-            let at = deadline
-                .map(|d| d.to_rfc3339_opts(SecondsFormat::Millis, true))
-                .unwrap_or_default();
-            let message = format!(
-                "cut short at its publishing deadline {at} (the maximum event age): {e}. No verdict: the model counts every event of the run, so DynamoDB is not checked against it"
-            );
-            return finish_failed(&ctx, status, message).await;
-        }
-        Err(e) => return finish_failed(&ctx, status, e.to_string()).await,
+    if let Err(message) =
+        publish_saving_progress(&ctx, &mut status, &mut simulation, deadline).await
+    {
+        return finish_failed(&ctx, status, message).await;
     }
 
     status.state = SimulationState::Verifying;
@@ -125,6 +74,69 @@ pub async fn run_simulation(
             status
         }
         Err(e) => finish_failed(&ctx, status, e.to_string()).await,
+    }
+}
+
+/// The simulation the status's request describes, every setting checked; why not otherwise.
+fn simulation_of(status: &SimulationStatus) -> Result<Simulation, String> {
+    let request = &status.request;
+    request.validate()?;
+    let config = to_config(&status.run_id, request)?;
+    let producers = ProducerConfig {
+        producers: request.producers as usize,
+        retry_share: request.retry_share,
+        retry_distance: request.retry_distance,
+    };
+    producers
+        .check_rate(Some(request.rate))
+        .and_then(|_| Simulation::with_producers(config, producers))
+        .map_err(|e| e.to_string())
+}
+
+/// Publishes the whole simulation by `deadline`, saving how many records were sent once a
+/// second (not on every PutRecords); why the run failed otherwise.
+async fn publish_saving_progress(
+    ctx: &SimulationContext,
+    status: &mut SimulationStatus,
+    simulation: &mut Simulation,
+    deadline: Option<DateTime<Utc>>,
+) -> Result<(), String> {
+    let sent = Arc::new(AtomicU64::new(0));
+    let reporter = {
+        let (ctx, sent, mut status) = (ctx.clone(), sent.clone(), status.clone());
+        tokio::spawn(async move {
+            loop {
+                tokio::time::sleep(Duration::from_secs(1)).await;
+                status.events_sent = sent.load(Ordering::Relaxed);
+                save(&ctx, &mut status).await;
+            }
+        })
+    };
+    let options = PublishOptions {
+        stream: ctx.stream.clone(),
+        rate: Some(status.request.rate),
+        max_attempts: 30,
+        deadline: deadline.map(|d| instant_at(d, Utc::now(), Instant::now())),
+    };
+    let progress_sent = sent.clone();
+    let result = publish(&ctx.kinesis, simulation, &options, &mut |p| {
+        progress_sent.store(p.acknowledged, Ordering::Relaxed)
+    })
+    .await;
+    reporter.abort();
+    let _ = reporter.await;
+    status.events_sent = sent.load(Ordering::Relaxed);
+    match result {
+        Ok(_) => Ok(()),
+        Err(e @ PublishError::Deadline { .. }) => {
+            let at = deadline
+                .map(|d| d.to_rfc3339_opts(SecondsFormat::Millis, true))
+                .unwrap_or_default();
+            Err(format!(
+                "cut short at its publishing deadline {at} (the maximum event age): {e}. No verdict: the model counts every event of the run, so DynamoDB is not checked against it"
+            ))
+        }
+        Err(e) => Err(e.to_string()),
     }
 }
 

@@ -246,6 +246,15 @@ async fn read_rejections(
 /// The human-readable report: products (the busiest first), totals, rejections, verdict.
 pub fn render(expected: &Expected, report: &VerifyReport, max_rows: usize) -> String {
     let mut s = String::new();
+    render_products(&mut s, expected, report, max_rows);
+    render_totals(&mut s, expected, report);
+    render_rejections(&mut s, expected, report);
+    render_verdict(&mut s, expected, report);
+    s
+}
+
+/// The busiest `max_rows` products, each as stored and whether it matches.
+fn render_products(s: &mut String, expected: &Expected, report: &VerifyReport, max_rows: usize) {
     let mut rows: Vec<(&String, &ExpectedProduct)> = expected.products.iter().collect();
     rows.sort_by(|a, b| b.1.records.cmp(&a.1.records).then(a.0.cmp(b.0)));
     let _ = writeln!(
@@ -280,6 +289,10 @@ pub fn render(expected: &Expected, report: &VerifyReport, max_rows: usize) -> St
     if rows.len() > max_rows {
         let _ = writeln!(s, "… and {} more products", rows.len() - max_rows);
     }
+}
+
+/// What the table holds against the model, and the duplicates it ignored.
+fn render_totals(s: &mut String, expected: &Expected, report: &VerifyReport) {
     let stored_units: u64 = report.stored.values().map(|p| p.quantity).sum();
     let active = report
         .stored
@@ -309,6 +322,10 @@ pub fn render(expected: &Expected, report: &VerifyReport, max_rows: usize) -> St
         "duplicates ignored: {} ({late}every stored version matches the model, so none was applied twice)",
         expected.duplicates
     );
+}
+
+/// Rejections counted by reason, with the expected count where it differs.
+fn render_rejections(s: &mut String, expected: &Expected, report: &VerifyReport) {
     let _ = write!(s, "rejections by reason:");
     if report.rejections.is_empty() && expected.rejections.is_empty() {
         let _ = write!(s, " none");
@@ -326,6 +343,10 @@ pub fn render(expected: &Expected, report: &VerifyReport, max_rows: usize) -> St
         }
     }
     let _ = writeln!(s);
+}
+
+/// The mismatches (the first 50) and the verdict line.
+fn render_verdict(s: &mut String, expected: &Expected, report: &VerifyReport) {
     for m in report.mismatches.iter().take(50) {
         let _ = writeln!(s, "MISMATCH {m}");
     }
@@ -344,7 +365,6 @@ pub fn render(expected: &Expected, report: &VerifyReport, max_rows: usize) -> St
             )
         }
     );
-    s
 }
 
 #[cfg(test)]
