@@ -12,6 +12,8 @@
 //!   `ProcessorFunction` row as "<MB> MB";
 //! - the stream's retention as "<days>-day retention", "<days> days' retention",
 //!   "retention (<days> days" or "retention (<hours> h";
+//! - the dedup window's default as `DEDUP_WINDOW_SECONDS` … "(default <seconds>" or
+//!   "<minutes> minutes by default";
 //! - the shard log's cost in docs/consistency.md's table (batch size, log item, with the
 //!   counters, per event), and elsewhere as "<x> write units per event" or
 //!   "<n> WRU per batch of <batch>", each of which must be a row's figure.
@@ -353,6 +355,42 @@ fn the_streams_retention_is_the_templates() {
     }
     assert_none(problems, "the stream's retention differs from the template");
     assert!(seen >= 3, "only {seen} retention figures found");
+}
+
+/// The dedup window's default: the template's parameter, the code's constant and the docs'
+/// "(default <seconds>" after `DEDUP_WINDOW_SECONDS` and "<minutes> minutes by default".
+#[test]
+fn the_dedup_windows_default_is_the_templates_and_the_codes() {
+    let default = property("DedupWindowSeconds", "Default");
+    let seconds = default.number();
+    assert_eq!(
+        seconds as i64 * 1000,
+        inventory_domain::dedup::DEFAULT_WINDOW_MS,
+        "{}'s DedupWindowSeconds default differs from inventory_domain::dedup::DEFAULT_WINDOW_MS",
+        default.place()
+    );
+    let mut problems = Vec::new();
+    let mut seen = 0;
+    for (pattern, unit) in [
+        (r"DEDUP_WINDOW_SECONDS`?.*?\(default (\d[\d,]*)", 1),
+        (r"(\d+) minutes\s+by default", 60),
+    ] {
+        for (place, value) in claims(pattern) {
+            seen += 1;
+            if plain(&value).parse::<u64>().ok().map(|v| v * unit) != Some(seconds) {
+                problems.push(format!(
+                    "{place}: says a default dedup window of {value} {}, but {} says {seconds} s",
+                    if unit == 1 { "s" } else { "minutes" },
+                    default.place()
+                ));
+            }
+        }
+    }
+    assert_none(
+        problems,
+        "the dedup window's default differs from the template",
+    );
+    assert!(seen >= 3, "only {seen} dedup window figures found");
 }
 
 /// One row of docs/consistency.md's shard log cost table.
