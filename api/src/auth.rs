@@ -6,7 +6,13 @@
 //! request with SigV4 and so *replaces* `Authorization`: a user's JWT sent there would never
 //! arrive. Locally (and for scripts) `Authorization: Bearer <token>` is read too, when the
 //! custom header is absent.
+//!
+//! A handler learns who calls by taking an extractor as an argument: [`Caller`] for reads
+//! that show more to a signed-in caller, [`SignedIn`] for what needs sign-in. Axum runs the
+//! extractor before the handler, so no handler can forget the check.
 
+use axum::extract::FromRequestParts;
+use axum::http::request::Parts;
 use axum::http::{header, HeaderMap, HeaderName};
 use subtle::ConstantTimeEq as _;
 
@@ -33,6 +39,29 @@ pub enum Caller {
 impl Caller {
     pub fn is_signed_in(&self) -> bool {
         !matches!(self, Caller::Anonymous)
+    }
+}
+
+/// Any caller, anonymous included; a credential that does not hold is refused (401, see
+/// [`identify`]).
+impl FromRequestParts<AppState> for Caller {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, ApiError> {
+        identify(state, &parts.headers).await
+    }
+}
+
+/// A caller who is signed in (or holds the local token): a handler that takes it runs only
+/// for them (401 otherwise, 503 when nothing could ever sign in; see [`require_signed_in`]).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SignedIn(pub Caller);
+
+impl FromRequestParts<AppState> for SignedIn {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, ApiError> {
+        require_signed_in(state, &parts.headers).await.map(SignedIn)
     }
 }
 

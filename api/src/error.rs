@@ -25,11 +25,11 @@ pub enum ApiError {
     #[error("simulations are disabled on this deployment (no generator: the prod stage has none); run them in a dev stage or locally")]
     SimulationsDisabled,
     #[error("the simulation could not be started; try again")]
-    LaunchFailed(String),
+    LaunchFailed(#[source] crate::LaunchError),
     #[error("redrive is not available on this deployment: the API has no dead-letter function to ask (set DEAD_LETTER_FUNCTION)")]
     RedriveDisabled,
     #[error("the redrive stopped part-way: {0}. What was republished is marked; redrive again to send the rest")]
-    RedriveFailed(String),
+    RedriveFailed(#[source] crate::RedriveError),
     #[error("internal error; the API's logs have the details")]
     Internal(String),
 }
@@ -65,11 +65,9 @@ impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
         let (status, code) = self.parts();
         match &self {
-            ApiError::Internal(detail)
-            | ApiError::LaunchFailed(detail)
-            | ApiError::RedriveFailed(detail) => {
-                tracing::error!(error = %detail, "request failed")
-            }
+            ApiError::Internal(detail) => tracing::error!(error = %detail, "request failed"),
+            ApiError::LaunchFailed(e) => tracing::error!(error = %e, "request failed"),
+            ApiError::RedriveFailed(e) => tracing::error!(error = %e, "request failed"),
             _ => {}
         }
         let body = ErrorBody {

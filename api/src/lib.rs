@@ -28,7 +28,7 @@ pub type BoxFuture<T> = Pin<Box<dyn Future<Output = T> + Send>>;
 /// Starts a simulation somewhere other than the HTTP request: a background task locally,
 /// an asynchronous Lambda invocation in AWS.
 pub trait SimulationLauncher: Send + Sync + 'static {
-    fn launch(&self, status: SimulationStatus) -> BoxFuture<Result<(), String>>;
+    fn launch(&self, status: SimulationStatus) -> BoxFuture<Result<(), LaunchError>>;
 
     /// Whether simulations can run at all; `POST /api/simulations` answers 503 otherwise.
     fn enabled(&self) -> bool {
@@ -36,12 +36,44 @@ pub trait SimulationLauncher: Send + Sync + 'static {
     }
 }
 
+/// Why a simulation could not be started. The request has already taken the lock and saved
+/// its status: the API marks the run failed with this text and frees the lock.
+#[derive(Debug, thiserror::Error)]
+pub enum LaunchError {
+    /// The deployment runs no simulations ([`DisabledLauncher`]).
+    #[error("simulations are disabled on this deployment")]
+    Disabled,
+    /// Lambda did not take the asynchronous invocation of the generator; starting again may
+    /// work.
+    #[error("invoking the generator function `{function}`: {message}")]
+    Invoke { function: String, message: String },
+}
+
+/// Why a redrive stopped. What was republished before it stopped is marked, so a redrive
+/// again sends only the rest.
+#[derive(Debug, thiserror::Error)]
+pub enum RedriveError {
+    /// Lambda did not run the dead-letter function.
+    #[error("invoking the dead-letter function `{function}`: {message}")]
+    Invoke { function: String, message: String },
+    /// The dead-letter function ran and failed; its logs say why.
+    #[error("the dead-letter function failed ({kind}): {body}")]
+    FunctionFailed { kind: String, body: String },
+    /// The dead-letter function answered something else than a redrive result (a version
+    /// mismatch between it and the API).
+    #[error("the dead-letter function answered what is not a redrive result: {0}")]
+    NotAResult(#[source] serde_json::Error),
+    /// The redrive run in this process (the local stack) failed.
+    #[error(transparent)]
+    InProcess(Box<dyn std::error::Error + Send + Sync>),
+}
+
 /// Where no generator is deployed (the `prod` stage): simulations are refused with 503.
 pub struct DisabledLauncher;
 
 impl SimulationLauncher for DisabledLauncher {
-    fn launch(&self, _status: SimulationStatus) -> BoxFuture<Result<(), String>> {
-        Box::pin(async { Err("simulations are disabled".to_owned()) })
+    fn launch(&self, _status: SimulationStatus) -> BoxFuture<Result<(), LaunchError>> {
+        Box::pin(async { Err(LaunchError::Disabled) })
     }
 
     fn enabled(&self) -> bool {
@@ -237,7 +269,7 @@ pub fn router(state: AppState) -> Router {
 /// In AWS the dead-letter function does it ([`LambdaRedriver`]), so the API itself cannot
 /// write to the stream; locally the same code runs in process.
 pub trait DeadLetterRedriver: Send + Sync + 'static {
-    fn redrive(&self, request: RedriveRequest) -> BoxFuture<Result<RedriveResult, String>>;
+    fn redrive(&self, request: RedriveRequest) -> BoxFuture<Result<RedriveResult, RedriveError>>;
 }
 
 /// Redrives by invoking the dead-letter function synchronously with `{"redrive": {...}}`.
@@ -247,28 +279,29 @@ pub struct LambdaRedriver {
 }
 
 impl DeadLetterRedriver for LambdaRedriver {
-    fn redrive(&self, request: RedriveRequest) -> BoxFuture<Result<RedriveResult, String>> {
+    fn redrive(&self, request: RedriveRequest) -> BoxFuture<Result<RedriveResult, RedriveError>> {
         let (client, function) = (self.client.clone(), self.function.clone());
         Box::pin(async move {
             let payload = serde_json::json!({ "redrive": request });
             let out = client
                 .invoke()
-                .function_name(function)
+                .function_name(&function)
                 .invocation_type(aws_sdk_lambda::types::InvocationType::RequestResponse)
                 .payload(aws_sdk_lambda::primitives::Blob::new(payload.to_string()))
                 .send()
                 .await
-                .map_err(|e| aws_sdk_lambda::error::DisplayErrorContext(e).to_string())?;
+                .map_err(|e| RedriveError::Invoke {
+                    function,
+                    message: aws_sdk_lambda::error::DisplayErrorContext(e).to_string(),
+                })?;
             let body = out.payload.map(|p| p.into_inner()).unwrap_or_default();
             if let Some(kind) = out.function_error {
-                return Err(format!(
-                    "the dead-letter function failed ({kind}): {}",
-                    String::from_utf8_lossy(&body)
-                ));
+                return Err(RedriveError::FunctionFailed {
+                    kind,
+                    body: String::from_utf8_lossy(&body).into_owned(),
+                });
             }
-            serde_json::from_slice(&body).map_err(|e| {
-                format!("the dead-letter function answered what is not a redrive result: {e}")
-            })
+            serde_json::from_slice(&body).map_err(RedriveError::NotAResult)
         })
     }
 }
@@ -296,7 +329,7 @@ pub fn publish_deadline(created_at: &str, limits: SimulationLimits) -> Option<St
 }
 
 impl SimulationLauncher for LambdaLauncher {
-    fn launch(&self, status: SimulationStatus) -> BoxFuture<Result<(), String>> {
+    fn launch(&self, status: SimulationStatus) -> BoxFuture<Result<(), LaunchError>> {
         let (client, function) = (self.client.clone(), self.function.clone());
         let deadline = publish_deadline(&status.created_at, self.limits);
         Box::pin(async move {
@@ -307,13 +340,16 @@ impl SimulationLauncher for LambdaLauncher {
             });
             client
                 .invoke()
-                .function_name(function)
+                .function_name(&function)
                 .invocation_type(aws_sdk_lambda::types::InvocationType::Event)
                 .payload(aws_sdk_lambda::primitives::Blob::new(payload.to_string()))
                 .send()
                 .await
                 .map(|_| ())
-                .map_err(|e| aws_sdk_lambda::error::DisplayErrorContext(e).to_string())
+                .map_err(|e| LaunchError::Invoke {
+                    function,
+                    message: aws_sdk_lambda::error::DisplayErrorContext(e).to_string(),
+                })
         })
     }
 }

@@ -1,8 +1,13 @@
 //! The endpoints. Each is a plain async function over [`AppState`], documented for the
-//! OpenAPI document by its `#[utoipa::path]`.
+//! OpenAPI document by its `#[utoipa::path]`. Who calls comes as an argument
+//! ([`Caller`], [`SignedIn`]); so do the seams a write needs ([`Launcher`], [`Redriver`]),
+//! which answer 503 where the deployment has none.
+
+use std::sync::Arc;
 
 use axum::extract::rejection::{JsonRejection, QueryRejection};
-use axum::extract::{Path, Query, State};
+use axum::extract::{FromRequestParts, Path, Query, State};
+use axum::http::request::Parts;
 use axum::http::{header, HeaderMap, StatusCode};
 use axum::response::IntoResponse;
 use axum::Json;
@@ -15,10 +20,10 @@ use inventory_domain::ProductStatus;
 use serde::{Deserialize, Serialize};
 use utoipa::{IntoParams, ToSchema};
 
-use crate::auth;
+use crate::auth::{Caller, SignedIn};
 use crate::error::ApiError;
 use crate::store::{self, simulations, InventoryQuery};
-use crate::AppState;
+use crate::{AppState, DeadLetterRedriver, SimulationLauncher};
 use inventory_domain::api::Stats;
 use inventory_domain::catalog::{SortKey, SortOrder};
 use inventory_store::simulation_lock;
@@ -197,10 +202,9 @@ pub struct RejectionList {
               (status = 401, body = ErrorBody)))]
 pub async fn list_rejections(
     State(state): State<AppState>,
-    headers: HeaderMap,
+    caller: Caller,
     query: Result<Query<PageParams>, QueryRejection>,
 ) -> Result<Json<RejectionList>, ApiError> {
-    let caller = auth::identify(&state, &headers).await?;
     let Query(p) = query.map_err(|e| ApiError::BadRequest(e.body_text()))?;
     let limit = p.limit.unwrap_or(50);
     if !(1..=200).contains(&limit) {
@@ -250,10 +254,9 @@ pub struct DeadLetterParams {
               (status = 401, body = ErrorBody)))]
 pub async fn list_dead_letters(
     State(state): State<AppState>,
-    headers: HeaderMap,
+    caller: Caller,
     query: Result<Query<DeadLetterParams>, QueryRejection>,
 ) -> Result<Json<DeadLetterPage>, ApiError> {
-    let caller = auth::identify(&state, &headers).await?;
     let Query(p) = query.map_err(|e| ApiError::BadRequest(e.body_text()))?;
     let limit = p.limit.unwrap_or(50);
     if !(1..=200).contains(&limit) {
@@ -289,12 +292,10 @@ pub async fn list_dead_letters(
               (status = 422, body = ErrorBody), (status = 502, body = ErrorBody),
               (status = 503, body = ErrorBody)))]
 pub async fn redrive_dead_letters(
-    State(state): State<AppState>,
-    headers: HeaderMap,
+    Redriver(redriver): Redriver,
+    SignedIn(caller): SignedIn,
     body: Result<Json<RedriveRequest>, JsonRejection>,
 ) -> Result<Json<RedriveResult>, ApiError> {
-    let redriver = state.redriver.clone().ok_or(ApiError::RedriveDisabled)?;
-    let caller = auth::require_signed_in(&state, &headers).await?;
     let Json(request) = body.map_err(|e| ApiError::Unprocessable(e.body_text()))?;
     let result = redriver
         .redrive(request)
@@ -318,13 +319,10 @@ pub async fn redrive_dead_letters(
               (status = 503, body = ErrorBody)))]
 pub async fn start_simulation(
     State(state): State<AppState>,
-    headers: HeaderMap,
+    Launcher(launcher): Launcher,
+    SignedIn(caller): SignedIn,
     body: Result<Json<SimulationRequest>, JsonRejection>,
 ) -> Result<impl IntoResponse, ApiError> {
-    if !state.launcher.enabled() {
-        return Err(ApiError::SimulationsDisabled);
-    }
-    let caller = auth::require_signed_in(&state, &headers).await?;
     let Json(request) = body.map_err(|e| ApiError::Unprocessable(e.body_text()))?;
     request.validate().map_err(ApiError::Unprocessable)?;
     check_event_age(&request, state.limits.max_event_age)?;
@@ -343,7 +341,7 @@ pub async fn start_simulation(
         release_lock(&state, &id).await;
         return Err(e);
     }
-    if let Err(e) = state.launcher.launch(status.clone()).await {
+    if let Err(e) = launcher.launch(status.clone()).await {
         status.state = SimulationState::Failed;
         status.error = Some(format!("could not be started: {e}"));
         if let Err(save) = simulations::save(&state.db, &state.tables, &status).await {
@@ -358,6 +356,38 @@ pub async fn start_simulation(
         [(header::LOCATION, status_url.clone())],
         Json(SimulationAccepted { id, status_url }),
     ))
+}
+
+/// The deployment's simulation launcher; 503 (`simulations_disabled`) where simulations
+/// cannot run. Taken before [`SignedIn`], so such a stage says so to anyone.
+pub struct Launcher(pub Arc<dyn SimulationLauncher>);
+
+impl FromRequestParts<AppState> for Launcher {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(_: &mut Parts, state: &AppState) -> Result<Self, ApiError> {
+        if state.launcher.enabled() {
+            Ok(Launcher(state.launcher.clone()))
+        } else {
+            Err(ApiError::SimulationsDisabled)
+        }
+    }
+}
+
+/// The deployment's dead-letter redriver; 503 (`redrive_disabled`) where there is none.
+/// Taken before [`SignedIn`], so such a deployment says so to anyone.
+pub struct Redriver(pub Arc<dyn DeadLetterRedriver>);
+
+impl FromRequestParts<AppState> for Redriver {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(_: &mut Parts, state: &AppState) -> Result<Self, ApiError> {
+        state
+            .redriver
+            .clone()
+            .map(Redriver)
+            .ok_or(ApiError::RedriveDisabled)
+    }
 }
 
 /// Refuses a request whose events, at its rate, would be published later than the maximum

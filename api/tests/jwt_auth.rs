@@ -24,7 +24,7 @@ use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use base64::Engine as _;
 use http_body_util::BodyExt as _;
 use inventory_api::jwt::{JwtSettings, JwtVerifier};
-use inventory_api::{router, ApiConfig, AppState, BoxFuture, SimulationLauncher};
+use inventory_api::{router, ApiConfig, AppState, BoxFuture, LaunchError, SimulationLauncher};
 use inventory_domain::api::SimulationStatus;
 use inventory_store::Tables;
 use serde_json::{json, Value};
@@ -129,7 +129,7 @@ fn access_claims(issuer: &str) -> Value {
 struct CountingLauncher(AtomicUsize);
 
 impl SimulationLauncher for CountingLauncher {
-    fn launch(&self, _status: SimulationStatus) -> BoxFuture<Result<(), String>> {
+    fn launch(&self, _status: SimulationStatus) -> BoxFuture<Result<(), LaunchError>> {
         self.0.fetch_add(1, Ordering::SeqCst);
         Box::pin(async { Ok(()) })
     }

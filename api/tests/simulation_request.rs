@@ -12,7 +12,7 @@ use std::sync::{Arc, Mutex};
 use axum::body::Body;
 use axum::http::{Request, StatusCode};
 use axum::Router;
-use inventory_api::{router, ApiConfig, AppState, BoxFuture, SimulationLauncher};
+use inventory_api::{router, ApiConfig, AppState, BoxFuture, LaunchError, SimulationLauncher};
 use inventory_domain::api::{RetryDistance, SimulationStatus};
 use inventory_store::Tables;
 
@@ -20,7 +20,7 @@ use inventory_store::Tables;
 struct RecordingLauncher(Mutex<Vec<SimulationStatus>>);
 
 impl SimulationLauncher for RecordingLauncher {
-    fn launch(&self, status: SimulationStatus) -> BoxFuture<Result<(), String>> {
+    fn launch(&self, status: SimulationStatus) -> BoxFuture<Result<(), LaunchError>> {
         self.0.lock().unwrap().push(status);
         Box::pin(async { Ok(()) })
     }

@@ -20,7 +20,8 @@ use axum::Router;
 use chrono::Utc;
 use inventory_api::store::simulations;
 use inventory_api::{
-    router, ApiConfig, AppState, BoxFuture, DisabledLauncher, SimulationLauncher, SimulationLimits,
+    router, ApiConfig, AppState, BoxFuture, DisabledLauncher, LaunchError, SimulationLauncher,
+    SimulationLimits,
 };
 use inventory_domain::api::{SimulationRequest, SimulationState, SimulationStatus};
 use inventory_domain::{PipeRecord, Rejection, RejectionReason};
@@ -32,7 +33,7 @@ use inventory_store::Tables;
 struct CountingLauncher(AtomicUsize);
 
 impl SimulationLauncher for CountingLauncher {
-    fn launch(&self, _status: SimulationStatus) -> BoxFuture<Result<(), String>> {
+    fn launch(&self, _status: SimulationStatus) -> BoxFuture<Result<(), LaunchError>> {
         self.0.fetch_add(1, Ordering::SeqCst);
         Box::pin(async { Ok(()) })
     }

@@ -10,8 +10,8 @@ use axum::response::{Html, IntoResponse};
 use axum::routing::get;
 use axum::Json;
 use inventory_api::{
-    publish_deadline, router, ApiConfig, AppState, BoxFuture, DeadLetterRedriver,
-    SimulationLauncher, SimulationLimits,
+    publish_deadline, router, ApiConfig, AppState, BoxFuture, DeadLetterRedriver, LaunchError,
+    RedriveError, SimulationLauncher, SimulationLimits,
 };
 use inventory_dead_letters::Redriver;
 use inventory_domain::api::{RedriveRequest, RedriveResult, SimulationStatus};
@@ -41,7 +41,7 @@ pub struct LocalLauncher {
 }
 
 impl SimulationLauncher for LocalLauncher {
-    fn launch(&self, status: SimulationStatus) -> BoxFuture<Result<(), String>> {
+    fn launch(&self, status: SimulationStatus) -> BoxFuture<Result<(), LaunchError>> {
         let (ctx, timeout) = (self.ctx.clone(), self.verify_timeout);
         let deadline = publish_deadline(&status.created_at, self.limits);
         tokio::spawn(run_simulation(ctx, status, timeout, deadline));
@@ -53,9 +53,14 @@ impl SimulationLauncher for LocalLauncher {
 pub struct InProcessRedriver(pub Redriver);
 
 impl DeadLetterRedriver for InProcessRedriver {
-    fn redrive(&self, request: RedriveRequest) -> BoxFuture<Result<RedriveResult, String>> {
+    fn redrive(&self, request: RedriveRequest) -> BoxFuture<Result<RedriveResult, RedriveError>> {
         let redriver = self.0.clone();
-        Box::pin(async move { redriver.redrive(&request).await.map_err(|e| e.to_string()) })
+        Box::pin(async move {
+            redriver
+                .redrive(&request)
+                .await
+                .map_err(|e| RedriveError::InProcess(Box::new(e)))
+        })
     }
 }
 

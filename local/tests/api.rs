@@ -11,7 +11,7 @@ use axum::http::{header, HeaderMap, Method, Request, StatusCode};
 use axum::Router;
 use harness::{local_stack, start_in_process_pipe, wait_for_delivered, CATCH_UP, PATIENCE};
 use http_body_util::BodyExt as _;
-use inventory_api::{router, ApiConfig, AppState, BoxFuture, SimulationLauncher};
+use inventory_api::{router, ApiConfig, AppState, BoxFuture, LaunchError, SimulationLauncher};
 use inventory_domain::api::{
     HistoryEntry, HistoryOutcome, HistoryPage, InventoryPage, RejectionPage, SimulationState,
     SimulationStatus, Stats,
@@ -28,7 +28,7 @@ const CONSOLE: &str = "https://console.example.com";
 struct RecordingLauncher(Mutex<Vec<SimulationStatus>>);
 
 impl SimulationLauncher for RecordingLauncher {
-    fn launch(&self, status: SimulationStatus) -> BoxFuture<Result<(), String>> {
+    fn launch(&self, status: SimulationStatus) -> BoxFuture<Result<(), LaunchError>> {
         self.0.lock().unwrap().push(status);
         Box::pin(async { Ok(()) })
     }
