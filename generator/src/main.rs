@@ -82,6 +82,7 @@ async fn verify_command(args: VerifyArgs) -> anyhow::Result<ExitCode> {
     };
     let options = VerifyOptions {
         timeout: args.timeout,
+        progress: true,
         ..VerifyOptions::default()
     };
     let report = verify(&db, &tables, &expected, &options).await?;

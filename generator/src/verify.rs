@@ -13,6 +13,7 @@ use inventory_store::items::{product_key, ProductItem};
 use inventory_store::{rejections, StoreError, Tables};
 use serde::Serialize;
 
+use crate::progress::{Reporter, LINE_EVERY};
 use crate::simulation::{Expected, ExpectedProduct, ExpectedStatus};
 
 #[derive(Debug, Clone)]
@@ -20,6 +21,9 @@ pub struct VerifyOptions {
     /// How long to wait for the pipeline to catch up.
     pub timeout: Duration,
     pub poll_interval: Duration,
+    /// Show on stderr how far the pipeline has caught up while waiting (see
+    /// [`crate::progress`]). Off by default, so tests and the simulation Lambda stay quiet.
+    pub progress: bool,
 }
 
 impl Default for VerifyOptions {
@@ -27,6 +31,7 @@ impl Default for VerifyOptions {
         Self {
             timeout: Duration::from_secs(120),
             poll_interval: Duration::from_millis(500),
+            progress: false,
         }
     }
 }
@@ -119,21 +124,29 @@ pub async fn verify(
     options: &VerifyOptions,
 ) -> Result<VerifyReport, VerifyError> {
     let started = Instant::now();
+    let mut reporter = options.progress.then(|| {
+        Reporter::new(
+            Some(expected.products.len() as u64),
+            "{spinner} [{bar:30}] {msg}",
+            LINE_EVERY,
+        )
+    });
     loop {
         let stored = read_products(db, tables, expected).await?;
         let rejections = read_rejections(db, tables, expected).await?;
-        let caught_up = expected
-            .products
-            .iter()
-            .all(|(id, e)| match stored.get(id) {
-                None => e.status == ExpectedStatus::Absent,
-                Some(s) => s.version >= e.version,
-            })
-            && expected
-                .rejections
-                .iter()
-                .all(|(r, n)| rejections.get(r).copied().unwrap_or(0) >= *n);
-        if caught_up || started.elapsed() >= options.timeout {
+        let arrived = Arrived::of(expected, &stored, &rejections);
+        let caught_up = arrived.all(expected);
+        let out_of_time = started.elapsed() >= options.timeout;
+        if let Some(reporter) = &mut reporter {
+            let position = arrived.products as u64;
+            let text = || arrived.describe(expected, started.elapsed(), options.timeout);
+            if caught_up || out_of_time {
+                reporter.finish(&text());
+            } else {
+                reporter.update(position, text);
+            }
+        }
+        if caught_up || out_of_time {
             let mismatches = compare(expected, &stored, &rejections);
             return Ok(VerifyReport {
                 caught_up,
@@ -144,6 +157,65 @@ pub async fn verify(
             });
         }
         tokio::time::sleep(options.poll_interval).await;
+    }
+}
+
+/// How much of what is expected has arrived: products at (or past) their expected version,
+/// or absent as expected, and rejection reasons counted as often as expected.
+struct Arrived {
+    products: usize,
+    rejection_reasons: usize,
+}
+
+impl Arrived {
+    fn of(
+        expected: &Expected,
+        stored: &BTreeMap<String, StoredProduct>,
+        rejections: &BTreeMap<RejectionReason, u64>,
+    ) -> Self {
+        let products = expected
+            .products
+            .iter()
+            .filter(|(id, e)| match stored.get(*id) {
+                None => e.status == ExpectedStatus::Absent,
+                Some(s) => s.version >= e.version,
+            })
+            .count();
+        let rejection_reasons = expected
+            .rejections
+            .iter()
+            .filter(|(r, n)| rejections.get(*r).copied().unwrap_or(0) >= **n)
+            .count();
+        Self {
+            products,
+            rejection_reasons,
+        }
+    }
+
+    /// Whether everything has arrived: the pipeline has caught up.
+    fn all(&self, expected: &Expected) -> bool {
+        self.products == expected.products.len()
+            && self.rejection_reasons == expected.rejections.len()
+    }
+
+    /// What verify waits for and how far it is, for the progress line.
+    fn describe(&self, expected: &Expected, waited: Duration, timeout: Duration) -> String {
+        let state = if self.all(expected) {
+            "the pipeline has caught up"
+        } else if waited >= timeout {
+            "stopped waiting: the pipeline has not caught up"
+        } else {
+            "waiting for the pipeline to catch up"
+        };
+        format!(
+            "verify: {state}: {}/{} products at their expected version, {}/{} rejection reasons counted ({:.0} s of {:.0} s)",
+            self.products,
+            expected.products.len(),
+            self.rejection_reasons,
+            expected.rejections.len(),
+            waited.as_secs_f64(),
+            timeout.as_secs_f64()
+        )
     }
 }
 
@@ -386,6 +458,45 @@ mod tests {
         while sim.next_record().is_some() {}
         assert_eq!(sim.producers(), &ProducerConfig::default());
         sim.expected()
+    }
+
+    #[test]
+    fn progress_counts_what_has_arrived_and_says_what_it_waits_for() {
+        let expected = expected();
+        let none = Arrived::of(&expected, &BTreeMap::new(), &BTreeMap::new());
+        let absent = expected
+            .products
+            .values()
+            .filter(|e| e.status == ExpectedStatus::Absent)
+            .count();
+        assert_eq!(none.products, absent);
+        assert!(!none.all(&expected));
+        let (one, two) = (Duration::from_secs(1), Duration::from_secs(2));
+        let text = none.describe(&expected, one, two);
+        assert!(
+            text.contains("waiting for the pipeline")
+                && text.contains(&format!("{absent}/{} products", expected.products.len())),
+            "{text}"
+        );
+        assert!(none
+            .describe(&expected, two, two)
+            .contains("stopped waiting"));
+
+        let stored = expected
+            .products
+            .iter()
+            .map(|(id, e)| {
+                let p = StoredProduct {
+                    status: e.status,
+                    quantity: e.quantity,
+                    version: e.version,
+                };
+                (id.clone(), p)
+            })
+            .collect();
+        let all = Arrived::of(&expected, &stored, &expected.rejections);
+        assert!(all.all(&expected));
+        assert!(all.describe(&expected, one, two).contains("has caught up"));
     }
 
     #[test]

@@ -249,6 +249,7 @@ async fn main() -> anyhow::Result<ExitCode> {
                 &expected,
                 &VerifyOptions {
                     timeout,
+                    progress: true,
                     ..VerifyOptions::default()
                 },
             )

@@ -595,6 +595,7 @@ async fn replay_rebuilds_a_table_identical_to_the_live_one_and_catches_a_tampere
         live,
         &first,
         &InProcessTarget::on_tables(&stack, &first),
+        &|_| {},
     )
     .await
     .unwrap();
@@ -624,6 +625,7 @@ async fn replay_rebuilds_a_table_identical_to_the_live_one_and_catches_a_tampere
         live,
         &second,
         &InProcessTarget::on_tables(&stack, &second),
+        &|_| {},
     )
     .await
     .unwrap();
@@ -642,6 +644,7 @@ async fn replay_rebuilds_a_table_identical_to_the_live_one_and_catches_a_tampere
         live,
         &second,
         &InProcessTarget::on_tables(&stack, &second),
+        &|_| {},
     )
     .await
     .is_err());
@@ -808,6 +811,7 @@ async fn f9_a_split_4_to_8_and_a_merge_back_under_load_lose_and_double_nothing()
         &stack.options.tables,
         &into,
         &InProcessTarget::on_tables(&stack, &into),
+        &|_| {},
     )
     .await
     .unwrap();

@@ -4,10 +4,11 @@
 
 use std::process::ExitCode;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::Arc;
+use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 use std::time::{Duration, Instant};
 
 use clap::Parser as _;
+use inventory_generator::progress::{Reporter, LINE_EVERY};
 use inventory_generator::publish::{PublishError, PublishProgress};
 use inventory_generator::verify::render;
 use inventory_generator::{
@@ -17,7 +18,7 @@ use inventory_local::lambda_host::{processor_binary, LambdaHost, LambdaHostOptio
 use inventory_local::pipe::PipeHandle;
 use inventory_local::stack::LocalStack;
 use inventory_ops::cli::{Cli, Command, ReplayArgs, SoakArgs};
-use inventory_ops::replay::{replay, ReplayReport};
+use inventory_ops::replay::{replay, ReplayProgress, ReplayReport};
 use inventory_store::Tables;
 
 /// Most processor instances a replay runs at once (it replays the shards that are ready
@@ -73,6 +74,12 @@ async fn replay_command(args: ReplayArgs) -> anyhow::Result<ExitCode> {
         "Replaying stream {stream} from TRIM_HORIZON into {} (and {}), then comparing with {}…",
         fresh.inventory, fresh.events, live.inventory
     );
+    let reporter = Mutex::new(Reporter::new(
+        None,
+        "{spinner} {msg} [{elapsed}]",
+        LINE_EVERY,
+    ));
+    let progress = |p: ReplayProgress| show_replay_progress(&reporter, p);
     let report = replay(
         &aws_sdk_kinesis::Client::new(&config),
         &aws_sdk_dynamodb::Client::new(&config),
@@ -80,9 +87,40 @@ async fn replay_command(args: ReplayArgs) -> anyhow::Result<ExitCode> {
         &live,
         &fresh,
         &processor,
+        &progress,
     )
     .await?;
+    lock(&reporter).finish(&format!(
+        "replay: {} records replayed and compared",
+        report.records
+    ));
     Ok(print_replay_report(&report))
+}
+
+/// Progress of the replay on stderr: a spinner on a terminal, a line every few seconds
+/// otherwise, and a line as comparing starts.
+fn show_replay_progress(reporter: &Mutex<Reporter>, progress: ReplayProgress) {
+    let mut reporter = lock(reporter);
+    match progress {
+        ReplayProgress::Replaying {
+            records,
+            shards_done,
+            shards,
+        } => reporter.update(records, || {
+            format!(
+                "replay: {records} records replayed, {shards_done} of {shards} shards to their end"
+            )
+        }),
+        ReplayProgress::Comparing { records } => reporter.note(
+            records,
+            &format!("replay: {records} records replayed; reading and comparing the tables"),
+        ),
+    }
+}
+
+fn lock(reporter: &Mutex<Reporter>) -> MutexGuard<'_, Reporter> {
+    // Only a panic while showing progress poisons it; the progress shown is still right.
+    reporter.lock().unwrap_or_else(PoisonError::into_inner)
 }
 
 /// Prints the replay's figures, differences and verdict; failure on any difference.
@@ -143,6 +181,7 @@ async fn soak(args: SoakArgs) -> anyhow::Result<ExitCode> {
         &expected,
         &VerifyOptions {
             timeout: Duration::from_secs(300),
+            progress: true,
             ..VerifyOptions::default()
         },
     )

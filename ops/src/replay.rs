@@ -15,7 +15,7 @@
 //! the live pipeline applied it; a record archived `processed_before` was applied, and is.
 
 use std::collections::{BTreeMap, HashMap, HashSet};
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::time::Duration;
 
 use aws_sdk_dynamodb::types::AttributeValue;
@@ -60,6 +60,40 @@ fn dynamo_err<E: std::error::Error>(operation: &'static str, e: E) -> ReplayErro
     ReplayError::Dynamo {
         operation,
         message: aws_sdk_dynamodb::error::DisplayErrorContext(e).to_string(),
+    }
+}
+
+/// How far a replay is, as it goes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ReplayProgress {
+    /// Records given to the processor so far, and shards replayed to their end of all.
+    Replaying {
+        records: u64,
+        shards_done: usize,
+        shards: usize,
+    },
+    /// Every shard is replayed: the tables are being read and compared.
+    Comparing { records: u64 },
+}
+
+/// Counts what the shards replayed concurrently have done, and reports each step.
+struct Tally<'p> {
+    report: &'p (dyn Fn(ReplayProgress) + Sync),
+    records: AtomicU64,
+    shards_done: AtomicUsize,
+    shards: usize,
+}
+
+impl Tally<'_> {
+    fn replayed(&self, records: u64, shard_done: bool) {
+        let records = self.records.fetch_add(records, Ordering::Relaxed) + records;
+        let done = usize::from(shard_done);
+        let shards_done = self.shards_done.fetch_add(done, Ordering::Relaxed) + done;
+        (self.report)(ReplayProgress::Replaying {
+            records,
+            shards_done,
+            shards: self.shards,
+        });
     }
 }
 
@@ -108,6 +142,7 @@ impl ReplayReport {
 
 /// Replays `stream` from TRIM_HORIZON to its current end into `into` (created, must be
 /// empty) through `processor`, which must write to `into`, then compares with `live`.
+/// `progress` hears how far it is after each batch and at each step.
 pub async fn replay(
     kinesis: &aws_sdk_kinesis::Client,
     db: &aws_sdk_dynamodb::Client,
@@ -115,7 +150,58 @@ pub async fn replay(
     live: &Tables,
     into: &Tables,
     processor: &dyn Target,
+    progress: &(dyn Fn(ReplayProgress) + Sync),
 ) -> Result<ReplayReport, ReplayError> {
+    create_fresh_tables(db, into).await?;
+    let arn = stream_arn(kinesis, stream).await?;
+    let shards = kinesis::shards(kinesis, stream).await?;
+    let listing = inventory_stream::list_stream(kinesis, stream)
+        .await
+        .map_err(|e| KinesisError::Call {
+            operation: "ListShards",
+            message: e.to_string(),
+        })?;
+    let skipped = not_applied_live(db, live).await?;
+    let tally = Tally {
+        report: progress,
+        records: AtomicU64::new(0),
+        shards_done: AtomicUsize::new(0),
+        shards: shards.len(),
+    };
+    let replayed = replay_shards(
+        kinesis,
+        processor,
+        (stream, &arn),
+        &shards,
+        &skipped,
+        &tally,
+    )
+    .await?;
+    progress(ReplayProgress::Comparing {
+        records: replayed.records,
+    });
+    let (applied, rejected, duplicates) = processed_counts(db, into).await?;
+    let mut report = ReplayReport {
+        replay_tables: into.clone(),
+        shards: shards.len(),
+        records: replayed.records,
+        applied,
+        rejected,
+        duplicates,
+        identical: 0,
+        live_ahead: 0,
+        not_in_stream: 0,
+        differences: Vec::new(),
+    };
+    compare_tables(db, live, into, &listing, &replayed.positions, &mut report).await?;
+    Ok(report)
+}
+
+/// Creates the replay's tables, refusing them if they already hold products.
+async fn create_fresh_tables(
+    db: &aws_sdk_dynamodb::Client,
+    into: &Tables,
+) -> Result<(), ReplayError> {
     ensure_tables(db, into).await?;
     let probe = db
         .scan()
@@ -127,7 +213,14 @@ pub async fn replay(
     if probe.count() > 0 {
         return Err(ReplayError::NotFresh(into.inventory.clone()));
     }
-    let arn = kinesis
+    Ok(())
+}
+
+async fn stream_arn(
+    kinesis: &aws_sdk_kinesis::Client,
+    stream: &str,
+) -> Result<String, ReplayError> {
+    Ok(kinesis
         .describe_stream_summary()
         .stream_name(stream)
         .send()
@@ -135,33 +228,32 @@ pub async fn replay(
         .map_err(|e| KinesisError::call("DescribeStreamSummary", e))?
         .stream_description_summary()
         .map(|d| d.stream_arn().to_owned())
-        .ok_or_else(|| KinesisError::NotActive(stream.to_owned()))?;
-    let shards = kinesis::shards(kinesis, stream).await?;
-    let listing = inventory_stream::list_stream(kinesis, stream)
-        .await
-        .map_err(|e| KinesisError::Call {
-            operation: "ListShards",
-            message: e.to_string(),
-        })?;
-    let skipped = not_applied_live(db, live).await?;
+        .ok_or_else(|| KinesisError::NotActive(stream.to_owned()))?)
+}
 
-    // A shard's records come after its parents' (resharding), so parents go first.
+/// What replaying every shard gave: the records read, and where each product's last record
+/// was (partition key -> shard and sequence number).
+struct StreamReplay {
+    records: u64,
+    positions: HashMap<String, (String, SequenceNumber)>,
+}
+
+/// Replays `shards` (id, parents), those that are ready together; a shard's records come
+/// after its parents' (resharding), so parents go first.
+async fn replay_shards(
+    kinesis: &aws_sdk_kinesis::Client,
+    processor: &dyn Target,
+    (stream, arn): (&str, &str),
+    shards: &[(String, Vec<String>)],
+    skipped: &HashSet<String>,
+    tally: &Tally<'_>,
+) -> Result<StreamReplay, ReplayError> {
     let mut done: HashSet<String> = HashSet::new();
-    let mut pending: Vec<(String, Vec<String>)> = shards.clone();
-    let mut report = ReplayReport {
-        replay_tables: into.clone(),
-        shards: shards.len(),
+    let mut pending: Vec<(String, Vec<String>)> = shards.to_vec();
+    let mut out = StreamReplay {
         records: 0,
-        applied: 0,
-        rejected: 0,
-        duplicates: 0,
-        identical: 0,
-        live_ahead: 0,
-        not_in_stream: 0,
-        differences: Vec::new(),
+        positions: HashMap::new(),
     };
-    // partition key -> (shard, last sequence read for it)
-    let mut positions: HashMap<String, (String, SequenceNumber)> = HashMap::new();
     let known: HashSet<String> = shards.iter().map(|(s, _)| s.clone()).collect();
     while !pending.is_empty() {
         let (ready, rest): (Vec<_>, Vec<_>) = pending.into_iter().partition(|(_, parents)| {
@@ -171,13 +263,20 @@ pub async fn replay(
         });
         pending = rest;
         let runs = ready.iter().map(|(shard, _)| {
-            replay_shard(kinesis, processor, (stream, &arn), shard.clone(), &skipped)
+            replay_shard(
+                kinesis,
+                processor,
+                (stream, arn),
+                shard.clone(),
+                skipped,
+                tally,
+            )
         });
         for result in futures::future::join_all(runs).await {
             let shard = result?;
-            report.records += shard.records;
+            out.records += shard.records;
             for (key, seq) in shard.last_by_key {
-                positions.insert(key, (shard.shard_id.clone(), seq));
+                out.positions.insert(key, (shard.shard_id.clone(), seq));
             }
             done.insert(shard.shard_id);
         }
@@ -186,8 +285,18 @@ pub async fn replay(
             break;
         }
     }
+    Ok(out)
+}
 
-    (report.applied, report.rejected, report.duplicates) = processed_counts(db, into).await?;
+/// Compares the live table with the replayed one, product by product, into `report`.
+async fn compare_tables(
+    db: &aws_sdk_dynamodb::Client,
+    live: &Tables,
+    into: &Tables,
+    listing: &inventory_domain::lineage::StreamLineage,
+    positions: &HashMap<String, (String, SequenceNumber)>,
+    report: &mut ReplayReport,
+) -> Result<(), ReplayError> {
     let live_items = scan_products(db, &live.inventory).await?;
     let replayed = scan_products(db, &into.inventory).await?;
     for (id, live_item) in &live_items {
@@ -201,7 +310,7 @@ pub async fn replay(
                 if fields.is_empty() {
                     report.identical += 1;
                 } else if position
-                    .is_some_and(|(shard, end)| live_is_ahead(&listing, id, live_item, shard, end))
+                    .is_some_and(|(shard, end)| live_is_ahead(listing, id, live_item, shard, end))
                 {
                     report.live_ahead += 1;
                 } else {
@@ -218,7 +327,7 @@ pub async fn replay(
             product_id: id.clone(),
         });
     }
-    Ok(report)
+    Ok(())
 }
 
 /// The processor's running totals in the replay's events table: (applied, rejected,
@@ -274,6 +383,7 @@ async fn replay_shard(
     (stream, arn): (&str, &str),
     shard_id: String,
     skipped: &HashSet<String>,
+    tally: &Tally<'_>,
 ) -> Result<ShardReplay, ReplayError> {
     let mut out = ShardReplay {
         shard_id: shard_id.clone(),
@@ -311,14 +421,17 @@ async fn replay_shard(
             .cloned()
             .collect();
         apply_batch(processor, &shard_id, &records, &mut out).await?;
+        let applied = records.len() as u64;
         let records = read;
         // The end of the stream as it was when this shard was read: a live table may be
         // ahead of it for products with newer events.
         let caught_up = resp.millis_behind_latest() == Some(0);
         iterator = resp.next_shard_iterator().map(str::to_owned);
         if records.is_empty() && caught_up {
+            tally.replayed(applied, true);
             break;
         }
+        tally.replayed(applied, iterator.is_none());
     }
     Ok(out)
 }
@@ -451,6 +564,34 @@ mod tests {
             .iter()
             .map(|(k, v)| (k.to_string(), AttributeValue::S(v.to_string())))
             .collect()
+    }
+
+    #[test]
+    fn the_tally_adds_up_what_concurrent_shards_replayed() {
+        let heard = std::sync::Mutex::new(Vec::new());
+        let report = |p: ReplayProgress| heard.lock().unwrap().push(p);
+        let tally = Tally {
+            report: &report,
+            records: AtomicU64::new(0),
+            shards_done: AtomicUsize::new(0),
+            shards: 2,
+        };
+        tally.replayed(1_000, false);
+        tally.replayed(300, true);
+        tally.replayed(0, true);
+        let replaying = |records, shards_done| ReplayProgress::Replaying {
+            records,
+            shards_done,
+            shards: 2,
+        };
+        assert_eq!(
+            *heard.lock().unwrap(),
+            [
+                replaying(1_000, 0),
+                replaying(1_300, 1),
+                replaying(1_300, 2)
+            ]
+        );
     }
 
     #[test]
