@@ -1,17 +1,18 @@
 //! The API Lambda (Function URL, payload v2): the shared router under lambda_http.
 //!
-//! Environment (infra/template.yaml): INVENTORY_TABLE, EVENTS_TABLE; COGNITO_ISSUER and the
-//! console's app client id, COGNITO_CLIENT_ID or the name of the secret holding it,
-//! COGNITO_CLIENT_ID_SECRET (the template cannot pass the id itself without a dependency
-//! cycle); GENERATOR_FUNCTION (absent: the stage runs no simulations, and starting one
-//! answers 503); SIMULATION_MAX_EVENT_AGE_SECONDS; optionally API_TOKEN or
+//! Environment (infra/template.yaml), read into [`Config`]: INVENTORY_TABLE, EVENTS_TABLE;
+//! COGNITO_ISSUER and the console's app client id, COGNITO_CLIENT_ID or the name of the
+//! secret holding it, COGNITO_CLIENT_ID_SECRET (the template cannot pass the id itself
+//! without a dependency cycle); GENERATOR_FUNCTION (absent: the stage runs no simulations,
+//! and starting one answers 503); SIMULATION_MAX_EVENT_AGE_SECONDS; optionally API_TOKEN or
 //! API_TOKEN_SECRET_ARN (a static token); DEAD_LETTER_FUNCTION (the function that redrives
-//! dead letters; absent: redrive answers 503).
+//! dead letters; absent: redrive answers 503); ALLOWED_ORIGINS (CORS, comma-separated).
 
 use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::Context as _;
+use clap::Parser as _;
 use inventory_api::jwt::{JwtSettings, JwtVerifier};
 use inventory_api::{
     router, ApiConfig, AppState, DisabledLauncher, LambdaLauncher, LambdaRedriver,
@@ -19,8 +20,115 @@ use inventory_api::{
 };
 use inventory_store::Tables;
 
-fn var(name: &str) -> Option<String> {
-    std::env::var(name).ok().filter(|v| !v.trim().is_empty())
+/// The API Lambda's configuration, from its environment only (a Lambda has no command
+/// line). An optional variable set to blanks counts as unset. Each field's value name is its
+/// variable's, so a parse error names the variable.
+#[derive(Debug, clap::Parser)]
+#[command(
+    name = "api",
+    about = "The inventory API Lambda, configured by its environment"
+)]
+struct Config {
+    /// The inventory table.
+    #[arg(long, env = "INVENTORY_TABLE", value_parser = not_blank)]
+    inventory_table: String,
+    /// The events table (idempotency records, rejections, history).
+    #[arg(long, env = "EVENTS_TABLE", value_parser = not_blank)]
+    events_table: String,
+    /// A static bearer token that signs in (scripts, the local stack).
+    #[arg(long, env = "API_TOKEN")]
+    api_token: Option<String>,
+    /// The secret holding the static token; read instead of API_TOKEN when set.
+    #[arg(long, env = "API_TOKEN_SECRET_ARN")]
+    api_token_secret_arn: Option<String>,
+    /// The user pool's issuer URL.
+    #[arg(long, env = "COGNITO_ISSUER")]
+    cognito_issuer: Option<String>,
+    /// The console's app client id.
+    #[arg(long, env = "COGNITO_CLIENT_ID")]
+    cognito_client_id: Option<String>,
+    /// The secret holding the console's app client id; read instead of COGNITO_CLIENT_ID.
+    #[arg(long, env = "COGNITO_CLIENT_ID_SECRET")]
+    cognito_client_id_secret: Option<String>,
+    /// The generator function simulations run in; unset, simulations answer 503.
+    #[arg(long, env = "GENERATOR_FUNCTION")]
+    generator_function: Option<String>,
+    /// How long after its start a simulation may publish, in whole seconds.
+    #[arg(long, env = "SIMULATION_MAX_EVENT_AGE_SECONDS", value_parser = whole_seconds,
+          default_value_t = SimulationLimits::default().max_event_age.as_secs())]
+    simulation_max_event_age_seconds: u64,
+    /// The dead-letter function, which redrives; unset, redrive answers 503.
+    #[arg(long, env = "DEAD_LETTER_FUNCTION")]
+    dead_letter_function: Option<String>,
+    /// The origins CORS allows (the console's), comma-separated.
+    #[arg(long, env = "ALLOWED_ORIGINS", value_delimiter = ',')]
+    allowed_origins: Vec<String>,
+}
+
+fn not_blank(value: &str) -> Result<String, String> {
+    if value.trim().is_empty() {
+        Err("must name a table, not be blank".to_owned())
+    } else {
+        Ok(value.to_owned())
+    }
+}
+
+/// Whole seconds; blanks are the default, as when the variable is unset.
+fn whole_seconds(value: &str) -> Result<u64, String> {
+    if value.trim().is_empty() {
+        return Ok(SimulationLimits::default().max_event_age.as_secs());
+    }
+    value
+        .trim()
+        .parse()
+        .map_err(|_| format!("must be whole seconds, not `{value}`"))
+}
+
+/// `None` for a variable set to blanks, as for one unset.
+fn set(value: &Option<String>) -> Option<String> {
+    value.clone().filter(|v| !v.trim().is_empty())
+}
+
+impl Config {
+    /// Reads the environment; a command line is ignored.
+    fn from_env() -> anyhow::Result<Self> {
+        Self::try_parse_from(["api"]).map_err(|e| {
+            // clap speaks of a command line: keep only what it says of the values.
+            let said = e.to_string();
+            let what: Vec<&str> = said
+                .lines()
+                .filter(|l| !l.starts_with("Usage:") && !l.starts_with("For more information"))
+                .filter(|l| !l.trim().is_empty())
+                .collect();
+            anyhow::anyhow!(
+                "the API's environment (infra/template.yaml sets it; each <NAME> is a variable): {}",
+                what.join("\n").trim_start_matches("error: ")
+            )
+        })
+    }
+
+    fn tables(&self) -> Tables {
+        Tables {
+            inventory: self.inventory_table.clone(),
+            events: self.events_table.clone(),
+        }
+    }
+
+    fn limits(&self) -> SimulationLimits {
+        SimulationLimits {
+            max_event_age: Duration::from_secs(self.simulation_max_event_age_seconds),
+            ..SimulationLimits::default()
+        }
+    }
+
+    fn allowed_origins(&self) -> Vec<String> {
+        self.allowed_origins
+            .iter()
+            .map(|o| o.trim())
+            .filter(|o| !o.is_empty())
+            .map(str::to_owned)
+            .collect()
+    }
 }
 
 #[tokio::main]
@@ -28,50 +136,71 @@ async fn main() -> Result<(), lambda_http::Error> {
     // lambda_http's subscriber follows the function's logging configuration
     // (AWS_LAMBDA_LOG_FORMAT / AWS_LAMBDA_LOG_LEVEL, set in infra/template.yaml), then RUST_LOG.
     lambda_http::tracing::init_default_subscriber();
-    let config = aws_config::load_defaults(aws_config::BehaviorVersion::latest()).await;
-    let secrets = aws_sdk_secretsmanager::Client::new(&config);
-    let read_secret = |id: String, what: &'static str| {
-        let secrets = secrets.clone();
-        async move {
-            anyhow::Ok(
-                secrets
-                    .get_secret_value()
-                    .secret_id(&id)
-                    .send()
-                    .await
-                    .with_context(|| format!("reading {what} from secret {id}"))?
-                    .secret_string()
-                    .map(str::to_owned),
-            )
-        }
+    let env = Config::from_env()?;
+    let aws = aws_config::load_defaults(aws_config::BehaviorVersion::latest()).await;
+    let state = app_state(&env, &aws).await?;
+    lambda_http::run(router(state)).await
+}
+
+/// The router's state as the environment describes it.
+async fn app_state(env: &Config, aws: &aws_config::SdkConfig) -> anyhow::Result<AppState> {
+    let secrets = aws_sdk_secretsmanager::Client::new(aws);
+    let token = match set(&env.api_token_secret_arn) {
+        Some(arn) => read_secret(&secrets, &arn, "the API token").await?,
+        None => set(&env.api_token),
     };
-    let token = match var("API_TOKEN_SECRET_ARN") {
-        Some(arn) => read_secret(arn, "the API token").await?,
-        None => var("API_TOKEN"),
-    };
-    let client_id = match var("COGNITO_CLIENT_ID_SECRET") {
-        Some(name) => read_secret(name, "the console's app client id").await?,
-        None => var("COGNITO_CLIENT_ID"),
+    let client_id = match set(&env.cognito_client_id_secret) {
+        Some(name) => read_secret(&secrets, &name, "the console's app client id").await?,
+        None => set(&env.cognito_client_id),
     };
     let api = ApiConfig {
         token,
-        allowed_origins: var("ALLOWED_ORIGINS")
-            .unwrap_or_default()
-            .split(',')
-            .map(str::trim)
-            .filter(|o| !o.is_empty())
-            .map(str::to_owned)
-            .collect(),
+        allowed_origins: env.allowed_origins(),
     };
-    let mut limits = SimulationLimits::default();
-    if let Some(secs) = var("SIMULATION_MAX_EVENT_AGE_SECONDS") {
-        limits.max_event_age = Duration::from_secs(secs.parse().with_context(|| {
-            format!("SIMULATION_MAX_EVENT_AGE_SECONDS must be whole seconds, not `{secs}`")
-        })?);
+    let limits = env.limits();
+    let db = aws_sdk_dynamodb::Client::new(aws);
+    let mut state = AppState::new(db, env.tables(), api, launcher(env, aws, limits))
+        .with_simulation_limits(limits);
+    match set(&env.dead_letter_function) {
+        Some(function) => {
+            state = state.with_redriver(Arc::new(LambdaRedriver {
+                client: aws_sdk_lambda::Client::new(aws),
+                function,
+            }));
+        }
+        None => tracing::info!("DEAD_LETTER_FUNCTION is not set: dead letters cannot be redriven"),
     }
-    let launcher: Arc<dyn SimulationLauncher> = match var("GENERATOR_FUNCTION") {
+    match user_pool(set(&env.cognito_issuer), client_id)? {
+        Some(verifier) => Ok(state.with_jwt(verifier)),
+        None => Ok(state),
+    }
+}
+
+/// The secret's text.
+async fn read_secret(
+    secrets: &aws_sdk_secretsmanager::Client,
+    id: &str,
+    what: &str,
+) -> anyhow::Result<Option<String>> {
+    Ok(secrets
+        .get_secret_value()
+        .secret_id(id)
+        .send()
+        .await
+        .with_context(|| format!("reading {what} from secret {id}"))?
+        .secret_string()
+        .map(str::to_owned))
+}
+
+/// The generator function's launcher, or the one that refuses where none is deployed.
+fn launcher(
+    env: &Config,
+    aws: &aws_config::SdkConfig,
+    limits: SimulationLimits,
+) -> Arc<dyn SimulationLauncher> {
+    match set(&env.generator_function) {
         Some(function) => Arc::new(LambdaLauncher {
-            client: aws_sdk_lambda::Client::new(&config),
+            client: aws_sdk_lambda::Client::new(aws),
             function,
             limits,
         }),
@@ -79,36 +208,25 @@ async fn main() -> Result<(), lambda_http::Error> {
             tracing::info!("GENERATOR_FUNCTION is not set: simulations are disabled");
             Arc::new(DisabledLauncher)
         }
-    };
-    let mut state = AppState::new(
-        aws_sdk_dynamodb::Client::new(&config),
-        Tables::from_env()?,
-        api,
-        launcher,
-    )
-    .with_simulation_limits(limits);
-    match var("DEAD_LETTER_FUNCTION") {
-        Some(function) => {
-            state = state.with_redriver(Arc::new(LambdaRedriver {
-                client: aws_sdk_lambda::Client::new(&config),
-                function,
-            }));
-        }
-        None => tracing::info!("DEAD_LETTER_FUNCTION is not set: dead letters cannot be redriven"),
     }
-    match (var("COGNITO_ISSUER"), client_id) {
-        (Some(issuer), Some(client)) => {
-            state = state.with_jwt(JwtVerifier::new(JwtSettings::cognito(&issuer, &client)));
-        }
+}
+
+/// The user pool's token verifier: both its issuer and the console's client id, or neither
+/// (then only the static token, if any, signs in).
+fn user_pool(
+    issuer: Option<String>,
+    client_id: Option<String>,
+) -> anyhow::Result<Option<JwtVerifier>> {
+    match (issuer, client_id) {
+        (Some(issuer), Some(client)) => Ok(Some(JwtVerifier::new(JwtSettings::cognito(
+            &issuer, &client,
+        )))),
         (None, None) => {
             tracing::warn!("COGNITO_ISSUER and COGNITO_CLIENT_ID are not set: only the static token (if any) can sign in");
+            Ok(None)
         }
-        _ => {
-            return Err(anyhow::anyhow!(
-                "set both COGNITO_ISSUER and COGNITO_CLIENT_ID (or COGNITO_CLIENT_ID_SECRET): the user pool's issuer URL and the console's app client id, or neither"
-            )
-            .into())
-        }
+        _ => Err(anyhow::anyhow!(
+            "set both COGNITO_ISSUER and COGNITO_CLIENT_ID (or COGNITO_CLIENT_ID_SECRET): the user pool's issuer URL and the console's app client id, or neither"
+        )),
     }
-    lambda_http::run(router(state)).await
 }
