@@ -7,7 +7,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::event::RejectionReason;
 use crate::state::ProductStatus;
-use crate::workload::{FaultRatios, Skew, SkewError, DEFAULT_ZIPF_EXPONENT};
+use crate::workload::{FaultRatios, Skew, DEFAULT_ZIPF_EXPONENT};
 
 /// Limits a simulation request must stay within.
 pub const MAX_SIMULATION_EVENTS: u64 = 1_000_000;
@@ -255,8 +255,11 @@ pub struct SimulationRequest {
     pub events: u64,
     /// Events per second (up to 5,000).
     pub rate: f64,
-    /// `uniform`, `zipf` or `zipf:<exponent>`.
-    pub skew: String,
+    /// `uniform`, `zipf` or `zipf:<exponent>`: in JSON the text [`Skew`] reads, not its
+    /// tagged form.
+    #[serde(with = "skew_as_text")]
+    #[cfg_attr(feature = "openapi", schema(value_type = String, example = "zipf:1.1"))]
+    pub skew: Skew,
     pub duplicates: f64,
     pub malformed: f64,
     pub invalid: f64,
@@ -271,6 +274,23 @@ pub struct SimulationRequest {
     pub retry_share: f64,
     /// How many other records are put between an event and its late retry.
     pub retry_distance: RetryDistance,
+}
+
+/// [`SimulationRequest::skew`] as the text [`Skew`]'s `FromStr` and `Display` speak
+/// (`"zipf:1.1"`); an unreadable one fails the request's deserialisation, naming the skews.
+mod skew_as_text {
+    use serde::{de, Deserialize, Deserializer, Serializer};
+
+    use crate::workload::Skew;
+
+    pub fn serialize<S: Serializer>(skew: &Skew, serializer: S) -> Result<S::Ok, S::Error> {
+        serializer.collect_str(skew)
+    }
+
+    pub fn deserialize<'de, D: Deserializer<'de>>(deserializer: D) -> Result<Skew, D::Error> {
+        let text = String::deserialize(deserializer)?;
+        text.parse().map_err(de::Error::custom)
+    }
 }
 
 /// A range of record counts, both ends included.
@@ -303,7 +323,7 @@ impl Default for SimulationRequest {
             products: 200,
             events: 20_000,
             rate: 1_000.0,
-            skew: Skew::Zipf(DEFAULT_ZIPF_EXPONENT).to_string(),
+            skew: Skew::Zipf(DEFAULT_ZIPF_EXPONENT),
             duplicates: 0.05,
             malformed: 0.01,
             invalid: 0.01,
@@ -323,11 +343,6 @@ impl SimulationRequest {
             malformed: self.malformed,
             invalid_transitions: self.invalid,
         }
-    }
-
-    /// The request's `skew`, read.
-    pub fn skew(&self) -> Result<Skew, SkewError> {
-        self.skew.parse()
     }
 
     /// Checks the request against the limits; the message says what to change.
@@ -367,7 +382,12 @@ impl SimulationRequest {
                 d.max, self.rate
             ));
         }
-        self.skew().map_err(|e| format!("skew: {e}"))?;
+        // JSON reads only a valid skew, but one built in code may hold any exponent: check it
+        // by the one rule, `FromStr`'s.
+        self.skew
+            .to_string()
+            .parse::<Skew>()
+            .map_err(|e| format!("skew: {e}"))?;
         Ok(())
     }
 }
@@ -480,6 +500,20 @@ mod tests {
     }
 
     #[test]
+    fn the_skew_is_the_text_it_reads_in_json() {
+        let r: SimulationRequest = serde_json::from_str(r#"{"skew": "zipf:1.5"}"#).unwrap();
+        assert_eq!(r.skew, Skew::Zipf(1.5));
+        let uniform: SimulationRequest = serde_json::from_str(r#"{"skew": "uniform"}"#).unwrap();
+        assert_eq!(uniform.skew, Skew::Uniform);
+        let json = serde_json::to_value(&r).unwrap();
+        assert_eq!(json["skew"], "zipf:1.5");
+        for bad in [r#"{"skew": "pareto"}"#, r#"{"skew": "zipf:-1"}"#] {
+            let e = serde_json::from_str::<SimulationRequest>(bad).unwrap_err();
+            assert!(e.to_string().contains("skew"), "{bad}: {e}");
+        }
+    }
+
+    #[test]
     fn an_empty_request_takes_the_defaults_and_is_valid() {
         let r: SimulationRequest = serde_json::from_str("{}").unwrap();
         assert_eq!(r, SimulationRequest::default());
@@ -497,7 +531,7 @@ mod tests {
         assert!(over(|r| r.rate = 5_001.0).contains("rate"));
         assert!(over(|r| r.products = 10_001).contains("products"));
         assert!(over(|r| r.duplicates = 0.95).contains("sum"));
-        assert!(over(|r| r.skew = "zipf:-1".into()).contains("skew"));
+        assert!(over(|r| r.skew = Skew::Zipf(-1.0)).contains("skew"));
         assert!(over(|r| r.rate = f64::NAN).contains("rate"));
         assert!(over(|r| r.producers = 0).contains("producers"));
         assert!(over(|r| r.producers = 101).contains("producers"));

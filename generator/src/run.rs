@@ -81,7 +81,7 @@ pub async fn run_simulation(
 fn simulation_of(status: &SimulationStatus) -> Result<Simulation, String> {
     let request = &status.request;
     request.validate()?;
-    let config = to_config(&status.run_id, request)?;
+    let config = to_config(&status.run_id, request);
     let producers = ProducerConfig {
         producers: request.producers as usize,
         retry_share: request.retry_share,
@@ -154,15 +154,15 @@ fn instant_at(at: DateTime<Utc>, now_wall: DateTime<Utc>, now: Instant) -> Insta
     now + (at - now_wall).to_std().unwrap_or_default()
 }
 
-fn to_config(run_id: &str, r: &SimulationRequest) -> Result<SimConfig, String> {
-    Ok(SimConfig {
+fn to_config(run_id: &str, r: &SimulationRequest) -> SimConfig {
+    SimConfig {
         products: r.products as usize,
         events: r.events,
-        skew: r.skew().map_err(|e| format!("skew: {e}"))?,
+        skew: r.skew,
         seed: r.seed.unwrap_or_else(rand::random),
         run_id: run_id.to_owned(),
         faults: r.fault_ratios(),
-    })
+    }
 }
 
 /// The status of a run made outside the API (`make demo`'s, the CLI's), complete with its
@@ -178,7 +178,7 @@ pub fn completed_run(
         products: u32::try_from(c.products).unwrap_or(u32::MAX),
         events: c.events,
         rate,
-        skew: c.skew.to_string(),
+        skew: c.skew,
         duplicates: c.faults.duplicates,
         malformed: c.faults.malformed,
         invalid: c.faults.invalid_transitions,

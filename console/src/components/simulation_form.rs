@@ -21,7 +21,7 @@ pub(super) fn SimulationForm(live: Live) -> impl IntoView {
     let products = RwSignal::new(defaults.products.to_string());
     let events = RwSignal::new(defaults.events.to_string());
     let rate = RwSignal::new(defaults.rate.to_string());
-    let skew = RwSignal::new(defaults.skew.clone());
+    let skew = RwSignal::new(defaults.skew.to_string());
     let duplicates = RwSignal::new(defaults.duplicates.to_string());
     let malformed = RwSignal::new(defaults.malformed.to_string());
     let invalid = RwSignal::new(defaults.invalid.to_string());
@@ -52,7 +52,10 @@ pub(super) fn SimulationForm(live: Live) -> impl IntoView {
                 products: parse(products, "Products")? as u32,
                 events: parse(events, "Events")? as u64,
                 rate: parse(rate, "Rate")?,
-                skew: skew.get_untracked(),
+                skew: skew
+                    .get_untracked()
+                    .parse()
+                    .map_err(|e: inventory_domain::workload::SkewError| e.to_string())?,
                 duplicates: parse(duplicates, "Duplicates")?,
                 malformed: parse(malformed, "Malformed")?,
                 invalid: parse(invalid, "Invalid")?,
