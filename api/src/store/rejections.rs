@@ -4,7 +4,7 @@
 use std::collections::HashMap;
 
 use aws_sdk_dynamodb::Client;
-use chrono::{Days, NaiveDate, Utc};
+use chrono::{DateTime, Days, NaiveDate, Utc};
 use inventory_domain::api::{RejectionPage, RejectionView};
 use inventory_store::rejections;
 use inventory_store::Tables;
@@ -43,6 +43,53 @@ pub const PAST_DAY_KEPT: std::time::Duration = std::time::Duration::from_secs(30
 /// usually processed within it).
 const DAY_FINAL_AFTER_MINUTES: i64 = 10;
 
+/// The days a page looks through, as of one moment.
+#[derive(Debug, Clone, Copy)]
+struct DaysKept {
+    today: NaiveDate,
+    /// The oldest day whose rejections are still kept.
+    oldest: NaiveDate,
+    /// Days before this one are past: no more records of them are expected.
+    final_before: NaiveDate,
+}
+
+impl DaysKept {
+    fn at(now: DateTime<Utc>) -> Self {
+        let today = now.date_naive();
+        Self {
+            today,
+            oldest: today
+                .checked_sub_days(Days::new(DAYS_KEPT))
+                .unwrap_or(today),
+            final_before: (now - chrono::Duration::minutes(DAY_FINAL_AFTER_MINUTES)).date_naive(),
+        }
+    }
+}
+
+impl RejectionsCache {
+    /// `day`'s rejections, read whole less than [`PAST_DAY_KEPT`] ago, when they fit in
+    /// `room`.
+    fn whole_day(&self, day: NaiveDate, room: usize) -> Option<Vec<RejectionView>> {
+        self.whole_days
+            .lock()
+            .ok()
+            .and_then(|days| days.get(&day).cloned())
+            .filter(|(read_at, _)| read_at.elapsed() < PAST_DAY_KEPT)
+            .map(|(_, items)| items)
+            .filter(|items| items.len() <= room)
+    }
+
+    /// Keeps a past day read whole, and forgets the days no longer kept.
+    fn keep(&self, day: NaiveDate, items: &[RejectionView], oldest: NaiveDate) {
+        if let Ok(mut days) = self.whole_days.lock() {
+            days.retain(|d, _| *d >= oldest);
+            days.insert(day, (std::time::Instant::now(), items.to_vec()));
+        }
+    }
+}
+
+/// Up to `limit` rejections, newest first, from `cursor` on (today's newest without one),
+/// going back a day at a time through the days kept.
 pub async fn rejections_page(
     db: &Client,
     tables: &Tables,
@@ -50,86 +97,44 @@ pub async fn rejections_page(
     limit: usize,
     cursor: Option<&str>,
 ) -> Result<RejectionPage, ApiError> {
-    let now = Utc::now();
-    let today = now.date_naive();
-    let final_before = (now - chrono::Duration::minutes(DAY_FINAL_AFTER_MINUTES)).date_naive();
-    let (mut day, mut start) = match cursor {
-        None => (today, None),
-        Some(c) => {
-            let c: RejectionCursor = cursors::decode(c)?;
-            let day =
-                NaiveDate::parse_from_str(&c.day, DAY_FORMAT).map_err(|_| cursors::invalid())?;
-            (day, Some(c.sk).filter(|sk| !sk.is_empty()))
-        }
-    };
-    let oldest = today
-        .checked_sub_days(Days::new(DAYS_KEPT))
-        .unwrap_or(today);
+    let days = DaysKept::at(Utc::now());
+    let (mut day, mut start) = page_start(cursor, days.today)?;
     let mut out = Vec::new();
     let mut next = None;
     // Bounded: at most one Query per page-full or per day kept.
-    while day >= oldest && out.len() < limit {
-        if start.is_none() {
-            let kept = cache
-                .whole_days
-                .lock()
-                .ok()
-                .and_then(|days| days.get(&day).cloned())
-                .filter(|(read_at, _)| read_at.elapsed() < PAST_DAY_KEPT)
-                .map(|(_, items)| items);
-            if let Some(items) = kept.filter(|items| items.len() <= limit - out.len()) {
+    while day >= days.oldest && out.len() < limit {
+        let room = limit - out.len();
+        let last_sk = match start
+            .is_none()
+            .then(|| cache.whole_day(day, room))
+            .flatten()
+        {
+            Some(items) => {
                 out.extend(items);
-                next = None;
-                day = match day.pred_opt() {
-                    Some(d) => d,
-                    None => break,
-                };
-                if out.len() >= limit && day >= oldest {
-                    next = Some(RejectionCursor {
-                        day: day.format(DAY_FORMAT).to_string(),
-                        sk: String::new(),
-                    });
-                }
-                continue;
+                None
             }
-        }
-        let whole_day = start.is_none();
-        let (items, last_sk) = rejections::newest_of_day(
-            db,
-            tables,
-            &day.format(DAY_FORMAT).to_string(),
-            limit - out.len(),
-            start.take(),
-        )
-        .await?;
-        if whole_day && last_sk.is_none() && day < final_before {
-            if let Ok(mut days) = cache.whole_days.lock() {
-                days.retain(|d, _| *d >= oldest);
-                days.insert(day, (std::time::Instant::now(), items.clone()));
+            None => {
+                let (items, last_sk) =
+                    read_day(db, tables, cache, days, day, room, start.take()).await?;
+                out.extend(items);
+                last_sk
             }
-        }
-        out.extend(items);
+        };
         match last_sk {
             Some(sk) => {
                 start = Some(sk.clone());
                 next = Some(RejectionCursor {
-                    day: day.format(DAY_FORMAT).to_string(),
+                    day: day_key(day),
                     sk,
                 });
             }
             None => {
-                next = None;
-                day = match day.pred_opt() {
-                    Some(d) => d,
-                    None => break,
+                let Some(before) = day.pred_opt() else {
+                    next = None;
+                    break;
                 };
-                if out.len() >= limit && day >= oldest {
-                    // The page is full at a day boundary: continue from the previous day.
-                    next = Some(RejectionCursor {
-                        day: day.format(DAY_FORMAT).to_string(),
-                        sk: String::new(),
-                    });
-                }
+                day = before;
+                next = next_after_day(day, out.len() >= limit, days.oldest);
             }
         }
     }
@@ -137,4 +142,52 @@ pub async fn rejections_page(
         items: out,
         next_cursor: next.map(|c| cursors::encode(&c)),
     })
+}
+
+/// The day a page starts at, and the sort key after which to go on in it (`None`: from its
+/// newest): today's newest without a cursor.
+fn page_start(
+    cursor: Option<&str>,
+    today: NaiveDate,
+) -> Result<(NaiveDate, Option<String>), ApiError> {
+    let Some(cursor) = cursor else {
+        return Ok((today, None));
+    };
+    let c: RejectionCursor = cursors::decode(cursor)?;
+    let day = NaiveDate::parse_from_str(&c.day, DAY_FORMAT).map_err(|_| cursors::invalid())?;
+    Ok((day, Some(c.sk).filter(|sk| !sk.is_empty())))
+}
+
+/// One Query of `day`'s rejections from `start` on (its newest when `None`), at most `room`,
+/// and the sort key to go on after when there are more. A past day read whole is kept.
+async fn read_day(
+    db: &Client,
+    tables: &Tables,
+    cache: &RejectionsCache,
+    days: DaysKept,
+    day: NaiveDate,
+    room: usize,
+    start: Option<String>,
+) -> Result<(Vec<RejectionView>, Option<String>), ApiError> {
+    let whole_day = start.is_none();
+    let (items, last_sk) =
+        rejections::newest_of_day(db, tables, &day_key(day), room, start).await?;
+    if whole_day && last_sk.is_none() && day < days.final_before {
+        cache.keep(day, &items, days.oldest);
+    }
+    Ok((items, last_sk))
+}
+
+/// Where the next page starts once a day is done and `day`, the one before it, is next:
+/// from `day`'s newest when this page is full and `day` is still kept; nowhere otherwise
+/// (the page goes on with `day`, or there is nothing older).
+fn next_after_day(day: NaiveDate, full: bool, oldest: NaiveDate) -> Option<RejectionCursor> {
+    (full && day >= oldest).then(|| RejectionCursor {
+        day: day_key(day),
+        sk: String::new(),
+    })
+}
+
+fn day_key(day: NaiveDate) -> String {
+    day.format(DAY_FORMAT).to_string()
 }
