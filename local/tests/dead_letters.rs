@@ -27,7 +27,7 @@ use http_body_util::BodyExt as _;
 use inventory_api::{router, ApiConfig};
 use inventory_domain::api::{DeadLetterPage, DeadLetterStatus, RedriveResult};
 use inventory_generator::Skew;
-use inventory_local::pipe::{BoxFuture, Target};
+use inventory_local::pipe::{BoxFuture, PipeHandle, Target};
 use inventory_local::pipe_settings::PipeSettings;
 use inventory_local::server::local_state;
 use inventory_local::stack::{LocalStack, StackOptions};
@@ -89,11 +89,15 @@ async fn call(
     )
 }
 
+/// The most requests a listing or a redrive of every dead letter may take (2,000 records,
+/// 200 listed or 500 redriven per request): more fails the test instead of looping forever.
+const MAX_REQUESTS: usize = 100;
+
 /// Every archived dead letter, through the API's pages: status → count.
 async fn statuses(router: &Router) -> BTreeMap<DeadLetterStatus, u64> {
     let mut counts = BTreeMap::new();
     let mut cursor: Option<String> = None;
-    loop {
+    for _ in 0..MAX_REQUESTS {
         let uri = match &cursor {
             Some(c) => format!("/api/dead-letters?limit=200&cursor={c}"),
             None => "/api/dead-letters?limit=200".to_owned(),
@@ -113,12 +117,39 @@ async fn statuses(router: &Router) -> BTreeMap<DeadLetterStatus, u64> {
             None => return counts,
         }
     }
+    panic!("the dead-letter listing did not end after {MAX_REQUESTS} pages");
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
-async fn dead_letters_are_archived_listed_and_redriven_so_every_event_applies_once() {
-    init_tracing();
-    let stack = LocalStack::start(StackOptions {
+/// Redrives every pending dead letter, 500 per request, as the console does; returns the
+/// records republished.
+async fn redrive_all(router: &Router) -> u64 {
+    let mut republished = 0;
+    for _ in 0..MAX_REQUESTS {
+        let (status, body) = call(
+            router,
+            Method::POST,
+            "/api/dead-letters/redrive",
+            Some(json!({"ids": []})),
+            true,
+        )
+        .await;
+        assert_eq!(status, StatusCode::OK, "{body}");
+        let result: RedriveResult = serde_json::from_value(body).unwrap();
+        assert_eq!(
+            result.held_past_window, 0,
+            "every record is inside the window"
+        );
+        republished += result.republished;
+        if !result.remaining {
+            return republished;
+        }
+    }
+    panic!("a redrive of everything pending needed more than {MAX_REQUESTS} requests");
+}
+
+/// Two shards, and a Pipe that gives up on a batch after one retry.
+async fn stack_giving_up_fast() -> LocalStack {
+    LocalStack::start(StackOptions {
         shards: 2,
         pipe: PipeSettings {
             maximum_batching_window_in_seconds: 0,
@@ -128,19 +159,77 @@ async fn dead_letters_are_archived_listed_and_redriven_so_every_event_applies_on
         ..StackOptions::default()
     })
     .await
-    .unwrap();
-    let target = Arc::new(OutageTarget {
-        inner: InProcessTarget::on(&stack),
-        failing: AtomicBool::new(true),
-    });
-    let mut runner = stack.pipe_to(target.clone());
-    // Retries, bisections and polls within milliseconds: every batch of the run fails, and
-    // each record's way to its dead letter takes seconds at the Pipe's real pace.
+    .unwrap()
+}
+
+/// The Pipe to `target`, with retries, bisections and polls within milliseconds: every
+/// batch of the run fails, and each record's way to its dead letter takes seconds at the
+/// Pipe's real pace.
+fn spawn_fast_pipe(stack: &LocalStack, target: Arc<OutageTarget>) -> PipeHandle {
+    let mut runner = stack.pipe_to(target);
     runner.min_backoff = Duration::from_millis(1);
     runner.max_backoff = Duration::from_millis(5);
     runner.idle_poll = Duration::from_millis(20);
     runner.min_poll_interval = Duration::from_millis(5);
-    let pipe = runner.spawn();
+    runner.spawn()
+}
+
+/// Every record is archived once, some processed before and some pending; returns how
+/// many are pending.
+async fn check_both_kinds_archived(router: &Router, published: u64) -> u64 {
+    let before = statuses(router).await;
+    let processed = before
+        .get(&DeadLetterStatus::ProcessedBefore)
+        .copied()
+        .unwrap_or(0);
+    let pending = before.get(&DeadLetterStatus::Pending).copied().unwrap_or(0);
+    assert_eq!(
+        processed + pending,
+        published,
+        "every record archived once: {before:?}"
+    );
+    assert!(
+        processed > 0 && pending > 0,
+        "both kinds of failure happened: {before:?}"
+    );
+    pending
+}
+
+/// Without signing in: no redrive, and no data in the listing.
+async fn check_anonymous_caller_cannot_redrive_or_read_data(router: &Router) {
+    let (status, _) = call(
+        router,
+        Method::POST,
+        "/api/dead-letters/redrive",
+        Some(json!({})),
+        false,
+    )
+    .await;
+    assert_eq!(status, StatusCode::UNAUTHORIZED);
+    let (_, anonymous) = call(
+        router,
+        Method::GET,
+        "/api/dead-letters?limit=5",
+        None,
+        false,
+    )
+    .await;
+    let anonymous: DeadLetterPage = serde_json::from_value(anonymous).unwrap();
+    assert!(anonymous
+        .items
+        .iter()
+        .all(|i| i.data_base64_excerpt.is_none()));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn dead_letters_are_archived_listed_and_redriven_so_every_event_applies_once() {
+    init_tracing();
+    let stack = stack_giving_up_fast().await;
+    let target = Arc::new(OutageTarget {
+        inner: InProcessTarget::on(&stack),
+        failing: AtomicBool::new(true),
+    });
+    let pipe = spawn_fast_pipe(&stack, target.clone());
     let queue = stack.start_dead_letter_queue();
 
     // The whole run is published during the outage.
@@ -163,69 +252,11 @@ async fn dead_letters_are_archived_listed_and_redriven_so_every_event_applies_on
             allowed_origins: vec![],
         },
     ));
-    let before = statuses(&router).await;
-    let processed = before
-        .get(&DeadLetterStatus::ProcessedBefore)
-        .copied()
-        .unwrap_or(0);
-    let pending = before.get(&DeadLetterStatus::Pending).copied().unwrap_or(0);
-    assert_eq!(
-        processed + pending,
-        published,
-        "every record archived once: {before:?}"
-    );
-    assert!(
-        processed > 0 && pending > 0,
-        "both kinds of failure happened: {before:?}"
-    );
-
-    // Without signing in: no redrive, and no data in the listing.
-    let (status, _) = call(
-        &router,
-        Method::POST,
-        "/api/dead-letters/redrive",
-        Some(json!({})),
-        false,
-    )
-    .await;
-    assert_eq!(status, StatusCode::UNAUTHORIZED);
-    let (_, anonymous) = call(
-        &router,
-        Method::GET,
-        "/api/dead-letters?limit=5",
-        None,
-        false,
-    )
-    .await;
-    let anonymous: DeadLetterPage = serde_json::from_value(anonymous).unwrap();
-    assert!(anonymous
-        .items
-        .iter()
-        .all(|i| i.data_base64_excerpt.is_none()));
+    let pending = check_both_kinds_archived(&router, published).await;
+    check_anonymous_caller_cannot_redrive_or_read_data(&router).await;
 
     // Redrive every pending one, 500 per request.
-    let mut republished = 0;
-    loop {
-        let (status, body) = call(
-            &router,
-            Method::POST,
-            "/api/dead-letters/redrive",
-            Some(json!({"ids": []})),
-            true,
-        )
-        .await;
-        assert_eq!(status, StatusCode::OK, "{body}");
-        let result: RedriveResult = serde_json::from_value(body).unwrap();
-        assert_eq!(
-            result.held_past_window, 0,
-            "every record is inside the window"
-        );
-        republished += result.republished;
-        if !result.remaining {
-            break;
-        }
-    }
-    assert_eq!(republished, pending);
+    assert_eq!(redrive_all(&router).await, pending);
 
     let report = assert_verified(&stack, &simulation).await;
     assert!(report.is_consistent());
