@@ -102,13 +102,12 @@ async fn wait_for_invocations(
     what: &str,
     mut done: impl FnMut(&[(String, Vec<String>)]) -> bool,
 ) {
-    let waited = tokio::time::timeout(PATIENCE, async {
-        while !done(&target.invocations()) {
-            tokio::time::sleep(Duration::from_millis(10)).await;
-        }
+    let waited = try_wait_for(PATIENCE, || {
+        let held = done(&target.invocations());
+        async move { held.then_some(()) }
     })
     .await;
-    if waited.is_err() {
+    if waited.is_none() {
         panic!(
             "timed out after {PATIENCE:?} waiting for {what}; invocations: {:?}",
             target.invocations()
@@ -332,21 +331,23 @@ async fn a_checkpoint_of_a_stream_that_no_longer_exists_stops_the_pipe_with_a_re
             .secs()
     };
     let old = created().await;
-    let deadline = std::time::Instant::now() + PATIENCE;
-    loop {
-        delete_stream(&s.kinesis, &s.stream).await;
-        inventory_local::kinesis::ensure_stream(&s.kinesis, &s.stream, 1)
-            .await
-            .unwrap();
-        if created().await != old {
-            break;
-        }
-        assert!(
-            std::time::Instant::now() < deadline,
-            "the stream created again kept the old creation time for {PATIENCE:?}"
-        );
-        tokio::time::sleep(Duration::from_millis(200)).await;
-    }
+    wait_until_async(
+        "the stream created again to get a new creation time",
+        PATIENCE,
+        || async {
+            delete_stream(&s.kinesis, &s.stream).await;
+            inventory_local::kinesis::ensure_stream(&s.kinesis, &s.stream, 1)
+                .await
+                .unwrap();
+            let renewed = created().await != old;
+            if !renewed {
+                // The creation time moves on with the clock's next second, not sooner.
+                tokio::time::sleep(Duration::from_millis(200)).await;
+            }
+            renewed
+        },
+    )
+    .await;
     let err = run_pipe(&s, &target, PipeSettings::default())
         .await
         .stop()
@@ -459,8 +460,7 @@ async fn records_younger_than_the_maximum_age_are_delivered() {
 /// tailing the shard as fast as it can catches the race within a few hundred puts.
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn a_reader_tailing_a_shard_sees_every_record_of_concurrent_producers() {
-    use aws_sdk_kinesis::types::{PutRecordsRequestEntry, ShardIteratorType};
-    use std::sync::atomic::{AtomicBool, Ordering};
+    use std::sync::atomic::AtomicBool;
     const PRODUCERS: usize = 8;
     const PUTS: usize = 100;
     const RECORDS: usize = 5;
@@ -470,61 +470,19 @@ async fn a_reader_tailing_a_shard_sees_every_record_of_concurrent_producers() {
         .unwrap()
         .remove(0);
     let done = Arc::new(AtomicBool::new(false));
-    let reader = {
-        let (kinesis, stream, done) = (s.kinesis.clone(), s.stream.clone(), done.clone());
-        tokio::spawn(async move {
-            let mut iterator = kinesis
-                .get_shard_iterator()
-                .stream_name(&stream)
-                .shard_id(&shard)
-                .shard_iterator_type(ShardIteratorType::TrimHorizon)
-                .send()
-                .await
-                .unwrap()
-                .shard_iterator
-                .unwrap();
-            let mut seen = Vec::new();
-            loop {
-                // Read `done` before the call: an empty read after it means caught up.
-                let finished = done.load(Ordering::SeqCst);
-                let resp = kinesis
-                    .get_records()
-                    .shard_iterator(&iterator)
-                    .send()
-                    .await
-                    .unwrap();
-                seen.extend(
-                    resp.records()
-                        .iter()
-                        .map(|r| String::from_utf8_lossy(r.data().as_ref()).into_owned()),
-                );
-                if finished && resp.records().is_empty() {
-                    return seen;
-                }
-                iterator = resp.next_shard_iterator.unwrap();
-            }
-        })
-    };
+    let reader = tokio::spawn(tail_shard_until(
+        s.kinesis.clone(),
+        s.stream.clone(),
+        shard,
+        done.clone(),
+    ));
     let producers: Vec<_> = (0..PRODUCERS)
         .map(|p| {
             let (kinesis, stream) = (s.kinesis.clone(), s.stream.clone());
             tokio::spawn(async move {
                 for i in 0..PUTS {
-                    let entries = (0..RECORDS).map(|r| {
-                        PutRecordsRequestEntry::builder()
-                            .partition_key(format!("producer-{p}"))
-                            .data(format!("p{p}-{i:04}-{r}").into_bytes().into())
-                            .build()
-                            .unwrap()
-                    });
-                    let out = kinesis
-                        .put_records()
-                        .stream_name(&stream)
-                        .set_records(Some(entries.collect()))
-                        .send()
-                        .await
-                        .unwrap();
-                    assert_eq!(out.failed_record_count(), Some(0));
+                    let data = (0..RECORDS).map(|r| format!("p{p}-{i:04}-{r}"));
+                    put_records(&kinesis, &stream, &format!("producer-{p}"), data).await;
                 }
             })
         })
@@ -533,6 +491,7 @@ async fn a_reader_tailing_a_shard_sees_every_record_of_concurrent_producers() {
         p.await.unwrap();
     }
     done.store(true, Ordering::SeqCst);
+    wait_until("the reader to catch up", PATIENCE, || reader.is_finished()).await;
     let seen = reader.await.unwrap();
 
     let stored: Vec<String> = s.read_one_shard().await.iter().map(data_of).collect();
@@ -547,6 +506,73 @@ async fn a_reader_tailing_a_shard_sees_every_record_of_concurrent_producers() {
         &missing[..missing.len().min(5)]
     );
     assert_eq!(seen, stored, "read in the shard's order");
+}
+
+/// Reads `shard` from its start as fast as it can, and returns every record's data once
+/// `done` is set and a read after it comes back empty (caught up).
+async fn tail_shard_until(
+    kinesis: aws_sdk_kinesis::Client,
+    stream: String,
+    shard: String,
+    done: Arc<std::sync::atomic::AtomicBool>,
+) -> Vec<String> {
+    use aws_sdk_kinesis::types::ShardIteratorType;
+    let mut iterator = kinesis
+        .get_shard_iterator()
+        .stream_name(&stream)
+        .shard_id(&shard)
+        .shard_iterator_type(ShardIteratorType::TrimHorizon)
+        .send()
+        .await
+        .unwrap()
+        .shard_iterator
+        .unwrap();
+    let mut seen = Vec::new();
+    // Bounded by the caller, which waits for this task with the harness's patience.
+    loop {
+        // Read `done` before the call: an empty read after it means caught up.
+        let finished = done.load(Ordering::SeqCst);
+        let resp = kinesis
+            .get_records()
+            .shard_iterator(&iterator)
+            .send()
+            .await
+            .unwrap();
+        seen.extend(
+            resp.records()
+                .iter()
+                .map(|r| String::from_utf8_lossy(r.data().as_ref()).into_owned()),
+        );
+        if finished && resp.records().is_empty() {
+            return seen;
+        }
+        iterator = resp.next_shard_iterator.unwrap();
+    }
+}
+
+/// One PutRecords call of `data` under one partition key; every record is accepted.
+async fn put_records(
+    kinesis: &aws_sdk_kinesis::Client,
+    stream: &str,
+    key: &str,
+    data: impl Iterator<Item = String>,
+) {
+    use aws_sdk_kinesis::types::PutRecordsRequestEntry;
+    let entries = data.map(|d| {
+        PutRecordsRequestEntry::builder()
+            .partition_key(key)
+            .data(d.into_bytes().into())
+            .build()
+            .unwrap()
+    });
+    let out = kinesis
+        .put_records()
+        .stream_name(stream)
+        .set_records(Some(entries.collect()))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(out.failed_record_count(), Some(0));
 }
 
 // ---------------------------------------------------------------- resharding
@@ -768,9 +794,20 @@ async fn a_reshard_under_load_delivers_every_record_once_in_order_parents_first(
     // Nothing lost, nothing twice, each key in put order.
     assert_eq!(target.delivered(), put.len());
     assert_delivered_as_put(&target, &put);
+    assert_parents_delivered_before_children(&target, &shards);
+    assert!(
+        shards.iter().any(|l| l.adjacent_parent.is_some())
+            && shards.iter().any(|l| l.parent.is_some()),
+        "split and merge children were followed: {shards:#?}"
+    );
+    assert!(!pipe.is_finished(), "the pipe is still running");
+    pipe.stop().await.unwrap();
+}
 
-    // Parents before children: every older shard overlapping a newer one in hash keys was
-    // delivered to its end before the newer one's first delivery.
+/// Parents before children: every older shard overlapping a newer one in hash keys was
+/// delivered to its end before the newer one's first delivery (checked for 20 pairs at
+/// least).
+fn assert_parents_delivered_before_children(target: &HeldTarget, shards: &[Listed]) {
     let deliveries = target.deliveries();
     let (mut first, mut last) = (HashMap::new(), HashMap::new());
     for (i, d) in deliveries.iter().enumerate() {
@@ -778,7 +815,7 @@ async fn a_reshard_under_load_delivers_every_record_once_in_order_parents_first(
         last.insert(d.shard.clone(), i);
     }
     let mut checked = 0;
-    for older in &shards {
+    for older in shards {
         for newer in shards
             .iter()
             .filter(|n| n.number > older.number && n.overlaps(older))
@@ -798,13 +835,6 @@ async fn a_reshard_under_load_delivers_every_record_once_in_order_parents_first(
         checked >= 20,
         "only {checked} parent/child pairs had deliveries"
     );
-    assert!(
-        shards.iter().any(|l| l.adjacent_parent.is_some())
-            && shards.iter().any(|l| l.parent.is_some()),
-        "split and merge children were followed: {shards:#?}"
-    );
-    assert!(!pipe.is_finished(), "the pipe is still running");
-    pipe.stop().await.unwrap();
 }
 
 /// The reported bug: `UpdateShardCount` on a running pipe with no events flowing made it
@@ -864,18 +894,6 @@ async fn a_restart_after_a_reshard_skips_finished_parents_and_resumes_the_childr
         starting_position: "LATEST".into(),
         ..Default::default()
     };
-    // Keys pinned to quarters of the hash-key space, which the two splits below make the
-    // four children.
-    let quarter = u128::MAX / 4 + 1;
-    let keys_in = |quarters: &[u128]| -> Vec<(String, Option<u128>)> {
-        quarters
-            .iter()
-            .flat_map(|&q| {
-                (0..6u128).map(move |k| (format!("q{q}-key{k}"), Some(q * quarter + k + 1)))
-            })
-            .collect()
-    };
-
     let first = HeldTarget::new();
     let pipe = gated_pipe(&s, &first, settings.clone());
     wait_until("both shards are read from LATEST", PATIENCE, || {
@@ -884,33 +902,7 @@ async fn a_restart_after_a_reshard_skips_finished_parents_and_resumes_the_childr
     .await;
     let mut before = Vec::new();
     publish_round(&s, 0, &keys_in(&[0, 1, 2, 3]), PER_KEY, &mut before).await;
-    for shard in ["shardId-000000000000", "shardId-000000000001"] {
-        let start = listed(&s.kinesis, &s.stream)
-            .await
-            .into_iter()
-            .find(|l| l.id == shard)
-            .unwrap()
-            .range
-            .0;
-        s.kinesis
-            .split_shard()
-            .stream_name(&s.stream)
-            .shard_to_split(shard)
-            .new_starting_hash_key((start + quarter).to_string())
-            .send()
-            .await
-            .unwrap();
-        wait_until_async("the stream to be ACTIVE", PATIENCE, || {
-            is_active(&s.kinesis, &s.stream)
-        })
-        .await;
-    }
-    let children: Vec<String> = open_shards(&s.kinesis, &s.stream)
-        .await
-        .into_iter()
-        .map(|l| l.id)
-        .collect();
-    assert_eq!(children.len(), 4);
+    let children = split_both_shards_into_quarters(&s).await;
     // Only the first and third children get records before the restart.
     publish_round(&s, 1, &keys_in(&[0, 2]), PER_KEY, &mut before).await;
     wait_until(
@@ -953,6 +945,51 @@ async fn a_restart_after_a_reshard_skips_finished_parents_and_resumes_the_childr
     assert_eq!(stat(&pipe, |s| &s.shards_finished), 0);
     assert!(!pipe.is_finished());
     pipe.stop().await.unwrap();
+}
+
+/// A quarter of the hash-key space.
+const QUARTER: u128 = u128::MAX / 4 + 1;
+
+/// Six keys pinned to each of the given quarters of the hash-key space, which
+/// [`split_both_shards_into_quarters`] makes the four children.
+fn keys_in(quarters: &[u128]) -> Vec<(String, Option<u128>)> {
+    quarters
+        .iter()
+        .flat_map(|&q| (0..6u128).map(move |k| (format!("q{q}-key{k}"), Some(q * QUARTER + k + 1))))
+        .collect()
+}
+
+/// Splits both shards of a two-shard stream in the middle of their ranges, so each child
+/// covers a quarter of the hash keys; returns the four children.
+async fn split_both_shards_into_quarters(s: &Stack) -> Vec<String> {
+    for shard in ["shardId-000000000000", "shardId-000000000001"] {
+        let start = listed(&s.kinesis, &s.stream)
+            .await
+            .into_iter()
+            .find(|l| l.id == shard)
+            .unwrap()
+            .range
+            .0;
+        s.kinesis
+            .split_shard()
+            .stream_name(&s.stream)
+            .shard_to_split(shard)
+            .new_starting_hash_key((start + QUARTER).to_string())
+            .send()
+            .await
+            .unwrap();
+        wait_until_async("the stream to be ACTIVE", PATIENCE, || {
+            is_active(&s.kinesis, &s.stream)
+        })
+        .await;
+    }
+    let children: Vec<String> = open_shards(&s.kinesis, &s.stream)
+        .await
+        .into_iter()
+        .map(|l| l.id)
+        .collect();
+    assert_eq!(children.len(), 4);
+    children
 }
 
 /// Puts a record at each end of every open shard's hash-key range, keeping their sequence
@@ -1034,7 +1071,6 @@ async fn a_pipe_starting_at_latest_after_a_reshard_delivers_only_newer_records()
 #[tokio::test]
 async fn ferrokinesis_numbers_children_after_their_parents_and_what_that_means_for_sequence_numbers(
 ) {
-    use ferrokinesis::sequence::{parse_sequence, stringify_sequence, SeqObj};
     let s = stack(2).await;
     let mut records = HashMap::new();
     put_in_each_open_shard(&s, &mut records).await;
@@ -1044,7 +1080,16 @@ async fn ferrokinesis_numbers_children_after_their_parents_and_what_that_means_f
     }
     let shards = listed(&s.kinesis, &s.stream).await;
     let by_id: HashMap<&str, &Listed> = shards.iter().map(|l| (l.id.as_str(), l)).collect();
+    assert_split_merge_and_count_record_their_parents(&shards, &by_id);
+    assert_children_numbered_and_sequenced_after_parents(&s, &by_id, &records).await;
+    assert_sequence_numbers_follow_creation_second_and_shard_digit(&shards, &records);
+}
 
+/// The lineage each reshard records, and UpdateShardCount's uniform scaling.
+fn assert_split_merge_and_count_record_their_parents(
+    shards: &[Listed],
+    by_id: &HashMap<&str, &Listed>,
+) {
     // Split: shard 0 → 2 and 3, parent recorded.
     for child in ["shardId-000000000002", "shardId-000000000003"] {
         assert_eq!(by_id[child].parent.as_deref(), Some("shardId-000000000000"));
@@ -1064,8 +1109,27 @@ async fn ferrokinesis_numbers_children_after_their_parents_and_what_that_means_f
     assert!(counted
         .iter()
         .all(|l| l.parent.is_some() && l.adjacent_parent.is_none()));
+    let quarter = 1u128 << 126;
+    let ranges: Vec<(u128, u128)> = counted.iter().map(|l| l.range).collect();
+    assert_eq!(
+        ranges,
+        vec![
+            (0, quarter - 1),
+            (quarter, 2 * quarter - 1),
+            (2 * quarter, 3 * quarter - 1),
+            (3 * quarter, u128::MAX)
+        ],
+        "uniform scaling"
+    );
+}
 
-    // The lineage as the Pipe sees it: the recorded parents.
+/// The lineage as the Pipe sees it (the recorded parents): each child is numbered after
+/// its parents and its records are greater than theirs.
+async fn assert_children_numbered_and_sequenced_after_parents(
+    s: &Stack,
+    by_id: &HashMap<&str, &Listed>,
+    records: &HashMap<String, Vec<SequenceNumber>>,
+) {
     let lineage = inventory_local::kinesis::list_shards(&s.kinesis, &s.stream)
         .await
         .unwrap();
@@ -1094,24 +1158,18 @@ async fn ferrokinesis_numbers_children_after_their_parents_and_what_that_means_f
         assert_eq!(got, &parents, "{id}");
     }
     assert_eq!(pairs, 2 + 2 + 4);
-    let quarter = 1u128 << 126;
-    let ranges: Vec<(u128, u128)> = counted.iter().map(|l| l.range).collect();
-    assert_eq!(
-        ranges,
-        vec![
-            (0, quarter - 1),
-            (quarter, 2 * quarter - 1),
-            (2 * quarter, 3 * quarter - 1),
-            (3 * quarter, u128::MAX)
-        ],
-        "uniform scaling"
-    );
+}
 
-    // The order of sequence numbers across shards follows (creation second, last hex digit
-    // of the shard number): here it holds, but not from shard 15 to a shard 16 created in
-    // the same second.
+/// The order of sequence numbers across shards follows (creation second, last hex digit
+/// of the shard number): here it holds, but not from shard 15 to a shard 16 created in
+/// the same second.
+fn assert_sequence_numbers_follow_creation_second_and_shard_digit(
+    shards: &[Listed],
+    records: &HashMap<String, Vec<SequenceNumber>>,
+) {
+    use ferrokinesis::sequence::{parse_sequence, stringify_sequence, SeqObj};
     let creation = |seq: &SequenceNumber| parse_sequence(seq.as_str()).unwrap().shard_create_time;
-    for l in &shards {
+    for l in shards {
         assert_eq!(
             parse_sequence(l.starting_sequence.as_str())
                 .unwrap()
