@@ -335,103 +335,218 @@ const NOT_BASE64_MARKER: &[u8] = b"<replace me with something that is not base64
 /// with). Product ids are taken from `pk`, the record's partition key, where the payload is
 /// otherwise valid, so only the named defect is wrong.
 fn hostile(pk: &str, i: usize) -> (Vec<u8>, RejectionReason) {
-    use RejectionReason::*;
-    let ts = "2023-09-11T12:00:00Z";
-    let ev = |kind: &str, product: serde_json::Value| {
-        json!({"event_id": format!("hostile-{i}"), "event_type": kind, "product": product})
+    let h = Hostile { pk, i };
+    match i % 34 {
+        case @ 0..=5 => h.not_json(case),
+        case @ 6..=17 => h.wrong_quantity_or_type(case),
+        case @ 18..=24 => h.wrong_product_id_or_timestamp(case),
+        case @ 25..=31 => h.wrong_name_or_shape(case),
+        32 => {
+            // 20 KB: over the event size limit, far under Kinesis' 1 MB.
+            let big = h.product(json!({"quantity": 1, "note": "x".repeat(20_000)}));
+            (
+                h.event("quantity_increased", big),
+                RejectionReason::PayloadTooLarge,
+            )
+        }
+        _ => (NOT_BASE64_MARKER.to_vec(), RejectionReason::InvalidBase64),
+    }
+}
+
+/// The timestamp of every hostile event that has a valid one.
+const HOSTILE_TS: &str = "2023-09-11T12:00:00Z";
+
+/// The `i`th hostile event, for the product `pk`.
+struct Hostile<'a> {
+    pk: &'a str,
+    i: usize,
+}
+
+impl Hostile<'_> {
+    /// An event of `kind` about `product`, as JSON bytes.
+    fn event(&self, kind: &str, product: serde_json::Value) -> Vec<u8> {
+        json!({"event_id": format!("hostile-{}", self.i), "event_type": kind, "product": product})
             .to_string()
             .into_bytes()
-    };
-    let p = |extra: serde_json::Value| {
-        let mut base = json!({"product_id": pk, "timestamp": ts});
+    }
+
+    /// The product `pk` with a valid timestamp and the `extra` fields.
+    fn product(&self, extra: serde_json::Value) -> serde_json::Value {
+        let mut base = json!({"product_id": self.pk, "timestamp": HOSTILE_TS});
         if let (Some(b), Some(e)) = (base.as_object_mut(), extra.as_object()) {
             b.extend(e.clone());
         }
         base
-    };
-    match i % 34 {
-        0 => (br#"{"event_type":"product_added","product":{"#.to_vec(), InvalidJson),
-        1 => (b"not json at all".to_vec(), InvalidJson),
-        2 => (vec![0xC3, 0x28, 0xA0, 0xA1, 0xFF], InvalidJson),
-        3 => {
-            // Valid JSON words around invalid UTF-8.
-            let mut v = br#"{"event_type":"quantity_increased","product":{"product_id":""#.to_vec();
-            v.extend([0xFF, 0xFE]);
-            v.extend(br#"","quantity":1,"timestamp":"2023-09-11T12:00:00Z"}}"#);
-            (v, InvalidJson)
+    }
+
+    /// Cases 0-5: bytes that are not JSON, or not UTF-8, or nested too deep.
+    fn not_json(&self, case: usize) -> (Vec<u8>, RejectionReason) {
+        use RejectionReason::*;
+        let (ev, p) = (|k: &str, v| self.event(k, v), |v| self.product(v));
+        match case {
+            0 => (
+                br#"{"event_type":"product_added","product":{"#.to_vec(),
+                InvalidJson,
+            ),
+            1 => (b"not json at all".to_vec(), InvalidJson),
+            2 => (vec![0xC3, 0x28, 0xA0, 0xA1, 0xFF], InvalidJson),
+            3 => {
+                // Valid JSON words around invalid UTF-8.
+                let mut v =
+                    br#"{"event_type":"quantity_increased","product":{"product_id":""#.to_vec();
+                v.extend([0xFF, 0xFE]);
+                v.extend(br#"","quantity":1,"timestamp":"2023-09-11T12:00:00Z"}}"#);
+                (v, InvalidJson)
+            }
+            4 => {
+                // Nested deeper than any parser should follow, but under the size limit.
+                let depth = 5_000;
+                let mut v = br#"{"event_type":"quantity_increased","product":"#.to_vec();
+                v.extend(std::iter::repeat_n(b'[', depth));
+                v.extend(std::iter::repeat_n(b']', depth));
+                v.push(b'}');
+                (v, InvalidJson)
+            }
+            5 => {
+                let mut v = "\u{feff}".as_bytes().to_vec();
+                v.extend(ev("quantity_increased", p(json!({"quantity": 1}))));
+                (v, InvalidJson)
+            }
+            _ => unreachable!("not_json covers cases 0-5"),
         }
-        4 => {
-            // Nested deeper than any parser should follow, but under the size limit.
-            let depth = 5_000;
-            let mut v = br#"{"event_type":"quantity_increased","product":"#.to_vec();
-            v.extend(std::iter::repeat_n(b'[', depth));
-            v.extend(std::iter::repeat_n(b']', depth));
-            v.push(b'}');
-            (v, InvalidJson)
+    }
+
+    /// Cases 6-17: a wrong quantity, or an unknown or mistyped event type.
+    fn wrong_quantity_or_type(&self, case: usize) -> (Vec<u8>, RejectionReason) {
+        use RejectionReason::*;
+        let (pk, ts) = (self.pk, HOSTILE_TS);
+        let (ev, p) = (|k: &str, v| self.event(k, v), |v| self.product(v));
+        match case {
+            6 => (ev("quantity_increased", p(json!({"quantity": "5"}))), SchemaViolation),
+            7 => (ev("quantity_increased", p(json!({"quantity": -5}))), SchemaViolation),
+            8 => (ev("quantity_decreased", p(json!({"quantity": 2.5}))), SchemaViolation),
+            9 => (
+                ev("quantity_increased", p(json!({"quantity": 1_000_000_000_000u64}))),
+                SchemaViolation,
+            ),
+            10 => (
+                format!(r#"{{"event_type":"quantity_increased","product":{{"product_id":"{pk}","quantity":18446744073709551616,"timestamp":"{ts}"}}}}"#).into_bytes(),
+                SchemaViolation,
+            ),
+            11 => (
+                format!(r#"{{"event_type":"quantity_increased","product":{{"product_id":"{pk}","quantity":1e3,"timestamp":"{ts}"}}}}"#).into_bytes(),
+                SchemaViolation,
+            ),
+            12 => (ev("quantity_increased", p(json!({"quantity": 0}))), SchemaViolation),
+            13 => (ev("quantity_increased", p(json!({"quantity": null}))), SchemaViolation),
+            14 => (ev("product_sold", p(json!({"quantity": 1}))), UnknownEventType),
+            15 => (ev("", p(json!({}))), UnknownEventType),
+            16 => (ev("PRODUCT_ADDED", p(json!({"quantity": 1}))), UnknownEventType),
+            17 => (
+                serde_json::to_vec(&json!({"event_type": 7, "product": p(json!({}))})).unwrap_or_default(),
+                SchemaViolation,
+            ),
+            _ => unreachable!("wrong_quantity_or_type covers cases 6-17"),
         }
-        5 => {
-            let mut v = "\u{feff}".as_bytes().to_vec();
-            v.extend(ev("quantity_increased", p(json!({"quantity": 1}))));
-            (v, InvalidJson)
+    }
+
+    /// Cases 18-24: a wrong product id or timestamp.
+    fn wrong_product_id_or_timestamp(&self, case: usize) -> (Vec<u8>, RejectionReason) {
+        use RejectionReason::*;
+        let (pk, ts) = (self.pk, HOSTILE_TS);
+        let ev = |k: &str, v| self.event(k, v);
+        match case {
+            18 => (
+                ev(
+                    "product_removed",
+                    json!({"product_id": 12345, "timestamp": ts}),
+                ),
+                SchemaViolation,
+            ),
+            19 => (
+                ev(
+                    "product_removed",
+                    json!({"product_id": "has space", "timestamp": ts}),
+                ),
+                SchemaViolation,
+            ),
+            20 => (
+                ev(
+                    "product_removed",
+                    json!({"product_id": "a/b\u{0000}", "timestamp": ts}),
+                ),
+                SchemaViolation,
+            ),
+            21 => (
+                ev(
+                    "product_removed",
+                    json!({"product_id": "💥💥", "timestamp": ts}),
+                ),
+                SchemaViolation,
+            ),
+            22 => (
+                ev(
+                    "product_removed",
+                    json!({"product_id": "x".repeat(65), "timestamp": ts}),
+                ),
+                SchemaViolation,
+            ),
+            23 => (
+                ev(
+                    "product_removed",
+                    json!({"product_id": pk, "timestamp": "yesterday"}),
+                ),
+                SchemaViolation,
+            ),
+            24 => (
+                ev("product_removed", json!({"product_id": pk})),
+                SchemaViolation,
+            ),
+            _ => unreachable!("wrong_product_id_or_timestamp covers cases 18-24"),
         }
-        6 => (ev("quantity_increased", p(json!({"quantity": "5"}))), SchemaViolation),
-        7 => (ev("quantity_increased", p(json!({"quantity": -5}))), SchemaViolation),
-        8 => (ev("quantity_decreased", p(json!({"quantity": 2.5}))), SchemaViolation),
-        9 => (
-            ev("quantity_increased", p(json!({"quantity": 1_000_000_000_000u64}))),
-            SchemaViolation,
-        ),
-        10 => (
-            format!(r#"{{"event_type":"quantity_increased","product":{{"product_id":"{pk}","quantity":18446744073709551616,"timestamp":"{ts}"}}}}"#).into_bytes(),
-            SchemaViolation,
-        ),
-        11 => (
-            format!(r#"{{"event_type":"quantity_increased","product":{{"product_id":"{pk}","quantity":1e3,"timestamp":"{ts}"}}}}"#).into_bytes(),
-            SchemaViolation,
-        ),
-        12 => (ev("quantity_increased", p(json!({"quantity": 0}))), SchemaViolation),
-        13 => (ev("quantity_increased", p(json!({"quantity": null}))), SchemaViolation),
-        14 => (ev("product_sold", p(json!({"quantity": 1}))), UnknownEventType),
-        15 => (ev("", p(json!({}))), UnknownEventType),
-        16 => (ev("PRODUCT_ADDED", p(json!({"quantity": 1}))), UnknownEventType),
-        17 => (
-            serde_json::to_vec(&json!({"event_type": 7, "product": p(json!({}))})).unwrap_or_default(),
-            SchemaViolation,
-        ),
-        18 => (ev("product_removed", json!({"product_id": 12345, "timestamp": ts})), SchemaViolation),
-        19 => (ev("product_removed", json!({"product_id": "has space", "timestamp": ts})), SchemaViolation),
-        20 => (ev("product_removed", json!({"product_id": "a/b\u{0000}", "timestamp": ts})), SchemaViolation),
-        21 => (ev("product_removed", json!({"product_id": "💥💥", "timestamp": ts})), SchemaViolation),
-        22 => (ev("product_removed", json!({"product_id": "x".repeat(65), "timestamp": ts})), SchemaViolation),
-        23 => (ev("product_removed", json!({"product_id": pk, "timestamp": "yesterday"})), SchemaViolation),
-        24 => (ev("product_removed", json!({"product_id": pk})), SchemaViolation),
-        25 => (ev("product_added", p(json!({"quantity": 1}))), SchemaViolation), // no name
-        26 => (
-            ev("product_added", p(json!({"quantity": 1, "product_name": "n".repeat(201)}))),
-            SchemaViolation,
-        ),
-        27 => (
-            ev("product_added", p(json!({"quantity": 1, "product_name": "bell\u{7}"}))),
-            SchemaViolation,
-        ),
-        28 => (b"[1,2,3]".to_vec(), SchemaViolation),
-        29 => (b"null".to_vec(), SchemaViolation),
-        30 => (
-            serde_json::to_vec(&json!({"event_type": "product_removed", "product": [pk, ts]}))
-                .unwrap_or_default(),
-            SchemaViolation,
-        ),
-        31 => (
-            // The product is not the partition key, so nothing would keep it in order.
-            ev("product_removed", json!({"product_id": format!("{pk}-other"), "timestamp": ts})),
-            SchemaViolation,
-        ),
-        32 => {
-            // 20 KB: over the event size limit, far under Kinesis' 1 MB.
-            let big = p(json!({"quantity": 1, "note": "x".repeat(20_000)}));
-            (ev("quantity_increased", big), PayloadTooLarge)
+    }
+
+    /// Cases 25-31: a missing or wrong product name, or a product of the wrong shape.
+    fn wrong_name_or_shape(&self, case: usize) -> (Vec<u8>, RejectionReason) {
+        use RejectionReason::*;
+        let (pk, ts) = (self.pk, HOSTILE_TS);
+        let (ev, p) = (|k: &str, v| self.event(k, v), |v| self.product(v));
+        match case {
+            25 => (
+                ev("product_added", p(json!({"quantity": 1}))),
+                SchemaViolation,
+            ), // no name
+            26 => (
+                ev(
+                    "product_added",
+                    p(json!({"quantity": 1, "product_name": "n".repeat(201)})),
+                ),
+                SchemaViolation,
+            ),
+            27 => (
+                ev(
+                    "product_added",
+                    p(json!({"quantity": 1, "product_name": "bell\u{7}"})),
+                ),
+                SchemaViolation,
+            ),
+            28 => (b"[1,2,3]".to_vec(), SchemaViolation),
+            29 => (b"null".to_vec(), SchemaViolation),
+            30 => (
+                serde_json::to_vec(&json!({"event_type": "product_removed", "product": [pk, ts]}))
+                    .unwrap_or_default(),
+                SchemaViolation,
+            ),
+            31 => (
+                // The product is not the partition key, so nothing would keep it in order.
+                ev(
+                    "product_removed",
+                    json!({"product_id": format!("{pk}-other"), "timestamp": ts}),
+                ),
+                SchemaViolation,
+            ),
+            _ => unreachable!("wrong_name_or_shape covers cases 25-31"),
         }
-        _ => (NOT_BASE64_MARKER.to_vec(), InvalidBase64),
     }
 }
 
