@@ -74,23 +74,10 @@ async fn the_lambda_body_is_read_as_a_pipes_batch_or_refused_with_a_reason() {
     assert_eq!(stock(&item), (10, "active".into(), 1));
 }
 
-#[tokio::test]
-async fn mixed_batch_gives_exact_stock_and_exact_rejections() {
-    let s = stack(1).await;
-    let valid = [
-        ("P1", event("e1", "product_added", "P1", Some(10))),
-        ("P1", event("e2", "quantity_decreased", "P1", Some(4))),
-        ("P2", event("e3", "product_added", "P2", Some(5))),
-        ("P1", event("e4", "quantity_decreased", "P1", Some(7))), // 6 left: insufficient
-        ("P2", event("e5", "quantity_increased", "P2", Some(3))),
-        ("P3", event("e6", "quantity_increased", "P3", Some(1))), // never added
-        ("P2", event("e7", "product_added", "P2", Some(1))),      // already exists
-        ("P1", event("e8", "quantity_decreased", "P1", Some(6))), // exactly to zero
-        ("P2", event("e9", "product_removed", "P2", None)),
-    ];
-    for (pk, data) in &valid {
-        s.put(pk, data.as_bytes()).await;
-    }
+/// Puts six events that must be rejected, each for its own defect: not JSON, not UTF-8,
+/// an unknown event type, no quantity, too large, and a partition key that is not the
+/// product.
+async fn put_malformed_events(s: &Stack) {
     s.put("P1", b"{not json".to_vec()).await;
     s.put("P1", vec![0xff, 0xfe, 0x00]).await;
     s.put(
@@ -109,6 +96,35 @@ async fn mixed_batch_gives_exact_stock_and_exact_rejections() {
         event("e11", "product_added", "P1", Some(1)).into_bytes(),
     )
     .await; // partition key is not the product
+}
+
+/// The recorded rejections: reason → how many.
+async fn rejection_counts(s: &Stack) -> BTreeMap<String, usize> {
+    let mut counts = BTreeMap::new();
+    for reason in s.rejections(&s.tables).await.into_values() {
+        *counts.entry(reason).or_default() += 1;
+    }
+    counts
+}
+
+#[tokio::test]
+async fn mixed_batch_gives_exact_stock_and_exact_rejections() {
+    let s = stack(1).await;
+    let valid = [
+        ("P1", event("e1", "product_added", "P1", Some(10))),
+        ("P1", event("e2", "quantity_decreased", "P1", Some(4))),
+        ("P2", event("e3", "product_added", "P2", Some(5))),
+        ("P1", event("e4", "quantity_decreased", "P1", Some(7))), // 6 left: insufficient
+        ("P2", event("e5", "quantity_increased", "P2", Some(3))),
+        ("P3", event("e6", "quantity_increased", "P3", Some(1))), // never added
+        ("P2", event("e7", "product_added", "P2", Some(1))),      // already exists
+        ("P1", event("e8", "quantity_decreased", "P1", Some(6))), // exactly to zero
+        ("P2", event("e9", "product_removed", "P2", None)),
+    ];
+    for (pk, data) in &valid {
+        s.put(pk, data.as_bytes()).await;
+    }
+    put_malformed_events(&s).await;
     let mut batch = s.read_one_shard().await;
     // Pipes hands base64; a corrupted one can only be made after the stream.
     let last = batch.last().unwrap().clone();
@@ -134,23 +150,19 @@ async fn mixed_batch_gives_exact_stock_and_exact_rejections() {
         "a rejected event creates no product"
     );
 
-    let reasons: Vec<String> = s.rejections(&s.tables).await.into_values().collect();
-    let mut counts: BTreeMap<&str, usize> = BTreeMap::new();
-    for r in &reasons {
-        *counts.entry(r.as_str()).or_default() += 1;
-    }
-    let expected: BTreeMap<&str, usize> = [
-        ("already_exists", 1),
-        ("insufficient_stock", 1),
-        ("invalid_base64", 1),
-        ("invalid_json", 2),
-        ("payload_too_large", 1),
-        ("product_not_found", 1),
-        ("schema_violation", 2),
-        ("unknown_event_type", 1),
-    ]
-    .into();
-    assert_eq!(counts, expected);
+    assert_eq!(
+        rejection_counts(&s).await,
+        BTreeMap::from([
+            ("already_exists".to_owned(), 1),
+            ("insufficient_stock".to_owned(), 1),
+            ("invalid_base64".to_owned(), 1),
+            ("invalid_json".to_owned(), 2),
+            ("payload_too_large".to_owned(), 1),
+            ("product_not_found".to_owned(), 1),
+            ("schema_violation".to_owned(), 2),
+            ("unknown_event_type".to_owned(), 1),
+        ])
+    );
     assert_eq!(report.rejected_total(), 10);
     assert_eq!(report.applied, 6);
     assert_eq!(report.rejected.get(&RejectionReason::InvalidJson), Some(&2));
@@ -1378,9 +1390,29 @@ async fn assert_counters_match_a_scan(s: &Stack) -> inventory_store::stats::Prod
 /// failed, and a split that moves products to child shards. The counters equal a Scan.
 #[tokio::test]
 async fn shard_counters_equal_a_scan_after_duplicates_retries_rejections_and_a_reshard() {
-    use inventory_local::fault_proxy::{FaultProxy, FaultRates};
     let s = stack(1).await;
     let mut rng = StdRng::seed_from_u64(17);
+    let puts = events_before_the_split(&mut rng);
+    put_many(&s, &puts).await;
+    s.split_first_shard().await;
+    put_many(&s, &events_after_the_split(&mut rng, &puts)).await;
+    let shards = s.read_all().await;
+
+    let retried = deliver_parent_then_children_through_failing_writes(&s, &shards).await;
+    assert!(retried > 0, "some batches failed part-way and were retried");
+    let rejected = s.rejections(&s.tables).await;
+    assert!(
+        rejected.values().any(|r| r == "insufficient_stock")
+            && rejected.values().any(|r| r == "invalid_json"),
+        "{rejected:?}"
+    );
+    let scanned = assert_counters_match_a_scan(&s).await;
+    assert_eq!((scanned.products, scanned.active_products), (12, 10));
+}
+
+/// Twelve products added, then 120 sales (some too big) and restocks, every tenth
+/// published twice by its producer; a removal and a malformed event.
+fn events_before_the_split(rng: &mut StdRng) -> Vec<(String, String)> {
     let mut puts = Vec::new();
     for p in 0..12 {
         let product = format!("P{p}");
@@ -1404,8 +1436,12 @@ async fn shard_counters_equal_a_scan_after_duplicates_retries_rejections_and_a_r
     }
     puts.push(("P3".into(), event("rm-3", "product_removed", "P3", None)));
     puts.push(("P0".into(), "{oops".into()));
-    put_many(&s, &puts).await;
-    s.split_first_shard().await;
+    puts
+}
+
+/// Sales and restocks after the split, a removal, and a producer duplicate of an event the
+/// parent carried (one of `before`), now in a child.
+fn events_after_the_split(rng: &mut StdRng, before: &[(String, String)]) -> Vec<(String, String)> {
     let mut later = Vec::new();
     for i in 0..60 {
         let product = format!("P{}", rng.random_range(0..12));
@@ -1417,10 +1453,19 @@ async fn shard_counters_equal_a_scan_after_duplicates_retries_rejections_and_a_r
     }
     later.push(("P5".into(), event("rm-5", "product_removed", "P5", None)));
     // A producer duplicate of an event the parent carried, now in a child.
-    later.push(puts[20].clone());
-    put_many(&s, &later).await;
-    let shards = s.read_all().await;
+    later.push(before[20].clone());
+    later
+}
 
+/// Delivers the parent shard first (the Pipe drains it before its children), every fourth
+/// batch again whole to a cold instance, then each child, through a processor whose
+/// product writes fail at random, each batch retried from where it failed; returns the
+/// retries.
+async fn deliver_parent_then_children_through_failing_writes(
+    s: &Stack,
+    shards: &BTreeMap<String, Vec<PipeRecord>>,
+) -> u32 {
+    use inventory_local::fault_proxy::{FaultProxy, FaultRates};
     let proxy = FaultProxy::start(
         s.aws.endpoint(),
         FaultRates {
@@ -1434,7 +1479,6 @@ async fn shard_counters_equal_a_scan_after_duplicates_retries_rejections_and_a_r
     .unwrap();
     let flaky = Processor::new(proxy.dynamodb_client(1), s.tables.clone(), s.shards());
     let mut retried = 0;
-    // The parent first (the Pipe drains it before its children), then each child.
     let parent = &shards["shardId-000000000000"];
     for (k, batch) in parent.chunks(9).enumerate() {
         retried += deliver_until_done(&flaky, batch).await;
@@ -1445,22 +1489,14 @@ async fn shard_counters_equal_a_scan_after_duplicates_retries_rejections_and_a_r
             assert_eq!(again.applied, 0);
         }
     }
-    for (id, records) in &shards {
+    for (id, records) in shards {
         if id != "shardId-000000000000" {
             for batch in records.chunks(7) {
                 retried += deliver_until_done(&flaky, batch).await;
             }
         }
     }
-    assert!(retried > 0, "some batches failed part-way and were retried");
-    let rejected = s.rejections(&s.tables).await;
-    assert!(
-        rejected.values().any(|r| r == "insufficient_stock")
-            && rejected.values().any(|r| r == "invalid_json"),
-        "{rejected:?}"
-    );
-    let scanned = assert_counters_match_a_scan(&s).await;
-    assert_eq!((scanned.products, scanned.active_products), (12, 10));
+    retried
 }
 
 /// A cold instance whose memory cannot hold its shard's window fails the batch, saying
