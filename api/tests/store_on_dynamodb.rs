@@ -108,6 +108,29 @@ async fn all_pages(
 #[tokio::test]
 async fn pages_of_every_order_list_each_product_once_decoded_with_the_store_codec() {
     let (db, tables) = support::dynamodb("api-test-").await;
+    put_25_products_and_a_corrupt_one(&db, &tables).await;
+    let cache = CatalogCache::new(Duration::ZERO);
+    check_active_products_listed_once_in_id_order(&db, &tables, &cache).await;
+
+    // By stock, every status: ascending stock is descending id.
+    let by_stock = all_pages(
+        &db,
+        &tables,
+        &cache,
+        query(None, SortKey::Quantity, 4, None),
+    )
+    .await;
+    let stock: Vec<u64> = by_stock.iter().map(|p| p.quantity).collect();
+    assert_eq!(stock, (76..=100).collect::<Vec<u64>>());
+
+    check_search_and_low_stock(&db, &tables, &cache).await;
+    check_cursor_of_one_order_is_not_one_of_another(&db, &tables, &cache).await;
+    check_one_product_read_by_id(&db, &tables, &cache).await;
+}
+
+/// P000 to P024, every fifth removed, stock falling as ids rise (so the stock order is not
+/// the id order), and P999, an item that is not a product.
+async fn put_25_products_and_a_corrupt_one(db: &Client, tables: &Tables) {
     for i in 0..25 {
         let status = if i % 5 == 0 {
             ProductStatus::Removed
@@ -116,19 +139,25 @@ async fn pages_of_every_order_list_each_product_once_decoded_with_the_store_code
         };
         // Stock falls as ids rise, so the stock order is not the id order.
         put(
-            &db,
-            &tables,
+            db,
+            tables,
             &product(&format!("P{i:03}"), status, 100 - i, 2),
         )
         .await;
     }
-    put_corrupt(&db, &tables, "P999").await;
-    let cache = CatalogCache::new(Duration::ZERO);
+    put_corrupt(db, tables, "P999").await;
+}
 
+/// The active products, 7 a page: each decoded as written, the corrupt one left out.
+async fn check_active_products_listed_once_in_id_order(
+    db: &Client,
+    tables: &Tables,
+    cache: &CatalogCache,
+) {
     let active = all_pages(
-        &db,
-        &tables,
-        &cache,
+        db,
+        tables,
+        cache,
         query(Some(ProductStatus::Active), SortKey::ProductId, 7, None),
     )
     .await;
@@ -146,22 +175,14 @@ async fn pages_of_every_order_list_each_product_once_decoded_with_the_store_code
         ids, expected,
         "the corrupt P999 is left out, every other active one listed once, in id order"
     );
+}
 
-    // By stock, every status: ascending stock is descending id.
-    let by_stock = all_pages(
-        &db,
-        &tables,
-        &cache,
-        query(None, SortKey::Quantity, 4, None),
-    )
-    .await;
-    let stock: Vec<u64> = by_stock.iter().map(|p| p.quantity).collect();
-    assert_eq!(stock, (76..=100).collect::<Vec<u64>>());
-
-    // A search: the start of an id, or of a word of the name, in any case.
+/// A search: the start of an id, or of a word of the name, in any case; low stock: active
+/// products at or under the threshold.
+async fn check_search_and_low_stock(db: &Client, tables: &Tables, cache: &CatalogCache) {
     let mut search = query(None, SortKey::ProductId, 1000, None);
     search.search = Some("p01".into());
-    let page = store::inventory_page(&db, &tables, &cache, &search)
+    let page = store::inventory_page(db, tables, cache, &search)
         .await
         .unwrap();
     let ids: Vec<String> = page.items.into_iter().map(|p| p.product_id).collect();
@@ -169,51 +190,53 @@ async fn pages_of_every_order_list_each_product_once_decoded_with_the_store_code
     assert_eq!(ids, tens);
     assert_eq!(page.matching, 10);
     search.search = Some("NAME of p02".into());
-    let page = store::inventory_page(&db, &tables, &cache, &search)
+    let page = store::inventory_page(db, tables, cache, &search)
         .await
         .unwrap();
     assert_eq!(page.items.len(), 5, "P020..P024");
     // Low stock: active products at or under the threshold.
     let mut low = query(None, SortKey::Quantity, 1000, None);
     low.low_stock = Some(80);
-    let page = store::inventory_page(&db, &tables, &cache, &low)
+    let page = store::inventory_page(db, tables, cache, &low)
         .await
         .unwrap();
     let ids: Vec<&str> = page.items.iter().map(|p| p.product_id.as_str()).collect();
     assert_eq!(ids, ["P024", "P023", "P022", "P021"], "P020 is removed");
+}
 
-    // A cursor of one order is not one of another.
-    let first = store::inventory_page(
-        &db,
-        &tables,
-        &cache,
-        &query(None, SortKey::Quantity, 1, None),
-    )
-    .await
-    .unwrap();
+/// A cursor of one order is not one of another.
+async fn check_cursor_of_one_order_is_not_one_of_another(
+    db: &Client,
+    tables: &Tables,
+    cache: &CatalogCache,
+) {
+    let first = store::inventory_page(db, tables, cache, &query(None, SortKey::Quantity, 1, None))
+        .await
+        .unwrap();
     assert!(matches!(
         store::inventory_page(
-            &db,
-            &tables,
-            &cache,
+            db,
+            tables,
+            cache,
             &query(None, SortKey::Name, 1, first.next_cursor)
         )
         .await,
         Err(ApiError::InvalidCursor(_))
     ));
+}
 
-    let one = store::product(&db, &tables, &cache, "P007")
+/// One product by id: found, absent, or (not a product) an error naming it.
+async fn check_one_product_read_by_id(db: &Client, tables: &Tables, cache: &CatalogCache) {
+    let one = store::product(db, tables, cache, "P007")
         .await
         .unwrap()
         .unwrap();
     assert_eq!((one.quantity, one.status), (93, ProductStatus::Active));
-    assert!(store::product(&db, &tables, &cache, "P404")
+    assert!(store::product(db, tables, cache, "P404")
         .await
         .unwrap()
         .is_none());
-    let corrupt = store::product(&db, &tables, &cache, "P999")
-        .await
-        .unwrap_err();
+    let corrupt = store::product(db, tables, cache, "P999").await.unwrap_err();
     assert!(
         matches!(&corrupt, ApiError::Internal(m) if m.contains("missing field") && m.contains("P999")),
         "{corrupt:?}"
@@ -326,6 +349,25 @@ fn record(seq: u64, arrival: chrono::DateTime<Utc>) -> PipeRecord {
 async fn rejections_page_newest_first_across_days_and_statistics_read_the_counters() {
     let (db, tables) = support::dynamodb("api-test-").await;
     let now = Utc::now();
+    put_rejections_over_two_days(&db, &tables, now).await;
+    let cache = store::RejectionsCache::default();
+    let expected: Vec<String> = [5, 4, 3, 2, 1]
+        .iter()
+        .map(|s| format!("shardId-000000000000:{s}"))
+        .collect();
+    assert_eq!(
+        rejection_ids_two_a_page(&db, &tables, &cache).await,
+        expected
+    );
+    assert!(matches!(
+        rejections_page(&db, &tables, &cache, 2, Some("forged")).await,
+        Err(ApiError::InvalidCursor(_))
+    ));
+    check_statistics_read_the_counters(&db, &tables, now).await;
+}
+
+/// Five rejections: three arrived today, two yesterday, numbered in arrival order.
+async fn put_rejections_over_two_days(db: &Client, tables: &Tables, now: chrono::DateTime<Utc>) {
     let yesterday = now - chrono::Duration::days(1);
     // Three today, two yesterday.
     let arrivals = [
@@ -354,30 +396,38 @@ async fn rejections_page_newest_first_across_days_and_statistics_read_the_counte
             .await
             .unwrap();
     }
-    let cache = store::RejectionsCache::default();
+}
+
+/// The record ids of every rejection, two a page, in the order listed (bounded: a listing
+/// that does not end within 10 pages fails).
+async fn rejection_ids_two_a_page(
+    db: &Client,
+    tables: &Tables,
+    cache: &store::RejectionsCache,
+) -> Vec<String> {
     let mut order = Vec::new();
     let mut cursor: Option<String> = None;
     for _ in 0..10 {
-        let page = rejections_page(&db, &tables, &cache, 2, cursor.as_deref())
+        let page = rejections_page(db, tables, cache, 2, cursor.as_deref())
             .await
             .unwrap();
         assert!(page.items.len() <= 2);
         order.extend(page.items.iter().map(|r| r.record_id.clone()));
         cursor = page.next_cursor;
         if cursor.is_none() {
-            break;
+            return order;
         }
     }
-    let expected: Vec<String> = [5, 4, 3, 2, 1]
-        .iter()
-        .map(|s| format!("shardId-000000000000:{s}"))
-        .collect();
-    assert_eq!(order, expected);
-    assert!(matches!(
-        rejections_page(&db, &tables, &cache, 2, Some("forged")).await,
-        Err(ApiError::InvalidCursor(_))
-    ));
+    panic!("the rejections listing did not end after 10 pages: {order:?}");
+}
 
+/// The statistics read the shard counters: rejections by reason, duplicates, the lag, and
+/// the throughput of the bucket the batch went into.
+async fn check_statistics_read_the_counters(
+    db: &Client,
+    tables: &Tables,
+    now: chrono::DateTime<Utc>,
+) {
     let counters = StatsCounters {
         applied: 50,
         duplicates: 2,
@@ -386,8 +436,8 @@ async fn rejections_page_newest_first_across_days_and_statistics_read_the_counte
     };
     let batch_at = Utc.timestamp_millis_opt(now.timestamp_millis()).unwrap();
     inventory_store::stats::add(
-        &db,
-        &tables,
+        db,
+        tables,
         "shardId-000000000000",
         &inventory_store::stats::ShardAdd {
             counters,
@@ -398,7 +448,7 @@ async fn rejections_page_newest_first_across_days_and_statistics_read_the_counte
     )
     .await
     .unwrap();
-    let stats = store::stats(&db, &tables).await.unwrap();
+    let stats = store::stats(db, tables).await.unwrap();
     assert_eq!(stats.rejections.get("invalid_json"), Some(&5));
     assert_eq!((stats.rejections_total, stats.duplicates_ignored), (5, 2));
     assert_eq!(stats.lag_ms, Some(120));

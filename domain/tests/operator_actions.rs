@@ -240,52 +240,13 @@ fn put_all(ops: &[Op]) -> (Vec<StreamSim>, Vec<Rec>, usize) {
         let base = |n: usize| n as u64 * 1_000_000_000;
         match op {
             Op::Put(p, c) | Op::Stray(p, c) => {
-                let product = format!("P{p}");
-                let home = streams[main].holding(hash_key(&product));
-                let on = if matches!(op, Op::Stray(..)) {
-                    match streams[main].open().into_iter().find(|o| *o != home) {
-                        Some(other) => other,
-                        None => continue,
-                    }
-                } else {
-                    home
-                };
-                let (shard, seq) = streams[main].put(on);
-                recs.push(record(
-                    main,
-                    shard,
-                    seq,
-                    i,
-                    &format!("e{i}"),
-                    &product,
-                    change(c, &product),
-                ));
+                let stray = matches!(op, Op::Stray(..));
+                let put = put_on_main(&mut streams[main], main, i, *p, c, stray);
+                recs.extend(put);
             }
             Op::Retry(back) => {
-                let Some(k) = recs.len().checked_sub(*back.min(&recs.len())) else {
-                    continue;
-                };
-                let Some(orig) = recs.get(k).cloned() else {
-                    continue;
-                };
-                // A retry put on another stream than its original is recognised only among
-                // the product's recent ids (docs/consistency.md); this property keeps to one.
-                if orig.stream != main {
-                    continue;
-                }
-                let ev = &orig.event.event;
-                let home = streams[main].holding(hash_key(&ev.product_id));
-                let (shard, seq) = streams[main].put(home);
-                let id = ev.event_id.clone().unwrap_or_default();
-                recs.push(record(
-                    main,
-                    shard,
-                    seq,
-                    i,
-                    &id,
-                    &ev.product_id,
-                    ev.change.clone(),
-                ));
+                let retried = retry_on_main(&mut streams[main], main, i, &recs, *back);
+                recs.extend(retried);
             }
             Op::OnSecond(p, c) => {
                 let s = *second.get_or_insert_with(|| {
@@ -313,6 +274,67 @@ fn put_all(ops: &[Op]) -> (Vec<StreamSim>, Vec<Rec>, usize) {
         }
     }
     (streams, recs, main)
+}
+
+/// Op `i`, a put of product `p` on the main stream (number `main`): on the shard holding
+/// its key, or (a `stray`) on another open shard; none when there is no other.
+fn put_on_main(
+    stream: &mut StreamSim,
+    main: usize,
+    i: usize,
+    p: u8,
+    c: &Chg,
+    stray: bool,
+) -> Option<Rec> {
+    let product = format!("P{p}");
+    let home = stream.holding(hash_key(&product));
+    let on = if stray {
+        stream.open().into_iter().find(|o| *o != home)?
+    } else {
+        home
+    };
+    let (shard, seq) = stream.put(on);
+    Some(record(
+        main,
+        shard,
+        seq,
+        i,
+        &format!("e{i}"),
+        &product,
+        change(c, &product),
+    ))
+}
+
+/// Op `i`, a producer's retry of the record put `back` puts before (same id and content)
+/// on the main stream (number `main`); none when there is no such record or it went to
+/// another stream.
+fn retry_on_main(
+    stream: &mut StreamSim,
+    main: usize,
+    i: usize,
+    recs: &[Rec],
+    back: usize,
+) -> Option<Rec> {
+    let k = recs.len().checked_sub(back.min(recs.len()))?;
+    let orig = recs.get(k)?;
+    // A retry put on another stream than its original is recognised only among the
+    // product's recent ids (docs/consistency.md); this property keeps to one.
+    if orig.stream != main {
+        return None;
+    }
+    let ev = &orig.event.event;
+    let home = stream.holding(hash_key(&ev.product_id));
+    let (shard, seq) = stream.put(home);
+    let id = ev.event_id.clone().unwrap_or_default();
+    Some(record(
+        main,
+        shard,
+        seq,
+        i,
+        &id,
+        &ev.product_id,
+        ev.change.clone(),
+    ))
 }
 
 /// The Pipe's batches: each shard's records cut into batches, the batches in the order their
