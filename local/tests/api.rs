@@ -4,12 +4,14 @@
 use inventory_testkit as harness;
 
 use std::sync::{Arc, Mutex};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use axum::body::Body;
 use axum::http::{header, HeaderMap, Method, Request, StatusCode};
 use axum::Router;
-use harness::{local_stack, start_in_process_pipe, wait_for_delivered, CATCH_UP, PATIENCE};
+use harness::{
+    local_stack, start_in_process_pipe, try_wait_for, wait_for_delivered, CATCH_UP, PATIENCE,
+};
 use http_body_util::BodyExt as _;
 use inventory_api::{router, ApiConfig, AppState, BoxFuture, LaunchError, SimulationLauncher};
 use inventory_domain::api::{
@@ -579,27 +581,31 @@ async fn a_simulation_started_through_the_api_verifies_with_zero_mismatches() {
     let (status, _, body) = call(&router, post("/api/simulations", Some(TOKEN), request)).await;
     assert_eq!(status, StatusCode::ACCEPTED, "{body}");
     let url = body["status_url"].as_str().unwrap().to_owned();
-    // The events sent of every status seen while publishing, in the order seen.
-    let mut publishing: Vec<u64> = Vec::new();
-    let deadline = Instant::now() + CATCH_UP;
-    let status = loop {
+    // The events sent of every status seen while publishing, in the order seen, and the
+    // latest status (for the message if no verdict comes).
+    let publishing: Mutex<Vec<u64>> = Mutex::default();
+    let latest: Mutex<Option<SimulationStatus>> = Mutex::default();
+    let status = try_wait_for(CATCH_UP, || async {
         let (_, _, body) = call(&router, get(&url)).await;
         let s: SimulationStatus = serde_json::from_value(body).unwrap();
         if s.state == SimulationState::Publishing {
-            publishing.push(s.events_sent);
+            publishing.lock().unwrap().push(s.events_sent);
         }
-        if matches!(
+        let ended = matches!(
             s.state,
             SimulationState::Completed | SimulationState::Failed
-        ) {
-            break s;
-        }
-        assert!(
-            Instant::now() < deadline,
-            "no verdict after {CATCH_UP:?}; the simulation is {s:?}"
         );
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    };
+        *latest.lock().unwrap() = Some(s.clone());
+        ended.then_some(s)
+    })
+    .await
+    .unwrap_or_else(|| {
+        panic!(
+            "no verdict after {CATCH_UP:?}; the simulation is {:?}",
+            latest.lock().unwrap()
+        )
+    });
+    let publishing = publishing.into_inner().unwrap();
     assert_eq!(status.error, None);
     let verdict = status.verdict.expect("a verdict");
     assert!(verdict.caught_up);

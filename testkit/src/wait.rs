@@ -24,7 +24,20 @@ pub async fn wait_until(what: &str, limit: Duration, mut done: impl FnMut() -> b
 
 /// Waits until `check` (which may call the emulators) gives a value, and returns it;
 /// panics with `what` once `limit` has passed.
-pub async fn wait_for<T, F, Fut>(what: &str, limit: Duration, mut check: F) -> T
+pub async fn wait_for<T, F, Fut>(what: &str, limit: Duration, check: F) -> T
+where
+    F: FnMut() -> Fut,
+    Fut: Future<Output = Option<T>>,
+{
+    match try_wait_for(limit, check).await {
+        Some(value) => value,
+        None => panic!("timed out after {limit:?} waiting for {what}"),
+    }
+}
+
+/// [`wait_for`] that gives `None` once `limit` has passed instead of panicking, so the test
+/// can keep what it saw (a screenshot, a log) before it fails.
+pub async fn try_wait_for<T, F, Fut>(limit: Duration, mut check: F) -> Option<T>
 where
     F: FnMut() -> Fut,
     Fut: Future<Output = Option<T>>,
@@ -32,12 +45,11 @@ where
     let deadline = Instant::now() + limit;
     loop {
         if let Some(value) = check().await {
-            return value;
+            return Some(value);
         }
-        assert!(
-            Instant::now() < deadline,
-            "timed out after {limit:?} waiting for {what}"
-        );
+        if Instant::now() >= deadline {
+            return None;
+        }
         tokio::time::sleep(POLL).await;
     }
 }
