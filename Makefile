@@ -1,8 +1,10 @@
 # The README's two commands are `make demo` and `make test`; the rest are their parts.
 CARGO ?= cargo
-LOCAL := $(CARGO) run --release --locked -p inventory-local --bin inventory-local --
-# The demo's and dev's build: the `local` profile compiles in about half the time.
-LOCAL_FAST := $(CARGO) run --profile local --locked -p inventory-local --bin inventory-local --
+# The local stack's binary as BUILD_LOCAL (release) and BUILD_LOCAL_FAST (the `local`
+# profile, which compiles in about half the time) build it. Run directly, not through
+# `cargo run`, whose feature unification differs from the build's and recompiles crates.
+LOCAL = $${CARGO_TARGET_DIR:-target}/release/inventory-local
+LOCAL_FAST = $${CARGO_TARGET_DIR:-target}/local/inventory-local
 # The local stack runs the processor as Lambda does, from its own binary, which it finds next
 # to its own (same profile directory); these build both.
 BUILD_LOCAL_FAST := $(CARGO) build --profile local --locked -p inventory-local --bin inventory-local -p inventory-processor --bin processor
