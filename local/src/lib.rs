@@ -1,6 +1,7 @@
 //! The local stack: embedded AWS emulators and a local EventBridge Pipe runner, so the
 //! whole pipeline runs on one machine with no AWS account. Never linked into a Lambda.
 
+pub mod cli;
 pub mod dead_letter_queue;
 pub mod emulators;
 pub mod fault_proxy;
