@@ -23,7 +23,7 @@ use std::time::{Duration, Instant};
 
 use aws_sdk_dynamodb::types::{AttributeValue, PutRequest, WriteRequest};
 use fantoccini::{Client, ClientBuilder, Locator};
-use harness::{wait_for, wait_until_async};
+use harness::{try_wait_for, wait_for, wait_until_async};
 use inventory_api::ApiConfig;
 use inventory_domain::catalog::words;
 use inventory_domain::{ProductRecord, ProductStatus, RecentIds, SequenceNumber};
@@ -384,21 +384,28 @@ async fn save_failure(c: &Client, name: &str) -> PathBuf {
 /// Waits for the latest simulation's verdict to read "0 mismatches". Generous: a slow CI
 /// machine running other suites takes minutes, a healthy one seconds.
 async fn wait_for_verdict(c: &Client) -> String {
-    let deadline = Instant::now() + Duration::from_secs(300);
-    loop {
-        if let Ok(e) = c.find(Locator::Css("[data-testid=verdict]")).await {
-            let t = e.text().await.unwrap_or_default();
-            if t.contains("0 mismatches") {
-                return t;
-            }
-        }
-        if Instant::now() > deadline {
+    const VERDICT_PATIENCE: Duration = Duration::from_secs(300);
+    let verdict = try_wait_for(VERDICT_PATIENCE, || async {
+        let e = c.find(Locator::Css("[data-testid=verdict]")).await.ok()?;
+        let t = e.text().await.unwrap_or_default();
+        t.contains("0 mismatches").then_some(t)
+    })
+    .await;
+    match verdict {
+        Some(t) => t,
+        None => {
             let path = save_failure(c, "failure.png").await;
-            panic!("no verdict after 300 s; the page is in {}", path.display());
+            panic!(
+                "no verdict after {VERDICT_PATIENCE:?}; the page is in {}",
+                path.display()
+            );
         }
-        tokio::time::sleep(Duration::from_millis(250)).await;
     }
 }
+
+/// The most Scan pages reading a simulation's products may take (a few hundred products
+/// among 100,000 fill about 30 pages of 1 MB): a scan that goes on longer fails.
+const MAX_SCAN_PAGES: usize = 1_000;
 
 /// Every product of a simulation (its id prefix), read from the table.
 async fn products_of_run(stack: &LocalStack, run_id: &str) -> Vec<(String, u64)> {
@@ -411,13 +418,16 @@ async fn products_of_run(stack: &LocalStack, run_id: &str) -> Vec<(String, u64)>
         .into_paginator()
         .send();
     let mut out = Vec::new();
-    while let Some(page) = pages.next().await {
+    for _ in 0..MAX_SCAN_PAGES {
+        let Some(page) = pages.next().await else {
+            return out;
+        };
         for item in page.unwrap().items.unwrap_or_default() {
             let p = ProductItem::from_item(item).unwrap();
             out.push((p.product_id, p.quantity));
         }
     }
-    out
+    panic!("{run_id}: the scan of its products did not end after {MAX_SCAN_PAGES} pages");
 }
 
 async fn start_simulation(c: &Client, fields: &[(&str, &str)]) {
@@ -426,6 +436,26 @@ async fn start_simulation(c: &Client, fields: &[(&str, &str)]) {
         type_into(c, id, value).await;
     }
     click(c, "#start").await;
+}
+
+/// The dev server with the API (signed in by [`TOKEN`]) and the built console.
+async fn serve_console(
+    stack: &LocalStack,
+    prerequisites: &Prerequisites,
+) -> (std::net::SocketAddr, tokio::task::JoinHandle<()>) {
+    serve(
+        stack,
+        ServerOptions {
+            port: 0,
+            api: ApiConfig {
+                token: Some(TOKEN.into()),
+                allowed_origins: vec![],
+            },
+            site_dir: Some(prerequisites.site.clone()),
+        },
+    )
+    .await
+    .unwrap()
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
@@ -446,24 +476,61 @@ async fn console_pages_sorts_and_searches_a_large_catalog_and_shows_a_verified_s
     seed(&stack, &products).await;
     eprintln!("catalog of {CATALOG} written in {:?}", t0.elapsed());
     let (pipe, _processor) = harness::start_processor_pipe(&stack);
-    let (addr, _server) = serve(
-        &stack,
-        ServerOptions {
-            port: 0,
-            api: ApiConfig {
-                token: Some(TOKEN.into()),
-                allowed_origins: vec![],
-            },
-            site_dir: Some(prerequisites.site.clone()),
-        },
-    )
-    .await
-    .unwrap();
+    let (addr, _server) = serve_console(&stack, &prerequisites).await;
     let session = browser(&prerequisites, 1280, 2000, false).await;
     let c = &session.c;
     c.goto(&format!("http://{addr}/")).await.unwrap();
 
-    // The first page, in id order, and how many products there are in all.
+    check_first_page(c, &products).await;
+    eprintln!("first page shown at {:?}", t0.elapsed());
+    let mut by_stock: Vec<&ProductRecord> = products.iter().collect();
+    by_stock.sort_by(|a, b| (a.quantity, &a.product_id).cmp(&(b.quantity, &b.product_id)));
+    check_sorting_by_stock_and_paging(c, &by_stock).await;
+    check_low_stock(c, &products, &by_stock).await;
+    check_search_and_remembered_threshold(c, &by_stock).await;
+    eprintln!("catalog checks done at {:?}", t0.elapsed());
+
+    check_wrong_token_refused(c).await;
+    start_simulation(
+        c,
+        &[
+            ("products", "40"),
+            ("events", "2500"),
+            ("rate", "2500"),
+            ("duplicates", "0.05"),
+            ("malformed", "0.02"),
+            ("invalid", "0.02"),
+        ],
+    )
+    .await;
+    let verdict = wait_for_verdict(c).await;
+    assert!(verdict.starts_with("0 mismatches"), "{verdict}");
+    eprintln!("verdict at {:?}", t0.elapsed());
+
+    let out = repo_path("target/browser-test");
+    std::fs::create_dir_all(&out).unwrap();
+    let stored = check_simulation_products(c, &stack).await;
+    check_product_page(c, &stored[0], &out).await;
+    click(c, "#back-to-inventory").await;
+    wait_until_async("the inventory again", BROWSER_PATIENCE, || async {
+        rows(c).await.len() == stored.len()
+    })
+    .await;
+    check_rejections(c).await;
+    check_past_simulation_charts_and_progress(c).await;
+    check_idle_page_answered_304(c).await;
+    check_dead_letter_inbox(c).await;
+
+    std::fs::write(out.join("console.png"), c.screenshot().await.unwrap()).unwrap();
+    eprintln!("done at {:?}", t0.elapsed());
+
+    session.c.clone().close().await.unwrap();
+    pipe.stop().await.unwrap();
+    let _ = std::fs::remove_dir_all(&session.profile);
+}
+
+/// The first page, in id order, and how many products there are in all.
+async fn check_first_page(c: &Client, products: &[ProductRecord]) {
     let mut by_id: Vec<&ProductRecord> = products.iter().collect();
     by_id.sort_by(|a, b| a.product_id.cmp(&b.product_id));
     let first: Vec<&str> = by_id[..PAGE]
@@ -477,11 +544,11 @@ async fn console_pages_sorts_and_searches_a_large_catalog_and_shows_a_verified_s
         Some("ascending")
     );
     assert_eq!(aria_sort(c, "quantity").await.as_deref(), Some("none"));
-    eprintln!("first page shown at {:?}", t0.elapsed());
+}
 
-    // Sorted by stock over the whole catalog: the true lowest first, then the highest.
-    let mut by_stock: Vec<&ProductRecord> = products.iter().collect();
-    by_stock.sort_by(|a, b| (a.quantity, &a.product_id).cmp(&(b.quantity, &b.product_id)));
+/// Sorted by stock over the whole catalog (`by_stock`): the true lowest first, then the
+/// highest; then paging: Next shows the following rows, Previous the first again.
+async fn check_sorting_by_stock_and_paging(c: &Client, by_stock: &[&ProductRecord]) {
     let lowest: Vec<&str> = by_stock.iter().map(|p| p.product_id.as_str()).collect();
     click(c, "button[data-sort=quantity]").await;
     let shown = wait_for_rows(c, "the 50 lowest stock levels", &lowest[..PAGE]).await;
@@ -497,7 +564,6 @@ async fn console_pages_sorts_and_searches_a_large_catalog_and_shows_a_verified_s
         Some("descending")
     );
 
-    // Paging: Next shows the following rows, Previous the first again.
     click(c, "button[data-sort=quantity]").await;
     wait_for_rows(c, "back to the lowest", &lowest[..PAGE]).await;
     click(c, "#next-page").await;
@@ -508,9 +574,11 @@ async fn console_pages_sorts_and_searches_a_large_catalog_and_shows_a_verified_s
     wait_for_rows(c, "the second page again", &lowest[PAGE..2 * PAGE]).await;
     click(c, "#prev-page").await;
     wait_for_rows(c, "the first page again", &lowest[..PAGE]).await;
+}
 
-    // Low stock: rows at or under the threshold are highlighted (active ones only), and
-    // "only low stock" asks the API for those alone.
+/// Low stock: rows at or under the threshold are highlighted (active ones only), and
+/// "only low stock" asks the API for those alone.
+async fn check_low_stock(c: &Client, products: &[ProductRecord], by_stock: &[&ProductRecord]) {
     let threshold = 2;
     type_into(c, "low-stock", &threshold.to_string()).await;
     let is_low = |p: &ProductRecord| p.status == ProductStatus::Active && p.quantity <= threshold;
@@ -539,9 +607,12 @@ async fn console_pages_sorts_and_searches_a_large_catalog_and_shows_a_verified_s
     assert!(shown.iter().all(|r| r.low && r.stock <= threshold));
     click(c, "#low-stock-only").await;
     wait_for_matching(c, "every product again", CATALOG).await;
+}
 
-    // A word of the name: only names with a word starting with it, counted over the whole
-    // catalog, lowest stock first.
+/// A word of the name: only names with a word starting with it, counted over the whole
+/// catalog, lowest stock first; the search stays on paging; the low-stock threshold
+/// (set by [`check_low_stock`]) is remembered over a reload.
+async fn check_search_and_remembered_threshold(c: &Client, by_stock: &[&ProductRecord]) {
     type_into(c, "search", "chair").await;
     let chairs: Vec<&str> = by_stock
         .iter()
@@ -558,7 +629,6 @@ async fn console_pages_sorts_and_searches_a_large_catalog_and_shows_a_verified_s
             r.name
         );
     }
-    // The search stays on paging.
     click(c, "#next-page").await;
     wait_for_rows(c, "the next chairs", &chairs[PAGE..2 * PAGE]).await;
     type_into(c, "search", "zzzzqx").await;
@@ -567,7 +637,6 @@ async fn console_pages_sorts_and_searches_a_large_catalog_and_shows_a_verified_s
         .for_element(Locator::Id("no-match"))
         .await
         .unwrap();
-    // The threshold is remembered.
     c.refresh().await.unwrap();
     wait_for_matching(c, "every product after a reload", CATALOG).await;
     let remembered = c
@@ -578,9 +647,10 @@ async fn console_pages_sorts_and_searches_a_large_catalog_and_shows_a_verified_s
         .await
         .unwrap();
     assert_eq!(remembered.as_deref(), Some("2"));
-    eprintln!("catalog checks done at {:?}", t0.elapsed());
+}
 
-    // A wrong token is refused and says so.
+/// A wrong token is refused and says so.
+async fn check_wrong_token_refused(c: &Client) {
     type_into(c, "token", "not-the-token").await;
     click(c, "#start").await;
     wait_until_async(
@@ -593,31 +663,17 @@ async fn console_pages_sorts_and_searches_a_large_catalog_and_shows_a_verified_s
         },
     )
     .await;
+}
 
-    start_simulation(
-        c,
-        &[
-            ("products", "40"),
-            ("events", "2500"),
-            ("rate", "2500"),
-            ("duplicates", "0.05"),
-            ("malformed", "0.02"),
-            ("invalid", "0.02"),
-        ],
-    )
-    .await;
-    let verdict = wait_for_verdict(c).await;
-    assert!(verdict.starts_with("0 mismatches"), "{verdict}");
-    eprintln!("verdict at {:?}", t0.elapsed());
-
-    // The simulation's products: searched by its id prefix, exactly those DynamoDB holds,
-    // with their stock.
+/// The simulation's products: searched by its id prefix, exactly those DynamoDB holds,
+/// with their stock. Returns them (id, stock).
+async fn check_simulation_products(c: &Client, stack: &LocalStack) -> Vec<(String, u64)> {
     let run_id = text(c, "#verdict p code")
         .await
         .expect("the verdict names the products")
         .trim_end_matches("-*")
         .to_owned();
-    let stored = products_of_run(&stack, &run_id).await;
+    let stored = products_of_run(stack, &run_id).await;
     assert!(stored.len() > 10, "{run_id}: {} products", stored.len());
     type_into(c, "search", &run_id).await;
     wait_for_matching(c, "the simulation's products counted", stored.len()).await;
@@ -637,9 +693,12 @@ async fn console_pages_sorts_and_searches_a_large_catalog_and_shows_a_verified_s
             .unwrap_or_else(|| panic!("{id} is not in the table"));
         assert_eq!(row.stock, *qty, "{id}");
     }
+    stored
+}
 
-    // A product's page: its stock, and its history (or what the API said about it).
-    let (id, qty) = &stored[0];
+/// A product's page: its stock, and its history (or what the API said about it); its
+/// screenshot goes to `out`.
+async fn check_product_page(c: &Client, (id, qty): &(String, u64), out: &Path) {
     click(c, &format!("#inventory tr[data-product='{id}'] a")).await;
     wait_until_async("the product's page", BROWSER_PATIENCE, || async {
         text(c, "#product-stock").await.as_deref() == Some(qty.to_string().as_str())
@@ -659,45 +718,45 @@ async fn console_pages_sorts_and_searches_a_large_catalog_and_shows_a_verified_s
         first.as_str().map(|s| Ok(s.trim().to_owned()))
     })
     .await;
-    let out = repo_path("target/browser-test");
-    std::fs::create_dir_all(&out).unwrap();
     std::fs::write(out.join("product.png"), c.screenshot().await.unwrap()).unwrap();
     match history {
         // Newest first: the stock after the latest event is the product's.
         Ok(stock_after) => {
             assert_eq!(stock_after, qty.to_string(), "{id}");
-            // Older events, a page at a time, and back.
-            let first_ids = history_ids(c).await;
-            if c.find(Locator::Css("#history-older:not([disabled])"))
-                .await
-                .is_ok()
-            {
-                click(c, "#history-older").await;
-                wait_until_async("older events", BROWSER_PATIENCE, || async {
-                    let ids = history_ids(c).await;
-                    !ids.is_empty() && ids != first_ids
-                })
-                .await;
-                click(c, "#history-newer").await;
-                wait_until_async("the newest events again", BROWSER_PATIENCE, || async {
-                    history_ids(c).await == first_ids
-                })
-                .await;
-            }
+            check_history_paging(c).await;
         }
         Err(e) => {
             assert!(!e.trim().is_empty());
             eprintln!("the history is not served yet: {e}");
         }
     }
-    click(c, "#back-to-inventory").await;
-    wait_until_async("the inventory again", BROWSER_PATIENCE, || async {
-        rows(c).await.len() == stored.len()
+}
+
+/// Older events, a page at a time, and back (when there are older ones).
+async fn check_history_paging(c: &Client) {
+    let first_ids = history_ids(c).await;
+    if c.find(Locator::Css("#history-older:not([disabled])"))
+        .await
+        .is_err()
+    {
+        return;
+    }
+    click(c, "#history-older").await;
+    wait_until_async("older events", BROWSER_PATIENCE, || async {
+        let ids = history_ids(c).await;
+        !ids.is_empty() && ids != first_ids
     })
     .await;
+    click(c, "#history-newer").await;
+    wait_until_async("the newest events again", BROWSER_PATIENCE, || async {
+        history_ids(c).await == first_ids
+    })
+    .await;
+}
 
-    // A rejected event is listed with its reason; the token typed in signs the console in,
-    // so its data can be opened.
+/// A rejected event is listed with its reason; the token typed in signs the console in,
+/// so its data can be opened; filtered by a reason, only that reason is listed.
+async fn check_rejections(c: &Client) {
     let reason = wait_for("a rejection", BROWSER_PATIENCE, || async {
         text(c, "#rejections tbody tr .reason").await
     })
@@ -725,7 +784,6 @@ async fn console_pages_sorts_and_searches_a_large_catalog_and_shows_a_verified_s
     })
     .await;
     assert!(!data.is_empty());
-    // Filtered by a reason, only that reason is listed.
     let filter = c.find(Locator::Id("rejection-reason")).await.unwrap();
     filter.select_by_value(&reason).await.unwrap();
     wait_until_async("rejections of one reason", BROWSER_PATIENCE, || async {
@@ -739,15 +797,17 @@ async fn console_pages_sorts_and_searches_a_large_catalog_and_shows_a_verified_s
         !reasons.is_empty() && reasons.iter().all(|r| r.as_str() == Some(reason.as_str()))
     })
     .await;
+}
 
-    // The past simulations list the verdict.
+/// The past simulations list the verdict, the charts have axes, and the progress bar says
+/// how far it got.
+async fn check_past_simulation_charts_and_progress(c: &Client) {
     wait_until_async("the past simulations", BROWSER_PATIENCE, || async {
         text(c, "[data-testid=past-verdict]")
             .await
             .is_some_and(|t| t.starts_with("0 mismatches"))
     })
     .await;
-    // The charts have axes.
     let labels = js(
         c,
         "return document.querySelectorAll('#chart-throughput text').length;",
@@ -755,7 +815,6 @@ async fn console_pages_sorts_and_searches_a_large_catalog_and_shows_a_verified_s
     )
     .await;
     assert!(labels.as_u64().unwrap_or(0) >= 5, "axis labels: {labels}");
-    // The progress bar says how far it got.
     let bar = js(
         c,
         "const b = document.querySelector('#verdict [role=progressbar]');
@@ -764,8 +823,10 @@ async fn console_pages_sorts_and_searches_a_large_catalog_and_shows_a_verified_s
     )
     .await;
     assert_eq!(bar[0], bar[1], "{bar}");
+}
 
-    // Idle, the page polled every second is unchanged: answered 304, without a body.
+/// Idle, the page polled every second is unchanged: answered 304, without a body.
+async fn check_idle_page_answered_304(c: &Client) {
     js(
         c,
         "performance.clearResourceTimings(); return null;",
@@ -788,9 +849,11 @@ async fn console_pages_sorts_and_searches_a_large_catalog_and_shows_a_verified_s
         },
     )
     .await;
+}
 
-    // The dead-letter inbox read the API (nothing was dead-lettered), and its redrive
-    // button waits for a pending one.
+/// The dead-letter inbox read the API (nothing was dead-lettered), and its redrive button
+/// waits for a pending one.
+async fn check_dead_letter_inbox(c: &Client) {
     let inbox = text(c, "#dead-letters").await.unwrap_or_default();
     assert!(inbox.contains("dead-lettered nothing"), "{inbox}");
     let redrive = c.find(Locator::Id("redrive")).await.unwrap();
@@ -798,13 +861,6 @@ async fn console_pages_sorts_and_searches_a_large_catalog_and_shows_a_verified_s
         redrive.prop("disabled").await.unwrap().as_deref(),
         Some("true")
     );
-
-    std::fs::write(out.join("console.png"), c.screenshot().await.unwrap()).unwrap();
-    eprintln!("done at {:?}", t0.elapsed());
-
-    session.c.clone().close().await.unwrap();
-    pipe.stop().await.unwrap();
-    let _ = std::fs::remove_dir_all(&session.profile);
 }
 
 /// The README's screenshot: the console after a `make demo`-sized simulation (200 products,
@@ -823,19 +879,7 @@ async fn readme_screenshot() {
         .unwrap_or_else(|missing| panic!("the screenshot cannot be taken: {missing}"));
     let stack = LocalStack::start(StackOptions::default()).await.unwrap();
     let (pipe, _processor) = harness::start_processor_pipe(&stack);
-    let (addr, _server) = serve(
-        &stack,
-        ServerOptions {
-            port: 0,
-            api: ApiConfig {
-                token: Some(TOKEN.into()),
-                allowed_origins: vec![],
-            },
-            site_dir: Some(prerequisites.site.clone()),
-        },
-    )
-    .await
-    .unwrap();
+    let (addr, _server) = serve_console(&stack, &prerequisites).await;
     let dark = std::env::var("SCREENSHOT_THEME").as_deref() == Ok("dark");
     let session = browser(&prerequisites, 1280, 1800, dark).await;
     let c = &session.c;
