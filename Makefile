@@ -9,8 +9,9 @@ LOCAL_FAST = $${CARGO_TARGET_DIR:-target}/local/inventory-local
 # to its own (same profile directory); these build both.
 BUILD_LOCAL_FAST := $(CARGO) build --profile local --locked -p inventory-local --bin inventory-local -p inventory-processor --bin processor
 BUILD_LOCAL := $(CARGO) build --release --locked -p inventory-local --bin inventory-local -p inventory-processor --bin processor
-# Operator tools (replay, soak); they run the processor binary built next to them.
-OPS := $(CARGO) run --release --locked -p inventory-ops --bin inventory-ops --
+# Operator tools (replay, soak), run as built (as LOCAL); they run the processor binary
+# built next to them.
+OPS = $${CARGO_TARGET_DIR:-target}/release/inventory-ops
 
 .PHONY: demo dev console test lint infra-lint fuzz soak bench deploy deploy-dry-run destroy diagrams setup setup-test screenshot
 
