@@ -2,6 +2,7 @@
 //! transition. Pure functions, no I/O; shared by the Lambdas, the local stack and the console.
 
 pub mod api;
+pub mod arn;
 pub mod batch;
 pub mod catalog;
 pub mod dead_letter;
