@@ -1,15 +1,18 @@
 //! The documentation's commands still work: every line of a runnable block in README.md
 //! and docs/*.md names a make target that exists and CLI subcommands and flags that the
-//! real binaries accept; and each diagram's SVG and inline copy match its Mermaid source.
+//! CLIs accept; every `cargo … -p` in the docs names workspace packages and their targets;
+//! and each diagram's SVG and inline copy match its Mermaid source. Nothing is built or
+//! started: the CLIs' own clap definitions parse the documented lines in process.
 //!
 //! A block is runnable when its info string has the word `runnable` (```` ```sh runnable ````;
-//! GitHub still highlights it as `sh`). In such a block, after `\` continuations are joined
-//! and `#` comments dropped, each command (split on `&&`, `;`, `|`) must be one of:
+//! GitHub still highlights it as `sh`). In such a block, after `\` continuations are joined,
+//! each line is split into words as a POSIX shell does (`shlex`: quotes, backslashes, `#`
+//! comments), and into commands on `&&`, `||`, `;` and `|`. Each command must be one of:
 //! - `make <target>…` → `make -n <target>…` (same options and variables) succeeds;
-//! - `inventory-local …`, `generator …`, or `cargo run … -p <package> [--bin <bin>] -- …`
-//!   → the binary, run with the same arguments plus `--help`, exits 0. Clap parses every
-//!   argument before it acts on `--help`, so an unknown subcommand or flag, or a bad value,
-//!   fails; nothing is started;
+//! - `inventory-local …`, `generator …`, `inventory-ops …`, or
+//!   `cargo run … -p <package> [--bin <bin>] -- …` of one of them → that CLI's clap `Cli`
+//!   parses the words (`try_parse_from`): an unknown subcommand or flag, a bad value or a
+//!   missing argument fails;
 //! - `./scripts/<file>` → exists and is executable;
 //! - `curl`, `export`, `cd` or only `NAME=value` assignments → skipped (they need a running
 //!   stack).
@@ -21,10 +24,14 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::sync::OnceLock;
 
+use cargo_metadata::{Metadata, MetadataCommand, Target};
+use clap::error::ErrorKind;
+use clap::Parser as _;
+
 fn repo() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR"))
         .parent()
-        .expect("local/ is inside the repository")
+        .expect("testkit/ is inside the repository")
         .to_path_buf()
 }
 
@@ -106,67 +113,20 @@ fn runnable_commands(path: &str, text: &str) -> Vec<DocCommand> {
     out
 }
 
-/// Splits a line into words the way a POSIX shell would for these simple commands: quotes
-/// and backslashes, a `#` comment, and `&&`, `;` and `|` as separate words.
+/// Splits a line into words as a POSIX shell does (quotes, backslashes, a `#` comment), with
+/// the operators `&&`, `||`, `;` and `|` as words of their own when spaced, and a `;` ending a
+/// word split off. Unbalanced quotes give no words (and so fail the block's checks).
 fn shell_words(line: &str) -> Vec<String> {
-    let mut words = Vec::new();
-    let mut word = String::new();
-    let mut in_word = false;
-    let mut chars = line.chars().peekable();
-    while let Some(c) = chars.next() {
-        match c {
-            '\'' => {
-                in_word = true;
-                for c in chars.by_ref() {
-                    if c == '\'' {
-                        break;
-                    }
-                    word.push(c);
-                }
-            }
-            '"' => {
-                in_word = true;
-                while let Some(c) = chars.next() {
-                    match c {
-                        '"' => break,
-                        '\\' => word.extend(chars.next()),
-                        c => word.push(c),
-                    }
-                }
-            }
-            '\\' => {
-                in_word = true;
-                word.extend(chars.next());
-            }
-            '#' if !in_word => break,
-            ';' | '|' | '&' => {
-                if in_word {
-                    words.push(std::mem::take(&mut word));
-                    in_word = false;
-                }
-                let mut op = c.to_string();
-                while chars.peek() == Some(&c) {
-                    op.push(c);
-                    chars.next();
-                }
-                words.push(op);
-            }
-            c if c.is_whitespace() => {
-                if in_word {
-                    words.push(std::mem::take(&mut word));
-                    in_word = false;
-                }
-            }
-            c => {
-                in_word = true;
-                word.push(c);
-            }
-        }
-    }
-    if in_word {
-        words.push(word);
-    }
+    let Some(words) = shlex::split(line) else {
+        return vec![format!("<unbalanced quotes in: {line}>")];
+    };
     words
+        .into_iter()
+        .flat_map(|w| match w.strip_suffix(';') {
+            Some(head) if !head.is_empty() => vec![head.to_owned(), ";".to_owned()],
+            _ => vec![w],
+        })
+        .collect()
 }
 
 fn split_commands(words: &[String]) -> Vec<Vec<String>> {
@@ -217,7 +177,7 @@ fn classify(words: &[String]) -> Result<Check, String> {
         p if p.starts_with("./scripts/") => Ok(Check::Script(p.to_owned())),
         other => Err(format!(
             "`{other}` is not a command this test knows how to check; teach it \
-             (local/tests/docs_commands.rs) or take the line out of the runnable block"
+             (testkit/tests/docs_commands.rs) or take the line out of the runnable block"
         )),
     }
 }
@@ -259,90 +219,63 @@ fn cargo_run(words: &[String]) -> Result<Check, String> {
     Ok(Check::Cli { bin, args })
 }
 
-/// The `[[bin]]` names of a workspace package (or its default binary, named after it).
-fn package_binaries(package: &str) -> Result<Vec<String>, String> {
-    let root = repo();
-    let workspace = std::fs::read_to_string(root.join("Cargo.toml")).map_err(|e| e.to_string())?;
-    let members = workspace
-        .lines()
-        .find(|l| l.trim_start().starts_with("members"))
-        .ok_or("no workspace members")?;
-    for member in members.split('"').skip(1).step_by(2) {
-        let manifest = std::fs::read_to_string(root.join(member).join("Cargo.toml"))
-            .map_err(|e| format!("{member}/Cargo.toml: {e}"))?;
-        if !manifest.contains(&format!("name = \"{package}\"")) {
-            continue;
-        }
-        let mut bins = Vec::new();
-        let mut in_bin = false;
-        for line in manifest.lines().map(str::trim) {
-            if line.starts_with('[') {
-                in_bin = line == "[[bin]]";
-            } else if in_bin {
-                if let Some(name) = line.strip_prefix("name = ") {
-                    bins.push(name.trim_matches('"').to_owned());
-                }
-            }
-        }
-        if bins.is_empty() && root.join(member).join("src/main.rs").exists() {
-            bins.push(package.to_owned());
-        }
-        return Ok(bins);
-    }
-    Err(format!("no workspace package is named {package}"))
+/// The workspace's packages and targets, as `cargo metadata` reports them (read once).
+fn metadata() -> &'static Metadata {
+    static METADATA: OnceLock<Metadata> = OnceLock::new();
+    METADATA.get_or_init(|| {
+        MetadataCommand::new()
+            .manifest_path(repo().join("Cargo.toml"))
+            .no_deps()
+            .other_options(vec!["--offline".to_owned()])
+            .exec()
+            .expect("cargo metadata runs")
+    })
 }
 
-/// The binaries the documents run. `inventory-local` is this package's (cargo builds it for
-/// this test); `generator` is another package's, built here once with the same profile,
-/// target directory and feature set as this run (`--workspace --tests`, as `make test`
-/// runs), so it links against what is already compiled.
-fn binary(name: &str) -> Result<PathBuf, String> {
-    static OTHERS: OnceLock<Result<(), String>> = OnceLock::new();
-    let local = PathBuf::from(env!("CARGO_BIN_EXE_inventory-local"));
-    match name {
-        "inventory-local" => Ok(local),
-        "generator" | "inventory-ops" => OTHERS
-            .get_or_init(|| {
-                let dir = local.parent().ok_or("no binary directory")?;
-                let profile = dir.file_name().and_then(|p| p.to_str()).unwrap_or("debug");
-                let target_dir = dir.parent().ok_or("no target directory")?;
-                let mut cargo = Command::new(option_env!("CARGO").unwrap_or("cargo"));
-                cargo
-                    .current_dir(repo())
-                    .args(["build", "--quiet", "--locked", "--workspace", "--tests"])
-                    .args([
-                        "--bin",
-                        "generator",
-                        "--bin",
-                        "inventory-ops",
-                        "--target-dir",
-                    ])
-                    .arg(target_dir);
-                match profile {
-                    "debug" => {}
-                    "release" => {
-                        cargo.arg("--release");
-                    }
-                    other => {
-                        cargo.args(["--profile", other]);
-                    }
-                }
-                let out = cargo.output().map_err(|e| format!("running cargo: {e}"))?;
-                if !out.status.success() {
-                    return Err(format!(
-                        "building generator failed:\n{}",
-                        String::from_utf8_lossy(&out.stderr)
-                    ));
-                }
-                Ok(())
-            })
-            .clone()
-            .and_then(|()| {
-                let dir = local.parent().ok_or("no binary directory")?;
-                Ok(dir.join(format!("{name}{}", std::env::consts::EXE_SUFFIX)))
-            }),
-        other => Err(format!(
-            "the binary `{other}` is not one this test can run; teach binary() about it"
+/// Selects targets of a kind (`Target::is_bin`, …).
+type TargetFilter = fn(&Target) -> bool;
+
+/// The targets of workspace package `package` that `is` selects, by name.
+fn targets(package: &str, is: TargetFilter) -> Result<Vec<String>, String> {
+    let packages = metadata().workspace_packages();
+    let found = packages
+        .iter()
+        .find(|p| p.name.as_str() == package)
+        .ok_or_else(|| format!("no workspace package is named {package}"))?;
+    Ok(found
+        .targets
+        .iter()
+        .filter(|t| is(t))
+        .map(|t| t.name.clone())
+        .collect())
+}
+
+/// The binary targets of a workspace package.
+fn package_binaries(package: &str) -> Result<Vec<String>, String> {
+    targets(package, Target::is_bin)
+}
+
+/// Parses `bin args…` with that CLI's clap definition, in process: `Err` when it refuses.
+fn parse_cli(bin: &str, args: &[String]) -> Result<(), String> {
+    let words = std::iter::once(bin.to_owned()).chain(args.iter().cloned());
+    let parsed = match bin {
+        "inventory-local" => inventory_local::cli::Cli::try_parse_from(words).map(drop),
+        "generator" => inventory_generator::cli::Cli::try_parse_from(words).map(drop),
+        "inventory-ops" => inventory_ops::cli::Cli::try_parse_from(words).map(drop),
+        other => {
+            return Err(format!(
+                "`{other}` is not a CLI this test can parse; teach parse_cli() about it"
+            ))
+        }
+    };
+    match parsed {
+        Ok(()) => Ok(()),
+        // A documented `--help` or `--version` is a command that works.
+        Err(e) if matches!(e.kind(), ErrorKind::DisplayHelp | ErrorKind::DisplayVersion) => Ok(()),
+        Err(e) => Err(format!(
+            "`{bin} {}` was refused: {}",
+            args.join(" "),
+            e.render().to_string().trim()
         )),
     }
 }
@@ -368,29 +301,7 @@ fn run_check(check: &Check) -> Result<(), String> {
                 ))
             }
         }
-        Check::Cli { bin, args } => {
-            let exe = binary(bin)?;
-            let out = Command::new(&exe)
-                .current_dir(repo())
-                .args(args)
-                .arg("--help")
-                // Parsing only: no AWS configuration may reach for instance metadata.
-                .env("AWS_EC2_METADATA_DISABLED", "true")
-                .env("AWS_REGION", "us-east-1")
-                .env("AWS_ACCESS_KEY_ID", "local")
-                .env("AWS_SECRET_ACCESS_KEY", "local")
-                .output()
-                .map_err(|e| format!("running {}: {e}", exe.display()))?;
-            if out.status.success() {
-                Ok(())
-            } else {
-                Err(format!(
-                    "`{bin} {} --help` was refused: {}",
-                    args.join(" "),
-                    String::from_utf8_lossy(&out.stderr).trim()
-                ))
-            }
-        }
+        Check::Cli { bin, args } => parse_cli(bin, args),
         Check::Script(path) => {
             use std::os::unix::fs::PermissionsExt as _;
             let meta = std::fs::metadata(repo().join(path)).map_err(|e| format!("{path}: {e}"))?;
@@ -465,11 +376,21 @@ fn the_readme_opens_with_make_demo_and_make_test() {
 #[test]
 fn the_checker_refuses_what_it_should() {
     let words = |s: &str| shell_words(s);
-    // A flag the CLI does not have is refused by the real binary.
+    // A flag the CLI does not have, an unknown subcommand or a bad value is refused by the
+    // CLI's own parser.
     let bogus = classify(&words("inventory-local demo --port 0 --no-such-flag")).unwrap();
     assert!(run_check(&bogus).unwrap_err().contains("--no-such-flag"));
-    let bogus_sub = classify(&words("inventory-local frobnicate")).unwrap();
-    assert!(run_check(&bogus_sub).is_err());
+    for refused in [
+        "inventory-local frobnicate",
+        "inventory-ops frobnicate",
+        "generator publish --events many",
+        "cargo run -p inventory-generator --bin generator -- publish --no-such-flag",
+    ] {
+        let check = classify(&words(refused)).unwrap();
+        assert!(run_check(&check).is_err(), "{refused}");
+    }
+    let help = classify(&words("generator publish --help")).unwrap();
+    assert_eq!(run_check(&help), Ok(()));
     assert!(run_check(&Check::Make(vec!["no-such-target".into()])).is_err());
     // `cargo run` of a package with two binaries needs --bin.
     assert!(
@@ -478,6 +399,17 @@ fn the_checker_refuses_what_it_should() {
             .contains("--bin")
     );
     assert!(classify(&words("rm -rf /")).is_err());
+    // `cargo … -p` names packages and their targets.
+    let cargo = |s: &str| cargo_targets_problems(&words(s));
+    assert!(cargo("cargo build -p inventory-bench --bin inventory-bench").is_empty());
+    assert!(!cargo("cargo build -p inventory-local --bin inventory-bench").is_empty());
+    assert!(!cargo("cargo test -p no-such-package").is_empty());
+    assert!(!cargo("cargo test -p inventory-testkit --test no_such_test").is_empty());
+    assert!(!cargo("cargo bench -p inventory-processor --bench no_such_bench").is_empty());
+    assert_eq!(
+        cargo_spans("a `cargo build\n  -p x` and ```` `cargo y` ```` b `make z`"),
+        [(3, "cargo build\n  -p x".to_owned())]
+    );
     // Parsing: comments, continuations' joins, quotes and operators.
     assert_eq!(
         words(r#"A=1 make dev 'x y' "a\"b" # comment && no"#),
@@ -497,6 +429,161 @@ fn the_checker_refuses_what_it_should() {
     assert_eq!(cmds.len(), 1);
     assert_eq!(cmds[0].words, ["make", "demo", "--x"]);
     assert_eq!(cmds[0].place, "t.md:2");
+}
+
+/// Each `cargo` command in a code span (`` `cargo …` ``, possibly over lines) of `text`, with
+/// the byte offset where it starts. A span is delimited by backtick runs of equal length.
+fn cargo_spans(text: &str) -> Vec<(usize, String)> {
+    let bytes = text.as_bytes();
+    let run_at = |i: usize| bytes[i..].iter().take_while(|b| **b == b'`').count();
+    let mut out = Vec::new();
+    let mut i = 0;
+    while i < bytes.len() {
+        if bytes[i] != b'`' {
+            i += 1;
+            continue;
+        }
+        let n = run_at(i);
+        let body = i + n;
+        let mut j = body;
+        let close = loop {
+            match bytes[j..].iter().position(|b| *b == b'`') {
+                None => break None,
+                Some(k) if run_at(j + k) == n => break Some(j + k),
+                Some(k) => j += k + run_at(j + k),
+            }
+        };
+        let Some(close) = close else { break };
+        let span = &text[body..close];
+        if span.starts_with("cargo ") {
+            out.push((body, span.to_owned()));
+        }
+        i = close + n;
+    }
+    out
+}
+
+/// The `cargo` commands of a document: in code spans outside fences, and the lines of fenced
+/// blocks (`\` continuations joined), as (line, words).
+fn cargo_commands(text: &str) -> Vec<(usize, Vec<String>)> {
+    let mut prose = String::new();
+    let mut out = Vec::new();
+    let mut in_fence = false;
+    let mut pending: Option<(usize, String)> = None;
+    for (n, line) in text.lines().enumerate() {
+        if line.trim_start().starts_with("```") {
+            in_fence = !in_fence;
+            prose.push('\n');
+            continue;
+        }
+        if !in_fence {
+            prose.push_str(line);
+            prose.push('\n');
+            continue;
+        }
+        prose.push('\n');
+        let (start, mut joined) = pending.take().unwrap_or((n + 1, String::new()));
+        match line.strip_suffix('\\') {
+            Some(head) => {
+                joined.push_str(head);
+                pending = Some((start, joined));
+            }
+            None => {
+                joined.push_str(line);
+                out.push((start, shell_words(&joined)));
+            }
+        }
+    }
+    for (at, span) in cargo_spans(&prose) {
+        let line = prose[..at].matches('\n').count() + 1;
+        out.push((line, shell_words(&span.replace('\n', " "))));
+    }
+    out.into_iter()
+        .flat_map(|(line, words)| {
+            split_commands(&words)
+                .into_iter()
+                .filter(|c| c.first().map(String::as_str) == Some("cargo"))
+                .map(move |c| (line, c))
+        })
+        .collect()
+}
+
+/// What is wrong with the packages and targets a `cargo` command names (empty: nothing).
+fn cargo_targets_problems(words: &[String]) -> Vec<String> {
+    // Words after `--` are the program's, not cargo's.
+    let end = words.iter().position(|w| w == "--").unwrap_or(words.len());
+    let words = &words[..end];
+    let value_of = |flags: &[&str]| -> Vec<String> {
+        words
+            .windows(2)
+            .filter(|w| flags.contains(&w[0].as_str()))
+            .map(|w| w[1].clone())
+            .collect()
+    };
+    let mut problems = Vec::new();
+    // A placeholder (`-p …`, `-p <package>`) names no package.
+    let mut packages: Vec<String> = value_of(&["-p", "--package"])
+        .into_iter()
+        .filter(|p| !(p.contains('…') || p.starts_with('<')))
+        .collect();
+    for package in &packages {
+        if let Err(e) = targets(package, |_| true) {
+            problems.push(e);
+        }
+    }
+    if packages.is_empty() {
+        packages = metadata()
+            .workspace_packages()
+            .iter()
+            .map(|p| p.name.to_string())
+            .collect();
+    }
+    let kinds: [(&str, TargetFilter); 3] = [
+        ("--bin", Target::is_bin),
+        ("--test", Target::is_test),
+        ("--bench", Target::is_bench),
+    ];
+    for (flag, is) in kinds {
+        for name in value_of(&[flag]) {
+            let found = packages
+                .iter()
+                .any(|p| targets(p, is).is_ok_and(|t| t.contains(&name)));
+            if !found {
+                problems.push(format!(
+                    "no package of {packages:?} has a `{flag} {name}` target"
+                ));
+            }
+        }
+    }
+    problems
+}
+
+/// Every `cargo … -p <package> [--bin|--test|--bench <target>]` in the docs, in prose or in a
+/// block, names a workspace package and a target of it, so a moved binary or test fails here.
+#[test]
+fn every_cargo_command_in_the_docs_names_real_packages_and_targets() {
+    let mut failures = Vec::new();
+    let mut checked = 0;
+    for (path, text) in documents() {
+        for (line, words) in cargo_commands(&text) {
+            checked += 1;
+            for problem in cargo_targets_problems(&words) {
+                failures.push(format!(
+                    "{path}:{line}: `{}`\n    {problem}",
+                    words.join(" ")
+                ));
+            }
+        }
+    }
+    assert!(
+        failures.is_empty(),
+        "documented cargo commands that name what does not exist:\n{}",
+        failures.join("\n")
+    );
+    assert!(
+        checked >= 10,
+        "only {checked} cargo commands found in the docs"
+    );
 }
 
 /// Each docs/*.mmd has an SVG rendered from exactly this source (scripts/render-diagrams.sh
