@@ -7,7 +7,7 @@
 # own browser download is skipped (it fails without internet access beyond the registries);
 # mermaid-cli drives the system chromium instead (CHROMIUM overrides its path).
 #
-# Each SVG starts with a comment naming the sha256 of its source; local/tests/docs_commands.rs
+# Each SVG starts with a comment naming the sha256 of its source; testkit/tests/docs_commands.rs
 # checks it, so a diagram edited without re-rendering fails `make test`.
 set -euo pipefail
 cd "$(dirname "$0")/.."

@@ -36,7 +36,7 @@ use harness::*;
 use inventory_domain::{PipeRecord, RejectionReason};
 use inventory_generator::Skew;
 use inventory_local::fault_proxy::{FaultProxy, FaultRates};
-use inventory_local::pipe::{BoxFuture, Target};
+use inventory_local::pipe::{BoxFuture, Target, TargetError};
 use inventory_local::pipe_settings::PipeSettings;
 use inventory_local::stack::{LocalStack, StackOptions};
 use inventory_processor::Processor;
@@ -97,7 +97,7 @@ struct RedeliveringTarget {
 }
 
 impl Target for RedeliveringTarget {
-    fn invoke(&self, payload: Vec<u8>) -> BoxFuture<Result<Vec<u8>, String>> {
+    fn invoke(&self, payload: Vec<u8>) -> BoxFuture<'static, Result<Vec<u8>, TargetError>> {
         let records: Vec<PipeRecord> = serde_json::from_slice(&payload).unwrap();
         let shard = records[0].shard_id().to_owned();
         let again: Vec<PipeRecord> = {
@@ -127,20 +127,20 @@ impl Target for RedeliveringTarget {
         Box::pin(async move {
             let response = first.await?;
             let parsed: inventory_domain::BatchResponse =
-                serde_json::from_slice(&response).map_err(|e| e.to_string())?;
+                serde_json::from_slice(&response).map_err(TargetError::function)?;
             if !parsed.batch_item_failures.is_empty() {
                 return Ok(response);
             }
             // The redelivery must also succeed; if it did not, the batch is retried whole.
             let again_response = inner
-                .invoke(serde_json::to_vec(&again).map_err(|e| e.to_string())?)
+                .invoke(serde_json::to_vec(&again).map_err(TargetError::function)?)
                 .await?;
             let again_parsed: inventory_domain::BatchResponse =
-                serde_json::from_slice(&again_response).map_err(|e| e.to_string())?;
+                serde_json::from_slice(&again_response).map_err(TargetError::function)?;
             if again_parsed.batch_item_failures.is_empty() {
                 Ok(response)
             } else {
-                Err("the redelivery failed".into())
+                Err(TargetError::function("the redelivery failed"))
             }
         })
     }
@@ -555,11 +555,11 @@ impl Hostile<'_> {
 struct Base64Breaker(InProcessTarget);
 
 impl Target for Base64Breaker {
-    fn invoke(&self, payload: Vec<u8>) -> BoxFuture<Result<Vec<u8>, String>> {
+    fn invoke(&self, payload: Vec<u8>) -> BoxFuture<'static, Result<Vec<u8>, TargetError>> {
         let marker = base64::engine::general_purpose::STANDARD.encode(NOT_BASE64_MARKER);
         let mut records: Vec<PipeRecord> = match serde_json::from_slice(&payload) {
             Ok(r) => r,
-            Err(e) => return Box::pin(async move { Err(e.to_string()) }),
+            Err(e) => return Box::pin(async move { Err(TargetError::function(e)) }),
         };
         for r in &mut records {
             if r.data == marker {
@@ -568,7 +568,7 @@ impl Target for Base64Breaker {
         }
         match serde_json::to_vec(&records) {
             Ok(p) => self.0.invoke(p),
-            Err(e) => Box::pin(async move { Err(e.to_string()) }),
+            Err(e) => Box::pin(async move { Err(TargetError::function(e)) }),
         }
     }
 }
@@ -795,7 +795,7 @@ impl Instances {
 }
 
 impl Target for Instances {
-    fn invoke(&self, payload: Vec<u8>) -> BoxFuture<Result<Vec<u8>, String>> {
+    fn invoke(&self, payload: Vec<u8>) -> BoxFuture<'static, Result<Vec<u8>, TargetError>> {
         let k = self.next.fetch_add(1, Ordering::SeqCst) as usize;
         let pool = self.pool.lock().unwrap();
         pool[k % pool.len()].invoke(payload)
@@ -846,8 +846,8 @@ async fn assert_duplicates_counted(
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn f8_many_producers_on_hot_products_with_late_retries_apply_each_event_once() {
-    // The Pipe as deployed (batches of 100 or 1 s), so the log's cost per event is the
-    // deployed one.
+    // The Pipe as deployed (its batch size and window: infra/template.yaml), so the log's
+    // cost per event is the deployed one.
     let stack = local_stack_as_deployed().await;
     let instances = shared(Instances::new(&stack, 3));
     let pipe = stack.pipe_to(instances.clone()).spawn();
@@ -1132,7 +1132,7 @@ struct Outage {
 }
 
 impl Target for Outage {
-    fn invoke(&self, payload: Vec<u8>) -> BoxFuture<Result<Vec<u8>, String>> {
+    fn invoke(&self, payload: Vec<u8>) -> BoxFuture<'static, Result<Vec<u8>, TargetError>> {
         if self.outage.load(Ordering::SeqCst) {
             self.failing.invoke(payload)
         } else {

@@ -1088,11 +1088,11 @@ async fn a_retry_in_a_child_shard_of_an_event_its_parent_carried_is_ignored() {
 }
 
 /// What recognising duplicates at any distance costs: one log item per batch, 20 bytes per
-/// event in it (3 write units for a batch of 100, 0.03 per event), written in one
-/// transaction with the shard's counters; nothing on the product items (still one write per
-/// distinct product), one small read per batch.
+/// event in it (3 units for a batch of 100), written in one transaction with the shard's
+/// counters (10 units in all, 0.1 per event); nothing on the product items (still one write
+/// per distinct product), one small read per batch.
 #[tokio::test]
-async fn the_shard_log_costs_three_write_units_per_batch_of_a_hundred_and_nothing_per_product() {
+async fn the_shard_log_costs_ten_write_units_per_batch_of_a_hundred_and_nothing_per_product() {
     let s = stack(1).await;
     let mut puts = Vec::new();
     for p in 0..10 {
@@ -1122,7 +1122,6 @@ async fn the_shard_log_costs_three_write_units_per_batch_of_a_hundred_and_nothin
     );
     // One request per batch besides the product writes: the log item (3 units) and the
     // shard's counters and bucket (1 each) in one transaction, each item's units doubled.
-    // Before the counters: 3 requests per batch (log, bucket, totals) and 3 + 1 + 1 units.
     assert_eq!((log.write_requests, log.write_units), (10, 100));
     assert_eq!(log.read_requests, 10, "one freshness query per batch");
     let per_event = log.write_units as f64 / records.len() as f64;
