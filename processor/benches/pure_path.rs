@@ -11,7 +11,9 @@ use std::time::Duration;
 
 use base64::Engine as _;
 use criterion::measurement::{Measurement, ValueFormatter, WallTime};
-use criterion::{criterion_group, criterion_main, BatchSize, Criterion, Throughput};
+use criterion::{
+    criterion_group, criterion_main, BatchSize, BenchmarkGroup, Criterion, Throughput,
+};
 use inventory_domain::pipes::PipeBatch;
 use inventory_domain::{PipeRecord, ProductRecord, ProductStatus, RecentIds, SequenceNumber};
 use inventory_processor::body::read_body;
@@ -33,6 +35,7 @@ fn batch(zipf: Option<f64>, seed: u64) -> (Vec<u8>, HashMap<String, ProductRecor
     let id = |p: usize| format!("r1f3c9a2e-P{:05}", p + 1);
     let mut stored = HashMap::new();
     let mut records = Vec::with_capacity(RECORDS);
+    let stream = inventory_domain::arn::StreamArn::parse(ARN).expect("the bench's stream ARN");
     for i in 0..RECORDS {
         let p = match &dist {
             Some(z) => (z.sample(&mut rng) as usize).clamp(1, PRODUCTS) - 1,
@@ -68,18 +71,15 @@ fn batch(zipf: Option<f64>, seed: u64) -> (Vec<u8>, HashMap<String, ProductRecor
         });
         let seq = format!("4959033827149025660855969253836157109592157598913{:07}", i);
         records.push(PipeRecord {
-            kinesis_schema_version: "1.0".into(),
-            partition_key: product_id.clone(),
-            sequence_number: seq.clone(),
-            data: base64::engine::general_purpose::STANDARD.encode(event.to_string()),
-            approximate_arrival_timestamp: 1_764_072_000.0 + i as f64 / 1000.0,
-            event_source: "aws:kinesis".into(),
-            event_version: "1.0".into(),
-            event_id: format!("shardId-000000000000:{seq}"),
-            event_name: "aws:kinesis:record".into(),
             invoke_identity_arn: "arn:aws:iam::123456789012:role/inventory-pipe-role".into(),
-            aws_region: "us-east-1".into(),
-            event_source_arn: ARN.into(),
+            ..PipeRecord::new(
+                &stream,
+                "shardId-000000000000",
+                &seq,
+                &product_id,
+                base64::engine::general_purpose::STANDARD.encode(event.to_string()),
+                1_764_072_000.0 + i as f64 / 1000.0,
+            )
         });
         stored.entry(product_id.clone()).or_insert(ProductRecord {
             product_id,
@@ -148,131 +148,167 @@ fn lambda_deserialize<T: for<'de> serde::Deserialize<'de>>(body: &[u8]) -> T {
     serde_path_to_error::deserialize(de).expect("a Pipes batch")
 }
 
+/// One workload's batch in every form the benchmarks read it, checked to agree.
+struct Input {
+    /// The invocation's body.
+    json: Vec<u8>,
+    /// The products' stored items before the batch.
+    stored: HashMap<String, ProductRecord>,
+    pipe_batch: PipeBatch,
+    decoded: inventory_processor::handler::DecodedBatch,
+}
+
+/// The batch of the workload (`skew`: Zipf's exponent, or uniform), with every way of
+/// reading it checked to give the same records and the same decoded events.
+fn input(skew: Option<f64>) -> Input {
+    let (json, stored) = batch(skew, 7);
+    let records: Vec<PipeRecord> = serde_json::from_slice(&json).expect("a Pipes batch");
+    let pipe_batch: PipeBatch = serde_json::from_slice(&json).expect("a Pipes batch");
+    let decoded = decode_pipe_batch(&pipe_batch);
+    assert!(decoded.malformed.is_empty(), "{:?}", decoded.malformed);
+    assert_eq!(decoded, decode_batch(&records), "both readings agree");
+    let raw: Box<serde_json::value::RawValue> = lambda_deserialize(&json);
+    let via_raw: PipeBatch = serde_json::from_str(raw.get()).expect("a Pipes batch");
+    assert_eq!(
+        via_raw, pipe_batch,
+        "a RawValue through path tracking is the whole body"
+    );
+    let in_place = read_body(json.clone()).expect("a Pipes batch");
+    assert_eq!(
+        in_place.to_records(),
+        records,
+        "read in place, the same records"
+    );
+    assert_eq!(decode_pipe_batch(&in_place), decoded);
+    Input {
+        json,
+        stored,
+        pipe_batch,
+        decoded,
+    }
+}
+
 fn pure_path(c: &mut Criterion<ThreadCpu>) {
     for (name, skew) in [("uniform", None), ("zipf1.1", Some(1.1))] {
-        let (json, stored) = batch(skew, 7);
-        let records: Vec<PipeRecord> = serde_json::from_slice(&json).expect("a Pipes batch");
-        let pipe_batch: PipeBatch = serde_json::from_slice(&json).expect("a Pipes batch");
-        let decoded = decode_pipe_batch(&pipe_batch);
-        assert!(decoded.malformed.is_empty(), "{:?}", decoded.malformed);
-        assert_eq!(decoded, decode_batch(&records), "both readings agree");
-        let raw: Box<serde_json::value::RawValue> = lambda_deserialize(&json);
-        let via_raw: PipeBatch = serde_json::from_str(raw.get()).expect("a Pipes batch");
-        assert_eq!(
-            via_raw, pipe_batch,
-            "a RawValue through path tracking is the whole body"
-        );
-        let in_place = read_body(json.clone()).expect("a Pipes batch");
-        assert_eq!(
-            in_place.to_records(),
-            records,
-            "read in place, the same records"
-        );
-        assert_eq!(decode_pipe_batch(&in_place), decoded);
-
+        let input = input(skew);
         let mut g = c.benchmark_group(format!("pure_path/{name}"));
         g.throughput(Throughput::Elements(RECORDS as u64));
-        // The figure, as the processor's Lambda runs it: the invocation's bytes in
-        // (taken before lambda_runtime's deserialiser, processor/src/body.rs), read in place,
-        // events decoded, validated and grouped per product, everything freed again. The
-        // setup's copy of the body stands for the runtime's, which it hands over.
-        g.bench_function("Lambda/read_body+decode+group", |b| {
-            b.iter_batched(
-                || json.clone(),
-                |body| {
-                    let batch = read_body(body).expect("a Pipes batch");
-                    let decoded = decode_pipe_batch(&batch);
-                    black_box(&decoded);
-                },
-                BatchSize::LargeInput,
-            )
-        });
-        // The previous Lambda path: the body deserialised by lambda_runtime as a RawValue
-        // (a full scan and copy), then read as a PipeBatch by serde_json.
-        g.bench_function("RawValue+PipeBatch/parse+decode+group", |b| {
-            b.iter(|| {
-                let raw: Box<serde_json::value::RawValue> = lambda_deserialize(black_box(&json));
-                let batch: PipeBatch = serde_json::from_str(raw.get()).expect("a Pipes batch");
-                black_box(decode_pipe_batch(&batch))
-            })
-        });
-        // The body deserialised by lambda_runtime straight into the batch types.
-        g.bench_function("PipeBatch/parse+decode+group", |b| {
-            b.iter(|| {
-                let batch: PipeBatch = lambda_deserialize(black_box(&json));
-                black_box(decode_pipe_batch(&batch))
-            })
-        });
-        g.bench_function("Vec<PipeRecord>/parse+decode+group", |b| {
-            b.iter(|| {
-                let records: Vec<PipeRecord> = lambda_deserialize(black_box(&json));
-                black_box(decode_batch(&records))
-            })
-        });
-        // Everything the handler does without I/O: also fold each product's events over its
-        // stored item into the one write it makes.
-        g.bench_function("PipeBatch/parse+decode+group+fold", |b| {
-            b.iter(|| {
-                let batch: PipeBatch = lambda_deserialize(black_box(&json));
+        whole_paths(&mut g, &input);
+        stages(&mut g, &input);
+        g.finish();
+    }
+}
+
+/// The whole pure path, body to decoded (and folded) products, each way the Lambda has read
+/// or could read the body.
+fn whole_paths(g: &mut BenchmarkGroup<'_, ThreadCpu>, input: &Input) {
+    let Input { json, stored, .. } = input;
+    // The figure, as the processor's Lambda runs it: the invocation's bytes in
+    // (taken before lambda_runtime's deserialiser, processor/src/body.rs), read in place,
+    // events decoded, validated and grouped per product, everything freed again. The
+    // setup's copy of the body stands for the runtime's, which it hands over.
+    g.bench_function("Lambda/read_body+decode+group", |b| {
+        b.iter_batched(
+            || json.clone(),
+            |body| {
+                let batch = read_body(body).expect("a Pipes batch");
                 let decoded = decode_pipe_batch(&batch);
-                let folds: Vec<_> = decoded
-                    .products
+                black_box(&decoded);
+            },
+            BatchSize::LargeInput,
+        )
+    });
+    // The previous Lambda path: the body deserialised by lambda_runtime as a RawValue
+    // (a full scan and copy), then read as a PipeBatch by serde_json.
+    g.bench_function("RawValue+PipeBatch/parse+decode+group", |b| {
+        b.iter(|| {
+            let raw: Box<serde_json::value::RawValue> = lambda_deserialize(black_box(json));
+            let batch: PipeBatch = serde_json::from_str(raw.get()).expect("a Pipes batch");
+            black_box(decode_pipe_batch(&batch))
+        })
+    });
+    // The body deserialised by lambda_runtime straight into the batch types.
+    g.bench_function("PipeBatch/parse+decode+group", |b| {
+        b.iter(|| {
+            let batch: PipeBatch = lambda_deserialize(black_box(json));
+            black_box(decode_pipe_batch(&batch))
+        })
+    });
+    g.bench_function("Vec<PipeRecord>/parse+decode+group", |b| {
+        b.iter(|| {
+            let records: Vec<PipeRecord> = lambda_deserialize(black_box(json));
+            black_box(decode_batch(&records))
+        })
+    });
+    // Everything the handler does without I/O: also fold each product's events over its
+    // stored item into the one write it makes.
+    g.bench_function("PipeBatch/parse+decode+group+fold", |b| {
+        b.iter(|| {
+            let batch: PipeBatch = lambda_deserialize(black_box(json));
+            let decoded = decode_pipe_batch(&batch);
+            let folds: Vec<_> = decoded
+                .products
+                .iter()
+                .map(|w| fold_listed(stored.get(&w.product_id).cloned(), &w.events))
+                .collect();
+            black_box(folds)
+        })
+    });
+}
+
+/// The stages alone, to show where the time goes.
+fn stages(g: &mut BenchmarkGroup<'_, ThreadCpu>, input: &Input) {
+    let Input {
+        json,
+        stored,
+        pipe_batch,
+        decoded,
+    } = input;
+    g.bench_function(
+        "stage/RawValue through lambda_runtime's deserialiser",
+        |b| {
+            b.iter(|| {
+                let raw: Box<serde_json::value::RawValue> = lambda_deserialize(black_box(json));
+                black_box(raw)
+            })
+        },
+    );
+    g.bench_function("stage/read_body (sonic-rs, in place)", |b| {
+        b.iter_batched(
+            || json.clone(),
+            |body| black_box(read_body(body).expect("a Pipes batch")),
+            BatchSize::LargeInput,
+        )
+    });
+    g.bench_function("stage/PipeBatch::from_json (serde_json, in place)", |b| {
+        b.iter_batched(
+            || String::from_utf8(json.clone()).expect("JSON is UTF-8"),
+            |body| black_box(PipeBatch::from_json(body).expect("a Pipes batch")),
+            BatchSize::LargeInput,
+        )
+    });
+    g.bench_function("stage/parse PipeBatch (serde_json, copied)", |b| {
+        b.iter(|| {
+            let batch: PipeBatch = serde_json::from_slice(black_box(json)).expect("a Pipes batch");
+            black_box(batch)
+        })
+    });
+    g.bench_function("stage/decode+group", |b| {
+        b.iter(|| black_box(decode_pipe_batch(black_box(pipe_batch))))
+    });
+    g.bench_function("stage/fold", |b| {
+        b.iter_batched(
+            || decoded.products.clone(),
+            |products| {
+                let folds: Vec<_> = products
                     .iter()
                     .map(|w| fold_listed(stored.get(&w.product_id).cloned(), &w.events))
                     .collect();
                 black_box(folds)
-            })
-        });
-        // The stages alone, to show where the time goes.
-        g.bench_function(
-            "stage/RawValue through lambda_runtime's deserialiser",
-            |b| {
-                b.iter(|| {
-                    let raw: Box<serde_json::value::RawValue> =
-                        lambda_deserialize(black_box(&json));
-                    black_box(raw)
-                })
             },
-        );
-        g.bench_function("stage/read_body (sonic-rs, in place)", |b| {
-            b.iter_batched(
-                || json.clone(),
-                |body| black_box(read_body(body).expect("a Pipes batch")),
-                BatchSize::LargeInput,
-            )
-        });
-        g.bench_function("stage/PipeBatch::from_json (serde_json, in place)", |b| {
-            b.iter_batched(
-                || String::from_utf8(json.clone()).expect("JSON is UTF-8"),
-                |body| black_box(PipeBatch::from_json(body).expect("a Pipes batch")),
-                BatchSize::LargeInput,
-            )
-        });
-        g.bench_function("stage/parse PipeBatch (serde_json, copied)", |b| {
-            b.iter(|| {
-                let batch: PipeBatch =
-                    serde_json::from_slice(black_box(&json)).expect("a Pipes batch");
-                black_box(batch)
-            })
-        });
-        g.bench_function("stage/decode+group", |b| {
-            b.iter(|| black_box(decode_pipe_batch(black_box(&pipe_batch))))
-        });
-        g.bench_function("stage/fold", |b| {
-            b.iter_batched(
-                || decoded.products.clone(),
-                |products| {
-                    let folds: Vec<_> = products
-                        .iter()
-                        .map(|w| fold_listed(stored.get(&w.product_id).cloned(), &w.events))
-                        .collect();
-                    black_box(folds)
-                },
-                BatchSize::LargeInput,
-            )
-        });
-        g.finish();
-    }
+            BatchSize::LargeInput,
+        )
+    });
 }
 
 /// The fold as the processor runs it: each record placed in the stream's listing (one

@@ -37,6 +37,15 @@ impl Loaded {
     }
 }
 
+/// The products' state this instance's cache holds, and the products to read.
+struct Cached<'w> {
+    /// Per product found in the cache with an item: the item.
+    current: HashMap<String, ProductRecord>,
+    /// Per product (as the batch's work): its state came from the cache.
+    from_cache: Vec<bool>,
+    to_read: Vec<&'w str>,
+}
+
 impl Processor {
     /// 3a. The shard logs of each shard and its ancestors, up to date: what other instances
     /// logged since this one last saw the shard (or the whole window after a cold start).
@@ -48,9 +57,49 @@ impl Processor {
         work: Vec<ProductWork>,
         placed: &Placements,
     ) -> Loaded {
+        let (shard_of, shards) = self.refresh_logs(run, &work, placed).await;
+        run.report.phases.log_refresh_us = run.phase_us();
+
+        let Cached {
+            mut current,
+            from_cache,
+            to_read,
+        } = self.cached(&work, &shard_of, &shards);
+        let (read, reads, unread) = self.load_products(&to_read).await;
+        run.report.read_requests = reads;
+        run.report.cache_misses = to_read.len() as u64;
+        run.report.cache_hits = (work.len() - to_read.len()) as u64;
+        {
+            let mut cache = self.cache();
+            for ((w, shard), cached) in work.iter().zip(&shard_of).zip(&from_cache) {
+                if !cached && !unread.contains_key(&w.product_id) {
+                    cache.put(shard, &w.product_id, read.get(&w.product_id).cloned());
+                }
+            }
+        }
+        current.extend(read);
+        run.report.phases.read_us = run.phase_us();
+        Loaded {
+            work,
+            shard_of,
+            from_cache,
+            shards,
+            current,
+            unread,
+        }
+    }
+
+    /// 3a. Each product's shard, and the batch's shards with their logs (and their
+    /// ancestors') refreshed, or why they could not be.
+    async fn refresh_logs(
+        &self,
+        run: &mut Run<'_>,
+        work: &[ProductWork],
+        placed: &Placements,
+    ) -> (Vec<ShardKey>, BTreeMap<ShardKey, Option<String>>) {
         let mut shard_of: Vec<ShardKey> = Vec::with_capacity(work.len());
         let mut shards: BTreeMap<ShardKey, Option<String>> = BTreeMap::new();
-        for w in &work {
+        for w in work {
             let key = shard_key(run.batch, w.indices[0]);
             shards.entry(key.clone()).or_insert(None);
             shard_of.push(key);
@@ -76,59 +125,47 @@ impl Processor {
                 Err(e) => *error = Some(e.to_string()),
             }
         }
-        run.report.phases.log_refresh_us = run.phase_us();
+        (shard_of, shards)
+    }
 
+    /// 3b. What this instance's cache holds of the products whose shard's log is up to date
+    /// (each shard's cache dropped first if its log shows another writer), and the rest.
+    fn cached<'w>(
+        &self,
+        work: &'w [ProductWork],
+        shard_of: &[ShardKey],
+        shards: &BTreeMap<ShardKey, Option<String>>,
+    ) -> Cached<'w> {
         let epochs: Vec<(&ShardKey, Option<u64>)> = shards
             .iter()
             .filter(|(_, error)| error.is_none())
             .map(|(key, _)| (key, self.log.epoch(&key.0, &key.1)))
             .collect();
-        let mut current: HashMap<String, ProductRecord> = HashMap::with_capacity(work.len());
-        let mut from_cache: Vec<bool> = Vec::with_capacity(work.len());
-        let mut to_read: Vec<&str> = Vec::new();
-        {
-            let mut cache = self.cache();
-            for (key, epoch) in &epochs {
-                cache.validate(key, *epoch);
-            }
-            for (w, shard) in work.iter().zip(&shard_of) {
-                let usable = matches!(shards.get(shard), Some(None));
-                match cache.get(shard, &w.product_id).filter(|_| usable) {
-                    Some(hit) => {
-                        if let Some(record) = hit {
-                            current.insert(w.product_id.clone(), record);
-                        }
-                        from_cache.push(true);
+        let mut cached = Cached {
+            current: HashMap::with_capacity(work.len()),
+            from_cache: Vec::with_capacity(work.len()),
+            to_read: Vec::new(),
+        };
+        let mut cache = self.cache();
+        for (key, epoch) in &epochs {
+            cache.validate(key, *epoch);
+        }
+        for (w, shard) in work.iter().zip(shard_of) {
+            let usable = matches!(shards.get(shard), Some(None));
+            match cache.get(shard, &w.product_id).filter(|_| usable) {
+                Some(hit) => {
+                    if let Some(record) = hit {
+                        cached.current.insert(w.product_id.clone(), record);
                     }
-                    None => {
-                        to_read.push(&w.product_id);
-                        from_cache.push(false);
-                    }
+                    cached.from_cache.push(true);
+                }
+                None => {
+                    cached.to_read.push(&w.product_id);
+                    cached.from_cache.push(false);
                 }
             }
         }
-        let (read, reads, unread) = self.load_products(&to_read).await;
-        run.report.read_requests = reads;
-        run.report.cache_misses = to_read.len() as u64;
-        run.report.cache_hits = (work.len() - to_read.len()) as u64;
-        {
-            let mut cache = self.cache();
-            for ((w, shard), cached) in work.iter().zip(&shard_of).zip(&from_cache) {
-                if !cached && !unread.contains_key(&w.product_id) {
-                    cache.put(shard, &w.product_id, read.get(&w.product_id).cloned());
-                }
-            }
-        }
-        current.extend(read);
-        run.report.phases.read_us = run.phase_us();
-        Loaded {
-            work,
-            shard_of,
-            from_cache,
-            shards,
-            current,
-            unread,
-        }
+        cached
     }
 
     /// Reads the products' items (consistent). Returns the items found, the number of

@@ -3,6 +3,7 @@
 
 use std::collections::BTreeMap;
 
+use inventory_domain::dedup::LogRecord;
 use inventory_domain::SequenceNumber;
 use inventory_store::shard_log::{partition, product_tag, Attempt};
 use inventory_store::stats::{self, ShardAdd};
@@ -10,7 +11,7 @@ use inventory_store::stats::{self, ShardAdd};
 use super::run::Run;
 use super::statistics::delivery_counters;
 use super::write::Written;
-use super::{shard_key, Processor};
+use super::{shard_key, Processor, ShardKey};
 
 impl Processor {
     /// Appends each shard's processed events with its counters. If an append cannot be
@@ -24,7 +25,6 @@ impl Processor {
             mut applied_to,
             mut changed,
         } = written;
-        let (batch, now) = (run.batch, run.now);
         let mut attempts = attempts(run);
         for (key, attempt) in attempts.iter_mut() {
             attempt.changed = changed.remove(key).unwrap_or_default();
@@ -37,68 +37,92 @@ impl Processor {
             }
             let add = applied_to.remove(key).unwrap_or_default();
             let carries = !deliveries_counted;
-            let log_pk = partition(&key.0, &key.1);
-            let report = &run.report;
-            let appended = self
-                .log
-                .append_with(
-                    &key.0,
-                    &key.1,
-                    logged,
-                    attempt,
-                    (run.oldest, run.newest),
-                    |number, this| {
-                        let mut add = add.clone();
-                        if carries {
-                            let mut log = report.log;
-                            log.add(this);
-                            add.counters = delivery_counters(report, log);
-                        }
-                        Ok(self
-                            .counter_updates(
-                                &key.1,
-                                &add,
-                                Some(stats::Through {
-                                    log_pk: &log_pk,
-                                    number,
-                                }),
-                                now,
-                            )?
-                            .to_vec())
-                    },
-                )
-                .await;
-            match appended {
-                Ok(cost) => {
-                    run.report.log.add(cost);
-                    deliveries_counted |= carries;
-                }
-                Err(e) => {
-                    tracing::warn!(shard = %key.1, error = %e, "could not write the shard log and its counters; the Pipe will retry the batch");
-                    if let Some(first) =
-                        (0..run.report.records).find(|i| shard_key(batch, *i) == *key)
-                    {
-                        run.fail(first, e.to_string());
-                    }
-                }
+            if self
+                .append_shard(run, key, attempt, logged, add, carries)
+                .await
+            {
+                deliveries_counted |= carries;
             }
         }
-
-        // 6. A batch with nothing to log (rejections and duplicates only) still counts its
-        // deliveries: one transaction of the shard's two counter updates. A failure here is
-        // logged and does not fail the batch.
         if !deliveries_counted && run.failed.is_empty() && run.report.records > 0 {
-            let shard = shard_key(batch, 0).1;
-            let add = ShardAdd {
-                counters: delivery_counters(&run.report, run.report.log),
-                ..ShardAdd::default()
-            };
-            if let Err(err) = self.add_counters(&shard, &add, now).await {
-                tracing::warn!(error = %err, "could not update statistics");
-                run.report.errors.push(err.to_string());
-            }
+            self.count_deliveries_alone(run).await;
         }
         run.report.phases.log_write_us = run.phase_us();
+    }
+
+    /// One shard's append of its `logged` events with what they `add` to its counters, and,
+    /// when it `carries` them, the batch's delivery counts. `true` when written; otherwise
+    /// the shard's first record fails, so the Pipe retries the shard's part of the batch.
+    async fn append_shard(
+        &self,
+        run: &mut Run<'_>,
+        key: &ShardKey,
+        attempt: &Attempt,
+        logged: &[LogRecord],
+        add: ShardAdd,
+        carries: bool,
+    ) -> bool {
+        let log_pk = partition(&key.0, &key.1);
+        let report = &run.report;
+        let appended = self
+            .log
+            .append_with(
+                &key.0,
+                &key.1,
+                logged,
+                attempt,
+                (run.oldest, run.newest),
+                |number, this| {
+                    let mut add = add.clone();
+                    if carries {
+                        let mut log = report.log;
+                        log.add(this);
+                        add.counters = delivery_counters(report, log);
+                    }
+                    Ok(self
+                        .counter_updates(
+                            &key.1,
+                            &add,
+                            Some(stats::Through {
+                                log_pk: &log_pk,
+                                number,
+                            }),
+                            run.now,
+                        )?
+                        .to_vec())
+                },
+            )
+            .await;
+        match appended {
+            Ok(cost) => {
+                run.report.log.add(cost);
+                true
+            }
+            Err(e) => {
+                tracing::warn!(shard = %key.1, error = %e, "could not write the shard log and its counters; the Pipe will retry the batch");
+                if let Some(first) =
+                    (0..run.report.records).find(|i| shard_key(run.batch, *i) == *key)
+                {
+                    run.fail(first, e.to_string());
+                }
+                false
+            }
+        }
+    }
+
+    /// Step 6: a batch with nothing to log (rejections and duplicates only) still counts
+    /// its deliveries, in one transaction of the shard's two counter updates. A failure here
+    /// is logged and does not fail the batch.
+    async fn count_deliveries_alone(&self, run: &mut Run<'_>) {
+        let shard = shard_key(run.batch, 0).1;
+        let add = ShardAdd {
+            counters: delivery_counters(&run.report, run.report.log),
+            ..ShardAdd::default()
+        };
+        if let Err(err) = self.add_counters(&shard, &add, run.now).await {
+            tracing::warn!(error = %err, "could not update statistics");
+            run.report.errors.push(err.to_string());
+        }
     }
 }
 

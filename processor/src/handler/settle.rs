@@ -13,7 +13,7 @@ use inventory_domain::history::HistoryKey;
 use inventory_domain::pipes::PipeBatch;
 use inventory_domain::{DuplicateKind, Outcome, ProductFold, ProductRecord};
 use inventory_store::history;
-use inventory_store::items::ProductItem;
+use inventory_store::items::{Item, ProductItem};
 use inventory_store::rejections::{self, RejectedRecord, RejectionItem};
 use inventory_store::stats::ProductDelta;
 use inventory_store::StoreError;
@@ -71,6 +71,15 @@ impl Attempt {
     fn next(&self) -> Option<&ProductRecord> {
         self.fold.record.as_ref().filter(|_| self.fold.changed)
     }
+}
+
+/// What one conditional PutItem did.
+enum Put {
+    /// The fold leaves the item as it is: nothing was sent.
+    Unchanged,
+    Written,
+    /// Another writer got there first; its item, as the failed condition returned it.
+    Lost(Option<Item>),
 }
 
 enum Failure {
@@ -157,8 +166,27 @@ impl Processor {
             // latest, and a reader must not show them as if they were.
             next.history = None;
         }
+        let winner = match self.put_conditionally(w, &mut attempt, now).await {
+            Ok(Put::Unchanged) => return (attempt, Ok(false)),
+            Ok(Put::Written) => return (attempt, Ok(true)),
+            Ok(Put::Lost(winner)) => winner,
+            Err(e) => return (attempt, Err(Failure::Error(e))),
+        };
+        let result = self
+            .refold_over(batch, w, (shard, placed), &mut attempt, winner, now)
+            .await;
+        (attempt, result)
+    }
+
+    /// The PutItem of the attempt's state, conditional on the item it was folded over.
+    async fn put_conditionally(
+        &self,
+        w: &ProductWork,
+        attempt: &mut Attempt,
+        now: DateTime<Utc>,
+    ) -> Result<Put, ProcessorError> {
         let Some(next) = attempt.next() else {
-            return (attempt, Ok(false));
+            return Ok(Put::Unchanged);
         };
         let written = (next.version, next.last_sequence.clone(), next.quantity);
         let item = ProductItem::record_item(next, now);
@@ -179,46 +207,50 @@ impl Processor {
                     AttributeValue::S(old.last_sequence.as_str().to_owned()),
                 ),
         };
-        let conflict = match req.send().await {
+        match req.send().await {
             Ok(_) => {
                 tracing::debug!(product_id = %w.product_id, base = ?attempt.stored.as_ref().map(|s| (s.version, s.last_sequence.as_str())), version = written.0, last = %written.1, quantity = written.2, "product written");
-                return (attempt, Ok(true));
+                Ok(Put::Written)
             }
             Err(e) => match e.as_service_error() {
                 Some(PutItemError::ConditionalCheckFailedException(conflict)) => {
-                    conflict.item().cloned()
+                    Ok(Put::Lost(conflict.item().cloned()))
                 }
-                _ => {
-                    let error = ProcessorError::dynamo("PutItem", e);
-                    return (attempt, Err(Failure::Error(error)));
-                }
+                _ => Err(ProcessorError::dynamo("PutItem", e)),
             },
-        };
-        let latest = match conflict
+        }
+    }
+
+    /// After a lost race: the attempt re-folded over the `winner`'s item (and its rejections
+    /// reconciled), for the next write; `Ok(true)` if the winner was this write itself.
+    async fn refold_over(
+        &self,
+        batch: &PipeBatch,
+        w: &ProductWork,
+        (shard, placed): (&ShardKey, &Placed),
+        attempt: &mut Attempt,
+        winner: Option<Item>,
+        now: DateTime<Utc>,
+    ) -> Result<bool, Failure> {
+        let latest = winner
             .map(|item| ProductItem::from_item(item).map(ProductItem::into_record))
             .transpose()
-        {
-            Ok(latest) => latest,
-            Err(e) => return (attempt, Err(Failure::Error(e.into()))),
-        };
+            .map_err(|e| Failure::Error(e.into()))?;
         if latest.is_some() && latest.as_ref() == attempt.fold.record.as_ref() {
             // The stored item is exactly what we wrote: an earlier attempt of this PutItem
             // succeeded and only its response was lost (the SDK retried it). Re-folding
             // would count our own events as redeliveries, not as applied and rejected.
-            return (attempt, Ok(true));
+            return Ok(true);
         }
         tracing::info!(product_id = %w.product_id, "lost a write race; re-reading and re-folding");
         let refold = self.fold_one(shard, placed, latest.clone(), &w.events);
-        match self
+        attempt.settled.rejection_requests += self
             .reconcile_rejections(batch, w, &attempt.fold, &refold, now)
             .await
-        {
-            Ok(requests) => attempt.settled.rejection_requests += requests,
-            Err(e) => return (attempt, Err(Failure::Error(e))),
-        }
+            .map_err(Failure::Error)?;
         attempt.stored = latest;
         attempt.fold = refold;
-        (attempt, Err(Failure::Conflict))
+        Err(Failure::Conflict)
     }
 
     /// Writes the entries of the write about to be made, before it (store/src/history.rs),
