@@ -8,12 +8,14 @@
 //! custom header is absent.
 //!
 //! A handler learns who calls by taking an extractor as an argument: [`Caller`] for reads
-//! that show more to a signed-in caller, [`SignedIn`] for what needs sign-in. Axum runs the
+//! that show more to a signed-in caller, [`SignedIn`] for what needs sign-in, and for reads
+//! [`InventoryReader`] or [`Reader`], which follow the deployment's [`Reads`]. Axum runs the
 //! extractor before the handler, so no handler can forget the check.
 
 use axum::extract::FromRequestParts;
 use axum::http::request::Parts;
-use axum::http::{header, HeaderMap, HeaderName};
+use axum::http::{header, HeaderMap, HeaderName, HeaderValue};
+use axum::response::{IntoResponse, Response};
 use subtle::ConstantTimeEq as _;
 
 use crate::error::ApiError;
@@ -62,6 +64,107 @@ impl FromRequestParts<AppState> for SignedIn {
 
     async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, ApiError> {
         require_signed_in(state, &parts.headers).await.map(SignedIn)
+    }
+}
+
+/// Who may read without signing in. `/api/openapi.json` is public whatever this says.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Reads {
+    /// Every read needs a signed-in caller: the API Lambda (`PUBLIC_READS` unset or false).
+    SignedIn,
+    /// The inventory reads (listing, one product, its history) and `/api/stats` are open to
+    /// anonymous callers, whose pages hold at most [`ANONYMOUS_PAGE_LIMIT`] items and whose
+    /// answers CloudFront may cache for [`PUBLIC_MAX_AGE_SECS`]; the other reads need sign-in
+    /// (the API Lambda with `PUBLIC_READS=true`).
+    PublicInventory,
+    /// Every read is open to anyone, the payload excerpts still only to a signed-in caller:
+    /// the local stack (`make dev`), whose console has no sign-in.
+    Open,
+}
+
+/// The most items an anonymous caller gets in a page under [`Reads::PublicInventory`],
+/// whatever its `limit` asks: a page costs reads, and an anonymous caller can be anyone.
+pub const ANONYMOUS_PAGE_LIMIT: usize = 100;
+
+/// How long CloudFront may serve an anonymous answer from its cache under
+/// [`Reads::PublicInventory`].
+pub const PUBLIC_MAX_AGE_SECS: u32 = 5;
+
+/// Whom a read's answer is for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Audience {
+    /// One caller: `Cache-Control` as the handler sets it (`no-cache` with an `ETag`).
+    Private,
+    /// Any anonymous caller ([`Reads::PublicInventory`]): pages capped at
+    /// [`ANONYMOUS_PAGE_LIMIT`], the answer cacheable by CloudFront for
+    /// [`PUBLIC_MAX_AGE_SECS`], so a flood of anonymous reads mostly costs no DynamoDB reads.
+    Public,
+}
+
+impl Audience {
+    /// The page size this audience gets for `limit`.
+    pub fn page_limit(self, limit: usize) -> usize {
+        match self {
+            Audience::Private => limit,
+            Audience::Public => limit.min(ANONYMOUS_PAGE_LIMIT),
+        }
+    }
+
+    /// `response`, marked cacheable by anyone for a public audience.
+    pub fn cache(self, response: impl IntoResponse) -> Response {
+        let mut response = response.into_response();
+        if self == Audience::Public {
+            response.headers_mut().insert(
+                header::CACHE_CONTROL,
+                HeaderValue::from_str(&format!("public, max-age={PUBLIC_MAX_AGE_SECS}"))
+                    .unwrap_or(HeaderValue::from_static("no-cache")),
+            );
+        }
+        response
+    }
+}
+
+/// A caller of the inventory reads and `/api/stats`, and whom the answer is for: anyone
+/// under [`Reads::Open`]; anyone under [`Reads::PublicInventory`] (an anonymous caller is a
+/// [`Audience::Public`]); a signed-in caller under [`Reads::SignedIn`] (401 otherwise).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct InventoryReader(pub Audience);
+
+impl FromRequestParts<AppState> for InventoryReader {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, ApiError> {
+        let audience = match state.reads {
+            // As before sign-in existed: credentials are not read.
+            Reads::Open => Audience::Private,
+            Reads::PublicInventory => match identify(state, &parts.headers).await? {
+                Caller::Anonymous => Audience::Public,
+                _ => Audience::Private,
+            },
+            Reads::SignedIn => {
+                require_signed_in(state, &parts.headers).await?;
+                Audience::Private
+            }
+        };
+        Ok(InventoryReader(audience))
+    }
+}
+
+/// A caller of the other reads (rejections, dead letters, simulations): anyone under
+/// [`Reads::Open`], else a signed-in caller (401 otherwise).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Reader(pub Caller);
+
+impl FromRequestParts<AppState> for Reader {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, ApiError> {
+        match state.reads {
+            Reads::Open => identify(state, &parts.headers).await.map(Reader),
+            Reads::PublicInventory | Reads::SignedIn => {
+                require_signed_in(state, &parts.headers).await.map(Reader)
+            }
+        }
     }
 }
 

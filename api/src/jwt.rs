@@ -9,14 +9,20 @@
 //! The JWKS is fetched on first use and kept; a token naming a `kid` the cached set lacks
 //! (the pool rotated its keys) makes one refetch, at most once per [`REFETCH_AFTER`], so a
 //! stream of forged `kid`s cannot make the API hammer the pool's endpoint.
+//!
+//! A fetch never blocks a request whose key is known: the keys are read under a lock that is
+//! only ever held to copy a key or swap in a fetched set, never across the fetch. Fetches are
+//! single-flight: one at a time; a request with an unknown `kid` that arrives during one
+//! waits for it and looks again, and is refused if its key is still not there.
 
 use std::collections::HashMap;
+use std::sync::{PoisonError, RwLock};
 use std::time::{Duration, Instant};
 
 use jsonwebtoken::jwk::JwkSet;
 use jsonwebtoken::{Algorithm, DecodingKey, Validation};
 use serde::Deserialize;
-use tokio::sync::RwLock;
+use tokio::sync::Mutex;
 
 /// The least time between two JWKS fetches caused by an unknown `kid`.
 pub const REFETCH_AFTER: Duration = Duration::from_secs(60);
@@ -81,15 +87,14 @@ pub struct AccessClaims {
     pub client_id: Option<String>,
 }
 
-struct KeyCache {
-    keys: HashMap<String, DecodingKey>,
-    fetched_at: Option<Instant>,
-}
-
 pub struct JwtVerifier {
     settings: JwtSettings,
     http: reqwest::Client,
-    cache: RwLock<KeyCache>,
+    /// The pool's keys by `kid`. A std lock: held only to copy a key or replace the set,
+    /// never across an `.await`.
+    keys: RwLock<HashMap<String, DecodingKey>>,
+    /// When the last fetch started. Held across a fetch: the single flight.
+    fetching: Mutex<Option<Instant>>,
     refetch_after: Duration,
 }
 
@@ -101,10 +106,8 @@ impl JwtVerifier {
                 .timeout(FETCH_TIMEOUT)
                 .build()
                 .unwrap_or_default(),
-            cache: RwLock::new(KeyCache {
-                keys: HashMap::new(),
-                fetched_at: None,
-            }),
+            keys: RwLock::new(HashMap::new()),
+            fetching: Mutex::new(None),
             refetch_after: REFETCH_AFTER,
         }
     }
@@ -150,37 +153,34 @@ impl JwtVerifier {
     /// The key named `kid`, fetching the JWKS when it was never fetched, or when `kid` is
     /// unknown and the last fetch is older than the refetch interval ([`REFETCH_AFTER`]).
     async fn key(&self, kid: &str) -> Result<DecodingKey, JwtError> {
-        {
-            let cache = self.cache.read().await;
-            if let Some(key) = cache.keys.get(kid) {
-                return Ok(key.clone());
-            }
-            if cache
-                .fetched_at
-                .is_some_and(|at| at.elapsed() < self.refetch_after)
-            {
-                return Err(JwtError::UnknownKey(kid.to_owned()));
-            }
+        if let Some(key) = self.known(kid) {
+            return Ok(key);
         }
-        let mut cache = self.cache.write().await;
-        // Another request may have fetched while this one waited for the lock.
-        if let Some(key) = cache.keys.get(kid) {
-            return Ok(key.clone());
+        // One fetch at a time: who comes while one is under way waits for it.
+        let mut last_fetch = self.fetching.lock().await;
+        // The fetch this request waited for may have brought the key.
+        if let Some(key) = self.known(kid) {
+            return Ok(key);
         }
-        if cache
-            .fetched_at
-            .is_none_or(|at| at.elapsed() >= self.refetch_after)
-        {
-            // Counted as a fetch even when it fails, so a failing endpoint is not retried
-            // on every request either.
-            cache.fetched_at = Some(Instant::now());
-            cache.keys = self.fetch().await?;
+        if last_fetch.is_some_and(|at| at.elapsed() < self.refetch_after) {
+            return Err(JwtError::UnknownKey(kid.to_owned()));
         }
-        cache
-            .keys
+        // Counted as a fetch even when it fails, so a failing endpoint is not retried on
+        // every request either.
+        *last_fetch = Some(Instant::now());
+        let keys = self.fetch().await?;
+        *self.keys.write().unwrap_or_else(PoisonError::into_inner) = keys;
+        self.known(kid)
+            .ok_or_else(|| JwtError::UnknownKey(kid.to_owned()))
+    }
+
+    /// The key named `kid` in the set held, without waiting for any fetch.
+    fn known(&self, kid: &str) -> Option<DecodingKey> {
+        self.keys
+            .read()
+            .unwrap_or_else(PoisonError::into_inner)
             .get(kid)
             .cloned()
-            .ok_or_else(|| JwtError::UnknownKey(kid.to_owned()))
     }
 
     async fn fetch(&self) -> Result<HashMap<String, DecodingKey>, JwtError> {

@@ -136,6 +136,10 @@ pub struct AppState {
     pub rejections: Arc<store::RejectionsCache>,
     /// The user pool's token verifier (AWS); `None` locally, where the bearer token serves.
     pub jwt: Option<Arc<jwt::JwtVerifier>>,
+    /// Who may read without signing in: [`auth::Reads::Open`] unless set with
+    /// [`AppState::with_reads`]; the API Lambda sets it from `PUBLIC_READS`, the local server
+    /// sets `Open`.
+    pub reads: auth::Reads,
     pub limits: SimulationLimits,
     /// Republishes dead letters to the stream; `None` when the deployment has none
     /// (`DEAD_LETTER_FUNCTION` unset), and redrive answers 503.
@@ -158,6 +162,7 @@ impl AppState {
             stats: Arc::new(store::StatsCache::default()),
             rejections: Arc::new(store::RejectionsCache::default()),
             jwt: None,
+            reads: auth::Reads::Open,
             limits: SimulationLimits::default(),
             redriver: None,
         }
@@ -166,6 +171,12 @@ impl AppState {
     /// Accepts the user pool's access tokens (in `x-inventory-auth`).
     pub fn with_jwt(mut self, verifier: jwt::JwtVerifier) -> Self {
         self.jwt = Some(Arc::new(verifier));
+        self
+    }
+
+    /// Who may read without signing in.
+    pub fn with_reads(mut self, reads: auth::Reads) -> Self {
+        self.reads = reads;
         self
     }
 

@@ -20,7 +20,7 @@ use inventory_domain::ProductStatus;
 use serde::{Deserialize, Serialize};
 use utoipa::{IntoParams, ToSchema};
 
-use crate::auth::{Caller, SignedIn};
+use crate::auth::{InventoryReader, Reader, SignedIn};
 use crate::error::ApiError;
 use crate::store::{self, simulations, InventoryQuery};
 use crate::{AppState, DeadLetterRedriver, SimulationLauncher};
@@ -52,11 +52,16 @@ pub struct InventoryParams {
 
 /// List products, a page at a time, sorted, filtered and searched over the whole catalog.
 /// Answers `304 Not Modified` to an `If-None-Match` with the page's current `ETag`.
+/// Needs a signed-in caller, unless the deployment has `PUBLIC_READS` on: an anonymous
+/// caller then gets at most 100 products a page, whatever `limit` says, with
+/// `Cache-Control: public, max-age=5`.
 #[utoipa::path(get, path = "/api/inventory", params(InventoryParams),
+    security((), ("bearer" = [])),
     responses((status = 200, body = InventoryPage), (status = 304, description = "Unchanged since the ETag given"),
-              (status = 400, body = ErrorBody)))]
+              (status = 400, body = ErrorBody), (status = 401, body = ErrorBody)))]
 pub async fn list_inventory(
     State(state): State<AppState>,
+    InventoryReader(audience): InventoryReader,
     headers: HeaderMap,
     query: Result<Query<InventoryParams>, QueryRejection>,
 ) -> Result<axum::response::Response, ApiError> {
@@ -77,11 +82,11 @@ pub async fn list_inventory(
         search: p.q,
         sort: p.sort.unwrap_or(SortKey::ProductId),
         order: p.order.unwrap_or(SortOrder::Asc),
-        limit,
+        limit: audience.page_limit(limit),
         cursor: p.cursor,
     };
     let page = store::inventory_page(&state.db, &state.tables, &state.catalog, &query).await?;
-    Ok(with_etag(&headers, &page))
+    Ok(audience.cache(with_etag(&headers, &page)))
 }
 
 /// The body with an `ETag` (a hash of it), or `304 Not Modified` when the caller already
@@ -109,21 +114,26 @@ pub fn with_etag<T: Serialize>(headers: &HeaderMap, body: &T) -> axum::response:
     }
 }
 
-/// One product.
+/// One product. Needs a signed-in caller unless the deployment has `PUBLIC_READS` on (an
+/// anonymous answer then has `Cache-Control: public, max-age=5`).
 #[utoipa::path(get, path = "/api/inventory/{product_id}",
     params(("product_id" = String, Path, description = "The product's id")),
-    responses((status = 200, body = ProductView), (status = 404, body = ErrorBody)))]
+    security((), ("bearer" = [])),
+    responses((status = 200, body = ProductView), (status = 401, body = ErrorBody),
+              (status = 404, body = ErrorBody)))]
 pub async fn get_product(
     State(state): State<AppState>,
+    InventoryReader(audience): InventoryReader,
     Path(product_id): Path<String>,
-) -> Result<Json<ProductView>, ApiError> {
+) -> Result<axum::response::Response, ApiError> {
     if !inventory_domain::event::is_valid_product_id(&product_id) {
         return Err(ApiError::NotFound(format!("no product `{product_id}`")));
     }
-    store::product(&state.db, &state.tables, &state.catalog, &product_id)
-        .await?
-        .map(Json)
-        .ok_or_else(|| ApiError::NotFound(format!("no product `{product_id}`")))
+    let product: ProductView =
+        store::product(&state.db, &state.tables, &state.catalog, &product_id)
+            .await?
+            .ok_or_else(|| ApiError::NotFound(format!("no product `{product_id}`")))?;
+    Ok(audience.cache(Json(product)))
 }
 
 #[derive(Debug, Deserialize, IntoParams)]
@@ -138,13 +148,18 @@ pub struct HistoryParams {
 
 /// A product's history, newest first: every event that touched it (applied, ignored as a
 /// producer's duplicate, or rejected with its reason) and the stock after it, kept 8 days,
-/// with history on (`PRODUCT_HISTORY`). Answers `ETag`/`304` like the listing.
+/// with history on (`PRODUCT_HISTORY`). Answers `ETag`/`304` like the listing. Needs a
+/// signed-in caller unless the deployment has `PUBLIC_READS` on: an anonymous caller then
+/// gets at most 100 events a page, with `Cache-Control: public, max-age=5`.
 #[utoipa::path(get, path = "/api/inventory/{product_id}/history",
     params(("product_id" = String, Path, description = "The product's id"), HistoryParams),
+    security((), ("bearer" = [])),
     responses((status = 200, body = HistoryPage), (status = 304, description = "Unchanged since the ETag given"),
-              (status = 400, body = ErrorBody), (status = 404, body = ErrorBody)))]
+              (status = 400, body = ErrorBody), (status = 401, body = ErrorBody),
+              (status = 404, body = ErrorBody)))]
 pub async fn product_history(
     State(state): State<AppState>,
+    InventoryReader(audience): InventoryReader,
     Path(product_id): Path<String>,
     headers: HeaderMap,
     query: Result<Query<HistoryParams>, QueryRejection>,
@@ -161,19 +176,25 @@ pub async fn product_history(
         &state.db,
         &state.tables,
         &product_id,
-        limit,
+        audience.page_limit(limit),
         p.cursor.as_deref(),
     )
     .await?
     .ok_or_else(|| ApiError::NotFound(format!("no product `{product_id}`")))?;
-    Ok(with_etag(&headers, &page))
+    Ok(audience.cache(with_etag(&headers, &page)))
 }
 
 /// Totals, throughput, lag, duplicates and rejections (the processor's counters); the
-/// totals are `null` before its first batch.
-#[utoipa::path(get, path = "/api/stats", responses((status = 200, body = Stats)))]
-pub async fn get_stats(State(state): State<AppState>) -> Result<Json<Stats>, ApiError> {
-    Ok(Json(state.stats.stats(&state.db, &state.tables).await?))
+/// totals are `null` before its first batch. Needs a signed-in caller unless the deployment
+/// has `PUBLIC_READS` on (an anonymous answer then has `Cache-Control: public, max-age=5`).
+#[utoipa::path(get, path = "/api/stats", security((), ("bearer" = [])),
+    responses((status = 200, body = Stats), (status = 401, body = ErrorBody)))]
+pub async fn get_stats(
+    State(state): State<AppState>,
+    InventoryReader(audience): InventoryReader,
+) -> Result<axum::response::Response, ApiError> {
+    let stats = state.stats.stats(&state.db, &state.tables).await?;
+    Ok(audience.cache(Json(stats)))
 }
 
 #[derive(Debug, Deserialize, IntoParams)]
@@ -186,8 +207,8 @@ pub struct PageParams {
 }
 
 /// A page of rejections. The raw data excerpt is producer data: only a signed-in caller
-/// gets it; for anyone else each `data_base64_excerpt` is empty and `excerpts_withheld` is
-/// true.
+/// gets it; for anyone else (only where reads are open: the local stack) each
+/// `data_base64_excerpt` is empty and `excerpts_withheld` is true.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
 pub struct RejectionList {
     pub items: Vec<RejectionView>,
@@ -195,14 +216,15 @@ pub struct RejectionList {
     pub excerpts_withheld: bool,
 }
 
-/// Rejected records, newest first; the data excerpts for a signed-in caller only.
+/// Rejected records, newest first. Needs a signed-in caller (the local stack lets anyone
+/// read them, the data excerpts withheld).
 #[utoipa::path(get, path = "/api/rejections", params(PageParams),
-    security((), ("bearer" = [])),
+    security(("bearer" = [])),
     responses((status = 200, body = RejectionList), (status = 400, body = ErrorBody),
               (status = 401, body = ErrorBody)))]
 pub async fn list_rejections(
     State(state): State<AppState>,
-    caller: Caller,
+    Reader(caller): Reader,
     query: Result<Query<PageParams>, QueryRejection>,
 ) -> Result<Json<RejectionList>, ApiError> {
     let Query(p) = query.map_err(|e| ApiError::BadRequest(e.body_text()))?;
@@ -246,15 +268,15 @@ pub struct DeadLetterParams {
     pub cursor: Option<String>,
 }
 
-/// Records the Pipe dead-lettered, archived by the dead-letter consumer, newest first; the
-/// data excerpts for a signed-in caller only.
+/// Records the Pipe dead-lettered, archived by the dead-letter consumer, newest first. Needs
+/// a signed-in caller (the local stack lets anyone read them, the data excerpts withheld).
 #[utoipa::path(get, path = "/api/dead-letters", params(DeadLetterParams),
-    security((), ("bearer" = [])),
+    security(("bearer" = [])),
     responses((status = 200, body = DeadLetterPage), (status = 400, body = ErrorBody),
               (status = 401, body = ErrorBody)))]
 pub async fn list_dead_letters(
     State(state): State<AppState>,
-    caller: Caller,
+    Reader(caller): Reader,
     query: Result<Query<DeadLetterParams>, QueryRejection>,
 ) -> Result<Json<DeadLetterPage>, ApiError> {
     let Query(p) = query.map_err(|e| ApiError::BadRequest(e.body_text()))?;
@@ -415,12 +437,16 @@ async fn release_lock(state: &AppState, id: &str) {
     }
 }
 
-/// A simulation's progress and, once the pipeline has caught up, its verdict.
+/// A simulation's progress and, once the pipeline has caught up, its verdict. Needs a
+/// signed-in caller (the local stack lets anyone read it).
 #[utoipa::path(get, path = "/api/simulations/{id}",
     params(("id" = String, Path, description = "The id `POST /api/simulations` returned")),
-    responses((status = 200, body = SimulationStatus), (status = 404, body = ErrorBody)))]
+    security(("bearer" = [])),
+    responses((status = 200, body = SimulationStatus), (status = 401, body = ErrorBody),
+              (status = 404, body = ErrorBody)))]
 pub async fn get_simulation(
     State(state): State<AppState>,
+    _reader: Reader,
     Path(id): Path<String>,
 ) -> Result<Json<SimulationStatus>, ApiError> {
     if ulid::Ulid::from_string(&id).is_err() {
@@ -432,18 +458,21 @@ pub async fn get_simulation(
         .ok_or_else(|| ApiError::NotFound(format!("no simulation `{id}`")))
 }
 
-/// The latest simulations, newest first.
-#[utoipa::path(get, path = "/api/simulations", responses((status = 200, body = SimulationList)))]
+/// The latest simulations, newest first. Needs a signed-in caller (the local stack lets
+/// anyone read them).
+#[utoipa::path(get, path = "/api/simulations", security(("bearer" = [])),
+    responses((status = 200, body = SimulationList), (status = 401, body = ErrorBody)))]
 pub async fn list_simulations(
     State(state): State<AppState>,
+    _reader: Reader,
 ) -> Result<Json<SimulationList>, ApiError> {
     Ok(Json(SimulationList {
         items: simulations::recent(&state.db, &state.tables).await?,
     }))
 }
 
-/// This document.
-#[utoipa::path(get, path = "/api/openapi.json", responses((status = 200, description = "OpenAPI 3.1")))]
+/// This document; public wherever the API runs.
+#[utoipa::path(get, path = "/api/openapi.json", security(()), responses((status = 200, description = "OpenAPI 3.1")))]
 pub async fn openapi() -> impl IntoResponse {
     use utoipa::OpenApi as _;
     Json(crate::ApiDoc::openapi())

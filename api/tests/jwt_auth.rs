@@ -5,13 +5,16 @@
 //! another app client, one signed by a key the pool does not publish, one from another
 //! issuer, an id token, and no token at all are refused with 401. The JWKS is fetched once
 //! and cached, fetched again for an unknown `kid` (key rotation), and not more often than
-//! the refetch interval. DynamoDB is a stand-in that accepts every write.
+//! the refetch interval; fetches are single-flight, and a slow one (for an unknown `kid`)
+//! does not delay a token whose key is known. A signed-in read is answered `no-cache`, an
+//! anonymous one refused where reads need sign-in. DynamoDB is a stand-in that accepts every
+//! write.
 
 use inventory_testkit as support;
 
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use aws_lc_rs::rand::SystemRandom;
 use aws_lc_rs::rsa::{KeyPair, KeySize, PublicKeyComponents};
@@ -23,6 +26,7 @@ use axum::Router;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use base64::Engine as _;
 use http_body_util::BodyExt as _;
+use inventory_api::auth::Reads;
 use inventory_api::jwt::{JwtSettings, JwtVerifier};
 use inventory_api::{router, ApiConfig, AppState, BoxFuture, LaunchError, SimulationLauncher};
 use inventory_domain::api::SimulationStatus;
@@ -79,11 +83,12 @@ impl SigningKey {
 }
 
 /// Serves a JWKS at `/pool/.well-known/jwks.json` and counts the fetches; the set can be
-/// replaced (a key rotation).
+/// replaced (a key rotation), and each answer delayed (a slow endpoint).
 struct Jwks {
     issuer: String,
     keys: Arc<Mutex<Value>>,
     fetches: Arc<AtomicUsize>,
+    delay: Arc<Mutex<Duration>>,
 }
 
 async fn serve_jwks(keys: &[&SigningKey]) -> Jwks {
@@ -93,13 +98,16 @@ async fn serve_jwks(keys: &[&SigningKey]) -> Jwks {
         json!({"keys": keys.iter().map(|k| k.jwk()).collect::<Vec<_>>()}),
     ));
     let fetches = Arc::new(AtomicUsize::new(0));
-    let (served, counted) = (set.clone(), fetches.clone());
+    let delay = Arc::new(Mutex::new(Duration::ZERO));
+    let (served, counted, delayed) = (set.clone(), fetches.clone(), delay.clone());
     let router = Router::new().route(
         "/pool/.well-known/jwks.json",
         get(move || {
-            let (served, counted) = (served.clone(), counted.clone());
+            let (served, counted, delayed) = (served.clone(), counted.clone(), delayed.clone());
             async move {
                 counted.fetch_add(1, Ordering::SeqCst);
+                let pause = *delayed.lock().unwrap();
+                tokio::time::sleep(pause).await;
                 let body = served.lock().unwrap().to_string();
                 ([(header::CONTENT_TYPE, "application/json")], body)
             }
@@ -110,6 +118,7 @@ async fn serve_jwks(keys: &[&SigningKey]) -> Jwks {
         issuer: format!("http://{addr}/pool"),
         keys: set,
         fetches,
+        delay,
     }
 }
 
@@ -140,11 +149,12 @@ async fn signed_in_router(verifier: JwtVerifier) -> (Router, Arc<CountingLaunche
     let state = AppState::new(
         support::accepting_dynamodb().await,
         Tables::with_prefix("jwt-test-"),
-        // As in AWS: no static token.
+        // As in AWS: no static token, reads need sign-in.
         ApiConfig::default(),
         launcher.clone(),
     )
-    .with_jwt(verifier);
+    .with_jwt(verifier)
+    .with_reads(Reads::SignedIn);
     (router(state), launcher)
 }
 
@@ -278,5 +288,111 @@ async fn the_jwks_is_cached_and_refetched_for_a_new_key_at_most_once_per_interva
         jwks.fetches.load(Ordering::SeqCst),
         fetched,
         "forged kids did not make it fetch again"
+    );
+}
+
+/// How long a JWKS fetch takes in the tests below: longer than any request may wait.
+const SLOW_FETCH: Duration = Duration::from_secs(2);
+/// How long a request whose key is known may take while a fetch is under way.
+const PROMPT: Duration = Duration::from_millis(500);
+
+#[tokio::test]
+async fn a_slow_fetch_for_an_unknown_kid_does_not_delay_a_known_key() {
+    let key = SigningKey::new("k1");
+    let jwks = serve_jwks(&[&key]).await;
+    let verifier = Arc::new(
+        JwtVerifier::new(JwtSettings::cognito(&jwks.issuer, CLIENT_ID))
+            .with_refetch_after(Duration::ZERO),
+    );
+    let claims = access_claims(&jwks.issuer);
+    let known = key.sign(&claims);
+    verifier.verify(&known).await.unwrap();
+
+    // A forged kid makes a fetch, which the endpoint now answers slowly.
+    *jwks.delay.lock().unwrap() = SLOW_FETCH;
+    let forged = key.sign_as("forged-kid", &claims);
+    let refused = tokio::spawn({
+        let verifier = verifier.clone();
+        async move { verifier.verify(&forged).await }
+    });
+    support::wait_until("the slow fetch to start", PROMPT, || {
+        jwks.fetches.load(Ordering::SeqCst) == 2
+    })
+    .await;
+
+    let started = Instant::now();
+    let answered = tokio::time::timeout(PROMPT, verifier.verify(&known)).await;
+    assert!(
+        answered.is_ok_and(|claims| claims.is_ok()),
+        "a token with a known key waited {:?} for the fetch of another kid",
+        started.elapsed()
+    );
+    assert!(refused.await.unwrap().is_err(), "the forged kid is refused");
+}
+
+#[tokio::test]
+async fn one_fetch_at_a_time_however_many_requests_need_it() {
+    let key = SigningKey::new("k1");
+    let jwks = serve_jwks(&[&key]).await;
+    *jwks.delay.lock().unwrap() = PROMPT;
+    let verifier = Arc::new(JwtVerifier::new(JwtSettings::cognito(
+        &jwks.issuer,
+        CLIENT_ID,
+    )));
+    let token = key.sign(&access_claims(&jwks.issuer));
+    let requests: Vec<_> = (0..5)
+        .map(|_| {
+            let (verifier, token) = (verifier.clone(), token.clone());
+            tokio::spawn(async move { verifier.verify(&token).await })
+        })
+        .collect();
+    for request in requests {
+        request.await.unwrap().unwrap();
+    }
+    assert_eq!(
+        jwks.fetches.load(Ordering::SeqCst),
+        1,
+        "one fetch served all five"
+    );
+}
+
+/// `GET /api/inventory` as CloudFront forwards it, with the user's token if any.
+async fn list(router: &Router, token: Option<&str>) -> (StatusCode, Option<String>) {
+    let mut req = Request::get("/api/inventory");
+    if let Some(token) = token {
+        req = req.header("x-inventory-auth", format!("Bearer {token}"));
+    }
+    let resp = router
+        .clone()
+        .oneshot(req.body(Body::empty()).unwrap())
+        .await
+        .unwrap();
+    let cache = resp
+        .headers()
+        .get(header::CACHE_CONTROL)
+        .and_then(|v| v.to_str().ok())
+        .map(str::to_owned);
+    (resp.status(), cache)
+}
+
+#[tokio::test]
+async fn a_signed_in_user_reads_what_an_anonymous_caller_cannot() {
+    let pool_key = SigningKey::new("pool-key-1");
+    let jwks = serve_jwks(&[&pool_key]).await;
+    let (router, _) = signed_in_router(JwtVerifier::new(JwtSettings::cognito(
+        &jwks.issuer,
+        CLIENT_ID,
+    )))
+    .await;
+    let token = pool_key.sign(&access_claims(&jwks.issuer));
+
+    let (status, _) = list(&router, None).await;
+    assert_eq!(status, StatusCode::UNAUTHORIZED, "anonymous");
+    let (status, cache) = list(&router, Some(&token)).await;
+    assert_eq!(status, StatusCode::OK, "signed in");
+    assert_eq!(
+        cache.as_deref(),
+        Some("no-cache"),
+        "a signed-in answer is not shared"
     );
 }

@@ -3,7 +3,6 @@
 use std::collections::HashSet;
 
 use aws_sdk_kinesis::types::ShardIteratorType;
-use base64::Engine;
 use chrono::Utc;
 use inventory_domain::api::DeadLetterStatus;
 use inventory_domain::batch::DecodedBatch;
@@ -167,7 +166,11 @@ impl DeadLetterConsumer {
                     break;
                 }
                 if range.contains(&sequence) {
-                    out.push(pipe_record(range, r));
+                    out.push(inventory_stream::pipe_record(
+                        r,
+                        &range.info.shard_id,
+                        &range.stream,
+                    ));
                 }
             }
             let caught_up = page.records().is_empty() && page.millis_behind_latest() == Some(0);
@@ -352,30 +355,4 @@ fn batch_of(records: &[PipeRecord]) -> Result<PipeBatch, DeadLetterError> {
         name: "records",
         message: e.to_string(),
     })
-}
-
-/// A Kinesis record in the Pipes shape the processor and the archive read.
-fn pipe_record(range: &DeadLetteredRange, r: &aws_sdk_kinesis::types::Record) -> PipeRecord {
-    let arrival = r
-        .approximate_arrival_timestamp()
-        .map_or(0.0, |t| t.as_secs_f64());
-    PipeRecord {
-        kinesis_schema_version: "1.0".into(),
-        partition_key: r.partition_key().unwrap_or_default().to_owned(),
-        sequence_number: r.sequence_number().to_owned(),
-        data: base64::engine::general_purpose::STANDARD.encode(r.data().as_ref()),
-        approximate_arrival_timestamp: arrival,
-        event_source: "aws:kinesis".into(),
-        event_version: "1.0".into(),
-        event_id: format!("{}:{}", range.info.shard_id, r.sequence_number()),
-        event_name: "aws:kinesis:record".into(),
-        invoke_identity_arn: String::new(),
-        aws_region: region_of(&range.info.stream_arn),
-        event_source_arn: range.info.stream_arn.clone(),
-    }
-}
-
-/// The region field of an ARN (`arn:aws:kinesis:<region>:…`).
-fn region_of(arn: &str) -> String {
-    arn.split(':').nth(3).unwrap_or_default().to_owned()
 }

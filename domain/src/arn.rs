@@ -9,7 +9,11 @@ use scratchstack_arn::Arn;
 /// A Kinesis data stream's ARN, checked: a valid ARN of the `kinesis` service with a
 /// region, an account and a `stream/<name>` resource.
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
-pub struct StreamArn(Arn);
+pub struct StreamArn {
+    parts: Arn,
+    /// Kept beside the parts: the crate gives its text back only through `Display`.
+    text: String,
+}
 
 /// Why a text is not a Kinesis stream ARN.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -54,7 +58,10 @@ impl StreamArn {
             return Err(ArnError::NoAccount { arn: owned() });
         }
         match parsed.resource().strip_prefix(STREAM_PREFIX) {
-            Some(name) if !name.is_empty() && !name.contains('/') => Ok(Self(parsed)),
+            Some(name) if !name.is_empty() && !name.contains('/') => Ok(Self {
+                parts: parsed,
+                text: arn.to_owned(),
+            }),
             _ => Err(ArnError::NotAStream { arn: owned() }),
         }
     }
@@ -66,20 +73,25 @@ impl StreamArn {
         arn.get(arn.len() - parsed.stream_name().len()..)
     }
 
+    /// The ARN as text, as it was parsed.
+    pub fn as_str(&self) -> &str {
+        &self.text
+    }
+
     pub fn partition(&self) -> &str {
-        self.0.partition()
+        self.parts.partition()
     }
 
     pub fn region(&self) -> &str {
-        self.0.region()
+        self.parts.region()
     }
 
     pub fn account(&self) -> &str {
-        self.0.account_id()
+        self.parts.account_id()
     }
 
     pub fn stream_name(&self) -> &str {
-        self.0
+        self.parts
             .resource()
             .strip_prefix(STREAM_PREFIX)
             .unwrap_or_default()
@@ -97,7 +109,7 @@ impl FromStr for StreamArn {
 /// The ARN as text, as it was parsed.
 impl fmt::Display for StreamArn {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        self.0.fmt(f)
+        f.write_str(&self.text)
     }
 }
 
@@ -115,6 +127,7 @@ mod tests {
         assert_eq!(arn.account(), "123456789012");
         assert_eq!(arn.stream_name(), "inventory-events");
         assert_eq!(arn.to_string(), ARN);
+        assert_eq!(arn.as_str(), ARN);
         assert_eq!(ARN.parse::<StreamArn>(), Ok(arn));
         let local =
             StreamArn::parse("arn:aws-cn:kinesis:cn-north-1:000000000000:stream/s").unwrap();

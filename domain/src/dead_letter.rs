@@ -4,6 +4,7 @@
 
 use serde::{Deserialize, Serialize};
 
+use crate::arn::{ArnError, StreamArn};
 use crate::SequenceNumber;
 
 /// The part of a dead-letter message that names the records.
@@ -27,6 +28,8 @@ pub struct KinesisBatchInfo {
 #[derive(Debug, Clone, PartialEq)]
 pub struct DeadLetteredRange {
     pub info: KinesisBatchInfo,
+    /// `info.stream_arn`, parsed.
+    pub stream: StreamArn,
     pub start: SequenceNumber,
     pub end: SequenceNumber,
     /// Why the Pipe gave up, when the message says (the local Pipe always does; in AWS the
@@ -38,10 +41,7 @@ pub struct DeadLetteredRange {
 impl DeadLetteredRange {
     /// The stream's name, from its ARN (`arn:…:stream/<name>`).
     pub fn stream_name(&self) -> &str {
-        self.info
-            .stream_arn
-            .rsplit_once("stream/")
-            .map_or(self.info.stream_arn.as_str(), |(_, name)| name)
+        self.stream.stream_name()
     }
 
     /// Whether the record with sequence number `sequence` is inside the range.
@@ -58,6 +58,8 @@ pub enum DeadLetterError {
     BadSequence { field: &'static str, value: String },
     #[error("the dead-letter message's range ends ({end}) before it starts ({start}); it is left in the queue (docs/deploy.md, \"Dead letters\")")]
     EmptyRange { start: String, end: String },
+    #[error("the dead-letter message's streamArn: {0}; it is left in the queue (docs/deploy.md, \"Dead letters\")")]
+    BadStreamArn(#[from] ArnError),
 }
 
 #[derive(Deserialize)]
@@ -84,6 +86,7 @@ pub fn parse_dead_letter(
             value: value.chars().take(80).collect(),
         })
     };
+    let stream = StreamArn::parse(&message.info.stream_arn)?;
     let start = sequence("startSequenceNumber", &message.info.start_sequence_number)?;
     let end = sequence("endSequenceNumber", &message.info.end_sequence_number)?;
     if end < start {
@@ -99,6 +102,7 @@ pub fn parse_dead_letter(
         .unwrap_or_else(|| "the Pipe exhausted its retries or the records' maximum age".into());
     Ok(DeadLetteredRange {
         info: message.info,
+        stream,
         start,
         end,
         reason,
@@ -176,6 +180,12 @@ mod tests {
         assert!(matches!(
             parse_dead_letter(&body(S2, S1), None),
             Err(DeadLetterError::EmptyRange { .. })
+        ));
+        let mut value: serde_json::Value = serde_json::from_str(&body(S1, S2)).unwrap();
+        value["KinesisBatchInfo"]["streamArn"] = "inventory-events-dev".into();
+        assert!(matches!(
+            parse_dead_letter(&value.to_string(), None),
+            Err(DeadLetterError::BadStreamArn(_))
         ));
     }
 

@@ -5,6 +5,8 @@
 use serde::de::DeserializeSeed as _;
 use serde::{Deserialize, Serialize};
 
+use crate::arn::StreamArn;
+
 /// One Kinesis record as a Pipe delivers it.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
@@ -46,6 +48,34 @@ fn event_name() -> String {
 }
 
 impl PipeRecord {
+    /// A record of `stream` as a Pipe delivers it: the fields every record has the same
+    /// (schema and event versions, event source and name) filled in, the region taken from
+    /// the stream's ARN, no invoking identity (set `invoke_identity_arn` where one is
+    /// wanted). `data` is the record's bytes in base64; `arrival` is seconds since the epoch.
+    pub fn new(
+        stream: &StreamArn,
+        shard_id: &str,
+        sequence_number: &str,
+        partition_key: &str,
+        data: String,
+        arrival: f64,
+    ) -> Self {
+        PipeRecord {
+            kinesis_schema_version: schema_version(),
+            partition_key: partition_key.to_owned(),
+            sequence_number: sequence_number.to_owned(),
+            data,
+            approximate_arrival_timestamp: arrival,
+            event_source: event_source(),
+            event_version: schema_version(),
+            event_id: format!("{shard_id}:{sequence_number}"),
+            event_name: event_name(),
+            invoke_identity_arn: String::new(),
+            aws_region: stream.region().to_owned(),
+            event_source_arn: stream.to_string(),
+        }
+    }
+
     /// The shard the record came from, taken from its `eventID`.
     pub fn shard_id(&self) -> &str {
         self.event_id
@@ -506,6 +536,28 @@ mod tests {
         assert_eq!(
             r.event_source_arn,
             "arn:aws:kinesis:us-east-1:123456789012:stream/inventory-events"
+        );
+    }
+
+    #[test]
+    fn a_built_record_is_the_one_a_pipe_delivers() {
+        let records: Vec<PipeRecord> = serde_json::from_str(FIXTURE).unwrap();
+        let r = &records[0];
+        let stream = StreamArn::parse(&r.event_source_arn).unwrap();
+        let built = PipeRecord::new(
+            &stream,
+            "shardId-000000000000",
+            &r.sequence_number,
+            "P98765",
+            r.data.clone(),
+            1_694_433_600.123,
+        );
+        assert_eq!(
+            PipeRecord {
+                invoke_identity_arn: "arn:aws:iam::123456789012:role/pipe-role".into(),
+                ..built
+            },
+            *r
         );
     }
 

@@ -2,11 +2,9 @@
 
 use std::time::Duration;
 
-use aws_sdk_kinesis::types::{Record, StreamStatus};
+use aws_sdk_kinesis::types::StreamStatus;
 use aws_sdk_kinesis::Client;
 use backon::{ExponentialBuilder, Retryable};
-use base64::Engine as _;
-use inventory_domain::PipeRecord;
 
 #[derive(Debug, thiserror::Error)]
 pub enum KinesisError {
@@ -17,6 +15,8 @@ pub enum KinesisError {
     },
     #[error("stream {0} did not become ACTIVE in time")]
     NotActive(String),
+    #[error("Kinesis described the stream with an ARN that is not a stream's: {0}")]
+    Arn(#[from] inventory_domain::arn::ArnError),
 }
 
 impl KinesisError {
@@ -173,37 +173,4 @@ pub async fn list_shards(client: &Client, stream: &str) -> Result<Vec<ShardInfo>
 /// shards in the order they create them.
 pub fn shard_number(shard_id: &str) -> Option<u64> {
     shard_id.rsplit('-').next()?.parse().ok()
-}
-
-/// A Kinesis record as an EventBridge Pipe hands it to a Lambda target.
-pub fn to_pipe_record(
-    record: &Record,
-    shard_id: &str,
-    stream_arn: &str,
-    region: &str,
-) -> PipeRecord {
-    let seq = record.sequence_number();
-    PipeRecord {
-        kinesis_schema_version: "1.0".into(),
-        partition_key: record.partition_key().unwrap_or_default().to_owned(),
-        sequence_number: seq.to_owned(),
-        data: base64::engine::general_purpose::STANDARD.encode(record.data().as_ref()),
-        approximate_arrival_timestamp: record
-            .approximate_arrival_timestamp()
-            .map_or(0.0, |t| t.as_secs_f64()),
-        event_source: "aws:kinesis".into(),
-        event_version: "1.0".into(),
-        event_id: format!("{shard_id}:{seq}"),
-        event_name: "aws:kinesis:record".into(),
-        invoke_identity_arn: format!(
-            "arn:aws:iam::{}:role/inventory-pipe-role",
-            account_of(stream_arn)
-        ),
-        aws_region: region.to_owned(),
-        event_source_arn: stream_arn.to_owned(),
-    }
-}
-
-fn account_of(arn: &str) -> &str {
-    arn.split(':').nth(4).unwrap_or("000000000000")
 }

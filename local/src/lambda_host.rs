@@ -762,18 +762,12 @@ mod tests {
             .stream_description_summary()
             .expect("a summary")
             .stream_arn()
-            .to_owned();
+            .parse::<inventory_domain::arn::StreamArn>()
+            .expect("a stream ARN");
         let batch: Vec<inventory_domain::PipeRecord> = records
             .records()
             .iter()
-            .map(|r| {
-                crate::kinesis::to_pipe_record(
-                    r,
-                    put.shard_id(),
-                    &arn,
-                    crate::emulators::LOCAL_REGION,
-                )
-            })
+            .map(|r| inventory_stream::pipe_record(r, put.shard_id(), &arn))
             .collect();
         serde_json::to_vec(&batch).expect("JSON")
     }

@@ -50,6 +50,7 @@ use aws_sdk_kinesis::operation::get_records::GetRecordsOutput;
 use aws_sdk_kinesis::types::ShardIteratorType;
 use backon::{BackoffBuilder as _, ExponentialBackoff, ExponentialBuilder, Retryable};
 use chrono::{SecondsFormat, Utc};
+use inventory_domain::arn::StreamArn;
 use inventory_domain::{BatchResponse, PipeRecord};
 use serde::Serialize;
 use tokio::sync::{mpsc, watch};
@@ -320,7 +321,7 @@ impl PipeHandle {
 /// The stream as the pipe identifies it.
 #[derive(Clone)]
 struct StreamId {
-    arn: String,
+    arn: StreamArn,
     /// The ARN and creation time: what a checkpoint belongs to.
     identity: String,
 }
@@ -537,7 +538,7 @@ impl PipeRunner {
         // A stream deleted and created again has the same ARN; its creation time differs.
         let created = d.stream_creation_timestamp();
         Ok(StreamId {
-            arn: d.stream_arn().to_owned(),
+            arn: StreamArn::parse(d.stream_arn()).map_err(KinesisError::from)?,
             identity: format!(
                 "{}@{}.{:09}",
                 d.stream_arn(),

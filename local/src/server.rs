@@ -9,6 +9,7 @@ use std::time::Duration;
 use axum::response::{Html, IntoResponse};
 use axum::routing::get;
 use axum::Json;
+use inventory_api::auth::Reads;
 use inventory_api::{
     publish_deadline, router, ApiConfig, AppState, BoxFuture, DeadLetterRedriver, LaunchError,
     RedriveError, SimulationLauncher, SimulationLimits,
@@ -72,7 +73,9 @@ pub struct ServerOptions {
     pub site_dir: Option<PathBuf>,
 }
 
-/// The API state for a local stack, with simulations as local tasks.
+/// The API state for a local stack, with simulations as local tasks. Reads are open to
+/// anyone ([`Reads::Open`]): this is development, and the console here has no sign-in (the
+/// API Lambda needs sign-in for reads unless `PUBLIC_READS` opens some).
 pub fn local_state(stack: &LocalStack, api: ApiConfig) -> AppState {
     let ctx = SimulationContext {
         kinesis: stack.kinesis.clone(),
@@ -93,7 +96,9 @@ pub fn local_state(stack: &LocalStack, api: ApiConfig) -> AppState {
     );
     // The same limits for the API's lock and the launcher's deadline.
     state.limits = limits;
-    state.with_redriver(Arc::new(InProcessRedriver(stack.redriver())))
+    state
+        .with_reads(Reads::Open)
+        .with_redriver(Arc::new(InProcessRedriver(stack.redriver())))
 }
 
 /// Serves the API and the console; returns the bound address and the server task.

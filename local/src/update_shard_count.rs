@@ -142,8 +142,8 @@ pub async fn answer(client: &Client, body: &[u8]) -> Response {
         .or_else(|| {
             request["StreamARN"]
                 .as_str()
-                .and_then(|arn| arn.rsplit_once(":stream/"))
-                .map(|(_, name)| name.to_owned())
+                .and_then(inventory_domain::arn::StreamArn::name_in)
+                .map(str::to_owned)
         });
     let (Some(stream), Some(target)) = (stream, request["TargetShardCount"].as_u64()) else {
         return error(

@@ -624,3 +624,23 @@ async fn a_simulation_started_through_the_api_verifies_with_zero_mismatches() {
     );
     pipe.stop().await.unwrap();
 }
+
+/// The local server opens every read to anyone, on purpose: its console has no sign-in
+/// (the API Lambda needs one unless `PUBLIC_READS` opens the inventory reads).
+#[tokio::test]
+async fn the_local_server_keeps_reads_open() {
+    let stack = stack().await;
+    let state = local_state(&stack, config());
+    assert_eq!(state.reads, inventory_api::auth::Reads::Open);
+    let router = router(state);
+    for uri in [
+        "/api/inventory",
+        "/api/stats",
+        "/api/rejections",
+        "/api/dead-letters",
+        "/api/simulations",
+    ] {
+        let (status, _, body) = call(&router, get(uri)).await;
+        assert_eq!(status, StatusCode::OK, "anonymous {uri}: {body}");
+    }
+}

@@ -21,6 +21,7 @@ use std::time::Duration;
 use aws_sdk_dynamodb::types::AttributeValue;
 use aws_sdk_kinesis::types::ShardIteratorType;
 use backon::{ExponentialBuilder, Retryable};
+use inventory_domain::arn::StreamArn;
 use inventory_domain::{PipeRecord, SequenceNumber};
 use inventory_store::tables::ensure_tables;
 use inventory_store::Tables;
@@ -385,6 +386,7 @@ async fn replay_shard(
     skipped: &HashSet<String>,
     tally: &Tally<'_>,
 ) -> Result<ShardReplay, ReplayError> {
+    let stream_arn = StreamArn::parse(arn).map_err(KinesisError::from)?;
     let mut out = ShardReplay {
         shard_id: shard_id.clone(),
         records: 0,
@@ -411,9 +413,7 @@ async fn replay_shard(
         let read: Vec<PipeRecord> = resp
             .records()
             .iter()
-            .map(|r| {
-                kinesis::to_pipe_record(r, &shard_id, arn, inventory_local::emulators::LOCAL_REGION)
-            })
+            .map(|r| inventory_stream::pipe_record(r, &shard_id, &stream_arn))
             .collect();
         let records: Vec<PipeRecord> = read
             .iter()

@@ -2,6 +2,7 @@
 //! as Kinesis lists them (`DescribeStreamSummary`, `ListShards`), for the pure placement of
 //! records in `inventory_domain::lineage`. Lineage is data: every parent comes from
 //! `ParentShardId` / `AdjacentParentShardId`, never from shard numbers.
+//! [`pipe_record`] maps a record read from the stream to the Pipes shape the processor reads.
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
@@ -12,6 +13,9 @@ use futures::future::BoxFuture;
 use inventory_domain::dedup::shard_ordinal;
 use inventory_domain::lineage::{Shard, StreamId, StreamLineage};
 use inventory_domain::SequenceNumber;
+
+mod record;
+pub use record::pipe_record;
 
 #[derive(Debug, Clone, thiserror::Error)]
 pub enum StreamError {

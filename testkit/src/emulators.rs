@@ -7,8 +7,8 @@ use std::sync::Arc;
 use aws_sdk_dynamodb::types::AttributeValue;
 use aws_sdk_kinesis::primitives::Blob;
 use aws_sdk_kinesis::types::ShardIteratorType;
+use inventory_domain::arn::StreamArn;
 use inventory_domain::PipeRecord;
-use inventory_local::emulators::LOCAL_REGION;
 use inventory_local::pipe::{ensure_pipe_table, pipe_table_name, PipeRunner, Target};
 use inventory_local::pipe_settings::PipeSettings;
 use inventory_local::{kinesis, EmulatorOptions, LocalAws};
@@ -126,6 +126,7 @@ impl Stack {
 
     /// Every record of every shard, as a Pipe would deliver them, per shard in order.
     pub async fn read_all(&self) -> BTreeMap<String, Vec<PipeRecord>> {
+        let stream_arn = StreamArn::parse(&self.stream_arn).expect("the stream's ARN");
         let mut out = BTreeMap::new();
         for shard in kinesis::shard_ids(&self.kinesis, &self.stream)
             .await
@@ -154,9 +155,8 @@ impl Stack {
                     .unwrap();
                 let got = resp.records();
                 records.extend(
-                    got.iter().map(|r| {
-                        kinesis::to_pipe_record(r, &shard, &self.stream_arn, LOCAL_REGION)
-                    }),
+                    got.iter()
+                        .map(|r| inventory_stream::pipe_record(r, &shard, &stream_arn)),
                 );
                 // Bounded: an open shard read to its end answers with nothing (or fewer
                 // than asked for and 0 ms behind).

@@ -6,13 +6,16 @@
 //! without a dependency cycle); GENERATOR_FUNCTION (absent: the stage runs no simulations,
 //! and starting one answers 503); SIMULATION_MAX_EVENT_AGE_SECONDS; optionally API_TOKEN or
 //! API_TOKEN_SECRET_ARN (a static token); DEAD_LETTER_FUNCTION (the function that redrives
-//! dead letters; absent: redrive answers 503); ALLOWED_ORIGINS (CORS, comma-separated).
+//! dead letters; absent: redrive answers 503); ALLOWED_ORIGINS (CORS, comma-separated);
+//! PUBLIC_READS (`true` opens the inventory reads and stats to anonymous callers, capped and
+//! cacheable; `false`, the default, needs sign-in for every read: api/src/auth.rs, `Reads`).
 
 use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::Context as _;
 use clap::Parser as _;
+use inventory_api::auth::Reads;
 use inventory_api::jwt::{JwtSettings, JwtVerifier};
 use inventory_api::{
     router, ApiConfig, AppState, DisabledLauncher, LambdaLauncher, LambdaRedriver,
@@ -63,6 +66,20 @@ struct Config {
     /// The origins CORS allows (the console's), comma-separated.
     #[arg(long, env = "ALLOWED_ORIGINS", value_delimiter = ',')]
     allowed_origins: Vec<String>,
+    /// `true`: anyone may read the inventory and stats (pages capped, answers cacheable);
+    /// `false` (the default): every read needs a signed-in user.
+    #[arg(long, env = "PUBLIC_READS", action = clap::ArgAction::Set, value_parser = true_or_false,
+          default_value = "false")]
+    public_reads: bool,
+}
+
+/// `true` or `false`; blanks are `false`, as when the variable is unset.
+fn true_or_false(value: &str) -> Result<bool, String> {
+    match value.trim() {
+        "true" => Ok(true),
+        "false" | "" => Ok(false),
+        other => Err(format!("must be true or false, not `{other}`")),
+    }
 }
 
 fn not_blank(value: &str) -> Result<String, String> {
@@ -121,6 +138,15 @@ impl Config {
         }
     }
 
+    /// Who may read without signing in.
+    fn reads(&self) -> Reads {
+        if self.public_reads {
+            Reads::PublicInventory
+        } else {
+            Reads::SignedIn
+        }
+    }
+
     fn allowed_origins(&self) -> Vec<String> {
         self.allowed_origins
             .iter()
@@ -160,7 +186,8 @@ async fn app_state(env: &Config, aws: &aws_config::SdkConfig) -> anyhow::Result<
     let limits = env.limits();
     let db = aws_sdk_dynamodb::Client::new(aws);
     let mut state = AppState::new(db, env.tables(), api, launcher(env, aws, limits))
-        .with_simulation_limits(limits);
+        .with_simulation_limits(limits)
+        .with_reads(env.reads());
     match set(&env.dead_letter_function) {
         Some(function) => {
             state = state.with_redriver(Arc::new(LambdaRedriver {
@@ -228,5 +255,33 @@ fn user_pool(
         _ => Err(anyhow::anyhow!(
             "set both COGNITO_ISSUER and COGNITO_CLIENT_ID (or COGNITO_CLIENT_ID_SECRET): the user pool's issuer URL and the console's app client id, or neither"
         )),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn parse(extra: &[&str]) -> Result<Config, clap::Error> {
+        let mut args = vec!["api", "--inventory-table", "i", "--events-table", "e"];
+        args.extend_from_slice(extra);
+        Config::try_parse_from(args)
+    }
+
+    #[test]
+    fn reads_need_sign_in_unless_public_reads_is_true() {
+        // PUBLIC_READS is not set in the test's environment: the default is what an API
+        // Lambda without the variable gets.
+        if std::env::var_os("PUBLIC_READS").is_none() {
+            assert_eq!(parse(&[]).unwrap().reads(), Reads::SignedIn);
+        }
+        for (given, reads) in [
+            ("false", Reads::SignedIn),
+            (" ", Reads::SignedIn),
+            ("true", Reads::PublicInventory),
+        ] {
+            assert_eq!(parse(&["--public-reads", given]).unwrap().reads(), reads);
+        }
+        assert!(parse(&["--public-reads", "yes"]).is_err());
     }
 }
