@@ -24,6 +24,7 @@ use inventory_api::{
     SimulationLimits,
 };
 use inventory_domain::api::{SimulationRequest, SimulationState, SimulationStatus};
+use inventory_domain::arn::StreamArn;
 use inventory_domain::{PipeRecord, Rejection, RejectionReason};
 use inventory_store::rejections::{RejectedRecord, RejectionItem};
 use inventory_store::simulation_lock::{self, LOCK_PK, LOCK_SK};
@@ -226,20 +227,15 @@ async fn a_stage_without_a_generator_answers_503_and_requests_past_the_event_age
 async fn rejection_excerpts_go_to_signed_in_callers_only() {
     let (db, tables) = support::dynamodb("lock-test-").await;
     let now = Utc::now();
-    let record = PipeRecord {
-        event_id: "shardId-000000000000:1".into(),
-        sequence_number: "1".into(),
-        partition_key: "P1".into(),
-        data: "bm90IGpzb24=".into(),
-        approximate_arrival_timestamp: now.timestamp_millis() as f64 / 1000.0,
-        event_source_arn: "arn:aws:kinesis:us-east-1:1:stream/s".into(),
-        kinesis_schema_version: "1.0".into(),
-        event_source: "aws:kinesis".into(),
-        event_version: "1.0".into(),
-        event_name: "aws:kinesis:record".into(),
-        invoke_identity_arn: String::new(),
-        aws_region: "us-east-1".into(),
-    };
+    let stream = StreamArn::parse("arn:aws:kinesis:us-east-1:123456789012:stream/s").unwrap();
+    let record = PipeRecord::new(
+        &stream,
+        "shardId-000000000000",
+        "1",
+        "P1",
+        "bm90IGpzb24=".into(),
+        now.timestamp_millis() as f64 / 1000.0,
+    );
     let rejection = Rejection::new(RejectionReason::InvalidJson, "not JSON");
     let item = RejectionItem::new(
         &RejectedRecord {

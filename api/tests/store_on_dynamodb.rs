@@ -14,6 +14,7 @@ use chrono::{TimeZone, Utc};
 use inventory_api::store::{self, rejections_page, CatalogCache, InventoryQuery};
 use inventory_api::ApiError;
 use inventory_domain::api::ProductView;
+use inventory_domain::arn::StreamArn;
 use inventory_domain::catalog::{SortKey, SortOrder};
 use inventory_domain::{
     PipeRecord, ProductRecord, ProductStatus, RecentIds, Rejection, RejectionReason, SequenceNumber,
@@ -329,20 +330,15 @@ async fn the_catalog_takes_what_the_shard_logs_say_changed_and_nothing_else() {
 }
 
 fn record(seq: u64, arrival: chrono::DateTime<Utc>) -> PipeRecord {
-    PipeRecord {
-        event_id: format!("shardId-000000000000:{seq}"),
-        sequence_number: seq.to_string(),
-        partition_key: format!("run-P{seq}"),
-        data: "e30=".into(),
-        approximate_arrival_timestamp: arrival.timestamp_millis() as f64 / 1000.0,
-        event_source_arn: "arn:aws:kinesis:us-east-1:1:stream/s".into(),
-        kinesis_schema_version: "1.0".into(),
-        event_source: "aws:kinesis".into(),
-        event_version: "1.0".into(),
-        event_name: "aws:kinesis:record".into(),
-        invoke_identity_arn: String::new(),
-        aws_region: "us-east-1".into(),
-    }
+    let stream = StreamArn::parse("arn:aws:kinesis:us-east-1:123456789012:stream/s").unwrap();
+    PipeRecord::new(
+        &stream,
+        "shardId-000000000000",
+        &seq.to_string(),
+        &format!("run-P{seq}"),
+        "e30=".into(),
+        arrival.timestamp_millis() as f64 / 1000.0,
+    )
 }
 
 #[tokio::test]

@@ -294,20 +294,18 @@ mod tests {
     use inventory_domain::Rejection;
 
     fn record() -> PipeRecord {
-        PipeRecord {
-            event_id: "shardId-000000000000:4959".into(),
-            sequence_number: "4959".into(),
-            partition_key: "P1".into(),
-            data: "e30=".into(),
-            approximate_arrival_timestamp: 1_694_433_600.5,
-            event_source_arn: "arn:aws:kinesis:us-east-1:1:stream/s".into(),
-            kinesis_schema_version: "1.0".into(),
-            event_source: "aws:kinesis".into(),
-            event_version: "1.0".into(),
-            event_name: "aws:kinesis:record".into(),
-            invoke_identity_arn: String::new(),
-            aws_region: "us-east-1".into(),
-        }
+        let stream = inventory_domain::arn::StreamArn::parse(
+            "arn:aws:kinesis:us-east-1:123456789012:stream/s",
+        )
+        .unwrap();
+        PipeRecord::new(
+            &stream,
+            "shardId-000000000000",
+            "4959",
+            "P1",
+            "e30=".into(),
+            1_694_433_600.5,
+        )
     }
 
     #[test]

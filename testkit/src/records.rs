@@ -6,6 +6,7 @@ use std::collections::HashMap;
 use aws_sdk_dynamodb::types::AttributeValue;
 use aws_sdk_dynamodb::Client;
 use base64::Engine as _;
+use inventory_domain::arn::StreamArn;
 use inventory_domain::lineage::{StreamId, StreamLineage};
 use inventory_domain::pipes::PipeBatch;
 use inventory_domain::{PipeRecord, ProductRecord};
@@ -44,6 +45,7 @@ impl Shard {
             .duration_since(std::time::UNIX_EPOCH)
             .expect("clock after 1970")
             .as_secs_f64();
+        let stream = StreamArn::parse(ARN).expect("the kit's stream ARN");
         let records: Vec<PipeRecord> = events
             .iter()
             .map(|(product, json)| {
@@ -53,20 +55,14 @@ impl Shard {
                     self.next
                 );
                 self.next += 1;
-                PipeRecord {
-                    kinesis_schema_version: "1.0".into(),
-                    partition_key: (*product).to_owned(),
-                    event_id: format!("{}:{sequence}", self.id),
-                    sequence_number: sequence,
-                    data: base64::engine::general_purpose::STANDARD.encode(json),
-                    approximate_arrival_timestamp: now,
-                    event_source: "aws:kinesis".into(),
-                    event_version: "1.0".into(),
-                    event_name: "aws:kinesis:record".into(),
-                    invoke_identity_arn: String::new(),
-                    aws_region: "us-east-1".into(),
-                    event_source_arn: ARN.into(),
-                }
+                PipeRecord::new(
+                    &stream,
+                    &self.id,
+                    &sequence,
+                    product,
+                    base64::engine::general_purpose::STANDARD.encode(json),
+                    now,
+                )
             })
             .collect();
         PipeBatch::from(&records[..])
