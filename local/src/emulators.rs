@@ -47,6 +47,46 @@ pub struct EmulatorOptions {
     pub enforce_kinesis_limits: bool,
 }
 
+/// The DynamoDB emulator's database: in `data_dir` (created if need be), or in memory.
+fn open_dynamodb(data_dir: Option<&std::path::Path>) -> Result<dynoxide::Database, EmulatorError> {
+    let Some(dir) = data_dir else {
+        return dynoxide::Database::memory().map_err(|e| EmulatorError::Database {
+            path: ":memory:".into(),
+            message: e.to_string(),
+        });
+    };
+    let path = dir.join("dynamodb.sqlite3");
+    std::fs::create_dir_all(dir).map_err(|e| EmulatorError::Database {
+        path: dir.display().to_string(),
+        message: e.to_string(),
+    })?;
+    dynoxide::Database::new(&path.to_string_lossy()).map_err(|e| EmulatorError::Database {
+        path: path.display().to_string(),
+        message: e.to_string(),
+    })
+}
+
+/// The Kinesis emulator's settings: streams ready at once, its state kept in the data
+/// directory when there is one.
+fn kinesis_options(options: &EmulatorOptions) -> ferrokinesis::store::StoreOptions {
+    ferrokinesis::store::StoreOptions {
+        create_stream_ms: 0,
+        delete_stream_ms: 0,
+        update_stream_ms: 0,
+        shard_limit: 64,
+        enforce_limits: options.enforce_kinesis_limits,
+        durable: options
+            .data_dir
+            .as_ref()
+            .map(|dir| ferrokinesis::store::DurableStateOptions {
+                state_dir: dir.join("kinesis"),
+                snapshot_interval_secs: 30,
+                max_retained_bytes: None,
+            }),
+        ..Default::default()
+    }
+}
+
 /// Running emulators. Dropping it stops them.
 pub struct LocalAws {
     endpoint: String,
@@ -61,25 +101,7 @@ impl LocalAws {
             let _ = rx.wait_for(|s| *s).await;
         };
 
-        let db = match &options.data_dir {
-            None => dynoxide::Database::memory().map_err(|e| EmulatorError::Database {
-                path: ":memory:".into(),
-                message: e.to_string(),
-            })?,
-            Some(dir) => {
-                let path = dir.join("dynamodb.sqlite3");
-                std::fs::create_dir_all(dir).map_err(|e| EmulatorError::Database {
-                    path: dir.display().to_string(),
-                    message: e.to_string(),
-                })?;
-                dynoxide::Database::new(&path.to_string_lossy()).map_err(|e| {
-                    EmulatorError::Database {
-                        path: path.display().to_string(),
-                        message: e.to_string(),
-                    }
-                })?
-            }
-        };
+        let db = open_dynamodb(options.data_dir.as_deref())?;
         let dynamo_listener = bind(0).await?;
         let dynamo_addr = local_addr(&dynamo_listener)?;
         crate::net::nodelay_on_accepted(&dynamo_listener);
@@ -92,22 +114,7 @@ impl LocalAws {
             }
         });
 
-        let kinesis_options = ferrokinesis::store::StoreOptions {
-            create_stream_ms: 0,
-            delete_stream_ms: 0,
-            update_stream_ms: 0,
-            shard_limit: 64,
-            enforce_limits: options.enforce_kinesis_limits,
-            durable: options.data_dir.as_ref().map(|dir| {
-                ferrokinesis::store::DurableStateOptions {
-                    state_dir: dir.join("kinesis"),
-                    snapshot_interval_secs: 30,
-                    max_retained_bytes: None,
-                }
-            }),
-            ..Default::default()
-        };
-        let (kinesis, _store) = ferrokinesis::create_app(kinesis_options);
+        let (kinesis, _store) = ferrokinesis::create_app(kinesis_options(&options));
 
         let listener = bind(options.port).await?;
         let addr = local_addr(&listener)?;
