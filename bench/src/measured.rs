@@ -9,7 +9,7 @@ use anyhow::Context as _;
 use aws_sdk_dynamodb::config::interceptors::BeforeTransmitInterceptorContextRef;
 use aws_sdk_dynamodb::config::{ConfigBag, Intercept, RuntimeComponents};
 use inventory_domain::pipes::PipeBatch;
-use inventory_local::pipe::{wall_us, BoxFuture, InvokeTiming, Target};
+use inventory_local::pipe::{wall_us, BoxFuture, InvokeTiming, Target, TargetError};
 use inventory_processor::body::read_body;
 use inventory_processor::{BatchReport, Phases, Processor};
 use tokio::sync::{mpsc, oneshot};
@@ -155,7 +155,7 @@ pub(crate) struct Job {
     pub(crate) payload: Vec<u8>,
     pub(crate) processor: Processor,
     pub(crate) metrics: Arc<Mutex<Metrics>>,
-    pub(crate) reply: oneshot::Sender<Result<Vec<u8>, String>>,
+    pub(crate) reply: oneshot::Sender<Result<Vec<u8>, TargetError>>,
     pub(crate) done: oneshot::Sender<Done>,
 }
 
@@ -176,7 +176,7 @@ pub(crate) struct BenchTarget {
 }
 
 impl Target for BenchTarget {
-    fn invoke(&self, payload: Vec<u8>) -> BoxFuture<Result<Vec<u8>, String>> {
+    fn invoke(&self, payload: Vec<u8>) -> BoxFuture<'static, Result<Vec<u8>, TargetError>> {
         self.send(payload, None)
     }
 
@@ -184,7 +184,7 @@ impl Target for BenchTarget {
         &self,
         payload: Vec<u8>,
         timing: InvokeTiming,
-    ) -> BoxFuture<Result<Vec<u8>, String>> {
+    ) -> BoxFuture<'static, Result<Vec<u8>, TargetError>> {
         self.send(payload, Some(timing))
     }
 }
@@ -194,7 +194,7 @@ impl BenchTarget {
         &self,
         payload: Vec<u8>,
         timing: Option<InvokeTiming>,
-    ) -> BoxFuture<Result<Vec<u8>, String>> {
+    ) -> BoxFuture<'static, Result<Vec<u8>, TargetError>> {
         let (reply, response) = oneshot::channel();
         let (done, finished) = oneshot::channel();
         // The payload again, to read the events' times once the invocation is over.
@@ -208,10 +208,10 @@ impl BenchTarget {
         });
         let metrics = self.metrics.clone();
         Box::pin(async move {
-            sent.map_err(|_| "the processor thread stopped".to_owned())?;
+            sent.map_err(|_| TargetError::function("the processor thread stopped"))?;
             let answer = response
                 .await
-                .map_err(|_| "the processor thread dropped the batch".to_owned())?;
+                .map_err(|_| TargetError::function("the processor thread dropped the batch"))?;
             if let (Some(copy), Some(timing), Ok(done)) = (copy, timing, finished.await) {
                 record_lags(&metrics, copy, &timing, &done);
             }
@@ -327,7 +327,7 @@ pub(crate) async fn invoke(job: Job) {
     let batch: PipeBatch = match read_body(job.payload) {
         Ok(r) => r,
         Err(e) => {
-            let _ = job.reply.send(Err(e.to_string()));
+            let _ = job.reply.send(Err(TargetError::function(e)));
             return;
         }
     };
@@ -390,5 +390,5 @@ pub(crate) async fn invoke(job: Job) {
     });
     let _ = job
         .reply
-        .send(serde_json::to_vec(&report.response).map_err(|e| e.to_string()));
+        .send(serde_json::to_vec(&report.response).map_err(TargetError::function));
 }

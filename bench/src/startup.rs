@@ -1,11 +1,12 @@
 //! The processor's start-up: the release `processor` binary from exec to its first poll of
-//! the Lambda runtime API, against a stub of that API.
+//! the Lambda runtime API, served by the local stack's Runtime API with nothing queued.
 
 use std::path::PathBuf;
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use anyhow::{bail, Context as _};
+use inventory_local::runtime_api::{self, InvocationQueue, RuntimeEvent};
 use tokio::sync::mpsc;
 
 use crate::children::ChildGuard;
@@ -28,20 +29,9 @@ pub(crate) async fn startup(processor: Option<PathBuf>, runs: usize) -> anyhow::
             bin.display()
         );
     }
-    let (polled_tx, mut polled) = mpsc::unbounded_channel::<Instant>();
-    let app = axum::Router::new()
-        .route(
-            "/2018-06-01/runtime/invocation/next",
-            axum::routing::get(move || {
-                let _ = polled_tx.send(Instant::now());
-                // Ready is all we measure: hold the poll open until the process is killed.
-                std::future::pending::<&'static str>()
-            }),
-        )
-        .fallback(|| async { "" });
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
-    let addr = listener.local_addr()?;
-    let server = tokio::spawn(async move { axum::serve(listener, app).await });
+    // Nothing is ever queued: each process's first poll is held open until it is killed.
+    let (queue, mut events) = InvocationQueue::new("processor");
+    let (addr, server) = runtime_api::spawn(queue)?;
 
     let mut times = Vec::with_capacity(runs);
     let mut rss = Vec::with_capacity(runs);
@@ -67,10 +57,10 @@ pub(crate) async fn startup(processor: Option<PathBuf>, runs: usize) -> anyhow::
             .spawn()?;
         let pid = child.id().to_string();
         let mut guard = ChildGuard(child);
-        let at = tokio::time::timeout(Duration::from_secs(10), polled.recv())
+        let at = tokio::time::timeout(Duration::from_secs(10), first_poll(&mut events))
             .await
             .context("the processor did not poll the runtime API within 10 s")?
-            .context("the runtime API stub stopped")?;
+            .context("the runtime API stopped")?;
         times.push(at.saturating_duration_since(started));
         rss.push(proc_kib(&pid, "VmRSS").unwrap_or(0));
         let _ = guard.0.kill();
@@ -91,4 +81,14 @@ pub(crate) async fn startup(processor: Option<PathBuf>, runs: usize) -> anyhow::
         rss[rss.len() / 2] as f64 / 1024.0
     );
     Ok(())
+}
+
+/// When the runtime next asked for an invocation; `None` once the API is gone.
+async fn first_poll(events: &mut mpsc::UnboundedReceiver<RuntimeEvent>) -> Option<Instant> {
+    while let Some(event) = events.recv().await {
+        if let RuntimeEvent::Polled(at) = event {
+            return Some(at);
+        }
+    }
+    None
 }

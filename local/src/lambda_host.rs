@@ -1,8 +1,8 @@
 //! A local Lambda host: runs a function's real binary the way Lambda does, as processes
 //! that ask a Runtime API for invocations.
 //!
-//! Each instance is a child process with its own Runtime API listener on 127.0.0.1 (so
-//! the host knows which process holds which invocation): `GET
+//! Each instance is a child process with its own Runtime API listener on 127.0.0.1
+//! ([`crate::runtime_api`]; so the host knows which process holds which invocation): `GET
 //! /2018-06-01/runtime/invocation/next` hands it the next queued invocation with the
 //! `Lambda-Runtime-*` headers, and it answers with `POST …/invocation/{id}/response` or
 //! `…/error` (a function error), or `POST …/init/error` when it cannot start. Like Lambda:
@@ -22,25 +22,20 @@
 //! Dropping the host (the last [`Target`] reference to it) kills every instance.
 
 use std::collections::{HashMap, VecDeque};
+use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::process::Stdio;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, PoisonError, Weak};
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::Duration;
 
-use axum::body::Bytes;
-use axum::extract::{Path as UrlPath, State};
-use axum::http::{HeaderMap, HeaderValue, StatusCode};
-use axum::response::{IntoResponse, Response};
-use axum::routing::{get, post};
-use axum::Router;
 use tokio::io::{AsyncBufReadExt as _, AsyncRead, BufReader};
 use tokio::process::{Child, Command};
 use tokio::sync::{oneshot, Notify};
 use tokio::task::AbortHandle;
 
-use crate::emulators::LOCAL_REGION;
-use crate::pipe::{BoxFuture, Target};
+use crate::pipe::{BoxFuture, Target, TargetError};
+use crate::runtime_api::{self, Invocation, Invocations, Refusal};
 
 /// The processor Lambda's timeout in infra/template.yaml.
 pub const PROCESSOR_TIMEOUT: Duration = Duration::from_secs(60);
@@ -51,7 +46,6 @@ pub const PROCESSOR_BIN_VAR: &str = "PROCESSOR_BIN";
 /// The processor's log filter in the local stack (its `RUST_LOG`); warnings by default so
 /// a demo's output is not one line per batch.
 pub const PROCESSOR_LOG_VAR: &str = "PROCESSOR_LOG";
-const RUNTIME_PATH: &str = "/2018-06-01/runtime";
 
 #[derive(Debug, thiserror::Error)]
 pub enum LambdaHostError {
@@ -188,7 +182,7 @@ struct Instance {
     watcher: AbortHandle,
 }
 
-type Answer = Result<Vec<u8>, String>;
+type Answer = Result<Vec<u8>, TargetError>;
 
 struct Job {
     request_id: String,
@@ -245,7 +239,7 @@ impl LambdaHost {
 }
 
 impl Target for LambdaHost {
-    fn invoke(&self, payload: Vec<u8>) -> BoxFuture<Result<Vec<u8>, String>> {
+    fn invoke(&self, payload: Vec<u8>) -> BoxFuture<'static, Answer> {
         Box::pin(Host::invoke(self.host.clone(), payload))
     }
 }
@@ -258,12 +252,7 @@ impl Host {
     async fn invoke(host: Arc<Host>, payload: Vec<u8>) -> Answer {
         let timeout = host.options.timeout;
         let request_id = ulid::Ulid::new().to_string().to_lowercase();
-        let deadline_ms = SystemTime::now()
-            .checked_add(timeout)
-            .and_then(|t| t.duration_since(UNIX_EPOCH).ok())
-            .map_or(u64::MAX, |d| {
-                u64::try_from(d.as_millis()).unwrap_or(u64::MAX)
-            });
+        let deadline_ms = runtime_api::deadline_ms(timeout);
         let (answer, answered) = oneshot::channel();
         {
             let mut state = host.lock();
@@ -278,13 +267,10 @@ impl Host {
         host.scale();
         match tokio::time::timeout(timeout, answered).await {
             Ok(Ok(answer)) => answer,
-            Ok(Err(_)) => Err("the function's instance went away without answering".to_owned()),
+            Ok(Err(_)) => Err(TargetError::Vanished),
             Err(_) => {
                 host.time_out(&request_id);
-                Err(format!(
-                    "Task timed out after {:.2} seconds",
-                    timeout.as_secs_f64()
-                ))
+                Err(TargetError::TimedOut(timeout))
             }
         }
     }
@@ -302,11 +288,11 @@ impl Host {
                     state.instances.insert(id, instance);
                     state.peak_instances = state.peak_instances.max(state.instances.len());
                 }
-                Err(message) => {
+                Err(error) => {
                     // Nothing will take the oldest invocation: it fails as Lambda's would.
-                    tracing::error!(function = %self.options.function_name, %message, "could not start an instance");
+                    tracing::error!(function = %self.options.function_name, %error, "could not start an instance");
                     if let Some(job) = state.queue.pop_front() {
-                        let _ = job.answer.send(Err(message));
+                        let _ = job.answer.send(Err(error));
                     }
                     return;
                 }
@@ -314,63 +300,23 @@ impl Host {
         }
     }
 
-    fn spawn_instance(self: &Arc<Self>, id: u64) -> Result<Instance, String> {
-        let listener = std::net::TcpListener::bind("127.0.0.1:0")
-            .and_then(|l| l.set_nonblocking(true).map(|()| l))
-            .and_then(tokio::net::TcpListener::from_std)
-            .map_err(|e| format!("cannot listen for the Runtime API on 127.0.0.1: {e}"))?;
-        let addr = listener
-            .local_addr()
-            .map_err(|e| format!("the Runtime API listener has no address: {e}"))?;
-        let api = RuntimeApi {
+    /// Starts instance `id`: its own Runtime API, then its process.
+    fn spawn_instance(self: &Arc<Self>, id: u64) -> Result<Instance, TargetError> {
+        let api = InstanceApi {
             host: Arc::downgrade(self),
             work: self.work.clone(),
             instance: id,
         };
-        let router = Router::new()
-            .route(&format!("{RUNTIME_PATH}/invocation/next"), get(next))
-            .route(
-                &format!("{RUNTIME_PATH}/invocation/{{id}}/response"),
-                post(response),
-            )
-            .route(
-                &format!("{RUNTIME_PATH}/invocation/{{id}}/error"),
-                post(function_error),
-            )
-            .route(&format!("{RUNTIME_PATH}/init/error"), post(init_error))
-            .with_state(api);
-        let server = tokio::spawn(async move {
-            if let Err(e) = axum::serve(crate::net::nodelay(listener), router).await {
-                tracing::warn!(error = %e, "a Runtime API listener stopped");
-            }
-        });
-
-        let name = &self.options.function_name;
-        let mut command = Command::new(&self.options.binary);
-        command
-            .env_clear()
-            .envs(self.options.env.iter().map(|(k, v)| (k, v)))
-            .env("AWS_LAMBDA_RUNTIME_API", addr.to_string())
-            .env("AWS_LAMBDA_FUNCTION_NAME", name)
-            .env("AWS_LAMBDA_FUNCTION_VERSION", "$LATEST")
-            .env(
-                "AWS_LAMBDA_FUNCTION_MEMORY_SIZE",
-                PROCESSOR_MEMORY_MB.to_string(),
-            )
-            .env("AWS_LAMBDA_LOG_GROUP_NAME", format!("/aws/lambda/{name}"))
-            .env("AWS_LAMBDA_LOG_STREAM_NAME", format!("local/instance-{id}"))
-            .stdin(Stdio::null())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            .kill_on_drop(true);
-        let mut child = match command.spawn() {
+        let (addr, server) =
+            runtime_api::spawn(api).map_err(|e| TargetError::NotStarted(e.to_string()))?;
+        let mut child = match self.command(id, addr).spawn() {
             Ok(child) => child,
             Err(e) => {
                 server.abort();
-                return Err(format!(
+                return Err(TargetError::NotStarted(format!(
                     "cannot start {}: {e}",
                     self.options.binary.display()
-                ));
+                )));
             }
         };
         self.started.fetch_add(1, Ordering::Relaxed);
@@ -385,7 +331,7 @@ impl Host {
         }
         let (kill, killed) = oneshot::channel();
         let watcher = tokio::spawn(watch_instance(Arc::downgrade(self), id, child, killed));
-        tracing::debug!(function = %name, instance = id, ?pid, runtime_api = %addr, "instance started");
+        tracing::debug!(function = %self.options.function_name, instance = id, ?pid, runtime_api = %addr, "instance started");
         Ok(Instance {
             pid,
             polled: false,
@@ -394,6 +340,30 @@ impl Host {
             server: server.abort_handle(),
             watcher: watcher.abort_handle(),
         })
+    }
+
+    /// The command that runs instance `id` against the Runtime API at `runtime_api`, in the
+    /// clean environment Lambda gives a function.
+    fn command(&self, id: u64, runtime_api: SocketAddr) -> Command {
+        let name = &self.options.function_name;
+        let mut command = Command::new(&self.options.binary);
+        command
+            .env_clear()
+            .envs(self.options.env.iter().map(|(k, v)| (k, v)))
+            .env("AWS_LAMBDA_RUNTIME_API", runtime_api.to_string())
+            .env("AWS_LAMBDA_FUNCTION_NAME", name)
+            .env("AWS_LAMBDA_FUNCTION_VERSION", "$LATEST")
+            .env(
+                "AWS_LAMBDA_FUNCTION_MEMORY_SIZE",
+                PROCESSOR_MEMORY_MB.to_string(),
+            )
+            .env("AWS_LAMBDA_LOG_GROUP_NAME", format!("/aws/lambda/{name}"))
+            .env("AWS_LAMBDA_LOG_STREAM_NAME", format!("local/instance-{id}"))
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .kill_on_drop(true);
+        command
     }
 
     /// The caller gave up on `request_id`: Lambda stops the instance running it.
@@ -430,9 +400,9 @@ impl Host {
             .collect();
         for request in &held {
             if let Some(running) = state.running.remove(request) {
-                let _ = running.answer.send(Err(format!(
-                    "Runtime.ExitError: the function's process exited during the invocation ({status})"
-                )));
+                let _ = running
+                    .answer
+                    .send(Err(TargetError::Exited(status.clone())));
             }
         }
         if !instance.polled {
@@ -441,9 +411,7 @@ impl Host {
             });
             tracing::error!(function = %self.options.function_name, instance = id, %message, "instance failed to start");
             if let Some(job) = state.queue.pop_front() {
-                let _ = job
-                    .answer
-                    .send(Err(format!("Runtime.InitError: {message}")));
+                let _ = job.answer.send(Err(TargetError::Init(message)));
             }
         } else if held.is_empty() {
             tracing::warn!(function = %self.options.function_name, instance = id, %status, "an idle instance exited");
@@ -455,7 +423,7 @@ impl Host {
     }
 
     /// The next invocation for `instance`, or `None` once the instance is gone.
-    fn take_job(&self, instance: u64) -> Option<Option<(String, Vec<u8>, u64)>> {
+    fn take_job(&self, instance: u64) -> Option<Option<Invocation>> {
         let mut state = self.lock();
         let state = &mut *state;
         let entry = state.instances.get_mut(&instance)?;
@@ -472,21 +440,26 @@ impl Host {
                     answer: job.answer,
                 },
             );
-            return Some(Some((job.request_id, job.payload, job.deadline_ms)));
+            return Some(Some(Invocation {
+                request_id: job.request_id,
+                payload: job.payload,
+                deadline_ms: job.deadline_ms,
+                function_arn: runtime_api::function_arn(&self.options.function_name),
+            }));
         }
         Some(None)
     }
 
-    fn answer(&self, instance: u64, request_id: &str, answer: Answer) -> StatusCode {
+    fn answer(&self, instance: u64, request_id: &str, answer: Answer) -> Result<(), Refusal> {
         let mut state = self.lock();
         match state.running.get(request_id) {
             Some(running) if running.instance == instance => {}
-            _ => return StatusCode::BAD_REQUEST,
+            _ => return Err(Refusal::UnknownRequest),
         }
         if let Some(running) = state.running.remove(request_id) {
             let _ = running.answer.send(answer);
         }
-        StatusCode::ACCEPTED
+        Ok(())
     }
 }
 
@@ -546,112 +519,51 @@ async fn forward_logs(stream: impl AsyncRead + Unpin, instance: u64, stdout: boo
     }
 }
 
-/// One instance's Runtime API.
+/// One instance's Runtime API: it hands out the pool's queued invocations.
 #[derive(Clone)]
-struct RuntimeApi {
+struct InstanceApi {
     host: Weak<Host>,
     work: Arc<Notify>,
     instance: u64,
 }
 
-async fn next(State(api): State<RuntimeApi>) -> Response {
-    let job = loop {
-        // Registered before looking, so a job queued in between still wakes this request.
-        let queued = api.work.notified();
-        tokio::pin!(queued);
-        queued.as_mut().enable();
-        let Some(host) = api.host.upgrade() else {
-            return StatusCode::GONE.into_response();
-        };
-        let taken = host.take_job(api.instance);
-        drop(host);
-        match taken {
-            Some(Some(job)) => break job,
-            Some(None) => queued.await,
-            // The instance is gone: it gets nothing more.
-            None => return std::future::pending().await,
+impl Invocations for InstanceApi {
+    async fn next(&self) -> Option<Invocation> {
+        loop {
+            // Registered before looking, so a job queued in between still wakes this request.
+            let queued = self.work.notified();
+            tokio::pin!(queued);
+            queued.as_mut().enable();
+            let host = self.host.upgrade()?;
+            let taken = host.take_job(self.instance);
+            drop(host);
+            match taken {
+                Some(Some(invocation)) => return Some(invocation),
+                Some(None) => queued.await,
+                // The instance is gone: it gets nothing more.
+                None => return std::future::pending().await,
+            }
         }
-    };
-    let Some(host) = api.host.upgrade() else {
-        return StatusCode::GONE.into_response();
-    };
-    let (request_id, payload, deadline_ms) = job;
-    let mut headers = HeaderMap::new();
-    let mut header = |name: &'static str, value: String| {
-        if let Ok(value) = HeaderValue::from_str(&value) {
-            headers.insert(name, value);
+    }
+
+    fn respond(&self, request_id: &str, body: Vec<u8>) -> Result<(), Refusal> {
+        let host = self.host.upgrade().ok_or(Refusal::Gone)?;
+        host.answer(self.instance, request_id, Ok(body))
+    }
+
+    fn fail(&self, request_id: &str, message: String) -> Result<(), Refusal> {
+        let host = self.host.upgrade().ok_or(Refusal::Gone)?;
+        let error = Err(TargetError::Function(message));
+        host.answer(self.instance, request_id, error)
+    }
+
+    fn init_failed(&self, message: String) -> Result<(), Refusal> {
+        let host = self.host.upgrade().ok_or(Refusal::Gone)?;
+        if let Some(instance) = host.lock().instances.get_mut(&self.instance) {
+            instance.init_error = Some(message);
         }
-    };
-    let name = &host.options.function_name;
-    header("lambda-runtime-aws-request-id", request_id);
-    header("lambda-runtime-deadline-ms", deadline_ms.to_string());
-    header(
-        "lambda-runtime-invoked-function-arn",
-        format!("arn:aws:lambda:{LOCAL_REGION}:000000000000:function:{name}"),
-    );
-    header("lambda-runtime-trace-id", trace_id());
-    header("content-type", "application/json".to_owned());
-    (headers, payload).into_response()
-}
-
-/// An X-Ray trace header: `Root=1-<8 hex time>-<24 hex random>;Sampled=0`.
-fn trace_id() -> String {
-    let secs = SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map_or(0, |d| d.as_secs());
-    format!(
-        "Root=1-{secs:08x}-{:024x};Sampled=0",
-        rand::random::<u128>() >> 32
-    )
-}
-
-async fn response(
-    State(api): State<RuntimeApi>,
-    UrlPath(request_id): UrlPath<String>,
-    body: Bytes,
-) -> StatusCode {
-    match api.host.upgrade() {
-        Some(host) => host.answer(api.instance, &request_id, Ok(body.to_vec())),
-        None => StatusCode::GONE,
+        Ok(())
     }
-}
-
-/// The error document a runtime posts: `{"errorType": …, "errorMessage": …}`.
-#[derive(serde::Deserialize)]
-struct ErrorDocument {
-    #[serde(rename = "errorType", default)]
-    error_type: String,
-    #[serde(rename = "errorMessage", default)]
-    error_message: String,
-}
-
-fn describe_error(body: &[u8]) -> String {
-    match serde_json::from_slice::<ErrorDocument>(body) {
-        Ok(doc) if doc.error_type.is_empty() => doc.error_message,
-        Ok(doc) => format!("{}: {}", doc.error_type, doc.error_message),
-        Err(_) => String::from_utf8_lossy(body).into_owned(),
-    }
-}
-
-async fn function_error(
-    State(api): State<RuntimeApi>,
-    UrlPath(request_id): UrlPath<String>,
-    body: Bytes,
-) -> StatusCode {
-    match api.host.upgrade() {
-        Some(host) => host.answer(api.instance, &request_id, Err(describe_error(&body))),
-        None => StatusCode::GONE,
-    }
-}
-
-async fn init_error(State(api): State<RuntimeApi>, body: Bytes) -> StatusCode {
-    let Some(host) = api.host.upgrade() else {
-        return StatusCode::GONE;
-    };
-    if let Some(instance) = host.lock().instances.get_mut(&api.instance) {
-        instance.init_error = Some(describe_error(&body));
-    }
-    StatusCode::ACCEPTED
 }
 
 #[cfg(test)]
@@ -702,7 +614,7 @@ mod tests {
                 .invoke_payload(b"[]".to_vec())
                 .await
                 .expect_err("nothing answered");
-            assert!(err.starts_with("Runtime.InitError"), "{err}");
+            assert!(matches!(err, TargetError::Init(_)), "{err}");
             assert_eq!(host.stats().started, round, "a new process each time");
         }
         assert_eq!(host.stats().instances, 0);
@@ -714,7 +626,7 @@ mod tests {
             .invoke_payload(b"[]".to_vec())
             .await
             .expect_err("there is no such binary");
-        assert!(err.contains("/nonexistent/processor"), "{err}");
+        assert!(err.to_string().contains("/nonexistent/processor"), "{err}");
     }
 
     /// The fixture's record put into the local stream and read back as a Pipe delivers it:
@@ -810,7 +722,10 @@ mod tests {
             .invoke_payload(br#"{"Records":[]}"#.to_vec())
             .await
             .expect_err("not a Pipes batch");
-        assert!(err.contains("not an EventBridge Pipes batch"), "{err}");
+        assert!(
+            err.to_string().contains("not an EventBridge Pipes batch"),
+            "{err}"
+        );
 
         // Concurrent invocations get their own instances, up to the maximum.
         let started = Instant::now();

@@ -10,6 +10,8 @@ pub mod lambda_host;
 mod net;
 pub mod pipe;
 pub mod pipe_settings;
+pub mod poll_cadence;
+pub mod runtime_api;
 pub mod server;
 pub mod stack;
 mod update_shard_count;

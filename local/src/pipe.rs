@@ -37,7 +37,6 @@
 
 use std::collections::{HashMap, HashSet, VecDeque};
 use std::future::Future;
-use std::pin::Pin;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::{Duration, Instant};
@@ -56,9 +55,9 @@ use serde::Serialize;
 use tokio::sync::{mpsc, watch};
 use tokio::task::{AbortHandle, JoinSet};
 
-use crate::emulators::LOCAL_REGION;
 use crate::kinesis::{self, KinesisError, ShardInfo};
 use crate::pipe_settings::PipeSettings;
+use crate::poll_cadence::{Cadence, Reading, Step};
 
 /// Lambda's synchronous invocation payload limit.
 pub const MAX_PAYLOAD_BYTES: usize = 6 * 1024 * 1024;
@@ -82,11 +81,12 @@ pub const SHARD_LISTING_INTERVAL: Duration = Duration::from_secs(1);
 /// The longest [`PipeHandle::kill`] waits for the pipe's tasks to be gone.
 pub const KILL_WAIT: Duration = Duration::from_secs(10);
 
-pub type BoxFuture<T> = Pin<Box<dyn Future<Output = T> + Send>>;
+/// The future a [`Target`] returns (re-exported so implementations need not name futures).
+pub use futures::future::BoxFuture;
 
-/// What the Pipe invokes: JSON bytes in, JSON bytes out, or a function error.
+/// What the Pipe invokes: JSON bytes in, JSON bytes out, or why the invocation failed.
 pub trait Target: Send + Sync + 'static {
-    fn invoke(&self, payload: Vec<u8>) -> BoxFuture<Result<Vec<u8>, String>>;
+    fn invoke(&self, payload: Vec<u8>) -> BoxFuture<'static, Result<Vec<u8>, TargetError>>;
 
     /// [`invoke`](Self::invoke), told when the Pipe fetched each record and began this
     /// invocation, for a target that measures where the lag goes. The Pipe always calls
@@ -95,9 +95,48 @@ pub trait Target: Send + Sync + 'static {
         &self,
         payload: Vec<u8>,
         timing: InvokeTiming,
-    ) -> BoxFuture<Result<Vec<u8>, String>> {
+    ) -> BoxFuture<'static, Result<Vec<u8>, TargetError>> {
         drop(timing);
         self.invoke(payload)
+    }
+}
+
+/// Why an invocation of a Pipe's target failed. Whatever the reason, the Pipe retries the
+/// batch, bisects it, and finally dead-letters it; the reason is for the log.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum TargetError {
+    /// The function ran and reported an error (a Lambda function error).
+    #[error("the function failed: {0}. Its log says why")]
+    Function(String),
+    /// The function's process could not initialise (Lambda's `Runtime.InitError`).
+    #[error(
+        "Runtime.InitError: {0}. Run the function's binary by hand to see why it cannot start"
+    )]
+    Init(String),
+    /// The function's process exited while it held the invocation (`Runtime.ExitError`).
+    #[error("Runtime.ExitError: the function's process exited during the invocation ({0}); its last log lines say why")]
+    Exited(String),
+    /// No process could be started to run the invocation.
+    #[error("the function could not be started: {0}")]
+    NotStarted(String),
+    /// The invocation outlived the function's timeout (its instance is stopped).
+    #[error("Task timed out after {:.2} seconds: look in the function's log for the call it was waiting on", .0.as_secs_f64())]
+    TimedOut(Duration),
+    /// The function's instance ended without answering or reporting why.
+    #[error("the function's instance went away without answering; its log says why")]
+    Vanished,
+    /// The function answered with something that is not a batch response for the batch.
+    #[error("the function's response is unusable: {0}. It must be empty, null, or {{\"batchItemFailures\":[{{\"itemIdentifier\":<an eventID of the batch>}}]}}")]
+    Response(String),
+    /// The batch could not be written as JSON (a bug in whoever built the payload).
+    #[error("the batch could not be serialised to JSON: {0}; report this as a bug")]
+    Payload(String),
+}
+
+impl TargetError {
+    /// A function error with `error`'s message (what a target's own failure is).
+    pub fn function(error: impl std::fmt::Display) -> Self {
+        Self::Function(error.to_string())
     }
 }
 
@@ -739,6 +778,18 @@ impl PipeRunner {
         }
     }
 
+    /// The shard readers' pacing, from the settings.
+    fn cadence(&self) -> Cadence {
+        Cadence {
+            batch_size: self.settings.batch_size as usize,
+            window: Duration::from_secs(u64::from(
+                self.settings.maximum_batching_window_in_seconds,
+            )),
+            idle_poll: self.idle_poll,
+            min_poll_interval: self.min_poll_interval,
+        }
+    }
+
     /// Reads one shard from `start` until it is read to its end and fully delivered (a
     /// closed shard), it leaves the stream, or the pipe stops.
     async fn run_shard(
@@ -748,136 +799,168 @@ impl PipeRunner {
         start: Start,
         stop: watch::Receiver<bool>,
     ) -> Result<ShardEnd, PipeError> {
-        let (arn, identity) = (stream.arn.as_str(), stream.identity.as_str());
-        let batch_size = self.settings.batch_size as usize;
-        let window =
-            Duration::from_secs(u64::from(self.settings.maximum_batching_window_in_seconds));
         let first = self
             .persist("GetShardIterator", &stop, || {
                 self.iterator_at(&shard, &start)
             })
             .await;
-        let mut iterator = match first {
+        let iterator = match first {
             None => return Ok(ShardEnd::Stopped),
             Some(None) => return Ok(ShardEnd::Gone),
-            Some(Some(it)) => Some(it),
+            Some(Some(it)) => it,
         };
         self.stats.shards_started.fetch_add(1, Ordering::Relaxed);
-        // Position of the last record read (for a fresh iterator after expiry).
-        let mut last_read = match &start {
-            Start::After(seq) => Some(seq.clone()),
-            Start::TrimHorizon | Start::Latest => None,
-        };
-        let mut buffer: VecDeque<Buffered> = VecDeque::new();
-        let mut first_buffered: Option<Instant> = None;
-        // The earliest moment the shard's next GetRecords may go out.
-        let mut next_poll = Instant::now();
+        let mut reader = ShardReader::new(shard, stream, start, iterator);
+        let cadence = self.cadence();
         loop {
             if *stop.borrow() {
                 return Ok(ShardEnd::Stopped);
             }
-            let window_over = first_buffered.is_some_and(|t| t.elapsed() >= window);
-            let ready = buffer.len() >= batch_size
-                || (!buffer.is_empty() && (window_over || iterator.is_none()));
-            if ready {
-                let (batch, fetched_us) = take_batch(&mut buffer, batch_size);
-                first_buffered = (!buffer.is_empty()).then(Instant::now);
-                let done = self.deliver(&shard, arn, batch, fetched_us, &stop).await;
-                if let Some(seq) = done {
-                    // Stopped before it was saved: the batch is redelivered after a restart,
-                    // which the processor absorbs (at-least-once, like Pipes).
-                    self.persist("checkpoint PutItem", &stop, || {
-                        self.save_checkpoint(&shard, identity, Some(&seq), false)
-                    })
-                    .await;
-                }
-                continue;
-            }
-            let Some(it) = iterator.clone() else {
-                // Closed, read to its end, and every batch delivered and checkpointed
-                // (a non-empty buffer would have been ready): record that, so its
-                // children may start, now and after a restart.
-                let saved = self
-                    .persist("checkpoint PutItem", &stop, || {
-                        self.save_checkpoint(&shard, identity, last_read.as_deref(), true)
-                    })
-                    .await;
-                if saved.is_none() {
-                    return Ok(ShardEnd::Stopped);
-                }
-                self.stats.shards_finished.fetch_add(1, Ordering::Relaxed);
-                tracing::info!(shard = %shard, "shard read to its end and delivered");
-                return Ok(ShardEnd::Finished);
-            };
-            // The poll cadence, but a filling window ends on time.
-            let due = first_buffered.map_or(next_poll, |t| next_poll.min(t + window));
-            if due > Instant::now() {
-                pause_until(due, &stop).await;
-                continue;
-            }
-            let polled = Instant::now();
-            let got = self
-                .persist("GetRecords", &stop, || {
-                    self.get_records(&it, MAX_GET_RECORDS)
-                })
-                .await;
-            self.stats.get_records_micros.fetch_add(
-                u64::try_from(polled.elapsed().as_micros()).unwrap_or(u64::MAX),
-                Ordering::Relaxed,
-            );
-            match got {
-                None => return Ok(ShardEnd::Stopped),
-                Some(Fetched::Records(out)) => {
-                    let fetched_us = wall_us();
-                    for r in out.records() {
-                        buffer.push_back(Buffered {
-                            record: kinesis::to_pipe_record(r, &shard, arn, LOCAL_REGION),
-                            fetched_us,
-                        });
-                    }
-                    let fetched = out.records().len();
-                    self.stats.get_records_calls.fetch_add(1, Ordering::Relaxed);
-                    if fetched == 0 {
-                        self.stats.empty_polls.fetch_add(1, Ordering::Relaxed);
-                    }
-                    if let Some(last) = buffer.back() {
-                        last_read = Some(last.record.sequence_number.clone());
-                    }
-                    // Caught up: nothing came and the stream says nothing is behind. Lambda
-                    // then polls at its base rate; otherwise it reads on as fast as the
-                    // shard's read limit allows.
-                    let behind = out.millis_behind_latest().is_some_and(|ms| ms > 0);
-                    let caught_up = fetched == 0 && !behind && buffer.is_empty();
-                    next_poll = polled
-                        + if caught_up {
-                            self.idle_poll
-                        } else {
-                            self.min_poll_interval
-                        };
-                    if !buffer.is_empty() && first_buffered.is_none() {
-                        first_buffered = Some(Instant::now());
-                    }
-                    // None once a closed shard is read to its end.
-                    iterator = out.next_shard_iterator().map(str::to_owned);
-                }
-                Some(Fetched::Gone) => {
-                    tracing::warn!(shard = %shard, "the shard is no longer in the stream (its records expired); moving on to its children");
-                    return Ok(ShardEnd::Gone);
-                }
-                Some(Fetched::Expired) => {
-                    let from = last_read.clone().map_or(start.clone(), Start::After);
-                    let fresh = self
-                        .persist("GetShardIterator", &stop, || {
-                            self.iterator_at(&shard, &from)
-                        })
+            match cadence.step(Instant::now(), &reader.reading()) {
+                Step::Deliver => {
+                    self.deliver_next_batch(&mut reader, cadence.batch_size, &stop)
                         .await;
-                    match fresh {
-                        Some(Some(it)) => iterator = Some(it),
-                        Some(None) => return Ok(ShardEnd::Gone),
-                        None => return Ok(ShardEnd::Stopped),
+                }
+                Step::Finish => return Ok(self.finish_shard(&reader, &stop).await),
+                Step::WaitUntil(due) => pause_until(due, &stop).await,
+                Step::Poll => {
+                    if let Some(end) = self.poll_shard(&mut reader, &cadence, &stop).await {
+                        return Ok(end);
                     }
                 }
             }
+        }
+    }
+
+    /// Invokes the target with the next batch of the reader's buffer, then checkpoints
+    /// past it.
+    async fn deliver_next_batch(
+        &self,
+        reader: &mut ShardReader,
+        batch_size: usize,
+        stop: &watch::Receiver<bool>,
+    ) {
+        let (batch, fetched_us) = take_batch(&mut reader.buffer, batch_size);
+        reader.first_buffered = (!reader.buffer.is_empty()).then(Instant::now);
+        let (shard, stream) = (&reader.shard, &reader.stream);
+        let done = self
+            .deliver(shard, stream.arn.as_str(), batch, fetched_us, stop)
+            .await;
+        if let Some(seq) = done {
+            // Stopped before it was saved: the batch is redelivered after a restart,
+            // which the processor absorbs (at-least-once, like Pipes).
+            self.persist("checkpoint PutItem", stop, || {
+                self.save_checkpoint(shard, &stream.identity, Some(&seq), false)
+            })
+            .await;
+        }
+    }
+
+    /// The shard is closed, read to its end, and every batch delivered and checkpointed:
+    /// records that, so its children may start, now and after a restart.
+    async fn finish_shard(&self, reader: &ShardReader, stop: &watch::Receiver<bool>) -> ShardEnd {
+        let saved = self
+            .persist("checkpoint PutItem", stop, || {
+                let last_read = reader.last_read.as_deref();
+                self.save_checkpoint(&reader.shard, &reader.stream.identity, last_read, true)
+            })
+            .await;
+        if saved.is_none() {
+            return ShardEnd::Stopped;
+        }
+        self.stats.shards_finished.fetch_add(1, Ordering::Relaxed);
+        tracing::info!(shard = %reader.shard, "shard read to its end and delivered");
+        ShardEnd::Finished
+    }
+
+    /// One GetRecords of the shard: its records buffered and the next poll scheduled, or
+    /// a fresh iterator when it expired; `Some` when the reading ends.
+    async fn poll_shard(
+        &self,
+        reader: &mut ShardReader,
+        cadence: &Cadence,
+        stop: &watch::Receiver<bool>,
+    ) -> Option<ShardEnd> {
+        let it = reader.iterator.clone()?;
+        let polled = Instant::now();
+        let got = self
+            .persist("GetRecords", stop, || {
+                self.get_records(&it, MAX_GET_RECORDS)
+            })
+            .await;
+        self.stats.get_records_micros.fetch_add(
+            u64::try_from(polled.elapsed().as_micros()).unwrap_or(u64::MAX),
+            Ordering::Relaxed,
+        );
+        match got {
+            None => Some(ShardEnd::Stopped),
+            Some(Fetched::Records(out)) => {
+                self.buffer_records(reader, cadence, polled, &out);
+                None
+            }
+            Some(Fetched::Gone) => {
+                tracing::warn!(shard = %reader.shard, "the shard is no longer in the stream (its records expired); moving on to its children");
+                Some(ShardEnd::Gone)
+            }
+            Some(Fetched::Expired) => self.renew_iterator(reader, stop).await,
+        }
+    }
+
+    /// Buffers what a GetRecords returned and schedules the shard's next poll.
+    fn buffer_records(
+        &self,
+        reader: &mut ShardReader,
+        cadence: &Cadence,
+        polled: Instant,
+        out: &GetRecordsOutput,
+    ) {
+        let fetched_us = wall_us();
+        for r in out.records() {
+            reader.buffer.push_back(Buffered {
+                record: inventory_stream::pipe_record(r, &reader.shard, &reader.stream.arn),
+                fetched_us,
+            });
+        }
+        let fetched = out.records().len();
+        self.stats.get_records_calls.fetch_add(1, Ordering::Relaxed);
+        if fetched == 0 {
+            self.stats.empty_polls.fetch_add(1, Ordering::Relaxed);
+        }
+        if let Some(last) = reader.buffer.back() {
+            reader.last_read = Some(last.record.sequence_number.clone());
+        }
+        let behind = out.millis_behind_latest().is_some_and(|ms| ms > 0);
+        reader.next_poll = cadence.next_poll(polled, fetched, behind, reader.buffer.len());
+        if !reader.buffer.is_empty() && reader.first_buffered.is_none() {
+            reader.first_buffered = Some(Instant::now());
+        }
+        // None once a closed shard is read to its end.
+        reader.iterator = out.next_shard_iterator().map(str::to_owned);
+    }
+
+    /// A fresh iterator after the last record read (the old one expired); `Some` when the
+    /// reading ends instead.
+    async fn renew_iterator(
+        &self,
+        reader: &mut ShardReader,
+        stop: &watch::Receiver<bool>,
+    ) -> Option<ShardEnd> {
+        let from = reader
+            .last_read
+            .clone()
+            .map_or(reader.start.clone(), Start::After);
+        let fresh = self
+            .persist("GetShardIterator", stop, || {
+                self.iterator_at(&reader.shard, &from)
+            })
+            .await;
+        match fresh {
+            Some(Some(it)) => {
+                reader.iterator = Some(it);
+                None
+            }
+            Some(None) => Some(ShardEnd::Gone),
+            None => Some(ShardEnd::Stopped),
         }
     }
 
@@ -951,24 +1034,12 @@ impl PipeRunner {
         let last = batch.last().map(|r| r.sequence_number.clone());
         // Parts of the batch still to deliver, first in stream order. A bisection is not a
         // retry: its halves keep their part's retry count, and start their own backoff.
-        let mut work = VecDeque::from([Part {
-            records: batch,
-            fetched_us,
-            attempts: 0,
-            wait: None,
-            backoff: self.backoff().build(),
-        }]);
-        while let Some(mut part) = work.pop_front() {
-            let Part {
-                ref records,
-                ref fetched_us,
-                attempts,
-                ..
-            } = part;
-            if self.too_old(records) {
+        let mut work = VecDeque::from([self.part(batch, fetched_us, 0, None)]);
+        while let Some(part) = work.pop_front() {
+            if self.too_old(&part.records) {
                 let reason = "MaximumRecordAgeInSeconds exceeded";
                 if !self
-                    .dead_letter(shard, arn, records, attempts, reason, stop)
+                    .dead_letter(shard, arn, &part.records, part.attempts, reason, stop)
                     .await
                 {
                     return None;
@@ -979,66 +1050,110 @@ impl PipeRunner {
                 tokio::time::sleep(wait).await;
             }
             self.stats.invocations.fetch_add(1, Ordering::Relaxed);
-            let outcome = self.invoke(records, fetched_us).await;
-            let failed_from = match outcome {
-                Ok(None) => {
-                    self.stats
-                        .records_delivered
-                        .fetch_add(records.len() as u64, Ordering::Relaxed);
-                    continue;
-                }
-                Ok(Some(pos)) => {
-                    self.stats.partial_failures.fetch_add(1, Ordering::Relaxed);
-                    self.stats
-                        .records_delivered
-                        .fetch_add(pos as u64, Ordering::Relaxed);
-                    pos
-                }
-                Err(reason) => {
-                    self.stats
-                        .failed_invocations
-                        .fetch_add(1, Ordering::Relaxed);
-                    tracing::warn!(shard, records = records.len(), %reason, "invocation failed");
-                    0
-                }
+            let outcome = self.invoke(&part.records, &part.fetched_us).await;
+            let Some(failed_from) = self.count_outcome(shard, part.records.len(), outcome) else {
+                continue;
             };
-            let failing = records[failed_from..].to_vec();
-            let failing_fetched = fetched_us[failed_from..].to_vec();
-            let exhausted = self.settings.maximum_retry_attempts >= 0
-                && attempts >= self.settings.maximum_retry_attempts;
-            let wait = Some(part.backoff.next().unwrap_or(self.max_backoff));
-            if failed_from == 0 && failing.len() > 1 {
-                // Whole batch failed: halve it to isolate the bad record (not a retry).
-                self.stats.bisections.fetch_add(1, Ordering::Relaxed);
-                let middle = failing.len() / 2;
-                let (a, b) = failing.split_at(middle);
-                let (fa, fb) = failing_fetched.split_at(middle);
-                for (half, fetched) in [(b, fb), (a, fa)] {
-                    work.push_front(Part {
-                        records: half.to_vec(),
-                        fetched_us: fetched.to_vec(),
-                        attempts,
-                        wait,
-                        backoff: self.backoff().build(),
-                    });
+            match self.after_failure(part, failed_from) {
+                AfterFailure::Retry(parts) => {
+                    for part in parts.into_iter().rev() {
+                        work.push_front(part);
+                    }
                 }
-            } else if exhausted {
-                let reason = "MaximumRetryAttempts exhausted";
-                if !self
-                    .dead_letter(shard, arn, &failing, attempts + 1, reason, stop)
-                    .await
-                {
-                    return None;
+                AfterFailure::DeadLetter { records, attempts } => {
+                    let reason = "MaximumRetryAttempts exhausted";
+                    if !self
+                        .dead_letter(shard, arn, &records, attempts, reason, stop)
+                        .await
+                    {
+                        return None;
+                    }
                 }
-            } else {
-                part.records = failing;
-                part.fetched_us = failing_fetched;
-                part.attempts += 1;
-                part.wait = wait;
-                work.push_front(part);
             }
         }
         last
+    }
+
+    /// A part of a batch to deliver, with its own backoff.
+    fn part(
+        &self,
+        records: Vec<PipeRecord>,
+        fetched_us: Vec<i64>,
+        attempts: i32,
+        wait: Option<Duration>,
+    ) -> Part {
+        Part {
+            records,
+            fetched_us,
+            attempts,
+            wait,
+            backoff: self.backoff().build(),
+        }
+    }
+
+    /// Counts an invocation's outcome; `None` when every record succeeded, else the
+    /// position of the first record to retry (0 when the whole invocation failed).
+    fn count_outcome(
+        &self,
+        shard: &str,
+        records: usize,
+        outcome: Result<Option<usize>, TargetError>,
+    ) -> Option<usize> {
+        match outcome {
+            Ok(None) => {
+                self.stats
+                    .records_delivered
+                    .fetch_add(records as u64, Ordering::Relaxed);
+                None
+            }
+            Ok(Some(pos)) => {
+                self.stats.partial_failures.fetch_add(1, Ordering::Relaxed);
+                self.stats
+                    .records_delivered
+                    .fetch_add(pos as u64, Ordering::Relaxed);
+                Some(pos)
+            }
+            Err(reason) => {
+                self.stats
+                    .failed_invocations
+                    .fetch_add(1, Ordering::Relaxed);
+                tracing::warn!(shard, records, %reason, "invocation failed");
+                Some(0)
+            }
+        }
+    }
+
+    /// What becomes of `part`'s records from `failed_from` on: a whole failed batch is
+    /// halved to isolate the bad record (not a retry), the rest retried after a backoff
+    /// until `MaximumRetryAttempts`, then dead-lettered.
+    fn after_failure(&self, mut part: Part, failed_from: usize) -> AfterFailure {
+        let failing = part.records.split_off(failed_from);
+        let failing_fetched = part.fetched_us.split_off(failed_from);
+        let attempts = part.attempts;
+        let exhausted = self.settings.maximum_retry_attempts >= 0
+            && attempts >= self.settings.maximum_retry_attempts;
+        let wait = Some(part.backoff.next().unwrap_or(self.max_backoff));
+        if failed_from == 0 && failing.len() > 1 {
+            self.stats.bisections.fetch_add(1, Ordering::Relaxed);
+            let middle = failing.len() / 2;
+            let (a, b) = failing.split_at(middle);
+            let (fa, fb) = failing_fetched.split_at(middle);
+            AfterFailure::Retry(vec![
+                self.part(a.to_vec(), fa.to_vec(), attempts, wait),
+                self.part(b.to_vec(), fb.to_vec(), attempts, wait),
+            ])
+        } else if exhausted {
+            AfterFailure::DeadLetter {
+                records: failing,
+                attempts: attempts + 1,
+            }
+        } else {
+            part.records = failing;
+            part.fetched_us = failing_fetched;
+            part.attempts += 1;
+            part.wait = wait;
+            AfterFailure::Retry(vec![part])
+        }
     }
 
     /// Invokes the target; `Ok(None)` on success, `Ok(Some(i))` when records from `i` on
@@ -1047,12 +1162,13 @@ impl PipeRunner {
         &self,
         records: &[PipeRecord],
         fetched_us: &[i64],
-    ) -> Result<Option<usize>, String> {
+    ) -> Result<Option<usize>, TargetError> {
         let timing = InvokeTiming {
             fetched_us: fetched_us.to_vec(),
             invoke_start_us: wall_us(),
         };
-        let payload = serde_json::to_vec(records).map_err(|e| e.to_string())?;
+        let payload =
+            serde_json::to_vec(records).map_err(|e| TargetError::Payload(e.to_string()))?;
         self.stats
             .payload_bytes
             .fetch_add(payload.len() as u64, Ordering::Relaxed);
@@ -1063,7 +1179,7 @@ impl PipeRunner {
         let response =
             tokio::time::timeout(INVOKE_TIMEOUT, self.target.invoke_timed(payload, timing))
                 .await
-                .map_err(|_| "the target timed out".to_owned())??;
+                .map_err(|_| TargetError::TimedOut(INVOKE_TIMEOUT))??;
         failed_from(records, &response)
     }
 
@@ -1171,6 +1287,17 @@ struct Part {
     backoff: ExponentialBackoff,
 }
 
+/// What becomes of a part's failing records.
+enum AfterFailure {
+    /// Delivered again, as these parts, first in stream order, before any other part.
+    Retry(Vec<Part>),
+    /// Out of retries.
+    DeadLetter {
+        records: Vec<PipeRecord>,
+        attempts: i32,
+    },
+}
+
 /// What a GetRecords call found.
 enum Fetched {
     Records(GetRecordsOutput),
@@ -1183,26 +1310,71 @@ enum Fetched {
 /// Reads a target's answer to `records` as Pipes does: `Ok(None)` when every record
 /// succeeded, `Ok(Some(i))` when records from `i` on must be retried (the lowest record
 /// `batchItemFailures` names), `Err` when the answer is unusable (which fails the batch).
-pub fn failed_from(records: &[PipeRecord], response: &[u8]) -> Result<Option<usize>, String> {
+pub fn failed_from(records: &[PipeRecord], response: &[u8]) -> Result<Option<usize>, TargetError> {
     if response.is_empty() || response == b"null" {
         return Ok(None);
     }
     let parsed: BatchResponse = serde_json::from_slice(response)
-        .map_err(|e| format!("the response is not a batch response: {e}"))?;
+        .map_err(|e| TargetError::Response(format!("it is not a batch response: {e}")))?;
     let mut first: Option<usize> = None;
     for failure in &parsed.batch_item_failures {
         let position = records
             .iter()
             .position(|r| r.event_id == failure.item_identifier)
             .ok_or_else(|| {
-                format!(
+                TargetError::Response(format!(
                     "batchItemFailures names `{}`, which is not in the batch",
                     failure.item_identifier
-                )
+                ))
             })?;
         first = Some(first.map_or(position, |f| f.min(position)));
     }
     Ok(first)
+}
+
+/// A shard reader's state between its steps.
+struct ShardReader {
+    shard: String,
+    stream: StreamId,
+    /// Where the reading started (a fresh iterator starts there when nothing was read).
+    start: Start,
+    /// `None` once a closed shard is read to its end.
+    iterator: Option<String>,
+    /// Position of the last record read (for a fresh iterator after expiry).
+    last_read: Option<String>,
+    buffer: VecDeque<Buffered>,
+    /// When the oldest buffered record was buffered (the batching window's start).
+    first_buffered: Option<Instant>,
+    /// The earliest moment the shard's next GetRecords may go out.
+    next_poll: Instant,
+}
+
+impl ShardReader {
+    fn new(shard: String, stream: StreamId, start: Start, iterator: String) -> Self {
+        let last_read = match &start {
+            Start::After(seq) => Some(seq.clone()),
+            Start::TrimHorizon | Start::Latest => None,
+        };
+        Self {
+            shard,
+            stream,
+            start,
+            iterator: Some(iterator),
+            last_read,
+            buffer: VecDeque::new(),
+            first_buffered: None,
+            next_poll: Instant::now(),
+        }
+    }
+
+    fn reading(&self) -> Reading {
+        Reading {
+            buffered: self.buffer.len(),
+            first_buffered: self.first_buffered,
+            open: self.iterator.is_some(),
+            next_poll: self.next_poll,
+        }
+    }
 }
 
 /// A record read from the stream, waiting for its batch.

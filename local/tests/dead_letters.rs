@@ -27,7 +27,7 @@ use http_body_util::BodyExt as _;
 use inventory_api::{router, ApiConfig};
 use inventory_domain::api::{DeadLetterPage, DeadLetterStatus, RedriveResult};
 use inventory_generator::Skew;
-use inventory_local::pipe::{BoxFuture, PipeHandle, Target};
+use inventory_local::pipe::{BoxFuture, PipeHandle, Target, TargetError};
 use inventory_local::pipe_settings::PipeSettings;
 use inventory_local::server::local_state;
 use inventory_local::stack::{LocalStack, StackOptions};
@@ -44,7 +44,7 @@ struct OutageTarget {
 }
 
 impl Target for OutageTarget {
-    fn invoke(&self, payload: Vec<u8>) -> BoxFuture<Result<Vec<u8>, String>> {
+    fn invoke(&self, payload: Vec<u8>) -> BoxFuture<'static, Result<Vec<u8>, TargetError>> {
         let inner = self.inner.clone();
         let failing = self.failing.load(Ordering::SeqCst);
         Box::pin(async move {
@@ -54,9 +54,13 @@ impl Target for OutageTarget {
             let first_shard = String::from_utf8_lossy(&payload).contains("shardId-000000000000:");
             if first_shard {
                 inner.invoke(payload).await?;
-                Err("injected: the function crashed after its writes".into())
+                Err(TargetError::function(
+                    "injected: the function crashed after its writes",
+                ))
             } else {
-                Err("injected: the function crashed before its writes".into())
+                Err(TargetError::function(
+                    "injected: the function crashed before its writes",
+                ))
             }
         })
     }

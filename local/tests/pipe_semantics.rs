@@ -10,7 +10,7 @@ use std::time::Duration;
 
 use harness::*;
 use inventory_domain::{BatchItemFailure, BatchResponse, PipeRecord, SequenceNumber};
-use inventory_local::pipe::{wall_us, BoxFuture, InvokeTiming, PipeHandle, PipeStats, Target};
+use inventory_local::pipe::{wall_us, BoxFuture, InvokeTiming, PipeHandle, PipeStats, Target, TargetError};
 use inventory_local::pipe_settings::PipeSettings;
 
 #[derive(Default)]
@@ -40,11 +40,11 @@ fn data_of(r: &PipeRecord) -> String {
 }
 
 impl Target for Recorder {
-    fn invoke(&self, payload: Vec<u8>) -> BoxFuture<Result<Vec<u8>, String>> {
+    fn invoke(&self, payload: Vec<u8>) -> BoxFuture<'static, Result<Vec<u8>, TargetError>> {
         let log = self.0.clone();
         Box::pin(async move {
             let records: Vec<PipeRecord> =
-                serde_json::from_slice(&payload).map_err(|e| e.to_string())?;
+                serde_json::from_slice(&payload).map_err(TargetError::function)?;
             let shard = records[0].shard_id().to_owned();
             {
                 let mut l = log.lock().unwrap();
@@ -62,7 +62,7 @@ impl Target for Recorder {
             for r in &records {
                 let d = data_of(r);
                 if d.starts_with("poison") {
-                    return Err("poisoned".into());
+                    return Err(TargetError::function("poisoned"));
                 }
                 if (d.starts_with("fail-once") || d.starts_with("bogus-id"))
                     && l.failed_once.insert(d.clone())
@@ -634,13 +634,13 @@ impl HeldTarget {
 }
 
 impl Target for HeldTarget {
-    fn invoke(&self, payload: Vec<u8>) -> BoxFuture<Result<Vec<u8>, String>> {
+    fn invoke(&self, payload: Vec<u8>) -> BoxFuture<'static, Result<Vec<u8>, TargetError>> {
         let (log, mut open) = (self.log.clone(), self.open.subscribe());
         Box::pin(async move {
             // The sender lives as long as the target, which the pipe holds.
             let _ = open.wait_for(|open| *open).await;
             let records: Vec<PipeRecord> =
-                serde_json::from_slice(&payload).map_err(|e| e.to_string())?;
+                serde_json::from_slice(&payload).map_err(TargetError::function)?;
             let shard = records[0].shard_id().to_owned();
             let records = records
                 .iter()
@@ -1207,20 +1207,20 @@ type TimedInvocation = (Vec<i64>, InvokeTiming, i64);
 struct TimedRecorder(Arc<Mutex<Vec<TimedInvocation>>>);
 
 impl Target for TimedRecorder {
-    fn invoke(&self, _: Vec<u8>) -> BoxFuture<Result<Vec<u8>, String>> {
-        Box::pin(async { Err("the Pipe must call invoke_timed".to_owned()) })
+    fn invoke(&self, _: Vec<u8>) -> BoxFuture<'static, Result<Vec<u8>, TargetError>> {
+        Box::pin(async { Err(TargetError::function("the Pipe must call invoke_timed")) })
     }
 
     fn invoke_timed(
         &self,
         payload: Vec<u8>,
         timing: InvokeTiming,
-    ) -> BoxFuture<Result<Vec<u8>, String>> {
+    ) -> BoxFuture<'static, Result<Vec<u8>, TargetError>> {
         let called_us = wall_us();
         let log = self.0.clone();
         Box::pin(async move {
             let records: Vec<PipeRecord> =
-                serde_json::from_slice(&payload).map_err(|e| e.to_string())?;
+                serde_json::from_slice(&payload).map_err(TargetError::function)?;
             let arrivals = records.iter().map(PipeRecord::arrival_millis).collect();
             log.lock().unwrap().push((arrivals, timing, called_us));
             Ok(br#"{"batchItemFailures":[]}"#.to_vec())
@@ -1271,53 +1271,4 @@ async fn the_target_is_told_when_each_record_was_fetched_and_the_invocation_bega
     let stats = stats.snapshot();
     assert_eq!(stats.billed_requests, invocations.len() as u64, "{stats:?}");
     assert!(stats.payload_bytes > 20 * 100, "{stats:?}");
-}
-
-#[tokio::test]
-async fn a_caught_up_shard_is_polled_once_a_second_and_a_busy_one_at_most_five_times_a_second() {
-    let s = stack(1).await;
-    let target = TimedRecorder::default();
-    let runner = s.pipe_runner(
-        PipeSettings {
-            maximum_batching_window_in_seconds: 0,
-            ..Default::default()
-        },
-        Arc::new(target.clone()),
-    );
-    let (idle_poll, min_interval) = (runner.idle_poll, runner.min_poll_interval);
-    let pipe = runner.spawn();
-    let calls = || stat(&pipe, |s| &s.get_records_calls);
-
-    // Idle: nothing in the stream.
-    let idle_from = std::time::Instant::now();
-    wait_until("three idle polls", PATIENCE, || calls() >= 3).await;
-    let idle_calls = calls();
-    let idle_took = idle_from.elapsed();
-    assert!(
-        (idle_calls - 1) as f64 <= idle_took.as_secs_f64() / idle_poll.as_secs_f64() + 0.05,
-        "{idle_calls} GetRecords in {idle_took:?} while idle: more than one per {idle_poll:?}"
-    );
-    assert_eq!(stat(&pipe, |s| &s.empty_polls), idle_calls);
-
-    // Busy: a record every 20 ms for 2 s.
-    let busy_from = std::time::Instant::now();
-    let (calls0, invocations0) = (calls(), stat(&pipe, |s| &s.invocations));
-    for i in 0..100 {
-        s.put("hot", format!("b{i}")).await;
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
-    wait_until("the 100 records", PATIENCE, || target.delivered() >= 100).await;
-    let busy_took = busy_from.elapsed();
-    let busy_calls = calls() - calls0;
-    let invocations = stat(&pipe, |s| &s.invocations) - invocations0;
-    pipe.stop().await.unwrap();
-    assert!(
-        busy_calls as f64 <= busy_took.as_secs_f64() / min_interval.as_secs_f64() + 2.0,
-        "{busy_calls} GetRecords in {busy_took:?}: more than Kinesis' 5 per second per shard"
-    );
-    // Records kept coming, so it read on at the read limit, not at the idle rate.
-    assert!(
-        invocations as f64 > busy_took.as_secs_f64() / idle_poll.as_secs_f64() + 1.0,
-        "{invocations} invocations in {busy_took:?}: the busy shard was polled at the idle rate"
-    );
 }

@@ -453,8 +453,8 @@ async fn apply_batch(
         let start = from.load(Ordering::Relaxed);
         let rest = &records[start..];
         let payload = serde_json::to_vec(rest).map_err(|e| e.to_string())?;
-        let response = processor.invoke(payload).await?;
-        match failed_from(rest, &response)? {
+        let response = processor.invoke(payload).await.map_err(|e| e.to_string())?;
+        match failed_from(rest, &response).map_err(|e| e.to_string())? {
             None => Ok(()),
             Some(p) => {
                 from.store(start + p, Ordering::Relaxed);

@@ -1,62 +1,19 @@
-//! The `processor` binary as Lambda runs it: a stand-in for the Lambda Runtime API hands it
-//! invocations and records what it answers. This proves the body reaches the handler
-//! through `RawBodies` (lambda_runtime would otherwise deserialise it first). DynamoDB is a
-//! closed port here: what the processor writes is proved against the emulator in
-//! local/tests; this test is about the binary's wiring.
+//! The `processor` binary as Lambda runs it: the local stack's Lambda Runtime API
+//! (`inventory_local::runtime_api`) hands it queued invocations and reports what it
+//! answers. This proves the body reaches the handler through `RawBodies` (lambda_runtime
+//! would otherwise deserialise it first). DynamoDB is a closed port here: what the
+//! processor writes is proved against the emulator in local/tests; this test is about the
+//! binary's wiring.
 
-use std::collections::VecDeque;
 use std::io::{BufRead, BufReader};
+use std::net::SocketAddr;
 use std::process::{Child, Command, Stdio};
-use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use axum::extract::{Path, State};
-use axum::http::{HeaderMap, HeaderValue};
-use axum::routing::{get, post};
-use axum::Router;
+use inventory_local::runtime_api::{self, InvocationQueue, RuntimeEvent};
 use tokio::sync::mpsc;
 
 const FIXTURE: &[u8] = include_bytes!("fixtures/pipes-kinesis-batch.json");
-
-#[derive(Debug)]
-enum Answer {
-    Response(String, String),
-    Error(String, String),
-}
-
-/// Invocations still to hand out: request id and body.
-type Invocations = Arc<Mutex<VecDeque<(String, Vec<u8>)>>>;
-
-#[derive(Clone)]
-struct RuntimeApi {
-    queue: Invocations,
-    answers: mpsc::UnboundedSender<Answer>,
-}
-
-async fn next(State(api): State<RuntimeApi>) -> (HeaderMap, Vec<u8>) {
-    let item = api.queue.lock().expect("queue").pop_front();
-    let Some((id, body)) = item else {
-        // No more work: hold the poll, as Lambda does between invocations.
-        return std::future::pending().await;
-    };
-    let mut headers = HeaderMap::new();
-    let header = |v: &str| HeaderValue::from_str(v).expect("header value");
-    headers.insert("lambda-runtime-aws-request-id", header(&id));
-    headers.insert("lambda-runtime-deadline-ms", header("9999999999999"));
-    headers.insert(
-        "lambda-runtime-invoked-function-arn",
-        header("arn:aws:lambda:us-east-1:123456789012:function:processor"),
-    );
-    (headers, body)
-}
-
-async fn response(State(api): State<RuntimeApi>, Path(id): Path<String>, body: String) {
-    let _ = api.answers.send(Answer::Response(id, body));
-}
-
-async fn error(State(api): State<RuntimeApi>, Path(id): Path<String>, body: String) {
-    let _ = api.answers.send(Answer::Error(id, body));
-}
 
 struct Killed(Child);
 
@@ -67,40 +24,30 @@ impl Drop for Killed {
     }
 }
 
-#[tokio::test]
-async fn the_binary_reads_each_invocation_body_and_answers_the_runtime_api() {
-    let (tx, mut answers) = mpsc::unbounded_channel();
-    let api = RuntimeApi {
-        queue: Arc::new(Mutex::new(VecDeque::from([
-            ("inv-batch".to_owned(), FIXTURE.to_vec()),
-            (
-                "inv-not-a-batch".to_owned(),
-                br#"{"Records":[{"kinesis":{"data":"e30="}}]}"#.to_vec(),
-            ),
-            ("inv-empty".to_owned(), b"[]".to_vec()),
-        ]))),
-        answers: tx,
-    };
-    let app = Router::new()
-        .route("/2018-06-01/runtime/invocation/next", get(next))
-        .route(
-            "/2018-06-01/runtime/invocation/{id}/response",
-            post(response),
-        )
-        .route("/2018-06-01/runtime/invocation/{id}/error", post(error))
-        .with_state(api);
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let addr = listener.local_addr().unwrap();
-    tokio::spawn(async move { axum::serve(listener, app).await });
-    // A port nothing listens on: DynamoDB calls fail at once.
-    let closed = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-    let dynamodb = format!("http://{}", closed.local_addr().unwrap());
-    drop(closed);
+/// The three invocations, queued on a Runtime API: a Pipes batch, a body that is not one,
+/// and an empty batch.
+fn runtime_api_with_three_invocations() -> (SocketAddr, mpsc::UnboundedReceiver<RuntimeEvent>) {
+    let (queue, events) = InvocationQueue::new("processor");
+    queue.push("inv-batch", FIXTURE.to_vec());
+    queue.push(
+        "inv-not-a-batch",
+        br#"{"Records":[{"kinesis":{"data":"e30="}}]}"#.to_vec(),
+    );
+    queue.push("inv-empty", b"[]".to_vec());
+    let (addr, _server) = runtime_api::spawn(queue).expect("the Runtime API listens");
+    (addr, events)
+}
 
+/// The processor binary against the Runtime API at `runtime_api`, its DynamoDB a port
+/// nothing listens on (so its calls fail at once), and its stdout's lines.
+fn start_processor(runtime_api: SocketAddr) -> (Killed, mpsc::UnboundedReceiver<String>) {
+    let closed = std::net::TcpListener::bind("127.0.0.1:0").expect("a free port");
+    let dynamodb = format!("http://{}", closed.local_addr().expect("its address"));
+    drop(closed);
     let mut child = Killed(
         Command::new(env!("CARGO_BIN_EXE_processor"))
             .env_clear()
-            .env("AWS_LAMBDA_RUNTIME_API", addr.to_string())
+            .env("AWS_LAMBDA_RUNTIME_API", runtime_api.to_string())
             .env("AWS_LAMBDA_FUNCTION_NAME", "processor")
             .env("AWS_LAMBDA_FUNCTION_MEMORY_SIZE", "128")
             .env("AWS_LAMBDA_FUNCTION_VERSION", "$LATEST")
@@ -122,7 +69,7 @@ async fn the_binary_reads_each_invocation_body_and_answers_the_runtime_api() {
     );
     // The child's stdout, line by line: the EMF documents it prints after each batch.
     let stdout = child.0.stdout.take().expect("stdout is piped");
-    let (line_tx, mut lines) = mpsc::unbounded_channel();
+    let (line_tx, lines) = mpsc::unbounded_channel();
     std::thread::spawn(move || {
         for line in BufReader::new(stdout).lines().map_while(Result::ok) {
             if line_tx.send(line).is_err() {
@@ -130,52 +77,77 @@ async fn the_binary_reads_each_invocation_body_and_answers_the_runtime_api() {
             }
         }
     });
+    (child, lines)
+}
 
+/// The first `n` answers the runtime posted (its polls skipped), each within 60 s.
+async fn answers(
+    events: &mut mpsc::UnboundedReceiver<RuntimeEvent>,
+    n: usize,
+) -> Vec<RuntimeEvent> {
     let mut got = Vec::new();
-    while got.len() < 3 {
-        let answer = tokio::time::timeout(Duration::from_secs(60), answers.recv())
+    while got.len() < n {
+        let event = tokio::time::timeout(Duration::from_secs(60), events.recv())
             .await
             .expect("the processor answered within 60 s")
-            .expect("the Runtime API stand-in is running");
-        got.push(answer);
+            .expect("the Runtime API is running");
+        if !matches!(event, RuntimeEvent::Polled(_)) {
+            got.push(event);
+        }
     }
+    got
+}
+
+#[tokio::test]
+async fn the_binary_reads_each_invocation_body_and_answers_the_runtime_api() {
+    let (addr, mut events) = runtime_api_with_three_invocations();
+    let (_child, mut lines) = start_processor(addr);
     // Answers come in invocation order: the runtime takes one invocation at a time.
-    let mut got = got.into_iter();
+    let mut got = answers(&mut events, 3).await.into_iter();
 
     // The fixture's record could not be read from DynamoDB, so the Pipe is told to retry
     // from it: its eventID came from the body.
-    match got.next().unwrap() {
-        Answer::Response(id, body) => {
-            assert_eq!(id, "inv-batch");
-            let v: serde_json::Value = serde_json::from_str(&body).unwrap();
+    match got.next() {
+        Some(RuntimeEvent::Response { request_id, body }) => {
+            assert_eq!(request_id, "inv-batch");
+            let v: serde_json::Value = serde_json::from_slice(&body).expect("JSON");
             assert_eq!(
                 v["batchItemFailures"][0]["itemIdentifier"],
                 "shardId-000000000000:49590338271490256608559692538361571095921575989136588898",
-                "{body}"
+                "{v}"
             );
         }
         other => panic!("expected a response, got {other:?}"),
     }
-    match got.next().unwrap() {
-        Answer::Error(id, body) => {
-            assert_eq!(id, "inv-not-a-batch");
+    match got.next() {
+        Some(RuntimeEvent::Error {
+            request_id,
+            message,
+        }) => {
+            assert_eq!(request_id, "inv-not-a-batch");
             assert!(
-                body.contains("not an EventBridge Pipes batch"),
-                "the error names the problem: {body}"
+                message.contains("not an EventBridge Pipes batch"),
+                "the error names the problem: {message}"
             );
         }
         other => panic!("expected an error, got {other:?}"),
     }
-    match got.next().unwrap() {
-        Answer::Response(id, body) => {
-            assert_eq!(id, "inv-empty");
-            assert_eq!(body, r#"{"batchItemFailures":[]}"#);
+    match got.next() {
+        Some(RuntimeEvent::Response { request_id, body }) => {
+            assert_eq!(request_id, "inv-empty");
+            assert_eq!(
+                String::from_utf8_lossy(&body),
+                r#"{"batchItemFailures":[]}"#
+            );
         }
         other => panic!("expected a response, got {other:?}"),
     }
+    check_metrics_documents(&mut lines).await;
+}
 
-    // Each batch that was processed (not the one refused) printed its metrics before its
-    // answer: the batch's document with a lag, the empty batch's without.
+/// Each batch that was processed (not the one refused) printed its metrics before its
+/// answer: the batch's document with a lag, the empty batch's without.
+async fn check_metrics_documents(lines: &mut mpsc::UnboundedReceiver<String>) {
     let mut documents = Vec::new();
     while documents.len() < 2 {
         let line = tokio::time::timeout(Duration::from_secs(10), lines.recv())

@@ -6,7 +6,7 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use inventory_domain::PipeRecord;
-use inventory_local::pipe::{BoxFuture, Target};
+use inventory_local::pipe::{BoxFuture, Target, TargetError};
 use inventory_local::stack::LocalStack;
 use inventory_processor::{KinesisShards, ListShards, Processor, ProcessorSettings};
 use inventory_store::Tables;
@@ -35,14 +35,14 @@ impl InProcessTarget {
 }
 
 impl Target for InProcessTarget {
-    fn invoke(&self, payload: Vec<u8>) -> BoxFuture<Result<Vec<u8>, String>> {
+    fn invoke(&self, payload: Vec<u8>) -> BoxFuture<'static, Result<Vec<u8>, TargetError>> {
         let processor = self.0.clone();
         Box::pin(async move {
             let response = processor
                 .handle_body(payload)
                 .await
-                .map_err(|e| e.to_string())?;
-            serde_json::to_vec(&response).map_err(|e| e.to_string())
+                .map_err(TargetError::function)?;
+            serde_json::to_vec(&response).map_err(TargetError::function)
         })
     }
 }
@@ -101,10 +101,10 @@ enum Crash {
 }
 
 impl Target for CrashingTarget {
-    fn invoke(&self, payload: Vec<u8>) -> BoxFuture<Result<Vec<u8>, String>> {
+    fn invoke(&self, payload: Vec<u8>) -> BoxFuture<'static, Result<Vec<u8>, TargetError>> {
         let records: Vec<PipeRecord> = match serde_json::from_slice(&payload) {
             Ok(r) => r,
-            Err(e) => return Box::pin(async move { Err(e.to_string()) }),
+            Err(e) => return Box::pin(async move { Err(TargetError::function(e)) }),
         };
         let crash = {
             let mut rng = self.rng.lock().unwrap();
@@ -127,7 +127,9 @@ impl Target for CrashingTarget {
                     .invoke(serde_json::to_vec(&records[..cut]).unwrap());
                 Box::pin(async move {
                     let _ = partial.await;
-                    Err(format!("injected crash after {cut} records"))
+                    Err(TargetError::function(format!(
+                        "injected crash after {cut} records"
+                    )))
                 })
             }
             Crash::AfterDelay(after) => {
@@ -135,7 +137,9 @@ impl Target for CrashingTarget {
                 Box::pin(async move {
                     // Dropping the future mid-flight is what a killed process does to it.
                     match tokio::time::timeout(after, whole).await {
-                        Ok(_) | Err(_) => Err(format!("injected crash after {after:?}")),
+                        Ok(_) | Err(_) => Err(TargetError::function(format!(
+                            "injected crash after {after:?}"
+                        ))),
                     }
                 })
             }
