@@ -1034,7 +1034,47 @@ def check_encrypted_arm64_and_guarded(cfn):
     return problems
 
 
+def check_reads_need_sign_in_by_default(cfn):
+    """The API is told PUBLIC_READS from the PublicReads parameter, "false" unless a deploy
+    says otherwise, so every read needs sign-in by default; the /api/* behaviour caches with
+    a policy of this template that keys on the caller's token (x-inventory-auth) and every
+    query string, keeps nothing the API does not mark (DefaultTTL 0) and nothing past 5 s."""
+    problems = []
+    default = cfn.get("Parameters", {}).get("PublicReads", {}).get("Default")
+    if default != "false":
+        problems.append(f"PublicReads defaults to {default!r}, not \"false\"")
+    for fn in url_functions(cfn):
+        env = props(cfn["Resources"][fn]).get("Environment", {}).get("Variables", {})
+        for given in ("false", "true"):
+            told = evaluate(cfn, env.get("PUBLIC_READS", NO_VALUE), parameters(cfn, PublicReads=given))
+            if told != given:
+                problems.append(f"{fn} is told PUBLIC_READS={'unset' if told is NO_VALUE else told!r} when PublicReads is {given!r}")
+    policies = resources(cfn, "AWS::CloudFront::CachePolicy")
+    for dist_name, dist in resources(cfn, "AWS::CloudFront::Distribution").items():
+        api = [b for b in props(dist)["DistributionConfig"].get("CacheBehaviors", []) if b.get("PathPattern") == "/api/*"]
+        if not api:
+            problems.append(f"{dist_name} has no /api/* behaviour")
+        for behaviour in api:
+            name = next((n for n in policies if refers_to(behaviour.get("CachePolicyId"), n)), None)
+            if name is None:
+                problems.append(f"{dist_name}'s /api/* behaviour uses no cache policy of this template")
+                continue
+            config = props(policies[name])["CachePolicyConfig"]
+            if config.get("DefaultTTL") != 0 or config.get("MinTTL") != 0:
+                problems.append(f"{name} caches what the API does not mark (DefaultTTL and MinTTL must be 0)")
+            if not 0 < config.get("MaxTTL", 0) <= 5:
+                problems.append(f"{name} has MaxTTL {config.get('MaxTTL')}, not 1 to 5 s")
+            keys = config.get("ParametersInCacheKeyAndForwardedToOrigin", {})
+            headers = [h.lower() for h in keys.get("HeadersConfig", {}).get("Headers", [])]
+            if "x-inventory-auth" not in headers:
+                problems.append(f"{name} does not key on x-inventory-auth: one caller could get another's answer")
+            if keys.get("QueryStringsConfig", {}).get("QueryStringBehavior") != "all":
+                problems.append(f"{name} does not key on every query string")
+    return problems
+
+
 CHECKS = [
+    check_reads_need_sign_in_by_default,
     check_alarm_topic_deliverable,
     check_every_alarm_notifies,
     check_alarm_email_required_outside_dev,
@@ -1112,6 +1152,17 @@ def _drop_statement(doc, sid):
 
 
 MUTATIONS = [
+    ("public reads by default", check_reads_need_sign_in_by_default,
+     lambda s: s["Parameters"]["PublicReads"].update(Default="true")),
+    ("the API not told PUBLIC_READS", check_reads_need_sign_in_by_default,
+     lambda s: _props(s, "ApiFunction")["Environment"]["Variables"].pop("PUBLIC_READS")),
+    ("PUBLIC_READS fixed, not the parameter", check_reads_need_sign_in_by_default,
+     lambda s: _props(s, "ApiFunction")["Environment"]["Variables"].update(PUBLIC_READS="false")),
+    ("the API cache not keyed on the token", check_reads_need_sign_in_by_default,
+     lambda s: _props(s, "ApiCachePolicy")["CachePolicyConfig"]["ParametersInCacheKeyAndForwardedToOrigin"]
+     .update(HeadersConfig={"HeaderBehavior": "none"})),
+    ("API answers cached a minute", check_reads_need_sign_in_by_default,
+     lambda s: _props(s, "ApiCachePolicy")["CachePolicyConfig"].update(MaxTTL=60, DefaultTTL=60)),
     ("topic under the AWS managed key", check_alarm_topic_deliverable,
      lambda s: _props(s, "AlarmTopic").update(KmsMasterKeyId="alias/aws/sns")),
     ("key policy without CloudWatch", check_alarm_topic_deliverable,
