@@ -9,6 +9,7 @@ mod figures;
 mod inventory_table;
 mod product_page;
 mod rejection_list;
+mod sign_in_gate;
 mod simulation_form;
 mod simulation_list;
 mod verdict_card;

@@ -9,6 +9,11 @@
 //!
 //! A signal is only set when its value changed, so nothing re-renders (and no alert is
 //! redrawn) on a poll that brought nothing new.
+//!
+//! Where reads need sign-in (a user pool is configured), a read answered 401 is not an
+//! error to retry: that resource is not polled again (signing in reloads the page), and
+//! when it is the inventory, `sign_in_needed` shows the sign-in gate instead of the
+//! dashboard.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::future::Future;
@@ -55,6 +60,8 @@ struct Polls {
     in_flight: BTreeSet<&'static str>,
     /// The last error of each resource whose last poll failed.
     errors: BTreeMap<&'static str, String>,
+    /// The resources the API refused to read without sign-in: not polled again.
+    refused: BTreeSet<&'static str>,
 }
 
 /// Everything the console shows.
@@ -78,6 +85,8 @@ pub(crate) struct Live {
     pub(crate) cognito: RwSignal<Option<CognitoConfig>>,
     /// A sign-in that failed, to show.
     pub(crate) sign_in_error: RwSignal<Option<String>>,
+    /// The inventory read answered 401 where a sign-in is possible: the sign-in gate shows.
+    pub(crate) sign_in_needed: RwSignal<bool>,
     polls: StoredValue<Polls>,
 }
 
@@ -100,6 +109,7 @@ impl Live {
             dead_letters: RwSignal::new(None),
             cognito: RwSignal::new(None),
             sign_in_error: RwSignal::new(None),
+            sign_in_needed: RwSignal::new(false),
             polls: StoredValue::new(Polls::default()),
         }
     }
@@ -178,6 +188,9 @@ impl Live {
         let Some(api) = self.api.get_untracked() else {
             return;
         };
+        if self.sign_in_needed.get_untracked() {
+            return;
+        }
         let query = self.query.get_untracked();
         let path = query.path();
         let mut etag = None;
@@ -260,7 +273,9 @@ impl Live {
         T: PartialEq + Send + Sync + 'static,
         F: Future<Output = Result<T, ApiError>> + 'static,
     {
-        let started = self.polls.try_update_value(|p| p.in_flight.insert(name));
+        let started = self
+            .polls
+            .try_update_value(|p| !p.refused.contains(name) && p.in_flight.insert(name));
         if started != Some(true) {
             return;
         }
@@ -288,9 +303,26 @@ impl Live {
     }
 
     fn failed(self, name: &'static str, error: ApiError) {
+        if matches!(error, ApiError::Unauthorized(_)) && self.cognito.get_untracked().is_some() {
+            self.refused(name);
+            return;
+        }
         self.polls.update_value(|p| {
             p.errors.insert(name, error.message());
         });
+        self.publish_reachability();
+    }
+
+    /// The API answered `name` 401 and a sign-in would open it: stop asking, and gate the
+    /// page when it is the inventory. The API answered, so it is no connection error.
+    fn refused(self, name: &'static str) {
+        self.polls.update_value(|p| {
+            p.errors.remove(name);
+            p.refused.insert(name);
+        });
+        if name == "inventory" && !self.sign_in_needed.get_untracked() {
+            self.sign_in_needed.set(true);
+        }
         self.publish_reachability();
     }
 

@@ -11,6 +11,7 @@ use super::figures::Figures;
 use super::inventory_table::InventoryTable;
 use super::product_page::ProductPage;
 use super::rejection_list::RejectionList;
+use super::sign_in_gate::SignInGate;
 use super::simulation_form::SimulationForm;
 use super::simulation_list::SimulationList;
 use super::verdict_card::VerdictCard;
@@ -84,9 +85,11 @@ pub fn App() -> impl IntoView {
             <ConnectionBadge live=live />
         </header>
         <main>
-            {move || product.get().map(|id| view! { <ProductPage live=live product_id=id /> })}
+            // Reads need sign-in here and the visitor has none: say so, nothing else.
+            {move || live.sign_in_needed.get().then(|| view! { <SignInGate live=live /> })}
+            {move || product.get().filter(|_| !live.sign_in_needed.get()).map(|id| view! { <ProductPage live=live product_id=id /> })}
             // Kept while a product's page is open, so its sort, search and filters stay.
-            <div class="dashboard" hidden=move || product.get().is_some()>
+            <div class="dashboard" hidden=move || product.get().is_some() || live.sign_in_needed.get()>
                 <VerdictCard live=live />
                 <section class="grid two">
                     <Figures live=live />

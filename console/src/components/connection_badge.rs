@@ -9,11 +9,13 @@ use crate::live::{Live, POLL};
 #[component]
 pub(super) fn ConnectionBadge(live: Live) -> impl IntoView {
     let class = move || match live.reachable.get() {
+        _ if live.sign_in_needed.get() => "badge muted",
         None => "badge muted",
         Some(Ok(())) => "badge ok",
         Some(Err(_)) => "badge bad",
     };
     let text = move || match live.reachable.get() {
+        _ if live.sign_in_needed.get() => "Signed out".to_owned(),
         None => "Connecting…".to_owned(),
         Some(Ok(())) => "Live".to_owned(),
         Some(Err(e)) => {
