@@ -16,15 +16,39 @@ pub enum ProcessorError {
     #[error("the invocation is not an EventBridge Pipes batch from a Kinesis source (a JSON array of flat Kinesis records): {0}. Check the Pipe's source is the Kinesis stream and its target has no input transformer")]
     NotABatch(String),
 
-    #[error("{name}={value} is not valid: it must be {rule}")]
-    Setting {
+    #[error(transparent)]
+    Setting(#[from] InvalidSetting),
+
+    #[error("environment variable {name} is not set: set it to the name of the {what} table (infra/template.yaml sets it)")]
+    Unset {
         name: &'static str,
-        value: String,
-        rule: &'static str,
+        what: &'static str,
     },
+
+    #[error("the processor's environment could not be read: {0}. Set the variables as infra/template.yaml does")]
+    Environment(String),
 
     #[error("product {product_id}: gave up after {attempts} conflicting concurrent writes; is a second processor or a replay writing to the same table?")]
     Contention { product_id: String, attempts: usize },
+}
+
+/// An environment variable whose value breaks its rule (processor/src/config.rs).
+#[derive(Debug, Clone, Error)]
+#[error("{name}={value} is not valid: it must be {rule}")]
+pub struct InvalidSetting {
+    pub name: String,
+    pub value: String,
+    pub rule: &'static str,
+}
+
+impl InvalidSetting {
+    pub fn new(name: &str, value: &str, rule: &'static str) -> Self {
+        Self {
+            name: name.to_owned(),
+            value: value.to_owned(),
+            rule,
+        }
+    }
 }
 
 impl ProcessorError {

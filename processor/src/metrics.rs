@@ -152,13 +152,6 @@ pub fn write_emf(
     out.flush()
 }
 
-/// The stage named by [`STAGE_VAR`], if set.
-pub fn stage_from_env() -> Option<String> {
-    std::env::var(STAGE_VAR)
-        .ok()
-        .filter(|s| !s.trim().is_empty())
-}
-
 #[cfg(test)]
 mod tests {
     use inventory_domain::RejectionReason;

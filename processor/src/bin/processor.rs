@@ -1,10 +1,10 @@
 //! The Lambda an EventBridge Pipe invokes with a batch of Kinesis records.
 
 use inventory_processor::body::RawBodies;
-use inventory_processor::metrics::{stage_from_env, write_emf};
+use inventory_processor::metrics::write_emf;
 use std::sync::Arc;
 
-use inventory_processor::{KinesisShards, Processor, ProcessorSettings, Tables};
+use inventory_processor::{KinesisShards, Processor, ProcessorConfig};
 use lambda_runtime::{service_fn, Error, LambdaEvent, Runtime};
 use serde::de::IgnoredAny;
 
@@ -18,17 +18,23 @@ async fn main() -> Result<(), Error> {
     // Lambda's log settings apply: AWS_LAMBDA_LOG_FORMAT (JSON in infra/template.yaml) and
     // AWS_LAMBDA_LOG_LEVEL, else RUST_LOG, else INFO.
     lambda_runtime::tracing::init_default_subscriber();
-    let config = aws_config::load_defaults(aws_config::BehaviorVersion::latest()).await;
+    let ProcessorConfig {
+        tables,
+        settings,
+        stage,
+    } = ProcessorConfig::from_env()
+        // The error's own words in the function's log; the runtime shows only its Debug form.
+        .inspect_err(|e| tracing::error!("{e}"))?;
+    let aws = aws_config::load_defaults(aws_config::BehaviorVersion::latest()).await;
     let processor = Processor::with_settings(
-        aws_sdk_dynamodb::Client::new(&config),
-        Tables::from_env()?,
-        Arc::new(KinesisShards(aws_sdk_kinesis::Client::new(&config))),
-        ProcessorSettings::from_env()?,
+        aws_sdk_dynamodb::Client::new(&aws),
+        tables,
+        Arc::new(KinesisShards(aws_sdk_kinesis::Client::new(&aws))),
+        settings,
     );
     // The body is taken out of the invocation before lambda_runtime would deserialise it,
     // and read once, in place (processor/src/body.rs).
     let bodies = RawBodies::default();
-    let stage = stage_from_env();
     let handler = {
         let bodies = bodies.clone();
         service_fn(move |event: LambdaEvent<IgnoredAny>| {

@@ -67,7 +67,8 @@ pub struct ProcessorSettings {
     /// the 96-bit keys still tell them apart.
     pub collide_dedup_keys: bool,
     /// Keep each product's history (store/src/history.rs): one more item written per
-    /// product write (docs/performance.md prices it). Off unless [`HISTORY_VAR`] says `on`.
+    /// product write (docs/performance.md prices it). Off unless
+    /// [`HISTORY_VAR`](crate::config::HISTORY_VAR) says `on`.
     pub history: bool,
 }
 
@@ -83,61 +84,6 @@ impl Default for ProcessorSettings {
             collide_dedup_keys: false,
             history: false,
         }
-    }
-}
-
-/// The environment variable that sets [`ProcessorSettings::dedup_window`], in seconds.
-pub const DEDUP_WINDOW_VAR: &str = "DEDUP_WINDOW_SECONDS";
-/// The environment variable that turns [`ProcessorSettings::history`] on (`on`) or off
-/// (`off`, the default).
-pub const HISTORY_VAR: &str = "PRODUCT_HISTORY";
-/// The environment variable that sets [`ProcessorSettings::product_cache_max_items`].
-pub const PRODUCT_CACHE_VAR: &str = "PRODUCT_CACHE_MAX_ITEMS";
-/// The largest [`PRODUCT_CACHE_VAR`] accepted: about 5 GB of products, more than the
-/// largest Lambda can spare beside the runtime.
-const PRODUCT_CACHE_LIMIT: usize = 10_000_000;
-
-impl ProcessorSettings {
-    /// Defaults, with the dedup window from `DEDUP_WINDOW_SECONDS`, the product cache's
-    /// bound from `PRODUCT_CACHE_MAX_ITEMS` and history from `PRODUCT_HISTORY` when set.
-    pub fn from_env() -> Result<Self, ProcessorError> {
-        let mut settings = Self::default();
-        if let Ok(raw) = std::env::var(PRODUCT_CACHE_VAR) {
-            settings.product_cache_max_items = raw
-                .trim()
-                .parse()
-                .ok()
-                .filter(|n| *n <= PRODUCT_CACHE_LIMIT)
-                .ok_or_else(|| ProcessorError::Setting {
-                    name: PRODUCT_CACHE_VAR,
-                    value: raw.clone(),
-                    rule: "a whole number of products from 0 (no cache) to 10000000; about 0.5 KB of memory each",
-                })?;
-        }
-        if let Ok(raw) = std::env::var(HISTORY_VAR) {
-            settings.history = match raw.trim() {
-                "on" => true,
-                "off" | "" => false,
-                _ => {
-                    return Err(ProcessorError::Setting {
-                        name: HISTORY_VAR,
-                        value: raw.clone(),
-                        rule: "`on` (keep each product's history) or `off`",
-                    })
-                }
-            };
-        }
-        if let Ok(raw) = std::env::var(DEDUP_WINDOW_VAR) {
-            let window_ms = dedup::window_ms_from_seconds(&raw).ok_or_else(|| {
-                ProcessorError::Setting {
-                    name: DEDUP_WINDOW_VAR,
-                    value: raw.clone(),
-                    rule: "a whole number of seconds from 1 to 31536000 (365 days), at most the stream's retention",
-                }
-            })?;
-            settings.dedup_window = Duration::from_millis(window_ms.unsigned_abs());
-        }
-        Ok(settings)
     }
 }
 
