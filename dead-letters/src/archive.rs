@@ -1,16 +1,18 @@
 //! One dead-lettered range: read back from the stream, classified, archived.
 
-use std::collections::HashSet;
+use std::collections::{BTreeSet, HashMap, HashSet};
+use std::sync::Arc;
+use std::time::Instant;
 
 use aws_sdk_kinesis::types::ShardIteratorType;
 use chrono::Utc;
 use inventory_domain::api::DeadLetterStatus;
-use inventory_domain::batch::DecodedBatch;
+use inventory_domain::batch::{DecodedBatch, ProductWork};
 use inventory_domain::dead_letter::DeadLetteredRange;
 use inventory_domain::dedup::{shard_ordinal, SeenIndex};
-use inventory_domain::lineage::{hash_key, Place, RecordAt};
+use inventory_domain::lineage::{hash_key, Place, RecordAt, StreamLineage};
 use inventory_domain::pipes::PipeBatch;
-use inventory_domain::{PipeRecord, SequenceNumber};
+use inventory_domain::{PipeRecord, ProductRecord, SequenceNumber, SequencedEvent};
 use inventory_store::batch::{batch_get, UNPROCESSED_RETRY};
 use inventory_store::dead_letters::{self, DeadLetterFacts, DeadLetterItem};
 use inventory_store::items::{self, ProductItem};
@@ -208,43 +210,74 @@ impl DeadLetterConsumer {
         };
         let stream = range.stream_name();
         let shard = &range.info.shard_id;
-        let mut listed = self.listings.get(stream).await?;
-        if listed.lineage.shard(shard_ordinal(shard)).is_none() {
-            listed = self
-                .listings
-                .newer_than(stream, std::time::Instant::now())
-                .await?;
+        let mut listing = self.listings.get(stream).await?.lineage;
+        if listing.shard(shard_ordinal(shard)).is_none() {
+            listing = self.listing_now(stream).await?;
         }
-        let listing = listed.lineage;
         let ancestors: Vec<String> = listing
             .ancestors(shard_ordinal(shard))
             .into_iter()
             .map(inventory_domain::dedup::shard_id)
             .collect();
+        let logged = self.held_by_shard_log(stream, shard, &ancestors, oldest, decoded);
+        processed.extend(logged.await?);
+        processed.extend(self.rejection_stored(records).await?);
+        let undecided = self
+            .decided_by_deliveries(stream, shard, oldest, decoded, &mut processed)
+            .await?;
+        let behind = self.behind_stored_position(stream, listing, undecided);
+        processed.extend(behind.await?);
+        Ok(processed)
+    }
 
-        // 1. A fresh log, as a cold processor reads it: the window before the range and
-        // everything logged since (the attempts that failed the batch included).
+    /// The stream's listing taken now (the held one lacks a shard created since).
+    async fn listing_now(&self, stream: &str) -> Result<Arc<StreamLineage>, DeadLetterError> {
+        Ok(self
+            .listings
+            .newer_than(stream, Instant::now())
+            .await?
+            .lineage)
+    }
+
+    /// Rule 1: the events a fresh log holds, as a cold processor reads it: the window
+    /// before the range and everything logged since (the attempts that failed the batch
+    /// included).
+    async fn held_by_shard_log(
+        &self,
+        stream: &str,
+        shard: &str,
+        ancestors: &[String],
+        oldest: i64,
+        decoded: &DecodedBatch,
+    ) -> Result<Vec<usize>, DeadLetterError> {
         let log = ShardLogStore::new(
             self.db.clone(),
             self.tables.events.clone(),
             self.window_ms,
             usize::MAX,
         );
-        log.refresh(stream, shard, &ancestors, oldest).await?;
-        log.with_lineage(stream, shard, &ancestors, |index| {
+        log.refresh(stream, shard, ancestors, oldest).await?;
+        let mut held = Vec::new();
+        log.with_lineage(stream, shard, ancestors, |index| {
             for work in &decoded.products {
                 for (i, event) in work.indices.iter().zip(&work.events) {
                     if index
                         .seen(event.keys)
                         .is_some_and(|s| s.content == event.content)
                     {
-                        processed.insert(*i);
+                        held.push(*i);
                     }
                 }
             }
         });
+        Ok(held)
+    }
 
-        // 2. Its rejection.
+    /// Rule 2: the records whose rejection is stored.
+    async fn rejection_stored(
+        &self,
+        records: &[PipeRecord],
+    ) -> Result<Vec<usize>, DeadLetterError> {
         let now = Utc::now();
         let keys = records.iter().map(|r| rejections::key_of(r, now)).collect();
         let read = batch_get(&self.db, &self.tables.events, keys, true, UNPROCESSED_RETRY).await;
@@ -256,16 +289,30 @@ impl DeadLetterConsumer {
             .iter()
             .filter_map(|item| item.get("sk").and_then(|v| v.as_s().ok()).cloned())
             .collect();
-        for (i, record) in records.iter().enumerate() {
-            if stored.contains(&rejections::sort_key(
-                record.arrival_millis(),
-                &record.event_id,
-            )) {
-                processed.insert(i);
-            }
-        }
+        Ok(records
+            .iter()
+            .enumerate()
+            .filter(|(_, record)| {
+                stored.contains(&rejections::sort_key(
+                    record.arrival_millis(),
+                    &record.event_id,
+                ))
+            })
+            .map(|(i, _)| i)
+            .collect())
+    }
 
-        // 3. The logged deliveries of the batch.
+    /// Rule 3: adds to `processed` the events a logged delivery of the batch finished;
+    /// gives back the ones no logged delivery covers (an unfinished one leaves its event
+    /// pending).
+    async fn decided_by_deliveries<'a>(
+        &self,
+        stream: &str,
+        shard: &str,
+        oldest: i64,
+        decoded: &'a DecodedBatch,
+        processed: &mut HashSet<usize>,
+    ) -> Result<Vec<Undecided<'a>>, DeadLetterError> {
         let attempts =
             shard_log::attempts(&self.db, &self.tables.events, stream, shard, oldest).await?;
         let mut undecided = Vec::new();
@@ -285,45 +332,30 @@ impl DeadLetterConsumer {
                 }
             }
         }
+        Ok(undecided)
+    }
 
-        // 4. The product's position.
+    /// Rule 4: the undecided events their product's stored position is at or past, along
+    /// the shard lineage.
+    async fn behind_stored_position(
+        &self,
+        stream: &str,
+        mut listing: Arc<StreamLineage>,
+        undecided: Vec<Undecided<'_>>,
+    ) -> Result<Vec<usize>, DeadLetterError> {
         if undecided.is_empty() {
-            return Ok(processed);
+            return Ok(Vec::new());
         }
-        // One key per product: BatchGetItem refuses a key twice.
-        let ids: std::collections::BTreeSet<&str> = undecided
-            .iter()
-            .map(|(_, w, _)| w.product_id.as_str())
-            .collect();
-        let read = batch_get(
-            &self.db,
-            &self.tables.inventory,
-            ids.iter().map(|id| items::product_key(id)).collect(),
-            true,
-            UNPROCESSED_RETRY,
-        )
-        .await;
-        if let Some((_, e)) = read.failed.into_iter().next() {
-            return Err(e.into());
-        }
-        let mut products = std::collections::HashMap::new();
-        for item in read.items {
-            let product = ProductItem::from_item(item)?.into_record();
-            products.insert(product.product_id.clone(), product);
-        }
+        let products = self.stored_products(&undecided).await?;
         // A position on a shard the held listing does not name (a child created since it
         // was taken) is judged on a listing taken now.
-        let mut listing = listing;
         if products.values().any(|p| {
             p.last_stream.is_none_or(|s| s == listing.stream)
                 && p.last_shard.is_some_and(|s| listing.shard(s).is_none())
         }) {
-            listing = self
-                .listings
-                .newer_than(stream, std::time::Instant::now())
-                .await?
-                .lineage;
+            listing = self.listing_now(stream).await?;
         }
+        let mut behind = Vec::new();
         for (i, work, event) in undecided {
             let Some(product) = products.get(&work.product_id) else {
                 continue;
@@ -338,12 +370,44 @@ impl DeadLetterConsumer {
                 Some(&product.position()),
             );
             if place == Place::Behind {
-                processed.insert(i);
+                behind.push(i);
             }
         }
-        Ok(processed)
+        Ok(behind)
+    }
+
+    /// The stored records of the undecided events' products, by product id.
+    async fn stored_products(
+        &self,
+        undecided: &[Undecided<'_>],
+    ) -> Result<HashMap<String, ProductRecord>, DeadLetterError> {
+        // One key per product: BatchGetItem refuses a key twice.
+        let ids: BTreeSet<&str> = undecided
+            .iter()
+            .map(|(_, w, _)| w.product_id.as_str())
+            .collect();
+        let read = batch_get(
+            &self.db,
+            &self.tables.inventory,
+            ids.iter().map(|id| items::product_key(id)).collect(),
+            true,
+            UNPROCESSED_RETRY,
+        )
+        .await;
+        if let Some((_, e)) = read.failed.into_iter().next() {
+            return Err(e.into());
+        }
+        let mut products = HashMap::new();
+        for item in read.items {
+            let product = ProductItem::from_item(item)?.into_record();
+            products.insert(product.product_id.clone(), product);
+        }
+        Ok(products)
     }
 }
+
+/// An event no logged delivery covers: its record's index, its product's work, the event.
+type Undecided<'a> = (usize, &'a ProductWork, &'a SequencedEvent);
 
 /// The records as the Pipe delivered them (the processor's own decoder reads them).
 fn batch_of(records: &[PipeRecord]) -> Result<PipeBatch, DeadLetterError> {

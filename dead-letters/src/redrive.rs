@@ -182,24 +182,7 @@ impl Redriver {
         deadline: Instant,
         result: &mut RedriveResult,
     ) -> Result<(), DeadLetterError> {
-        let mut by_key: BTreeMap<String, VecDeque<DeadLetterItem>> = BTreeMap::new();
-        let mut sorted = items;
-        sorted.sort_by(|a, b| {
-            (
-                a.shard_id.as_str(),
-                SequenceNumber::parse(&a.sequence_number).ok(),
-            )
-                .cmp(&(
-                    b.shard_id.as_str(),
-                    SequenceNumber::parse(&b.sequence_number).ok(),
-                ))
-        });
-        for item in sorted {
-            by_key
-                .entry(item.partition_key.clone())
-                .or_default()
-                .push_back(item);
-        }
+        let mut by_key = queues_by_partition_key(items);
         let token = format!("{:016x}", inventory_store::shard_log::nonce());
         loop {
             if Instant::now() >= deadline {
@@ -214,71 +197,84 @@ impl Redriver {
                 return Ok(());
             }
             for chunk in wave.chunks(500) {
-                let mut entries = Vec::with_capacity(chunk.len());
-                let mut claimed = Vec::with_capacity(chunk.len());
-                for item in chunk {
-                    let data = item.data_base64.as_deref().unwrap_or_default();
-                    let bytes = match base64::engine::general_purpose::STANDARD.decode(data) {
-                        Ok(bytes) => bytes,
-                        Err(e) => {
-                            result.skipped.push(skip(
-                                &item.sk,
-                                &format!("its archived data is not base64 ({e})"),
-                            ));
-                            continue;
-                        }
-                    };
-                    let now = Utc::now().timestamp_millis();
-                    if !dead_letters::claim(
-                        &self.db,
-                        &self.tables,
-                        &item.sk,
-                        &token,
-                        now,
-                        reclaim_after,
-                    )
-                    .await?
-                    {
-                        result.skipped.push(skip(
-                            &item.sk,
-                            "another redrive has it (or had it: a redrive interrupted longer ago than the dedup window is taken up only with include_past_window)",
-                        ));
-                        continue;
-                    }
-                    let entry = PutRecordsRequestEntry::builder()
-                        .partition_key(&item.partition_key)
-                        .data(Blob::new(bytes))
-                        .build()
-                        .map_err(|e| kinesis_err("PutRecords", e))?;
-                    entries.push(entry);
-                    claimed.push(item.clone());
-                }
-                if entries.is_empty() {
-                    continue;
-                }
-                if let Err(e) = self.put_all(entries).await {
-                    for item in &claimed {
-                        if let Err(release) =
-                            dead_letters::release(&self.db, &self.tables, &item.sk, &token).await
-                        {
-                            tracing::warn!(id = %item.sk, error = %release, "could not give a redrive claim back; a later redrive takes it up after the lease");
-                        }
-                    }
-                    return Err(e);
-                }
-                for item in claimed {
-                    dead_letters::mark_redriven(
-                        &self.db,
-                        &self.tables,
-                        &item.sk,
-                        &token,
-                        Utc::now(),
-                    )
+                self.send_claimed(chunk, &token, reclaim_after, result)
                     .await?;
-                    result.republished += 1;
-                }
             }
         }
+    }
+
+    /// One PutRecords call's worth: claims the items, sends the claimed ones, and marks them
+    /// redriven, or gives the claims back when the call failed.
+    async fn send_claimed(
+        &self,
+        chunk: &[DeadLetterItem],
+        token: &str,
+        reclaim_after: i64,
+        result: &mut RedriveResult,
+    ) -> Result<(), DeadLetterError> {
+        let (entries, claimed) = self.claim(chunk, token, reclaim_after, result).await?;
+        if entries.is_empty() {
+            return Ok(());
+        }
+        if let Err(e) = self.put_all(entries).await {
+            for item in &claimed {
+                if let Err(release) =
+                    dead_letters::release(&self.db, &self.tables, &item.sk, token).await
+                {
+                    tracing::warn!(id = %item.sk, error = %release, "could not give a redrive claim back; a later redrive takes it up after the lease");
+                }
+            }
+            return Err(e);
+        }
+        for item in claimed {
+            dead_letters::mark_redriven(&self.db, &self.tables, &item.sk, token, Utc::now())
+                .await?;
+            result.republished += 1;
+        }
+        Ok(())
+    }
+
+    /// The items this redrive could claim, as PutRecords entries beside the items; the rest
+    /// (data not base64, or another redrive holds them) go to `result.skipped`.
+    async fn claim<'a>(
+        &self,
+        chunk: &'a [DeadLetterItem],
+        token: &str,
+        reclaim_after: i64,
+        result: &mut RedriveResult,
+    ) -> Result<(Vec<PutRecordsRequestEntry>, Vec<&'a DeadLetterItem>), DeadLetterError> {
+        let mut entries = Vec::with_capacity(chunk.len());
+        let mut claimed = Vec::with_capacity(chunk.len());
+        for item in chunk {
+            let data = item.data_base64.as_deref().unwrap_or_default();
+            let bytes = match base64::engine::general_purpose::STANDARD.decode(data) {
+                Ok(bytes) => bytes,
+                Err(e) => {
+                    result.skipped.push(skip(
+                        &item.sk,
+                        &format!("its archived data is not base64 ({e})"),
+                    ));
+                    continue;
+                }
+            };
+            let now = Utc::now().timestamp_millis();
+            let db = &self.db;
+            if !dead_letters::claim(db, &self.tables, &item.sk, token, now, reclaim_after).await? {
+                result.skipped.push(skip(
+                    &item.sk,
+                    "another redrive has it (or had it: a redrive interrupted longer ago than the dedup window is taken up only with include_past_window)",
+                ));
+                continue;
+            }
+            let entry = PutRecordsRequestEntry::builder()
+                .partition_key(&item.partition_key)
+                .data(Blob::new(bytes))
+                .build()
+                .map_err(|e| kinesis_err("PutRecords", e))?;
+            entries.push(entry);
+            claimed.push(item);
+        }
+        Ok((entries, claimed))
     }
 
     /// One PutRecords call's entries, retrying the ones Kinesis refused (throttling) until
@@ -325,6 +321,30 @@ impl Redriver {
         }
         Ok(())
     }
+}
+
+/// The items queued per partition key, each queue in stream order (shard, then sequence).
+fn queues_by_partition_key(
+    mut items: Vec<DeadLetterItem>,
+) -> BTreeMap<String, VecDeque<DeadLetterItem>> {
+    items.sort_by(|a, b| {
+        (
+            a.shard_id.as_str(),
+            SequenceNumber::parse(&a.sequence_number).ok(),
+        )
+            .cmp(&(
+                b.shard_id.as_str(),
+                SequenceNumber::parse(&b.sequence_number).ok(),
+            ))
+    });
+    let mut by_key: BTreeMap<String, VecDeque<DeadLetterItem>> = BTreeMap::new();
+    for item in items {
+        by_key
+            .entry(item.partition_key.clone())
+            .or_default()
+            .push_back(item);
+    }
+    by_key
 }
 
 fn skip(id: &str, why: &str) -> RedriveSkip {
