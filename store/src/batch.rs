@@ -67,6 +67,63 @@ enum Attempt {
     Failed(StoreError),
 }
 
+/// One page of a batch call: what is still to send.
+trait Page {
+    /// The DynamoDB operation, for errors.
+    const OPERATION: &'static str;
+    /// One call with what is still pending; what DynamoDB processed leaves the page.
+    async fn send(&mut self, db: &Client, table: &str) -> Result<(), StoreError>;
+    /// How many keys or requests are still pending.
+    fn left(&self) -> usize;
+}
+
+/// What [`send_page`] did with a page.
+struct Sent<P> {
+    /// The page, holding what is left of it.
+    page: P,
+    /// Calls made.
+    requests: u64,
+    /// What every key or request left failed with, when some are left.
+    error: Option<StoreError>,
+}
+
+/// Sends `page` again while DynamoDB leaves part of it unprocessed, as `retry` allows.
+async fn send_page<P: Page>(
+    db: &Client,
+    table: &str,
+    page: P,
+    retry: ExponentialBuilder,
+) -> Sent<P> {
+    let ((page, requests), result) = {
+        move |(mut page, requests): (P, u64)| async move {
+            let result = match page.send(db, table).await {
+                Err(e) => Err(Attempt::Failed(e)),
+                Ok(()) if page.left() > 0 => Err(Attempt::Unprocessed),
+                Ok(()) => Ok(()),
+            };
+            ((page, requests + 1), result)
+        }
+    }
+    .retry(retry)
+    .when(|e| matches!(e, Attempt::Unprocessed))
+    .context((page, 0))
+    .await;
+    let error = match result {
+        Ok(()) => None,
+        Err(Attempt::Failed(e)) => Some(e),
+        Err(Attempt::Unprocessed) => Some(StoreError::Unprocessed {
+            operation: P::OPERATION,
+            count: page.left(),
+            attempts: requests as usize,
+        }),
+    };
+    Sent {
+        page,
+        requests,
+        error,
+    }
+}
+
 /// Reads `keys` of `table` (any number; pages of [`GET_PAGE`]). A key with no item is
 /// simply absent from [`BatchGet::items`].
 pub async fn batch_get(
@@ -81,61 +138,41 @@ pub async fn batch_get(
     while keys.peek().is_some() {
         let page = GetPage {
             pending: keys.by_ref().take(GET_PAGE).collect(),
-            ..GetPage::default()
+            consistent_read,
+            found: Vec::new(),
         };
-        let (page, result) = {
-            move |mut page: GetPage| async move {
-                let result = page.attempt(db, table, consistent_read).await;
-                (page, result)
-            }
+        let sent = send_page(db, table, page, retry).await;
+        out.requests += sent.requests;
+        out.items.extend(sent.page.found);
+        if let Some(error) = sent.error {
+            out.failed
+                .extend(sent.page.pending.into_iter().map(|k| (k, error.clone())));
         }
-        .retry(retry)
-        .when(|e| matches!(e, Attempt::Unprocessed))
-        .context(page)
-        .await;
-        out.requests += page.requests;
-        out.items.extend(page.found);
-        let error = match result {
-            Ok(()) => continue,
-            Err(Attempt::Failed(e)) => e,
-            Err(Attempt::Unprocessed) => StoreError::Unprocessed {
-                operation: "BatchGetItem",
-                count: page.pending.len(),
-                attempts: page.requests as usize,
-            },
-        };
-        out.failed
-            .extend(page.pending.into_iter().map(|k| (k, error.clone())));
     }
     out
 }
 
-#[derive(Default)]
 struct GetPage {
     pending: Vec<Item>,
+    consistent_read: bool,
     found: Vec<Item>,
-    requests: u64,
 }
 
-impl GetPage {
-    async fn attempt(
-        &mut self,
-        db: &Client,
-        table: &str,
-        consistent_read: bool,
-    ) -> Result<(), Attempt> {
-        self.requests += 1;
+impl Page for GetPage {
+    const OPERATION: &'static str = "BatchGetItem";
+
+    async fn send(&mut self, db: &Client, table: &str) -> Result<(), StoreError> {
         let request = KeysAndAttributes::builder()
             .set_keys(Some(self.pending.clone()))
-            .consistent_read(consistent_read)
+            .consistent_read(self.consistent_read)
             .build()
-            .map_err(|e| Attempt::Failed(StoreError::dynamo("BatchGetItem", e)))?;
+            .map_err(|e| StoreError::dynamo("BatchGetItem", e))?;
         let out = db
             .batch_get_item()
             .request_items(table, request)
             .send()
             .await
-            .map_err(|e| Attempt::Failed(StoreError::dynamo("BatchGetItem", e)))?;
+            .map_err(|e| StoreError::dynamo("BatchGetItem", e))?;
         self.found.extend(
             out.responses()
                 .and_then(|r| r.get(table))
@@ -148,11 +185,11 @@ impl GetPage {
             .and_then(|u| u.get(table))
             .map(|ka| ka.keys().to_vec())
             .unwrap_or_default();
-        if self.pending.is_empty() {
-            Ok(())
-        } else {
-            Err(Attempt::Unprocessed)
-        }
+        Ok(())
+    }
+
+    fn left(&self) -> usize {
+        self.pending.len()
     }
 }
 
@@ -170,58 +207,45 @@ pub async fn batch_write<T>(
     while requests.peek().is_some() {
         let page = WritePage {
             pending: requests.by_ref().take(WRITE_PAGE).collect(),
-            requests: 0,
         };
-        let (page, result) = {
-            move |mut page: WritePage<T>| async move {
-                let result = page.attempt(db, table).await;
-                (page, result)
-            }
+        let sent = send_page(db, table, page, retry).await;
+        out.requests += sent.requests;
+        if let Some(error) = sent.error {
+            out.failed.extend(
+                sent.page
+                    .pending
+                    .into_iter()
+                    .map(|(t, _)| (t, error.clone())),
+            );
         }
-        .retry(retry)
-        .when(|e| matches!(e, Attempt::Unprocessed))
-        .context(page)
-        .await;
-        out.requests += page.requests;
-        let error = match result {
-            Ok(()) => continue,
-            Err(Attempt::Failed(e)) => e,
-            Err(Attempt::Unprocessed) => StoreError::Unprocessed {
-                operation: "BatchWriteItem",
-                count: page.pending.len(),
-                attempts: page.requests as usize,
-            },
-        };
-        out.failed
-            .extend(page.pending.into_iter().map(|(t, _)| (t, error.clone())));
     }
     out
 }
 
 struct WritePage<T> {
     pending: Vec<(T, WriteRequest)>,
-    requests: u64,
 }
 
-impl<T> WritePage<T> {
-    async fn attempt(&mut self, db: &Client, table: &str) -> Result<(), Attempt> {
-        self.requests += 1;
+impl<T> Page for WritePage<T> {
+    const OPERATION: &'static str = "BatchWriteItem";
+
+    async fn send(&mut self, db: &Client, table: &str) -> Result<(), StoreError> {
         let sent: Vec<WriteRequest> = self.pending.iter().map(|(_, r)| r.clone()).collect();
         let out = db
             .batch_write_item()
             .request_items(table, sent)
             .send()
             .await
-            .map_err(|e| Attempt::Failed(StoreError::dynamo("BatchWriteItem", e)))?;
+            .map_err(|e| StoreError::dynamo("BatchWriteItem", e))?;
         let left = out.unprocessed_items().and_then(|u| u.get(table));
         match left {
             Some(left) => self.pending.retain(|(_, r)| left.contains(r)),
             None => self.pending.clear(),
         }
-        if self.pending.is_empty() {
-            Ok(())
-        } else {
-            Err(Attempt::Unprocessed)
-        }
+        Ok(())
+    }
+
+    fn left(&self) -> usize {
+        self.pending.len()
     }
 }

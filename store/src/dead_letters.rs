@@ -10,6 +10,8 @@
 
 use std::collections::HashMap;
 
+use aws_sdk_dynamodb::operation::query::builders::QueryFluentBuilder;
+use aws_sdk_dynamodb::operation::update_item::builders::UpdateItemFluentBuilder;
 use aws_sdk_dynamodb::types::{AttributeValue, PutRequest, WriteRequest};
 use aws_sdk_dynamodb::Client;
 use chrono::{DateTime, SecondsFormat, Utc};
@@ -342,6 +344,39 @@ pub async fn claim(
     }
 }
 
+/// Updates `id` as `update` says (its expression and values), only while the redrive
+/// `token` still holds its claim.
+async fn update_own_claim(
+    db: &Client,
+    tables: &Tables,
+    (id, token): (&str, &str),
+    operation: &'static str,
+    update: impl FnOnce(UpdateItemFluentBuilder) -> Result<UpdateItemFluentBuilder, StoreError>,
+) -> Result<(), StoreError> {
+    let request = db
+        .update_item()
+        .table_name(&tables.events)
+        .set_key(Some(key(id)))
+        .condition_expression("#status = :redriving AND claim = :token")
+        .expression_attribute_names("#status", "status")
+        .expression_attribute_values(":redriving", status_value(DeadLetterStatus::Redriving)?)
+        .expression_attribute_values(":token", AttributeValue::S(token.to_owned()));
+    update(request)?
+        .send()
+        .await
+        .map_err(|e| StoreError::dynamo(operation, e))?;
+    Ok(())
+}
+
+/// Keeps the dead letters not yet redriven: pending, or claimed by a redrive.
+fn not_yet_redriven(query: QueryFluentBuilder) -> Result<QueryFluentBuilder, StoreError> {
+    Ok(query
+        .filter_expression("#status IN (:pending, :redriving)")
+        .expression_attribute_names("#status", "status")
+        .expression_attribute_values(":pending", status_value(DeadLetterStatus::Pending)?)
+        .expression_attribute_values(":redriving", status_value(DeadLetterStatus::Redriving)?))
+}
+
 /// Records that `id`, claimed by `token`, was republished now. Fails when the claim is no
 /// longer this redrive's.
 pub async fn mark_redriven(
@@ -351,28 +386,22 @@ pub async fn mark_redriven(
     token: &str,
     now: DateTime<Utc>,
 ) -> Result<(), StoreError> {
-    db.update_item()
-        .table_name(&tables.events)
-        .set_key(Some(key(id)))
-        .update_expression(
-            "SET #status = :redriven, redriven_at = :at, #ttl = :ttl ADD redrive_count :one REMOVE claim, claimed_at_ms",
-        )
-        .condition_expression("#status = :redriving AND claim = :token")
-        .expression_attribute_names("#status", "status")
-        .expression_attribute_names("#ttl", "ttl")
-        .expression_attribute_values(":redriven", status_value(DeadLetterStatus::Redriven)?)
-        .expression_attribute_values(":redriving", status_value(DeadLetterStatus::Redriving)?)
-        .expression_attribute_values(":token", AttributeValue::S(token.to_owned()))
-        .expression_attribute_values(":at", AttributeValue::S(rfc3339(now)))
-        .expression_attribute_values(
-            ":ttl",
-            AttributeValue::N((now.timestamp() + TTL_DAYS_AFTER_REDRIVE * 86_400).to_string()),
-        )
-        .expression_attribute_values(":one", AttributeValue::N("1".into()))
-        .send()
-        .await
-        .map_err(|e| StoreError::dynamo("UpdateItem (dead letter)", e))?;
-    Ok(())
+    let operation = "UpdateItem (dead letter)";
+    update_own_claim(db, tables, (id, token), operation, |request| {
+        Ok(request
+            .update_expression(
+                "SET #status = :redriven, redriven_at = :at, #ttl = :ttl ADD redrive_count :one REMOVE claim, claimed_at_ms",
+            )
+            .expression_attribute_names("#ttl", "ttl")
+            .expression_attribute_values(":redriven", status_value(DeadLetterStatus::Redriven)?)
+            .expression_attribute_values(":at", AttributeValue::S(rfc3339(now)))
+            .expression_attribute_values(
+                ":ttl",
+                AttributeValue::N((now.timestamp() + TTL_DAYS_AFTER_REDRIVE * 86_400).to_string()),
+            )
+            .expression_attribute_values(":one", AttributeValue::N("1".into())))
+    })
+    .await
 }
 
 /// Gives a claim back (its records were not published): pending again.
@@ -382,19 +411,13 @@ pub async fn release(
     id: &str,
     token: &str,
 ) -> Result<(), StoreError> {
-    db.update_item()
-        .table_name(&tables.events)
-        .set_key(Some(key(id)))
-        .update_expression("SET #status = :pending REMOVE claim, claimed_at_ms")
-        .condition_expression("#status = :redriving AND claim = :token")
-        .expression_attribute_names("#status", "status")
-        .expression_attribute_values(":pending", status_value(DeadLetterStatus::Pending)?)
-        .expression_attribute_values(":redriving", status_value(DeadLetterStatus::Redriving)?)
-        .expression_attribute_values(":token", AttributeValue::S(token.to_owned()))
-        .send()
-        .await
-        .map_err(|e| StoreError::dynamo("UpdateItem (dead letter release)", e))?;
-    Ok(())
+    let operation = "UpdateItem (dead letter release)";
+    update_own_claim(db, tables, (id, token), operation, |request| {
+        Ok(request
+            .update_expression("SET #status = :pending REMOVE claim, claimed_at_ms")
+            .expression_attribute_values(":pending", status_value(DeadLetterStatus::Pending)?))
+    })
+    .await
 }
 
 /// Oldest first, up to `limit`: the dead letters a redrive may send (pending, or claimed by
@@ -408,17 +431,14 @@ pub async fn redrivable(
     let mut items = Vec::new();
     let mut start: Option<Item> = None;
     loop {
-        let mut query = db
-            .query()
-            .table_name(&tables.events)
-            .expression_attribute_values(":pk", AttributeValue::S(PARTITION.to_owned()))
-            .scan_index_forward(true)
-            .consistent_read(true)
-            .filter_expression("#status IN (:pending, :redriving)")
-            .expression_attribute_names("#status", "status")
-            .expression_attribute_values(":pending", status_value(DeadLetterStatus::Pending)?)
-            .expression_attribute_values(":redriving", status_value(DeadLetterStatus::Redriving)?)
-            .set_exclusive_start_key(start.take());
+        let mut query = not_yet_redriven(
+            db.query()
+                .table_name(&tables.events)
+                .expression_attribute_values(":pk", AttributeValue::S(PARTITION.to_owned()))
+                .scan_index_forward(true)
+                .consistent_read(true),
+        )?
+        .set_exclusive_start_key(start.take());
         query = match since_ms {
             Some(ms) => query
                 .key_condition_expression("pk = :pk AND sk >= :since")
@@ -455,7 +475,7 @@ pub async fn pending_before(
     let mut count = 0;
     let mut start: Option<Item> = None;
     loop {
-        let page = db
+        let query = db
             .query()
             .table_name(&tables.events)
             .key_condition_expression("pk = :pk AND sk < :before")
@@ -463,11 +483,8 @@ pub async fn pending_before(
             .expression_attribute_values(
                 ":before",
                 AttributeValue::S(format!("{:013}", before_ms.max(0))),
-            )
-            .filter_expression("#status IN (:pending, :redriving)")
-            .expression_attribute_names("#status", "status")
-            .expression_attribute_values(":pending", status_value(DeadLetterStatus::Pending)?)
-            .expression_attribute_values(":redriving", status_value(DeadLetterStatus::Redriving)?)
+            );
+        let page = not_yet_redriven(query)?
             .select(aws_sdk_dynamodb::types::Select::Count)
             .set_exclusive_start_key(start.take())
             .send()

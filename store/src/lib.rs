@@ -9,6 +9,7 @@ pub mod dead_letters;
 pub mod error;
 pub mod history;
 pub mod items;
+pub mod locks;
 pub mod redrive_lock;
 pub mod rejections;
 pub mod shard_log;

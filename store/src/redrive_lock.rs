@@ -13,13 +13,10 @@ use chrono::{DateTime, Utc};
 
 use crate::config::Tables;
 use crate::error::StoreError;
+use crate::locks::{self, n};
 
-pub const LOCK_PK: &str = "LOCKS";
+pub use crate::locks::LOCK_PK;
 pub const LOCK_SK: &str = "REDRIVE";
-
-fn n(v: i64) -> AttributeValue {
-    AttributeValue::N(v.to_string())
-}
 
 /// Takes the lock for `holder` until `now + hold`; `false` when another redrive holds it.
 pub async fn acquire(
@@ -33,8 +30,7 @@ pub async fn acquire(
     let result = db
         .update_item()
         .table_name(&tables.events)
-        .key("pk", AttributeValue::S(LOCK_PK.to_owned()))
-        .key("sk", AttributeValue::S(LOCK_SK.to_owned()))
+        .set_key(Some(locks::key(LOCK_SK)))
         .update_expression("SET holder = :h, expires_at_ms = :e, #ttl = :t")
         .condition_expression("attribute_not_exists(pk) OR expires_at_ms < :now")
         .expression_attribute_names("#ttl", "ttl")
@@ -63,8 +59,7 @@ pub async fn release(db: &Client, tables: &Tables, holder: &str) -> Result<(), S
     let result = db
         .update_item()
         .table_name(&tables.events)
-        .key("pk", AttributeValue::S(LOCK_PK.to_owned()))
-        .key("sk", AttributeValue::S(LOCK_SK.to_owned()))
+        .set_key(Some(locks::key(LOCK_SK)))
         .update_expression("SET expires_at_ms = :zero")
         .condition_expression("holder = :h")
         .expression_attribute_values(":h", AttributeValue::S(holder.to_owned()))

@@ -11,19 +11,19 @@
 //! ended or expired holder is itself conditional on that holder, so two starts racing for a
 //! free lock cannot both win.
 
-use std::collections::HashMap;
 use std::time::Duration;
 
 use crate::config::Tables;
 use crate::error::StoreError;
 use crate::items::Item;
+use crate::locks::{self, n};
 use crate::simulations;
 use aws_sdk_dynamodb::types::{AttributeValue, ReturnValuesOnConditionCheckFailure};
 use aws_sdk_dynamodb::Client;
 use chrono::{DateTime, SecondsFormat, Utc};
 use inventory_domain::api::SimulationState;
 
-pub const LOCK_PK: &str = "LOCKS";
+pub use crate::locks::LOCK_PK;
 pub const LOCK_SK: &str = "SIMULATION";
 /// A holder whose status record is not there yet (it is saved right after the lock is
 /// taken) is presumed running for this long.
@@ -47,14 +47,7 @@ impl Held {
 }
 
 fn key() -> Item {
-    HashMap::from([
-        ("pk".to_owned(), AttributeValue::S(LOCK_PK.to_owned())),
-        ("sk".to_owned(), AttributeValue::S(LOCK_SK.to_owned())),
-    ])
-}
-
-fn n(v: i64) -> AttributeValue {
-    AttributeValue::N(v.to_string())
+    locks::key(LOCK_SK)
 }
 
 fn number(item: &Item, name: &str) -> Option<i64> {
