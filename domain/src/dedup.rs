@@ -513,21 +513,24 @@ mod tests {
             record: 3,
             arrival_ms: 1_000,
         });
-        assert_eq!(classify(seen, 7, 3, 1_000, 60_000), Verdict::SameRecord);
-        assert_eq!(
-            classify(seen, 7, 4, 1_000, 60_000),
-            Verdict::Duplicate,
-            "another record in the same millisecond"
-        );
-        assert_eq!(classify(seen, 7, 4, 5_000, 60_000), Verdict::Duplicate);
-        assert_eq!(classify(seen, 8, 4, 5_000, 60_000), Verdict::IdReused);
-        assert_eq!(classify(seen, 7, 4, 61_000, 60_000), Verdict::Duplicate);
-        assert_eq!(
-            classify(seen, 7, 4, 61_001, 60_000),
-            Verdict::New,
-            "past the window"
-        );
-        assert_eq!(classify(None, 7, 4, 5_000, 60_000), Verdict::New);
+        // (what the log holds, content, record, arrival ms) in a 60 s window.
+        #[rustfmt::skip]
+        let cases = [
+            (seen, 7, 3, 1_000, Verdict::SameRecord, "the same record again"),
+            (seen, 7, 4, 1_000, Verdict::Duplicate, "another record in the same millisecond"),
+            (seen, 7, 4, 5_000, Verdict::Duplicate, "another record within the window"),
+            (seen, 8, 4, 5_000, Verdict::IdReused, "the id with other content"),
+            (seen, 7, 4, 61_000, Verdict::Duplicate, "at the window's edge"),
+            (seen, 7, 4, 61_001, Verdict::New, "past the window"),
+            (None, 7, 4, 5_000, Verdict::New, "an id the log does not hold"),
+        ];
+        for (seen, content, record, arrival_ms, verdict, why) in cases {
+            assert_eq!(
+                classify(seen, content, record, arrival_ms, 60_000),
+                verdict,
+                "{why}"
+            );
+        }
     }
 
     fn key(n: u128) -> DedupKey {

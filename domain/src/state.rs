@@ -638,6 +638,20 @@ mod tests {
         }
     }
 
+    /// Folds `events` against `log` and logs what the fold hands the log, as the processor
+    /// does once a batch's writes succeeded.
+    fn fold_and_log(
+        current: Option<ProductRecord>,
+        events: &[SequencedEvent],
+        log: &mut crate::dedup::ShardLog,
+        window_ms: i64,
+        source: Source<'_>,
+    ) -> ProductFold {
+        let fold = fold_product_in(current, events, &*log, window_ms, source);
+        fold.to_log.iter().for_each(|r| log.insert(*r));
+        fold
+    }
+
     fn rejected(o: &Outcome) -> Option<RejectionReason> {
         match o {
             Outcome::Rejected(r) => Some(r.reason),
@@ -918,30 +932,28 @@ mod tests {
     #[test]
     fn a_retry_two_thousand_events_later_is_a_duplicate_through_the_log() {
         let mut log = crate::dedup::ShardLog::default();
-        let first = fold_product_in(
+        let first = fold_and_log(
             None,
             &[
                 ev(1, "a", "P", added(10)),
                 ev(2, "sale", "P", Change::Decreased(4)),
             ],
-            &log,
+            &mut log,
             crate::dedup::DEFAULT_WINDOW_MS,
             Source::Unlisted,
         );
-        first.to_log.iter().for_each(|r| log.insert(*r));
         let mut rec = first.record;
         // 2,000 other events later (more than the item's 16 recent ids).
         let others: Vec<_> = (0..2000)
             .map(|i| ev(3 + i, &format!("o{i}"), "P", Change::Increased(1)))
             .collect();
-        let fold = fold_product_in(
+        let fold = fold_and_log(
             rec,
             &others,
-            &log,
+            &mut log,
             crate::dedup::DEFAULT_WINDOW_MS,
             Source::Unlisted,
         );
-        fold.to_log.iter().for_each(|r| log.insert(*r));
         rec = fold.record;
         let retry = ev(5000, "sale", "P", Change::Decreased(4));
         let fold = fold_product_in(
@@ -964,14 +976,13 @@ mod tests {
     #[test]
     fn a_reused_event_id_with_other_content_is_rejected_with_its_own_reason() {
         let mut log = crate::dedup::ShardLog::default();
-        let first = fold_product_in(
+        let first = fold_and_log(
             None,
             &[ev(1, "a", "P", added(10))],
-            &log,
+            &mut log,
             60_000,
             Source::Unlisted,
         );
-        first.to_log.iter().for_each(|r| log.insert(*r));
         let fold = fold_product_in(
             first.record,
             &[ev(2, "a", "P", Change::Decreased(3))],
@@ -994,17 +1005,16 @@ mod tests {
     fn past_the_window_a_retry_is_new_again_unless_among_the_recent_ids() {
         let window = 1_000;
         let mut log = crate::dedup::ShardLog::default();
-        let first = fold_product_in(
+        let first = fold_and_log(
             None,
             &[
                 ev(1, "a", "P", added(10)),
                 ev(2, "b", "P", Change::Decreased(1)),
             ],
-            &log,
+            &mut log,
             window,
             Source::Unlisted,
         );
-        first.to_log.iter().for_each(|r| log.insert(*r));
         let mut rec = first.record;
         let others: Vec<_> = (0..20)
             .map(|i| ev(3 + i, &format!("o{i}"), "P", Change::Increased(1)))
@@ -1170,14 +1180,13 @@ mod tests {
         let old = split_listing();
         let mut log = dedup::ShardLog::default();
         let rec = ev_in(child_holding("P"), 50, 1, "a", "P", added(10));
-        let first = fold_product_in(
+        let first = fold_and_log(
             None,
             std::slice::from_ref(&rec),
-            &log,
+            &mut log,
             60_000,
             Source::Listed(&old),
         );
-        first.to_log.iter().for_each(|r| log.insert(*r));
         let recreated = StreamLineage::single(
             StreamId {
                 arn: STREAM.arn,
