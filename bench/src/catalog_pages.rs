@@ -16,8 +16,8 @@ use axum::http::{Request, StatusCode};
 use http_body_util::BodyExt as _;
 use inventory_api::{router, ApiConfig, AppState, DisabledLauncher};
 use inventory_domain::api::{InventoryPage, ProductView};
-use inventory_domain::{ProductRecord, ProductStatus, RecentIds, SequenceNumber};
-use inventory_generator::simulation::product_name;
+use inventory_domain::{ProductRecord, ProductStatus};
+use inventory_generator::simulation::catalog_product;
 use inventory_local::{EmulatorOptions, LocalAws};
 use inventory_store::batch::{batch_write, UNPROCESSED_RETRY};
 use inventory_store::items::ProductItem;
@@ -41,23 +41,12 @@ pub(crate) struct CatalogPagesArgs {
 }
 
 fn record(i: usize, quantity: u64) -> ProductRecord {
-    ProductRecord {
-        product_id: format!("bench-P{:06}", i + 1),
-        name: product_name(i),
-        quantity,
-        status: if i.is_multiple_of(50) {
-            ProductStatus::Removed
-        } else {
-            ProductStatus::Active
-        },
-        version: 1,
-        last_sequence: SequenceNumber::zero(),
-        last_shard: Some(0),
-        last_stream: None,
-        last_event_at: "2026-12-01T00:00:00Z".into(),
-        recent_ids: RecentIds::default(),
-        history: None,
-    }
+    let status = if i.is_multiple_of(50) {
+        ProductStatus::Removed
+    } else {
+        ProductStatus::Active
+    };
+    catalog_product("bench", i, quantity, status)
 }
 
 async fn call(router: &axum::Router, uri: &str) -> anyhow::Result<(Duration, Vec<u8>)> {

@@ -23,8 +23,8 @@ use axum::body::Body;
 use axum::http::{header, Request, StatusCode};
 use http_body_util::BodyExt as _;
 use inventory_api::{router, ApiConfig, AppState, DisabledLauncher};
-use inventory_domain::{ProductRecord, ProductStatus, RecentIds, SequenceNumber};
-use inventory_generator::simulation::product_name;
+use inventory_domain::{ProductRecord, ProductStatus};
+use inventory_generator::simulation::catalog_product;
 use inventory_local::{EmulatorOptions, LocalAws};
 use inventory_store::batch::{batch_write, UNPROCESSED_RETRY};
 use inventory_store::items::ProductItem;
@@ -129,19 +129,7 @@ impl Meter {
 }
 
 fn record(i: usize) -> ProductRecord {
-    ProductRecord {
-        product_id: format!("idle-P{:06}", i + 1),
-        name: product_name(i),
-        quantity: (i as u64 * 37) % 1_001,
-        status: ProductStatus::Active,
-        version: 1,
-        last_sequence: SequenceNumber::zero(),
-        last_shard: Some(0),
-        last_stream: None,
-        last_event_at: "2026-12-01T00:00:00Z".into(),
-        recent_ids: RecentIds::default(),
-        history: None,
-    }
+    catalog_product("idle", i, (i as u64 * 37) % 1_001, ProductStatus::Active)
 }
 
 async fn get(

@@ -7,7 +7,7 @@ use std::collections::BTreeMap;
 use chrono::{SecondsFormat, Utc};
 use inventory_domain::api::{MAX_RETRY_DELAY_SECS, MAX_SIMULATION_RETRY_DISTANCE};
 pub use inventory_domain::workload::{FaultRatioError, FaultRatios, Skew, MAX_FAULT_SHARE};
-use inventory_domain::RejectionReason;
+use inventory_domain::{ProductRecord, ProductStatus, RecentIds, RejectionReason, SequenceNumber};
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
 use rand_distr::{Distribution, Zipf};
@@ -266,6 +266,30 @@ pub fn product_name(p: usize) -> String {
         THINGS[(p / 256) % 32],
         p + 1
     )
+}
+
+/// Product `p` of a catalog written straight to the table (benchmarks, browser tests): id
+/// `<id_prefix>-P<p + 1, 6 digits>`, named by [`product_name`], as the processor would have
+/// stored it after one event on shard 0.
+pub fn catalog_product(
+    id_prefix: &str,
+    p: usize,
+    quantity: u64,
+    status: ProductStatus,
+) -> ProductRecord {
+    ProductRecord {
+        product_id: format!("{id_prefix}-P{:06}", p + 1),
+        name: product_name(p),
+        quantity,
+        status,
+        version: 1,
+        last_sequence: SequenceNumber::zero(),
+        last_shard: Some(0),
+        last_stream: None,
+        last_event_at: "2026-12-01T00:00:00Z".into(),
+        recent_ids: RecentIds::default(),
+        history: None,
+    }
 }
 
 pub struct Simulation {
