@@ -47,9 +47,11 @@ console: setup
 	./scripts/build-console.sh target/site
 
 ## Every check CI runs: formatting, lints, the template's lint, a bounded fuzz run, all
-## tests including the fault suite and the real-browser test.
+## tests including the fault suite and the real-browser test, then the API's contract
+## (Schemathesis against the served OpenAPI document: scripts/api-contract.sh).
 test: setup-test lint infra-lint console fuzz
 	BROWSER_TEST=required $(CARGO) test --locked --workspace -- --include-ignored
+	./scripts/api-contract.sh
 
 lint: setup
 	$(CARGO) fmt --all -- --check

@@ -5,6 +5,7 @@
 #   cfn-lint, checkov     -> venv-infra   (template lint)
 #   aws-sam-cli           -> venv-sam     (SAM transform, validate, deploy; brings boto3)
 #   cargo-lambda, ziglang -> venv-lambda  (arm64 Lambda zips)
+#   schemathesis          -> venv-api     (the API's property-based contract test; not a default)
 set -euo pipefail
 root="${INVENTORY_TOOLS:-$HOME/.cache/inventory-pipeline}"
 want="${*:-infra sam lambda}"
@@ -14,6 +15,7 @@ for kind in $want; do
     infra) pkgs="cfn-lint==1.58.0 checkov==3.3.30"; probe="checkov" ;;
     sam) pkgs="aws-sam-cli==1.170.0"; probe="sam" ;;
     lambda) pkgs="cargo-lambda==1.9.2 ziglang==0.17.1"; probe="cargo-lambda" ;;
+    api) pkgs="schemathesis==4.32.5"; probe="schemathesis" ;;
     *) echo "unknown tool set $kind" >&2; exit 2 ;;
   esac
   stamp="$venv/.installed"

@@ -2,8 +2,10 @@
 //! serves in AWS (`src/bin/api.rs`) and the local server serves in development.
 
 pub mod auth;
+pub mod contract;
 pub mod error;
 pub mod jwt;
+pub mod limits;
 pub mod routes;
 pub mod store;
 
@@ -16,7 +18,8 @@ use axum::extract::DefaultBodyLimit;
 use axum::http::{header, HeaderName, HeaderValue, Method};
 use axum::routing::get;
 use axum::Router;
-use inventory_domain::api::{RedriveRequest, RedriveResult, SimulationStatus};
+use inventory_domain::api::{DeadLetterStatus, RedriveRequest, RedriveResult, SimulationStatus};
+use inventory_domain::catalog::{SortKey, SortOrder};
 use inventory_store::Tables;
 use tower_http::cors::{AllowOrigin, CorsLayer};
 use utoipa::OpenApi;
@@ -205,6 +208,8 @@ impl AppState {
         routes::start_simulation, routes::get_simulation, routes::list_simulations,
         routes::list_dead_letters, routes::redrive_dead_letters, routes::openapi
     ),
+    // The query parameters' enums, which utoipa refers to without collecting them.
+    components(schemas(SortKey, SortOrder, DeadLetterStatus)),
     modifiers(&BearerAuth)
 )]
 pub struct ApiDoc;
@@ -271,7 +276,7 @@ pub fn router(state: AppState) -> Router {
         )
         .route("/api/openapi.json", get(routes::openapi))
         .route("/api/{*rest}", axum::routing::any(routes::not_found))
-        .layer(DefaultBodyLimit::max(64 * 1024))
+        .layer(DefaultBodyLimit::max(limits::MAX_BODY_BYTES))
         .layer(cors)
         .with_state(state)
 }

@@ -22,6 +22,7 @@ use utoipa::{IntoParams, ToSchema};
 
 use crate::auth::{InventoryReader, Reader, SignedIn};
 use crate::error::ApiError;
+use crate::limits;
 use crate::store::{self, simulations, InventoryQuery};
 use crate::{AppState, DeadLetterRedriver, SimulationLauncher};
 use inventory_domain::api::Stats;
@@ -32,22 +33,37 @@ use inventory_store::simulation_lock;
 #[into_params(parameter_in = Query)]
 pub struct InventoryParams {
     /// `active` or `removed`; every product when omitted (`all`).
+    #[param(value_type = Option<ProductStatusFilter>, inline)]
     pub status: Option<String>,
     /// Only active products with at most this many in stock.
     #[param(minimum = 0)]
     pub low_stock: Option<u64>,
     /// Words, case-insensitive: a product matches when each is the start of a word of its
     /// name or of its id (at most 100 characters).
+    #[param(max_length = 100)]
     pub q: Option<String>,
     /// `product_id` (default), `name`, `quantity` or `updated_at`, over the whole catalog.
     pub sort: Option<SortKey>,
     /// `asc` (default) or `desc`.
     pub order: Option<SortOrder>,
     /// Products per page, 1 to 1000 (default 100).
-    #[param(minimum = 1, maximum = 1000)]
+    #[param(minimum = 1, maximum = 1000, default = 100)]
     pub limit: Option<usize>,
-    /// `next_cursor` of the previous page (of the same sort and order).
+    /// `next_cursor` of the previous page (of the same sort and order); only a cursor this
+    /// API gave is one (400 `invalid_cursor` otherwise).
+    #[param(pattern = "^[A-Za-z0-9_-]+$")]
     pub cursor: Option<String>,
+}
+
+/// Which products `GET /api/inventory` lists (`status`); for the document only: the
+/// handler reads the text, so its refusal names the choices.
+#[derive(ToSchema)]
+#[schema(rename_all = "snake_case")]
+#[allow(dead_code)]
+pub enum ProductStatusFilter {
+    All,
+    Active,
+    Removed,
 }
 
 /// List products, a page at a time, sorted, filtered and searched over the whole catalog.
@@ -67,15 +83,12 @@ pub async fn list_inventory(
 ) -> Result<axum::response::Response, ApiError> {
     let Query(p) = query.map_err(|e| ApiError::BadRequest(e.body_text()))?;
     let status = match p.status.as_deref() {
-        None | Some("") | Some("all") => None,
+        None | Some("all") => None,
         Some(s) => Some(ProductStatus::parse(s).ok_or_else(|| {
             ApiError::BadRequest(format!("status `{s}` is not one of active, removed, all"))
         })?),
     };
-    let limit = p.limit.unwrap_or(100);
-    if !(1..=1000).contains(&limit) {
-        return Err(ApiError::BadRequest("limit must be 1 to 1000".into()));
-    }
+    let limit = limits::INVENTORY_PAGE.check(p.limit)?;
     let query = InventoryQuery {
         status,
         low_stock: p.low_stock,
@@ -117,7 +130,7 @@ pub fn with_etag<T: Serialize>(headers: &HeaderMap, body: &T) -> axum::response:
 /// One product. Needs a signed-in caller unless the deployment has `PUBLIC_READS` on (an
 /// anonymous answer then has `Cache-Control: public, max-age=5`).
 #[utoipa::path(get, path = "/api/inventory/{product_id}",
-    params(("product_id" = String, Path, description = "The product's id")),
+    params(("product_id" = String, Path, description = "The product's id", pattern = "^[A-Za-z0-9_-]+$", max_length = 64)),
     security((), ("bearer" = [])),
     responses((status = 200, body = ProductView), (status = 401, body = ErrorBody),
               (status = 404, body = ErrorBody)))]
@@ -140,9 +153,10 @@ pub async fn get_product(
 #[into_params(parameter_in = Query)]
 pub struct HistoryParams {
     /// Events per page, 1 to 200 (default 50).
-    #[param(minimum = 1, maximum = 200)]
+    #[param(minimum = 1, maximum = 200, default = 50)]
     pub limit: Option<usize>,
-    /// `next_cursor` of the previous page.
+    /// `next_cursor` of the previous page; only a cursor this API gave is one.
+    #[param(pattern = "^[A-Za-z0-9_-]+$")]
     pub cursor: Option<String>,
 }
 
@@ -152,7 +166,7 @@ pub struct HistoryParams {
 /// signed-in caller unless the deployment has `PUBLIC_READS` on: an anonymous caller then
 /// gets at most 100 events a page, with `Cache-Control: public, max-age=5`.
 #[utoipa::path(get, path = "/api/inventory/{product_id}/history",
-    params(("product_id" = String, Path, description = "The product's id"), HistoryParams),
+    params(("product_id" = String, Path, description = "The product's id", pattern = "^[A-Za-z0-9_-]+$", max_length = 64), HistoryParams),
     security((), ("bearer" = [])),
     responses((status = 200, body = HistoryPage), (status = 304, description = "Unchanged since the ETag given"),
               (status = 400, body = ErrorBody), (status = 401, body = ErrorBody),
@@ -165,10 +179,7 @@ pub async fn product_history(
     query: Result<Query<HistoryParams>, QueryRejection>,
 ) -> Result<axum::response::Response, ApiError> {
     let Query(p) = query.map_err(|e| ApiError::BadRequest(e.body_text()))?;
-    let limit = p.limit.unwrap_or(50);
-    if !(1..=200).contains(&limit) {
-        return Err(ApiError::BadRequest("limit must be 1 to 200".into()));
-    }
+    let limit = limits::PAGE.check(p.limit)?;
     if !inventory_domain::event::is_valid_product_id(&product_id) {
         return Err(ApiError::NotFound(format!("no product `{product_id}`")));
     }
@@ -201,8 +212,10 @@ pub async fn get_stats(
 #[into_params(parameter_in = Query)]
 pub struct PageParams {
     /// Items per page, 1 to 200 (default 50).
+    #[param(minimum = 1, maximum = 200, default = 50)]
     pub limit: Option<usize>,
-    /// `next_cursor` of the previous page.
+    /// `next_cursor` of the previous page; only a cursor this API gave is one.
+    #[param(pattern = "^[A-Za-z0-9_-]+$")]
     pub cursor: Option<String>,
 }
 
@@ -228,10 +241,7 @@ pub async fn list_rejections(
     query: Result<Query<PageParams>, QueryRejection>,
 ) -> Result<Json<RejectionList>, ApiError> {
     let Query(p) = query.map_err(|e| ApiError::BadRequest(e.body_text()))?;
-    let limit = p.limit.unwrap_or(50);
-    if !(1..=200).contains(&limit) {
-        return Err(ApiError::BadRequest("limit must be 1 to 200".into()));
-    }
+    let limit = limits::PAGE.check(p.limit)?;
     let page = store::rejections_page(
         &state.db,
         &state.tables,
@@ -263,8 +273,10 @@ pub struct DeadLetterParams {
     /// `pending`, `redriven` or `processed_before`; all when omitted.
     pub status: Option<DeadLetterStatus>,
     /// Items per page, 1 to 200 (default 50).
+    #[param(minimum = 1, maximum = 200, default = 50)]
     pub limit: Option<usize>,
-    /// `next_cursor` of the previous page.
+    /// `next_cursor` of the previous page; only a cursor this API gave is one.
+    #[param(pattern = "^[A-Za-z0-9_-]+$")]
     pub cursor: Option<String>,
 }
 
@@ -280,10 +292,7 @@ pub async fn list_dead_letters(
     query: Result<Query<DeadLetterParams>, QueryRejection>,
 ) -> Result<Json<DeadLetterPage>, ApiError> {
     let Query(p) = query.map_err(|e| ApiError::BadRequest(e.body_text()))?;
-    let limit = p.limit.unwrap_or(50);
-    if !(1..=200).contains(&limit) {
-        return Err(ApiError::BadRequest("limit must be 1 to 200".into()));
-    }
+    let limit = limits::PAGE.check(p.limit)?;
     let after = p
         .cursor
         .as_deref()
@@ -319,6 +328,7 @@ pub async fn redrive_dead_letters(
     body: Result<Json<RedriveRequest>, JsonRejection>,
 ) -> Result<Json<RedriveResult>, ApiError> {
     let Json(request) = body.map_err(|e| ApiError::Unprocessable(e.body_text()))?;
+    check_redrive_ids(&request.ids)?;
     let result = redriver
         .redrive(request)
         .await
@@ -332,8 +342,51 @@ pub async fn redrive_dead_letters(
     Ok(Json(result))
 }
 
+/// JSON Schema's `integer` is any number without a fraction, so `77.0` is one; serde reads
+/// only `77` as an integer. Every such number becomes its integer form (which a float field
+/// reads as well), so the body means what the document says it does.
+fn integral_numbers_as_integers(value: &mut serde_json::Value) {
+    use serde_json::Value;
+    match value {
+        Value::Number(n) if n.is_f64() => {
+            let x = n.as_f64().unwrap_or(f64::NAN);
+            if x.fract() == 0.0 && x >= 0.0 && x < u64::MAX as f64 {
+                *value = Value::from(x as u64);
+            } else if x.fract() == 0.0 && x < 0.0 && x >= i64::MIN as f64 {
+                *value = Value::from(x as i64);
+            }
+        }
+        Value::Array(items) => items.iter_mut().for_each(integral_numbers_as_integers),
+        Value::Object(map) => map.values_mut().for_each(integral_numbers_as_integers),
+        _ => {}
+    }
+}
+
+/// Refuses ids no archived dead letter can have (422 naming the first), before the archive
+/// is asked: a key DynamoDB cannot take would fail the whole redrive.
+fn check_redrive_ids(ids: &[String]) -> Result<(), ApiError> {
+    if ids.len() > limits::MAX_REDRIVE_IDS {
+        return Err(ApiError::Unprocessable(format!(
+            "ids names {} dead letters, more than the {} one redrive takes: send them in several",
+            ids.len(),
+            limits::MAX_REDRIVE_IDS
+        )));
+    }
+    match ids.iter().position(|id| !limits::is_dead_letter_id(id)) {
+        Some(i) => Err(ApiError::Unprocessable(format!(
+            "ids[{i}] `{}` is not a dead letter's id (`<arrival ms, 13 digits>#shardId-<12 digits>:<sequence number>`): use the ids GET /api/dead-letters lists",
+            ids[i].chars().take(80).collect::<String>()
+        ))),
+        None => Ok(()),
+    }
+}
+
 /// Start a simulation; it runs in the background and this returns at once. One runs at a
-/// time (409 while another does); it needs a signed-in caller.
+/// time (409 while another does); it needs a signed-in caller. Each field's limits are in
+/// its schema; the fields must also fit together, which JSON Schema cannot say (422
+/// `inconsistent_request` otherwise): `events / rate` at most the maximum event age (600 s),
+/// `duplicates + malformed + invalid + retry_share` at most 0.9, `retry_distance.min` at
+/// most its `max`, and with `retry_share` above 0, `retry_distance.max / rate` at most 600 s.
 #[utoipa::path(post, path = "/api/simulations", request_body = SimulationRequest,
     security(("bearer" = [])),
     responses((status = 202, body = SimulationAccepted), (status = 401, body = ErrorBody),
@@ -343,10 +396,20 @@ pub async fn start_simulation(
     State(state): State<AppState>,
     Launcher(launcher): Launcher,
     SignedIn(caller): SignedIn,
-    body: Result<Json<SimulationRequest>, JsonRejection>,
+    body: Result<Json<serde_json::Value>, JsonRejection>,
 ) -> Result<impl IntoResponse, ApiError> {
-    let Json(request) = body.map_err(|e| ApiError::Unprocessable(e.body_text()))?;
-    request.validate().map_err(ApiError::Unprocessable)?;
+    let Json(mut body) = body.map_err(|e| ApiError::Unprocessable(e.body_text()))?;
+    integral_numbers_as_integers(&mut body);
+    let bytes = serde_json::to_vec(&body).unwrap_or_default();
+    let Json(request) = Json::<SimulationRequest>::from_bytes(&bytes)
+        .map_err(|e| ApiError::Unprocessable(e.body_text()))?;
+    if let Err(message) = request.validate() {
+        return Err(if limits::simulation_fields_in_range(&request) {
+            ApiError::Inconsistent(message)
+        } else {
+            ApiError::Unprocessable(message)
+        });
+    }
     check_event_age(&request, state.limits.max_event_age)?;
     let id = ulid::Ulid::new().to_string();
     let now = chrono::Utc::now();
@@ -420,7 +483,7 @@ pub fn check_event_age(
 ) -> Result<(), ApiError> {
     let publishing = request.events as f64 / request.rate;
     if publishing > max_event_age.as_secs_f64() {
-        return Err(ApiError::Unprocessable(format!(
+        return Err(ApiError::Inconsistent(format!(
             "{} events at {} per second take {publishing:.0} s, longer than the maximum event age of {} s: lower events or raise rate",
             request.events,
             request.rate,
@@ -440,7 +503,7 @@ async fn release_lock(state: &AppState, id: &str) {
 /// A simulation's progress and, once the pipeline has caught up, its verdict. Needs a
 /// signed-in caller (the local stack lets anyone read it).
 #[utoipa::path(get, path = "/api/simulations/{id}",
-    params(("id" = String, Path, description = "The id `POST /api/simulations` returned")),
+    params(("id" = String, Path, description = "The id `POST /api/simulations` returned", pattern = "^[0-7][0-9A-HJKMNP-TV-Z]{25}$")),
     security(("bearer" = [])),
     responses((status = 200, body = SimulationStatus), (status = 401, body = ErrorBody),
               (status = 404, body = ErrorBody)))]
@@ -471,11 +534,10 @@ pub async fn list_simulations(
     }))
 }
 
-/// This document; public wherever the API runs.
+/// This document, as this deployment enforces it; public wherever the API runs.
 #[utoipa::path(get, path = "/api/openapi.json", security(()), responses((status = 200, description = "OpenAPI 3.1")))]
-pub async fn openapi() -> impl IntoResponse {
-    use utoipa::OpenApi as _;
-    Json(crate::ApiDoc::openapi())
+pub async fn openapi(State(state): State<AppState>) -> impl IntoResponse {
+    Json(crate::contract::document(state.reads))
 }
 
 pub async fn not_found() -> ApiError {

@@ -66,7 +66,14 @@ async fn producer_fields_out_of_range_are_refused_with_422() {
             StatusCode::UNPROCESSABLE_ENTITY,
             "{request}: {body}"
         );
-        assert_eq!(body["error"], "invalid_request", "{request}");
+        // A rule between fields, each within its own limits, has its own code.
+        let between_fields = ["sum", "min <= max", "raise rate"].contains(&word);
+        let code = if between_fields {
+            "inconsistent_request"
+        } else {
+            "invalid_request"
+        };
+        assert_eq!(body["error"], code, "{request}");
         let message = body["message"].as_str().unwrap_or_default();
         assert!(message.contains(word), "{request}: {message}");
     }

@@ -250,18 +250,38 @@ pub struct RedriveSkip {
 #[serde(default)]
 pub struct SimulationRequest {
     /// Distinct products (1 to 10,000).
+    #[cfg_attr(
+        feature = "openapi",
+        schema(minimum = 1, maximum = 10_000, default = 200)
+    )]
     pub products: u32,
     /// Records to publish (1 to 1,000,000), faults and duplicates included.
+    #[cfg_attr(
+        feature = "openapi",
+        schema(minimum = 1, maximum = 1_000_000, default = 20_000)
+    )]
     pub events: u64,
     /// Events per second (up to 5,000).
+    #[cfg_attr(
+        feature = "openapi",
+        schema(exclusive_minimum = 0, maximum = 5_000, default = 1_000)
+    )]
     pub rate: f64,
-    /// `uniform`, `zipf` or `zipf:<exponent>`: in JSON the text [`Skew`] reads, not its
-    /// tagged form.
+    /// `uniform`, `zipf` or `zipf:<exponent>` (an exponent above 0): in JSON the text
+    /// [`Skew`] reads, not its tagged form.
     #[serde(with = "skew_as_text")]
-    #[cfg_attr(feature = "openapi", schema(value_type = String, example = "zipf:1.1"))]
+    #[cfg_attr(feature = "openapi", schema(value_type = String, example = "zipf:1.1",
+        pattern = r"^(uniform|zipf(:([0-9]*[1-9][0-9]*(\.[0-9]*)?|[0-9]*\.[0-9]*[1-9][0-9]*))?)$",
+        max_length = 32))]
     pub skew: Skew,
+    /// Fraction of records that are a producer's duplicate (0 to 1).
+    #[cfg_attr(feature = "openapi", schema(minimum = 0, maximum = 1, default = 0.05))]
     pub duplicates: f64,
+    /// Fraction of records that are malformed (0 to 1).
+    #[cfg_attr(feature = "openapi", schema(minimum = 0, maximum = 1, default = 0.01))]
     pub malformed: f64,
+    /// Fraction of records that are invalid transitions (0 to 1).
+    #[cfg_attr(feature = "openapi", schema(minimum = 0, maximum = 1, default = 0.01))]
     pub invalid: f64,
     pub seed: Option<u64>,
     /// Concurrent producers sharing the products (1 to 100); a product's events still land
@@ -298,7 +318,7 @@ mod skew_as_text {
 #[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(default)]
 pub struct RetryDistance {
-    #[cfg_attr(feature = "openapi", schema(default = 1))]
+    #[cfg_attr(feature = "openapi", schema(maximum = 1_000_000, default = 1))]
     pub min: u64,
     #[cfg_attr(feature = "openapi", schema(maximum = 1_000_000, default = 2000))]
     pub max: u64,
