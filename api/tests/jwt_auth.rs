@@ -291,10 +291,12 @@ async fn the_jwks_is_cached_and_refetched_for_a_new_key_at_most_once_per_interva
     );
 }
 
-/// How long a JWKS fetch takes in the tests below: longer than any request may wait.
-const SLOW_FETCH: Duration = Duration::from_secs(2);
-/// How long a request whose key is known may take while a fetch is under way.
-const PROMPT: Duration = Duration::from_millis(500);
+/// How long the JWKS endpoint takes to answer in the tests below: past the verifier's 3 s
+/// fetch timeout, as a stalled endpoint.
+const SLOW_FETCH: Duration = Duration::from_secs(5);
+/// How long a request whose key is known may take while a fetch is under way (a loaded
+/// machine's margin; the fetch takes [`SLOW_FETCH`]).
+const PROMPT: Duration = Duration::from_secs(1);
 
 #[tokio::test]
 async fn a_slow_fetch_for_an_unknown_kid_does_not_delay_a_known_key() {
