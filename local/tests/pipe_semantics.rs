@@ -10,7 +10,9 @@ use std::time::Duration;
 
 use harness::*;
 use inventory_domain::{BatchItemFailure, BatchResponse, PipeRecord, SequenceNumber};
-use inventory_local::pipe::{wall_us, BoxFuture, InvokeTiming, PipeHandle, PipeStats, Target, TargetError};
+use inventory_local::pipe::{
+    wall_us, BoxFuture, InvokeTiming, PipeHandle, PipeStats, Target, TargetError,
+};
 use inventory_local::pipe_settings::PipeSettings;
 
 #[derive(Default)]
