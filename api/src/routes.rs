@@ -325,9 +325,17 @@ pub async fn list_dead_letters(
 pub async fn redrive_dead_letters(
     Redriver(redriver): Redriver,
     SignedIn(caller): SignedIn,
-    body: Result<Json<RedriveRequest>, JsonRejection>,
+    body: Result<Json<serde_json::Value>, JsonRejection>,
 ) -> Result<Json<RedriveResult>, ApiError> {
-    let Json(request) = body.map_err(|e| ApiError::Unprocessable(e.body_text()))?;
+    let Json(body) = body.map_err(|e| ApiError::Unprocessable(e.body_text()))?;
+    // serde reads a struct from an array of its fields too; the document says an object.
+    if !body.is_object() {
+        return Err(ApiError::Unprocessable(
+            "the body must be a JSON object, e.g. {\"ids\": []}".into(),
+        ));
+    }
+    let request: RedriveRequest = serde_json::from_value(body)
+        .map_err(|e| ApiError::Unprocessable(format!("the body is not a redrive request: {e}")))?;
     check_redrive_ids(&request.ids)?;
     let result = redriver
         .redrive(request)
