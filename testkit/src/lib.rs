@@ -15,6 +15,7 @@
 //! - [`proxy`]: HTTP proxies in front of the emulators that hold or rewrite calls.
 
 pub mod api_calls;
+pub mod docs;
 pub mod dynamodb;
 pub mod emulators;
 pub mod pipeline;

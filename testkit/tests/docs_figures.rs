@@ -22,7 +22,6 @@
 //! of 1 s"), so they are not taken for claims about the template.
 
 use std::collections::BTreeMap;
-use std::path::{Path, PathBuf};
 
 use inventory_domain::dedup::{DedupKey, LogKey, LogRecord};
 use inventory_domain::SequenceNumber;
@@ -33,33 +32,7 @@ use regex::Regex;
 const TEMPLATE: &str = include_str!("../../infra/template.yaml");
 const TEMPLATE_PATH: &str = "infra/template.yaml";
 
-fn repo() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR"))
-        .parent()
-        .expect("testkit/ is inside the repository")
-        .to_path_buf()
-}
-
-/// README.md and docs/*.md, as (path relative to the repository, text).
-fn documents() -> Vec<(String, String)> {
-    let root = repo();
-    let mut paths = vec![root.join("README.md")];
-    let mut docs: Vec<PathBuf> = std::fs::read_dir(root.join("docs"))
-        .expect("docs/ exists")
-        .map(|e| e.expect("readable docs/ entry").path())
-        .filter(|p| p.extension().is_some_and(|e| e == "md"))
-        .collect();
-    docs.sort();
-    paths.extend(docs);
-    paths
-        .into_iter()
-        .map(|p| {
-            let text = std::fs::read_to_string(&p).expect("readable document");
-            let rel = p.strip_prefix(&root).unwrap_or(&p).display().to_string();
-            (rel, text)
-        })
-        .collect()
-}
+use inventory_testkit::docs::{documents, repo};
 
 /// A value in the template, with its line (1-based) for the failure message.
 #[derive(Debug, Clone)]
