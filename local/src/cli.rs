@@ -41,7 +41,7 @@ impl Cli {
     }
 }
 
-#[derive(clap::Args, Clone)]
+#[derive(clap::Args, Clone, Debug)]
 pub struct StackArgs {
     /// Port of the local AWS endpoint (DynamoDB and Kinesis); 0 picks a free one.
     #[arg(long, default_value_t = 4566)]

@@ -1,13 +1,10 @@
 //! The `inventory-ops` command line: [`Cli`], one [`Command`] per tool.
 
-use std::path::PathBuf;
 use std::time::Duration;
 
 use clap::{Args, Parser, Subcommand};
 use inventory_generator::simulation::parse_retry_distance;
 use inventory_generator::{ProducerConfig, RetryDistance, Skew};
-use inventory_local::pipe_settings::PipeSettings;
-use inventory_local::stack::StackOptions;
 
 #[derive(Debug, Parser)]
 #[command(
@@ -90,33 +87,8 @@ impl SoakArgs {
     }
 }
 
-/// Where the local stack listens and how its Pipe batches.
-#[derive(Debug, Clone, Args)]
-pub struct StackArgs {
-    /// Port of the local AWS endpoint (DynamoDB and Kinesis); 0 picks a free one.
-    #[arg(long, default_value_t = 4566)]
-    pub port: u16,
-    /// Keep DynamoDB and Kinesis state here across restarts (in memory when omitted).
-    #[arg(long)]
-    pub data_dir: Option<PathBuf>,
-    /// Shards of the Kinesis stream.
-    #[arg(long, default_value_t = 4)]
-    pub shards: i32,
-    #[command(flatten)]
-    pub pipe: PipeSettings,
-}
-
-impl StackArgs {
-    pub fn stack_options(&self) -> StackOptions {
-        StackOptions {
-            port: self.port,
-            data_dir: self.data_dir.clone(),
-            shards: self.shards,
-            pipe: self.pipe.clone(),
-            ..StackOptions::default()
-        }
-    }
-}
+/// Where the local stack listens and how its Pipe batches: as `inventory-local`'s.
+pub use inventory_local::cli::StackArgs;
 
 #[cfg(test)]
 mod tests {
