@@ -7,11 +7,11 @@ use serde::{Deserialize, Serialize};
 
 use crate::arn::StreamArn;
 
-/// One Kinesis record as a Pipe delivers it.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+/// One Kinesis record as a Pipe delivers it. Read by the same visitor as [`PipeBatch`], so
+/// every reading of a record accepts and refuses alike.
+#[derive(Debug, Clone, PartialEq, Serialize)]
 #[serde(rename_all = "camelCase")]
 pub struct PipeRecord {
-    #[serde(default = "schema_version")]
     pub kinesis_schema_version: String,
     pub partition_key: String,
     pub sequence_number: String,
@@ -20,20 +20,15 @@ pub struct PipeRecord {
     /// Seconds since the epoch, with a fraction (parsed as f64: `aws_lambda_events`'
     /// `SecondTimestamp` misreads fractions).
     pub approximate_arrival_timestamp: f64,
-    #[serde(default = "event_source")]
     pub event_source: String,
-    #[serde(default = "schema_version")]
     pub event_version: String,
     /// `shardId-…:sequenceNumber`; what a partial batch failure names.
     #[serde(rename = "eventID")]
     pub event_id: String,
-    #[serde(default = "event_name")]
     pub event_name: String,
-    #[serde(default)]
     pub invoke_identity_arn: String,
-    #[serde(default)]
     pub aws_region: String,
-    #[serde(rename = "eventSourceARN", default)]
+    #[serde(rename = "eventSourceARN")]
     pub event_source_arn: String,
 }
 
@@ -264,6 +259,22 @@ const DEFAULTS: [Option<&str>; 11] = [
     Some(""),
 ];
 
+impl<'de> Deserialize<'de> for PipeRecord {
+    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        let mut sink = Sink {
+            base: 0,
+            len: 0,
+            extra: String::new(),
+        };
+        let spans = RecordSeed(&mut sink).deserialize(deserializer)?;
+        let one = PipeBatch {
+            text: sink.extra,
+            records: vec![spans],
+        };
+        Ok(one.at(0).to_record())
+    }
+}
+
 impl<'de> Deserialize<'de> for PipeBatch {
     fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
         let parts = BatchSeed::copying().deserialize(deserializer)?;
@@ -441,7 +452,7 @@ impl<'de> serde::de::Visitor<'de> for RecordSeed<'_> {
                     spans[k] = Some(map.next_value_seed(TextSeed(&mut *sink))?);
                 }
                 None => {
-                    map.next_value::<serde::de::IgnoredAny>()?;
+                    map.next_value_seed(ReadAndDropped { depth: 0 })?;
                 }
             }
         }
@@ -459,6 +470,77 @@ impl<'de> serde::de::Visitor<'de> for RecordSeed<'_> {
             text: out,
             approximate_arrival_timestamp,
         })
+    }
+}
+
+/// How deep a value of a field the record does not know may nest. Within serde_json's
+/// own limit (128, the batch and the record included), so both readers refuse alike.
+const MAX_UNKNOWN_DEPTH: usize = 32;
+
+/// A value of a field the record does not know, read whole and dropped. Not `IgnoredAny`:
+/// sonic-rs skips such a value without checking its escapes (`"\u12G4"` passes), so it
+/// would read a batch serde_json refuses; reading every string keeps the two in step (the
+/// fuzz target checks it). AWS sends no unknown field, so the hot path never comes here.
+/// Recursive, so bounded: sonic-rs itself has no depth limit.
+struct ReadAndDropped {
+    depth: usize,
+}
+
+impl ReadAndDropped {
+    fn inner<E: serde::de::Error>(&self) -> Result<Self, E> {
+        if self.depth >= MAX_UNKNOWN_DEPTH {
+            return Err(E::custom(format_args!(
+                "a field the record does not know nests deeper than {MAX_UNKNOWN_DEPTH} levels"
+            )));
+        }
+        Ok(ReadAndDropped {
+            depth: self.depth + 1,
+        })
+    }
+}
+
+impl<'de> serde::de::DeserializeSeed<'de> for ReadAndDropped {
+    type Value = ();
+
+    fn deserialize<D: serde::Deserializer<'de>>(self, d: D) -> Result<(), D::Error> {
+        d.deserialize_any(self)
+    }
+}
+
+impl<'de> serde::de::Visitor<'de> for ReadAndDropped {
+    type Value = ();
+
+    fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("any JSON value")
+    }
+    fn visit_bool<E>(self, _: bool) -> Result<(), E> {
+        Ok(())
+    }
+    fn visit_i64<E>(self, _: i64) -> Result<(), E> {
+        Ok(())
+    }
+    fn visit_u64<E>(self, _: u64) -> Result<(), E> {
+        Ok(())
+    }
+    fn visit_f64<E>(self, _: f64) -> Result<(), E> {
+        Ok(())
+    }
+    fn visit_str<E>(self, _: &str) -> Result<(), E> {
+        Ok(())
+    }
+    fn visit_unit<E>(self) -> Result<(), E> {
+        Ok(())
+    }
+    fn visit_none<E>(self) -> Result<(), E> {
+        Ok(())
+    }
+    fn visit_seq<A: serde::de::SeqAccess<'de>>(self, mut seq: A) -> Result<(), A::Error> {
+        while seq.next_element_seed(self.inner()?)?.is_some() {}
+        Ok(())
+    }
+    fn visit_map<A: serde::de::MapAccess<'de>>(self, mut map: A) -> Result<(), A::Error> {
+        while map.next_entry_seed(self.inner()?, self.inner()?)?.is_some() {}
+        Ok(())
     }
 }
 
@@ -628,6 +710,67 @@ mod tests {
         let empty: PipeBatch = serde_json::from_str("[]").unwrap();
         assert!(empty.is_empty());
         assert!(PipeBatch::from_json(" [ ] ".to_owned()).unwrap().is_empty());
+    }
+
+    /// A record with `extra` as the value of a field it does not know.
+    fn with_unknown(extra: &str) -> String {
+        format!(
+            r#"[{{"partitionKey":"P","sequenceNumber":"1","data":"","eventID":"e","approximateArrivalTimestamp":1,"newField":{extra}}}]"#
+        )
+    }
+
+    /// Every reading: serde_json into records, into a batch, in place, and sonic-rs.
+    fn readings(text: &str) -> Vec<bool> {
+        let mut ok = vec![
+            serde_json::from_str::<Vec<PipeRecord>>(text).is_ok(),
+            serde_json::from_str::<PipeBatch>(text).is_ok(),
+            PipeBatch::from_json(text.to_owned()).is_ok(),
+        ];
+        #[cfg(feature = "sonic")]
+        ok.push(PipeBatch::from_json_sonic(text.to_owned()).is_ok());
+        ok
+    }
+
+    #[test]
+    fn a_field_it_does_not_know_is_read_and_dropped() {
+        for good in [
+            "null",
+            "true",
+            "-1.5e3",
+            r#""\u00e9\ud83d\ude00""#,
+            r#"{"a":[1,{"b":"c"}],"d":{}}"#,
+            &format!(
+                "{}{}",
+                "[".repeat(MAX_UNKNOWN_DEPTH),
+                "]".repeat(MAX_UNKNOWN_DEPTH)
+            ),
+        ] {
+            let text = with_unknown(good);
+            assert!(readings(&text).iter().all(|ok| *ok), "{good}");
+            let batch = PipeBatch::from_json(text).unwrap();
+            assert_eq!(batch.at(0).partition_key, "P");
+        }
+    }
+
+    /// Found by the fuzz target: sonic-rs skipped an unknown field's value without checking
+    /// its escapes, so it read batches serde_json refuses. A value nested past the bound is
+    /// refused by every reading, and thousands of levels do not overflow the stack.
+    #[test]
+    fn every_reading_refuses_a_bad_value_of_a_field_it_does_not_know() {
+        let deep = |n: usize| format!("{}{}", "[".repeat(n), "]".repeat(n));
+        for bad in [
+            r#""\u12G4""#.to_owned(),
+            r#"["\x"]"#.to_owned(),
+            r#"{"\uZZZZ":1}"#.to_owned(),
+            "\"\u{1}\"".to_owned(),
+            "[1,]".to_owned(),
+            "01".to_owned(),
+            deep(MAX_UNKNOWN_DEPTH + 1),
+            deep(100_000),
+        ] {
+            let text = with_unknown(&bad);
+            assert!(readings(&text).iter().all(|ok| !ok), "{bad:.40}");
+        }
     }
 
     #[test]
