@@ -13,7 +13,11 @@
 # and the API always reserve, computed from the account's limit and the stream's shards when
 # unset; checked against the account's limit first), API_RATE_LIMIT (requests per 5 min on /api/* per session, or per IP without
 # one), API_RATE_LIMIT_PER_NETWORK (per IP, signed in or not), WEB_ACL_ARN (outside
-# us-east-1: a CloudFront-scope WAF web ACL for the distribution).
+# us-east-1: a CloudFront-scope WAF web ACL for the distribution), PUBLIC_READS (true:
+# anyone may read the inventory and stats; default false), MFA (ON or OPTIONAL; default ON
+# outside dev), DEDUP_WINDOW_SECONDS, PRODUCT_HISTORY (on/off), TABLE_MAX_READ_UNITS and
+# TABLE_MAX_WRITE_UNITS (the tables' cost guard). Each is the template parameter of the
+# same name (infra/template.yaml says what it does); unset keeps the template's default.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -34,6 +38,25 @@ if [ "$stage" != dev ] && [ -z "${ALARM_EMAIL:-}" ]; then
 fi
 for n in "$processor_rc" "$api_rc" "$generator_rc"; do
   [[ "$n" =~ ^[0-9]+$ ]] || fail "reserved concurrency must be a whole number (0 = none), not '$n'"
+done
+# Optional parameters: environment variable, template parameter, the values it allows.
+optional=(
+  "API_RATE_LIMIT ApiRateLimit ^[0-9]+$"
+  "API_RATE_LIMIT_PER_NETWORK ApiRateLimitPerNetwork ^[0-9]+$"
+  "PUBLIC_READS PublicReads ^(true|false)$"
+  "MFA Mfa ^(ON|OPTIONAL)$"
+  "DEDUP_WINDOW_SECONDS DedupWindowSeconds ^[0-9]+$"
+  "PRODUCT_HISTORY ProductHistory ^(on|off)$"
+  "TABLE_MAX_READ_UNITS TableMaxReadUnits ^[0-9]+$"
+  "TABLE_MAX_WRITE_UNITS TableMaxWriteUnits ^[0-9]+$"
+)
+overrides=()
+for entry in "${optional[@]}"; do
+  read -r var param allowed <<<"$entry"
+  value="${!var:-}"
+  [ -n "$value" ] || continue
+  [[ "$value" =~ $allowed ]] || fail "$var='$value' is not allowed ($allowed); see $param in infra/template.yaml"
+  overrides+=("$param=$value")
 done
 
 export SAM_CLI_TELEMETRY=0
@@ -84,9 +107,8 @@ deploy_cmd=(sam deploy --template-file infra/template.yaml --stack-name "$stack"
   --resolve-s3 --capabilities CAPABILITY_IAM --no-fail-on-empty-changeset
   --parameter-overrides "Stage=$stage" "AlarmEmail=${ALARM_EMAIL:-}"
   "ProcessorReservedConcurrency=$processor_rc" "ApiReservedConcurrency=$api_rc"
-  "GeneratorReservedConcurrency=$generator_rc" "WebAclArn=${WEB_ACL_ARN:-}")
-[ -n "${API_RATE_LIMIT:-}" ] && deploy_cmd+=("ApiRateLimit=$API_RATE_LIMIT")
-[ -n "${API_RATE_LIMIT_PER_NETWORK:-}" ] && deploy_cmd+=("ApiRateLimitPerNetwork=$API_RATE_LIMIT_PER_NETWORK")
+  "GeneratorReservedConcurrency=$generator_rc" "WebAclArn=${WEB_ACL_ARN:-}"
+  ${overrides[@]+"${overrides[@]}"})
 if $dry_run; then
   step "Dry run: stopping before anything is uploaded"
   echo "would check the account's Lambda concurrency and plan the reservations:" \
