@@ -12,6 +12,7 @@
 //! stack hands it the local Pipe's dead letters as SQS messages.
 
 pub mod archive;
+pub mod metrics;
 pub mod redrive;
 pub mod sqs;
 

@@ -788,6 +788,40 @@ def check_dead_letters_cannot_go_unseen(cfn):
     return problems
 
 
+def check_unarchived_dead_letters_alarmed(cfn):
+    """Each function consuming a Pipe's dead-letter queue reports an archive failure as a
+    batch item failure, which its Errors alarm never sees: it is told the stage, the dimension
+    of the EMF metric it counts those failures in (dead-letters/src/metrics.rs), and an alarm
+    on that metric under that dimension fires on any non-zero sum and stays quiet without
+    data."""
+    src = "dead-letters/src"
+    namespace, metric = rust_str_const(src, "NAMESPACE"), rust_str_const(src, "NOT_ARCHIVED")
+    stage_var = rust_str_const(src, "STAGE_VAR")
+    problems = []
+    functions = resources(cfn, "AWS::Lambda::Function")
+    queues = resources(cfn, "AWS::SQS::Queue")
+    for pipe_name, pipe in resources(cfn, "AWS::Pipes::Pipe").items():
+        dlq_expr = props(pipe)["SourceParameters"]["KinesisStreamParameters"].get("DeadLetterConfig", {}).get("Arn")
+        dlq = next((n for n in queues if refers_to(dlq_expr, n)), None)
+        mappings = [m for m in resources(cfn, "AWS::Lambda::EventSourceMapping").values()
+                    if dlq is not None and refers_to(props(m).get("EventSourceArn"), dlq)]
+        consumers = {n for n in functions for m in mappings if refers_to(props(m).get("FunctionName"), n)}
+        if not consumers:
+            problems.append(f"no function of this template consumes {pipe_name}'s dead-letter queue")
+        for fn in sorted(consumers):
+            env = props(functions[fn]).get("Environment", {}).get("Variables", {})
+            if env.get(stage_var) != {"Ref": "Stage"}:
+                problems.append(f"{fn} is not told {stage_var}: its {metric} metric lacks the Stage dimension the alarm reads")
+    alarms = [a for a in resources(cfn, "AWS::CloudWatch::Alarm").values()
+              if any(ns == namespace and m == metric and dims == {"Stage": {"Ref": "Stage"}}
+                     for ns, m, dims in alarm_metrics(a))]
+    if not any(props(a).get("Statistic") == "Sum" and float(props(a).get("Threshold", 1)) == 0
+               and props(a).get("ComparisonOperator") == "GreaterThanThreshold"
+               and props(a).get("TreatMissingData") == "notBreaching" for a in alarms):
+        problems.append(f"no alarm on any {namespace} {metric} (Sum > 0 by Stage, missing data not breaching)")
+    return problems
+
+
 def check_isolation_outside_dev(cfn):
     """Outside dev a deploy must reserve concurrency for the processor and the API (whose
     reservation caps it); dev may reserve none; each reservation reaches its function."""
@@ -1093,6 +1127,7 @@ CHECKS = [
     check_lineage_is_listed,
     check_stage_names_cannot_overlap,
     check_dead_letters_cannot_go_unseen,
+    check_unarchived_dead_letters_alarmed,
     check_mfa_required_outside_dev,
     check_isolation_outside_dev,
     check_api_writes_only_its_partitions,
@@ -1276,6 +1311,19 @@ MUTATIONS = [
      lambda s: _props(s, "PipeDeadLetterQueue").pop("MessageRetentionPeriod")),
     ("no alarm on dead letters arriving", check_dead_letters_cannot_go_unseen,
      lambda s: s["Resources"].pop("DeadLetterAlarm")),
+    ("no alarm on dead letters not archived", check_unarchived_dead_letters_alarmed,
+     lambda s: s["Resources"].pop("DeadLetterNotArchivedAlarm")),
+    ("the consumer not told its stage", check_unarchived_dead_letters_alarmed,
+     lambda s: _props(s, "DeadLetterConsumerFunction")["Environment"]["Variables"].pop("STAGE")),
+    ("the not-archived alarm on another metric name", check_unarchived_dead_letters_alarmed,
+     lambda s: _props(s, "DeadLetterNotArchivedAlarm").update(MetricName="DeadLetterNotArchived")),
+    ("the not-archived alarm without its Stage dimension", check_unarchived_dead_letters_alarmed,
+     lambda s: _props(s, "DeadLetterNotArchivedAlarm").pop("Dimensions")),
+    ("the not-archived alarm breaching on silence", check_unarchived_dead_letters_alarmed,
+     lambda s: _props(s, "DeadLetterNotArchivedAlarm").update(TreatMissingData="breaching")),
+    ("the not-archived alarm missing from the dashboard", check_every_alarm_on_dashboard,
+     lambda s: _props(s, "Dashboard")["DashboardBody"]["Fn::Sub"].__setitem__(
+         0, _props(s, "Dashboard")["DashboardBody"]["Fn::Sub"][0].replace('"${DeadLetterNotArchivedAlarm.Arn}",', ""))),
     ("user pool not retained", check_stateful_resources_retained,
      lambda s: _res(s, "UserPool").pop("DeletionPolicy")),
     ("no reservation rule outside dev", check_isolation_outside_dev,
