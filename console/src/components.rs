@@ -12,6 +12,7 @@ mod rejection_list;
 mod sign_in_gate;
 mod simulation_form;
 mod simulation_list;
+mod table;
 mod verdict_card;
 
 pub use app::App;

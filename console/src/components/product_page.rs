@@ -6,6 +6,7 @@ use inventory_domain::api::{HistoryEntry, HistoryOutcome, HistoryPage, ProductVi
 use leptos::prelude::*;
 use leptos::task::spawn_local;
 
+use super::table::{Loading, ScrollTable};
 use crate::live::Live;
 use crate::time::LocalTime;
 
@@ -20,17 +21,48 @@ fn outcome(e: &HistoryEntry) -> String {
     }
 }
 
+/// The product as the API reads it; `None` until the first answer.
+type ProductRead = RwSignal<Option<Result<ProductView, String>>>;
+/// The history page shown; `None` until the first answer.
+type HistoryRead = RwSignal<Option<Result<HistoryPage, String>>>;
+
 #[component]
 pub(super) fn ProductPage(live: Live, product_id: String) -> impl IntoView {
     let id = StoredValue::new(product_id.clone());
-    let product = RwSignal::new(None::<Result<ProductView, String>>);
-    let history = RwSignal::new(None::<Result<HistoryPage, String>>);
+    let product = RwSignal::new(None);
+    let history = RwSignal::new(None);
     // The cursor of the page shown (`None`: the newest), and those of the newer pages.
     let cursor = RwSignal::new(None::<String>);
     let newer = RwSignal::new(Vec::<Option<String>>::new());
     // Bumped by "Refresh".
     let reloads = RwSignal::new(0u32);
+    read_product(live, id, product, reloads);
+    read_history(live, id, history, cursor, reloads);
 
+    view! {
+        <section class="card" id="product">
+            <p class="crumbs"><a href="#/" id="back-to-inventory">"← Inventory"</a></p>
+            <h2>"Product " <code>{product_id.clone()}</code></h2>
+            <ProductFigures product />
+        </section>
+        <section class="card" id="history-card">
+            <div class="table-head">
+                <h2>"History"</h2>
+                <span class="muted small">"Every event that touched the product, newest first"</span>
+                <button type="button" id="history-refresh" on:click=move |_| {
+                    newer.set(Vec::new());
+                    cursor.set(None);
+                    reloads.update(|r| *r += 1);
+                }>"Refresh"</button>
+            </div>
+            <HistoryTable history />
+            <HistoryPager history cursor newer />
+        </section>
+    }
+}
+
+/// Reads the product once the API client is there, and again on each reload.
+fn read_product(live: Live, id: StoredValue<String>, product: ProductRead, reloads: RwSignal<u32>) {
     Effect::new(move |_| {
         reloads.track();
         let Some(api) = live.api.get() else {
@@ -42,6 +74,17 @@ pub(super) fn ProductPage(live: Live, product_id: String) -> impl IntoView {
             product.set(Some(got));
         });
     });
+}
+
+/// Reads the history page at `cursor` once the API client is there, again when the cursor
+/// moves and on each reload.
+fn read_history(
+    live: Live,
+    id: StoredValue<String>,
+    history: HistoryRead,
+    cursor: RwSignal<Option<String>>,
+    reloads: RwSignal<u32>,
+) {
     Effect::new(move |_| {
         reloads.track();
         let Some(api) = live.api.get() else {
@@ -60,7 +103,77 @@ pub(super) fn ProductPage(live: Live, product_id: String) -> impl IntoView {
             }
         });
     });
+}
 
+/// The product's stock, status and times, or why they cannot be shown.
+#[component]
+fn ProductFigures(product: ProductRead) -> impl IntoView {
+    move || {
+        match product.get() {
+            None => view! { <Loading /> }.into_any(),
+            Some(Err(e)) => view! { <p class="error" id="product-error">{e}</p> }.into_any(),
+            Some(Ok(p)) => view! {
+                <dl class="figures" id="product-figures">
+                    <div><dt>"Name"</dt><dd>{p.product_name}</dd></div>
+                    <div><dt>"Stock"</dt><dd id="product-stock">{p.quantity}</dd></div>
+                    <div><dt>"Status"</dt><dd>{p.status.as_str()}</dd></div>
+                    <div><dt>"Events applied"</dt><dd>{p.version}</dd></div>
+                    <div><dt>"Last event"</dt><dd class="small"><LocalTime at=p.last_event_at /></dd></div>
+                    <div><dt>"Last update"</dt><dd class="small"><LocalTime at=p.updated_at /></dd></div>
+                </dl>
+            }.into_any(),
+        }
+    }
+}
+
+/// The history page shown, or why there is none.
+#[component]
+fn HistoryTable(history: HistoryRead) -> impl IntoView {
+    move || match history.get() {
+        None => view! { <Loading /> }.into_any(),
+        Some(Err(e)) => view! { <p class="error" id="history-error">{e}</p> }.into_any(),
+        Some(Ok(h)) if h.items.is_empty() => view! {
+            <p class="muted" id="history-empty">"No events recorded for this product."</p>
+        }
+        .into_any(),
+        Some(Ok(h)) => view! {
+            <ScrollTable id="history" head=view! {
+                <th>"Time"</th><th>"Type"</th><th>"Quantity"</th><th>"Event id"</th>
+                <th>"Outcome"</th><th>"Stock after"</th>
+            }>
+                {h.items.into_iter().map(history_row).collect_view()}
+            </ScrollTable>
+        }
+        .into_any(),
+    }
+}
+
+fn history_row(e: HistoryEntry) -> impl IntoView {
+    let outcome_text = outcome(&e);
+    let class = match e.outcome {
+        HistoryOutcome::Applied => "outcome applied",
+        HistoryOutcome::Duplicate => "outcome duplicate",
+        HistoryOutcome::Rejected => "outcome rejected",
+    };
+    view! {
+        <tr>
+            <td class="muted"><LocalTime at=e.at precise=true /></td>
+            <td>{e.event_type}</td>
+            <td class="num">{e.quantity.map(|q| q.to_string()).unwrap_or_default()}</td>
+            <td class="small"><code>{e.event_id}</code></td>
+            <td><span class=class>{outcome_text}</span></td>
+            <td class="num">{e.stock_after}</td>
+        </tr>
+    }
+}
+
+/// "Newer" goes back to the page before; "Older" follows the API's cursor.
+#[component]
+fn HistoryPager(
+    history: HistoryRead,
+    cursor: RwSignal<Option<String>>,
+    newer: RwSignal<Vec<Option<String>>>,
+) -> impl IntoView {
     let older = move |_| {
         let next = history.with_untracked(|h| {
             h.as_ref()
@@ -79,79 +192,12 @@ pub(super) fn ProductPage(live: Live, product_id: String) -> impl IntoView {
             cursor.set(c);
         }
     };
-
     view! {
-        <section class="card" id="product">
-            <p class="crumbs"><a href="#/" id="back-to-inventory">"← Inventory"</a></p>
-            <h2>"Product " <code>{product_id.clone()}</code></h2>
-            {move || match product.get() {
-                None => view! { <p class="muted">"Loading…"</p> }.into_any(),
-                Some(Err(e)) => view! { <p class="error" id="product-error">{e}</p> }.into_any(),
-                Some(Ok(p)) => view! {
-                    <dl class="figures" id="product-figures">
-                        <div><dt>"Name"</dt><dd>{p.product_name}</dd></div>
-                        <div><dt>"Stock"</dt><dd id="product-stock">{p.quantity}</dd></div>
-                        <div><dt>"Status"</dt><dd>{p.status.as_str()}</dd></div>
-                        <div><dt>"Events applied"</dt><dd>{p.version}</dd></div>
-                        <div><dt>"Last event"</dt><dd class="small"><LocalTime at=p.last_event_at /></dd></div>
-                        <div><dt>"Last update"</dt><dd class="small"><LocalTime at=p.updated_at /></dd></div>
-                    </dl>
-                }.into_any(),
-            }}
-        </section>
-        <section class="card" id="history-card">
-            <div class="table-head">
-                <h2>"History"</h2>
-                <span class="muted small">"Every event that touched the product, newest first"</span>
-                <button type="button" id="history-refresh" on:click=move |_| {
-                    newer.set(Vec::new());
-                    cursor.set(None);
-                    reloads.update(|r| *r += 1);
-                }>"Refresh"</button>
-            </div>
-            {move || match history.get() {
-                None => view! { <p class="muted">"Loading…"</p> }.into_any(),
-                Some(Err(e)) => view! { <p class="error" id="history-error">{e}</p> }.into_any(),
-                Some(Ok(h)) if h.items.is_empty() => view! {
-                    <p class="muted" id="history-empty">"No events recorded for this product."</p>
-                }.into_any(),
-                Some(Ok(h)) => view! {
-                    <div class="scroll">
-                    <table id="history">
-                        <thead><tr>
-                            <th>"Time"</th><th>"Type"</th><th>"Quantity"</th><th>"Event id"</th>
-                            <th>"Outcome"</th><th>"Stock after"</th>
-                        </tr></thead>
-                        <tbody>
-                            {h.items.into_iter().map(|e| {
-                                let outcome_text = outcome(&e);
-                                let class = match e.outcome {
-                                    HistoryOutcome::Applied => "outcome applied",
-                                    HistoryOutcome::Duplicate => "outcome duplicate",
-                                    HistoryOutcome::Rejected => "outcome rejected",
-                                };
-                                view! {
-                                    <tr>
-                                        <td class="muted"><LocalTime at=e.at precise=true /></td>
-                                        <td>{e.event_type}</td>
-                                        <td class="num">{e.quantity.map(|q| q.to_string()).unwrap_or_default()}</td>
-                                        <td class="small"><code>{e.event_id}</code></td>
-                                        <td><span class=class>{outcome_text}</span></td>
-                                        <td class="num">{e.stock_after}</td>
-                                    </tr>
-                                }
-                            }).collect_view()}
-                        </tbody>
-                    </table>
-                    </div>
-                }.into_any(),
-            }}
-            <nav class="pager" aria-label="history pages">
-                <button type="button" id="history-newer" on:click=back
-                    prop:disabled=move || newer.with(Vec::is_empty)>"Newer"</button>
-                <button type="button" id="history-older" on:click=older
-                    prop:disabled=move || history.with(|h| !h.as_ref().is_some_and(|h| h.as_ref().is_ok_and(|h| h.next_cursor.is_some())))>"Older"</button>
-            </nav>
-        </section>
+        <nav class="pager" aria-label="history pages">
+            <button type="button" id="history-newer" on:click=back
+                prop:disabled=move || newer.with(Vec::is_empty)>"Newer"</button>
+            <button type="button" id="history-older" on:click=older
+                prop:disabled=move || history.with(|h| !h.as_ref().is_some_and(|h| h.as_ref().is_ok_and(|h| h.next_cursor.is_some())))>"Older"</button>
+        </nav>
     }
 }

@@ -3,6 +3,7 @@
 use inventory_domain::api::{SimulationState, SimulationStatus};
 use leptos::prelude::*;
 
+use super::table::{Loading, ScrollTable};
 use super::verdict_card::state_label;
 use crate::live::Live;
 use crate::time::LocalTime;
@@ -32,40 +33,39 @@ pub(super) fn SimulationList(live: Live) -> impl IntoView {
         <section class="card" id="simulations-card">
             <h2>"Past simulations"</h2>
             {move || match live.simulations.get() {
-                None => view! { <p class="muted">"Loading…"</p> }.into_any(),
+                None => view! { <Loading /> }.into_any(),
                 Some(l) if l.items.is_empty() => view! { <p class="muted">"None yet."</p> }.into_any(),
                 Some(l) => view! {
-                    <div class="scroll">
-                    <table id="simulations">
-                        <thead><tr>
-                            <th>"Started"</th><th>"Simulation"</th><th>"Events"</th><th>"Products"</th>
-                            <th>"Rate"</th><th>"Faults"</th><th>"Verdict"</th>
-                        </tr></thead>
-                        <tbody>
-                            {l.items.into_iter().map(|sim| {
-                                let (text, class) = verdict(&sim);
-                                let r = &sim.request;
-                                let faults = format!(
-                                    "{:.0}% dup · {:.0}% malformed · {:.0}% invalid",
-                                    r.duplicates * 100.0, r.malformed * 100.0, r.invalid * 100.0
-                                );
-                                view! {
-                                    <tr>
-                                        <td class="muted"><LocalTime at=sim.created_at.clone() /></td>
-                                        <td><code>{sim.id.clone()}</code></td>
-                                        <td class="num">{format!("{} / {}", sim.events_sent, sim.events_target)}</td>
-                                        <td class="num">{r.products}</td>
-                                        <td class="num">{format!("{}/s", r.rate)}</td>
-                                        <td class="small">{faults}</td>
-                                        <td><span class=format!("verdict-chip {class}") data-testid="past-verdict">{text}</span></td>
-                                    </tr>
-                                }
-                            }).collect_view()}
-                        </tbody>
-                    </table>
-                    </div>
+                    <ScrollTable id="simulations" head=view! {
+                        <th>"Started"</th><th>"Simulation"</th><th>"Events"</th><th>"Products"</th>
+                        <th>"Rate"</th><th>"Faults"</th><th>"Verdict"</th>
+                    }>
+                        {l.items.into_iter().map(simulation_row).collect_view()}
+                    </ScrollTable>
                 }.into_any(),
             }}
         </section>
+    }
+}
+
+fn simulation_row(sim: SimulationStatus) -> impl IntoView {
+    let (text, class) = verdict(&sim);
+    let r = &sim.request;
+    let faults = format!(
+        "{:.0}% dup · {:.0}% malformed · {:.0}% invalid",
+        r.duplicates * 100.0,
+        r.malformed * 100.0,
+        r.invalid * 100.0
+    );
+    view! {
+        <tr>
+            <td class="muted"><LocalTime at=sim.created_at.clone() /></td>
+            <td><code>{sim.id.clone()}</code></td>
+            <td class="num">{format!("{} / {}", sim.events_sent, sim.events_target)}</td>
+            <td class="num">{r.products}</td>
+            <td class="num">{format!("{}/s", r.rate)}</td>
+            <td class="small">{faults}</td>
+            <td><span class=format!("verdict-chip {class}") data-testid="past-verdict">{text}</span></td>
+        </tr>
     }
 }
