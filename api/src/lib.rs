@@ -332,27 +332,25 @@ pub struct LambdaLauncher {
     pub limits: SimulationLimits,
 }
 
-/// The time after which a simulation that started at `created_at` (RFC 3339) publishes no
-/// more events.
-pub fn publish_deadline(created_at: &str, limits: SimulationLimits) -> Option<String> {
-    let start = chrono::DateTime::parse_from_rfc3339(created_at).ok()?;
+/// The time after which a simulation that started at `created_at` publishes no more
+/// events.
+pub fn publish_deadline(
+    created_at: chrono::DateTime<chrono::Utc>,
+    limits: SimulationLimits,
+) -> Option<chrono::DateTime<chrono::Utc>> {
     let age = chrono::Duration::from_std(limits.max_event_age).ok()?;
-    Some(
-        (start + age)
-            .with_timezone(&chrono::Utc)
-            .to_rfc3339_opts(chrono::SecondsFormat::Millis, true),
-    )
+    created_at.checked_add_signed(age)
 }
 
 impl SimulationLauncher for LambdaLauncher {
     fn launch(&self, status: SimulationStatus) -> BoxFuture<Result<(), LaunchError>> {
         let (client, function) = (self.client.clone(), self.function.clone());
-        let deadline = publish_deadline(&status.created_at, self.limits);
+        let deadline = publish_deadline(status.created_at, self.limits);
         Box::pin(async move {
             let payload = serde_json::json!({
                 "id": status.id,
                 "request": status.request,
-                "publish_deadline": deadline,
+                "publish_deadline": deadline.as_ref().map(inventory_domain::rfc3339::to_millis),
             });
             client
                 .invoke()

@@ -428,8 +428,7 @@ pub async fn start_simulation(
         return Err(ApiError::Conflict(held.message()));
     }
     tracing::info!(simulation = %id, ?caller, "simulation starting");
-    let created = now.to_rfc3339_opts(chrono::SecondsFormat::Millis, true);
-    let mut status = SimulationStatus::queued(&id, &request, &created);
+    let mut status = SimulationStatus::queued(&id, &request, now);
     if let Err(e) = simulations::save(&state.db, &state.tables, &status).await {
         release_lock(&state, &id).await;
         return Err(e);

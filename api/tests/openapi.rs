@@ -190,6 +190,30 @@ async fn every_enforced_limit_is_declared() {
     );
 }
 
+/// Timestamps are `DateTime<Utc>` in the code and RFC 3339 text on the wire: declared so.
+#[tokio::test]
+async fn every_timestamp_is_a_date_time() {
+    let doc = served_document(Reads::Open).await;
+    for (schema, field) in [
+        ("ProductView", "last_event_at"),
+        ("ProductView", "updated_at"),
+        ("HistoryEntry", "at"),
+        ("ThroughputPoint", "at"),
+        ("Stats", "last_batch_at"),
+        ("Stats", "generated_at"),
+        ("RejectionView", "arrived_at"),
+        ("RejectionView", "rejected_at"),
+        ("SimulationStatus", "created_at"),
+        ("SimulationStatus", "updated_at"),
+    ] {
+        let property = &doc["components"]["schemas"][schema]["properties"][field];
+        assert_eq!(
+            property["format"], "date-time",
+            "{schema}.{field}: {property}"
+        );
+    }
+}
+
 #[tokio::test]
 async fn a_simulation_requests_limits_are_declared() {
     let doc = served_document(Reads::Open).await;

@@ -61,7 +61,7 @@ fn product(id: &str) -> ProductRecord {
         .unwrap(),
         last_shard: Some(0),
         last_stream: None,
-        last_event_at: "2023-09-11T12:00:00Z".into(),
+        last_event_at: "2023-09-11T12:00:00Z".parse().unwrap(),
         recent_ids: RecentIds::default(),
         history: None,
     }

@@ -41,7 +41,7 @@ fn product(id: &str, status: ProductStatus, quantity: u64, recent: usize) -> Pro
         .unwrap(),
         last_shard: Some(0),
         last_stream: None,
-        last_event_at: "2023-09-11T12:00:00Z".into(),
+        last_event_at: "2023-09-11T12:00:00Z".parse().unwrap(),
         recent_ids,
         history: None,
     }

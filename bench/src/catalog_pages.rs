@@ -145,7 +145,7 @@ pub(crate) async fn catalog_pages(args: CatalogPagesArgs) -> anyhow::Result<()> 
                 status: r.status,
                 version: 1,
                 last_event_at: r.last_event_at,
-                updated_at: String::new(),
+                updated_at: chrono::DateTime::UNIX_EPOCH,
             }
         })
         .collect();

@@ -3,6 +3,7 @@
 
 use std::collections::BTreeMap;
 
+use chrono::{DateTime, SubsecRound as _, Utc};
 use serde::{Deserialize, Serialize};
 
 use crate::event::RejectionReason;
@@ -29,10 +30,14 @@ pub struct ProductView {
     pub status: ProductStatus,
     /// Events applied to this product.
     pub version: u64,
-    /// The last applied event's own timestamp (UTC, RFC 3339).
-    pub last_event_at: String,
-    /// When the processor last wrote the item (UTC, RFC 3339).
-    pub updated_at: String,
+    /// The last applied event's own timestamp (UTC, RFC 3339, its fraction in 0, 3, 6 or 9
+    /// digits).
+    #[cfg_attr(feature = "openapi", schema(value_type = String, format = DateTime))]
+    pub last_event_at: DateTime<Utc>,
+    /// When the processor last wrote the item (UTC, RFC 3339, to the millisecond).
+    #[cfg_attr(feature = "openapi", schema(value_type = String, format = DateTime))]
+    #[serde(with = "crate::rfc3339::millis")]
+    pub updated_at: DateTime<Utc>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -63,8 +68,9 @@ pub enum HistoryOutcome {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct HistoryEntry {
-    /// The event's own timestamp (UTC, RFC 3339).
-    pub at: String,
+    /// The event's own timestamp (UTC, RFC 3339, its fraction in 0, 3, 6 or 9 digits).
+    #[cfg_attr(feature = "openapi", schema(value_type = String, format = DateTime))]
+    pub at: DateTime<Utc>,
     /// `product_added`, `product_removed`, `quantity_increased` or `quantity_decreased`.
     pub event_type: String,
     /// The quantity the event carried (none for a removal).
@@ -90,8 +96,9 @@ pub struct HistoryPage {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct ThroughputPoint {
-    /// Start of the 10-second bucket (UTC, RFC 3339).
-    pub at: String,
+    /// Start of the 10-second bucket (UTC, RFC 3339; a whole second, so no fraction).
+    #[cfg_attr(feature = "openapi", schema(value_type = String, format = DateTime))]
+    pub at: DateTime<Utc>,
     pub applied_per_sec: f64,
     /// Rejections recorded per second in the bucket.
     #[serde(default)]
@@ -122,12 +129,16 @@ pub struct Stats {
     pub rejections_total: u64,
     /// At the last batch: its processing time minus the newest applied record's arrival.
     pub lag_ms: Option<i64>,
-    pub last_batch_at: Option<String>,
+    #[cfg_attr(feature = "openapi", schema(value_type = Option<String>, format = DateTime))]
+    #[serde(default, with = "crate::rfc3339::option_millis")]
+    pub last_batch_at: Option<DateTime<Utc>>,
     /// Events applied per second over the last minute.
     pub throughput_last_minute: f64,
     /// The last 10 minutes, oldest first, in 10-second buckets.
     pub throughput: Vec<ThroughputPoint>,
-    pub generated_at: String,
+    #[cfg_attr(feature = "openapi", schema(value_type = String, format = DateTime))]
+    #[serde(with = "crate::rfc3339::millis")]
+    pub generated_at: DateTime<Utc>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -141,8 +152,16 @@ pub struct RejectionView {
     pub product_id: Option<String>,
     pub event_id: Option<String>,
     pub partition_key: String,
-    pub arrived_at: String,
-    pub rejected_at: String,
+    /// When the record reached the stream; null only for a rejection stored before this
+    /// was recorded.
+    #[cfg_attr(feature = "openapi", schema(value_type = Option<String>, format = DateTime))]
+    #[serde(default, with = "crate::rfc3339::option_millis")]
+    pub arrived_at: Option<DateTime<Utc>>,
+    /// When the processor rejected it; null only for a rejection stored before this was
+    /// recorded.
+    #[cfg_attr(feature = "openapi", schema(value_type = Option<String>, format = DateTime))]
+    #[serde(default, with = "crate::rfc3339::option_millis")]
+    pub rejected_at: Option<DateTime<Utc>>,
     /// The first 1,024 characters of the record's base64 data.
     pub data_base64_excerpt: String,
 }
@@ -458,15 +477,21 @@ pub struct SimulationStatus {
     pub run_id: String,
     pub events_sent: u64,
     pub events_target: u64,
-    pub created_at: String,
-    pub updated_at: String,
+    #[cfg_attr(feature = "openapi", schema(value_type = String, format = DateTime))]
+    #[serde(with = "crate::rfc3339::millis")]
+    pub created_at: DateTime<Utc>,
+    #[cfg_attr(feature = "openapi", schema(value_type = String, format = DateTime))]
+    #[serde(with = "crate::rfc3339::millis")]
+    pub updated_at: DateTime<Utc>,
     pub verdict: Option<Verdict>,
     pub error: Option<String>,
 }
 
 impl SimulationStatus {
-    /// A simulation accepted but not started; `now` is RFC 3339.
-    pub fn queued(id: &str, request: &SimulationRequest, now: &str) -> Self {
+    /// A simulation accepted but not started.
+    pub fn queued(id: &str, request: &SimulationRequest, now: DateTime<Utc>) -> Self {
+        // To the millisecond, as JSON carries it, so a status read back equals this one.
+        let now = now.trunc_subsecs(3);
         Self {
             id: id.to_owned(),
             state: SimulationState::Queued,
@@ -474,8 +499,8 @@ impl SimulationStatus {
             run_id: run_id_for(id),
             events_sent: 0,
             events_target: request.events,
-            created_at: now.to_owned(),
-            updated_at: now.to_owned(),
+            created_at: now,
+            updated_at: now,
             verdict: None,
             error: None,
         }

@@ -9,6 +9,7 @@ use std::collections::{BTreeMap, BTreeSet, HashMap};
 use serde::{Deserialize, Serialize};
 
 use crate::api::ProductView;
+use crate::rfc3339;
 use crate::state::ProductStatus;
 
 /// What a page is sorted by.
@@ -77,6 +78,7 @@ pub struct Catalog {
     products: HashMap<String, ProductView>,
     by_quantity: BTreeSet<(u64, String)>,
     by_name: BTreeSet<(String, String)>,
+    /// By the text a cursor carries (to the millisecond, so text order is time order).
     by_updated: BTreeSet<(String, String)>,
     by_product_id: BTreeSet<(String, String)>,
     /// Lowercase id → id.
@@ -122,7 +124,7 @@ impl Catalog {
         self.by_name
             .insert((product.product_name.to_lowercase(), id.clone()));
         self.by_updated
-            .insert((product.updated_at.clone(), id.clone()));
+            .insert((rfc3339::to_millis(&product.updated_at), id.clone()));
         self.by_id.insert(id.to_lowercase(), id.clone());
         self.by_product_id.insert((id.clone(), id.clone()));
         for word in words(&product.product_name) {
@@ -139,7 +141,8 @@ impl Catalog {
         self.by_quantity.remove(&(old.quantity, id.clone()));
         self.by_name
             .remove(&(old.product_name.to_lowercase(), id.clone()));
-        self.by_updated.remove(&(old.updated_at, id.clone()));
+        self.by_updated
+            .remove(&(rfc3339::to_millis(&old.updated_at), id.clone()));
         self.by_id.remove(&id.to_lowercase());
         self.by_product_id.remove(&(id.clone(), id.clone()));
         for word in words(&old.product_name) {
@@ -174,7 +177,7 @@ impl Catalog {
             SortKey::ProductId => SortValue::Text(p.product_id.clone()),
             SortKey::Name => SortValue::Text(p.product_name.to_lowercase()),
             SortKey::Quantity => SortValue::Number(p.quantity),
-            SortKey::UpdatedAt => SortValue::Text(p.updated_at.clone()),
+            SortKey::UpdatedAt => SortValue::Text(rfc3339::to_millis(&p.updated_at)),
         };
         Position {
             key,
@@ -347,6 +350,7 @@ impl Catalog {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use chrono::DateTime;
     use proptest::prelude::*;
 
     fn product(id: &str, name: &str, quantity: u64, active: bool, updated: u32) -> ProductView {
@@ -360,12 +364,11 @@ mod tests {
                 ProductStatus::Removed
             },
             version: 1,
-            last_event_at: String::new(),
-            updated_at: format!(
-                "2026-12-06T10:00:{:02}.{:03}Z",
-                updated / 1000 % 60,
-                updated % 1000
-            ),
+            last_event_at: DateTime::from_timestamp(1_796_551_200, 0).unwrap(),
+            updated_at: DateTime::from_timestamp_millis(
+                1_796_551_200_000 + i64::from(updated % 60_000),
+            )
+            .unwrap(),
         }
     }
 
@@ -476,7 +479,7 @@ mod tests {
             SortKey::ProductId => SortValue::Text(p.product_id.clone()),
             SortKey::Name => SortValue::Text(p.product_name.to_lowercase()),
             SortKey::Quantity => SortValue::Number(p.quantity),
-            SortKey::UpdatedAt => SortValue::Text(p.updated_at.clone()),
+            SortKey::UpdatedAt => SortValue::Text(rfc3339::to_millis(&p.updated_at)),
         };
         (key, p.product_id.clone())
     }

@@ -130,7 +130,8 @@ pub fn content_hash(event: &InventoryEvent) -> u32 {
         }
     }
     h.update(&[0]);
-    h.update(event.timestamp.as_bytes());
+    // The normalised text, as the stored logs' hashes were made of it.
+    h.update(crate::rfc3339::to_auto(&event.timestamp).as_bytes());
     h.digest() as u32
 }
 
@@ -488,6 +489,36 @@ pub fn shard_id(ordinal: u64) -> String {
 mod tests {
     use super::*;
     use proptest::prelude::*;
+
+    /// The content hash is stored in shard logs: what it hashes of an event's time must stay
+    /// the normalised text it always hashed, or a retry published across an upgrade would
+    /// read as a reused id. Pinned values, computed before timestamps were typed.
+    #[test]
+    fn content_hashes_of_stored_logs_are_unchanged() {
+        for (timestamp, want) in [
+            ("2023-09-11T12:00:00Z", [3_833_082_316u32, 164_880_907]),
+            ("2023-09-11T14:00:00.5+02:00", [2_745_944_330, 992_617_511]),
+            (
+                "2023-09-11T12:00:00.123456Z",
+                [2_575_858_277, 3_176_291_178],
+            ),
+            (
+                "2023-09-11T12:00:00.123456789Z",
+                [1_223_169_716, 3_901_614_131],
+            ),
+            ("2016-12-31T23:59:60Z", [180_094_197, 4_091_366_261]),
+        ] {
+            let added = format!(
+                r#"{{"event_type":"product_added","product":{{"product_id":"A","product_name":"Lamp","quantity":3,"timestamp":"{timestamp}"}}}}"#
+            );
+            let removed = format!(
+                r#"{{"event_type":"product_removed","product":{{"product_id":"B","timestamp":"{timestamp}"}}}}"#
+            );
+            let hashes = [added, removed]
+                .map(|text| content_hash(&crate::parse_event(text.as_bytes()).unwrap()));
+            assert_eq!(hashes, want, "{timestamp}");
+        }
+    }
 
     #[test]
     fn a_window_setting_is_whole_seconds_from_one_to_a_year() {

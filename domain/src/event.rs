@@ -5,7 +5,7 @@ use std::borrow::Cow;
 use std::fmt;
 
 use base64::Engine as _;
-use chrono::{DateTime, FixedOffset, SecondsFormat, Timelike as _, Utc};
+use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 
 /// Largest accepted payload (decoded bytes). An inventory event is a few hundred bytes; the
@@ -84,8 +84,9 @@ pub struct InventoryEvent {
     pub event_id: Option<String>,
     pub product_id: String,
     pub change: Change,
-    /// Normalised to UTC RFC 3339.
-    pub timestamp: String,
+    /// The producer's `product.timestamp`, in UTC. Its text, [`crate::rfc3339::to_auto`], is
+    /// what [`crate::dedup::content_hash`] hashes and what a product and its history store.
+    pub timestamp: DateTime<Utc>,
 }
 
 impl InventoryEvent {
@@ -296,14 +297,9 @@ fn validate(wire: WireEvent<'_>) -> Result<InventoryEvent, Rejection> {
             "must be 1 to 64 characters of A-Z, a-z, 0-9, '_' or '-'",
         ));
     }
-    let parsed = DateTime::parse_from_rfc3339(&p.timestamp)
-        .map_err(|_| Rejection::schema("product.timestamp", "must be an RFC 3339 date-time"))?;
-    // Producers normally send the normalised form already; copying it skips formatting.
-    let timestamp = if is_normalised_utc(&p.timestamp, &parsed) {
-        p.timestamp.into_owned()
-    } else {
-        normalise_timestamp(&parsed)
-    };
+    let timestamp = DateTime::parse_from_rfc3339(&p.timestamp)
+        .map_err(|_| Rejection::schema("product.timestamp", "must be an RFC 3339 date-time"))?
+        .with_timezone(&Utc);
     let change = match event_type {
         EventType::ProductAdded => {
             let name = p.product_name.ok_or_else(|| {
@@ -350,46 +346,6 @@ fn validate(wire: WireEvent<'_>) -> Result<InventoryEvent, Rejection> {
         change,
         timestamp,
     })
-}
-
-fn normalise_timestamp(t: &DateTime<FixedOffset>) -> String {
-    t.with_timezone(&Utc)
-        .to_rfc3339_opts(SecondsFormat::AutoSi, true)
-}
-
-/// Whether `raw` (which parsed as `t`) is byte for byte what [`normalise_timestamp`] would
-/// print: UTC with `Z`, upper-case `T`, and the fraction AutoSi picks (none, 3, 6 or 9 digits).
-fn is_normalised_utc(raw: &str, t: &DateTime<FixedOffset>) -> bool {
-    let b = raw.as_bytes();
-    if t.offset().local_minus_utc() != 0 || b.len() < 20 || b[b.len() - 1] != b'Z' {
-        return false;
-    }
-    let digits = |from: usize, to: usize| b[from..to].iter().all(u8::is_ascii_digit);
-    let shape = digits(0, 4)
-        && b[4] == b'-'
-        && digits(5, 7)
-        && b[7] == b'-'
-        && digits(8, 10)
-        && b[10] == b'T'
-        && digits(11, 13)
-        && b[13] == b':'
-        && digits(14, 16)
-        && b[16] == b':'
-        && digits(17, 19)
-        // A leap second prints differently; leave it to chrono.
-        && &b[17..19] != b"60";
-    if !shape {
-        return false;
-    }
-    let nanos = t.nanosecond();
-    let fraction_ok = |len: usize| b[19] == b'.' && b.len() == 21 + len && digits(20, 20 + len);
-    match b.len() - 20 {
-        0 => nanos == 0,
-        4 => fraction_ok(3) && nanos != 0 && nanos.is_multiple_of(1_000_000),
-        7 => fraction_ok(6) && !nanos.is_multiple_of(1_000_000) && nanos.is_multiple_of(1_000),
-        10 => fraction_ok(9) && !nanos.is_multiple_of(1_000),
-        _ => false,
-    }
 }
 
 fn check_max(quantity: u64) -> Result<(), Rejection> {
@@ -483,6 +439,7 @@ fn diagnose(bytes: &[u8]) -> Rejection {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::rfc3339::to_auto;
 
     fn b64(s: &[u8]) -> String {
         base64::engine::general_purpose::STANDARD.encode(s)
@@ -508,7 +465,7 @@ mod tests {
                 quantity: 10
             }
         );
-        assert_eq!(ev.timestamp, "2023-09-11T12:00:00Z");
+        assert_eq!(to_auto(&ev.timestamp), "2023-09-11T12:00:00Z");
     }
 
     #[test]
@@ -519,7 +476,11 @@ mod tests {
         .unwrap();
         assert_eq!(ev.event_id, None);
         assert_eq!(ev.change, Change::Removed);
-        assert_eq!(ev.timestamp, "2023-09-11T10:00:00Z", "normalised to UTC");
+        assert_eq!(
+            to_auto(&ev.timestamp),
+            "2023-09-11T10:00:00Z",
+            "normalised to UTC"
+        );
         assert_eq!(ev.dedup_key("shardId-0:42"), "shardId-0:42");
     }
 
@@ -608,9 +569,7 @@ mod tests {
             let p = format!(
                 r#"{{"event_type":"product_removed","product":{{"product_id":"A","timestamp":"{raw}"}}}}"#
             );
-            let got = parse_event(p.as_bytes()).map(|e| e.timestamp);
-            let chrono = DateTime::parse_from_rfc3339(raw).map(|t| normalise_timestamp(&t));
-            assert_eq!(got.as_deref().ok(), chrono.as_deref().ok(), "{raw}");
+            let got = parse_event(p.as_bytes()).map(|e| to_auto(&e.timestamp));
             assert_eq!(got.as_deref().ok(), Some(want), "{raw}");
         }
     }
@@ -662,47 +621,6 @@ mod tests {
                 serde_json::to_string(&r).unwrap(),
                 format!("\"{}\"", r.as_str())
             );
-        }
-    }
-}
-
-#[cfg(test)]
-mod timestamp_props {
-    use super::*;
-    use proptest::prelude::*;
-
-    proptest! {
-        /// The copy-through fast path never changes what the formatter would have produced.
-        #[test]
-        fn normalisation_fast_path_matches_chrono(
-            secs in 0i64..253_402_300_799,
-            nanos in prop_oneof![
-                Just(0u32),
-                (0u32..1_000).prop_map(|ms| ms * 1_000_000),
-                (0u32..1_000_000).prop_map(|us| us * 1_000),
-                0u32..1_000_000_000,
-            ],
-            format in 0usize..5,
-            offset_minutes in prop_oneof![Just(0i32), -720i32..840],
-            use_z in any::<bool>(),
-        ) {
-            let utc = DateTime::from_timestamp(secs, nanos).expect("in range");
-            let offset = FixedOffset::east_opt(offset_minutes * 60).expect("in range");
-            let format = [
-                SecondsFormat::Secs,
-                SecondsFormat::Millis,
-                SecondsFormat::Micros,
-                SecondsFormat::Nanos,
-                SecondsFormat::AutoSi,
-            ][format];
-            let raw = utc.with_timezone(&offset).to_rfc3339_opts(format, use_z);
-            let parsed = DateTime::parse_from_rfc3339(&raw).expect("chrono reads its own output");
-            let fast = if is_normalised_utc(&raw, &parsed) {
-                raw.clone()
-            } else {
-                normalise_timestamp(&parsed)
-            };
-            prop_assert_eq!(fast, normalise_timestamp(&parsed), "{}", raw);
         }
     }
 }

@@ -59,7 +59,7 @@ pub fn entries(
                 Change::Increased(n) | Change::Decreased(n) => Some(*n),
             };
             Some(HistoryEntry {
-                at: ev.event.timestamp.clone(),
+                at: ev.event.timestamp,
                 event_type: ev.event.change.event_type().as_str().to_owned(),
                 quantity,
                 event_id: ev.event.dedup_key(&ev.record_id).to_owned(),
@@ -142,7 +142,7 @@ mod tests {
                 event_id: Some(id.to_owned()),
                 product_id: "P".to_owned(),
                 change,
-                timestamp: "2023-09-11T12:00:00Z".into(),
+                timestamp: "2023-09-11T12:00:00Z".parse().unwrap(),
             },
         )
     }

@@ -11,6 +11,7 @@ pub mod event;
 pub mod history;
 pub mod lineage;
 pub mod pipes;
+pub mod rfc3339;
 pub mod sequence;
 pub mod state;
 pub mod workload;

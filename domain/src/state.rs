@@ -5,6 +5,7 @@
 
 use std::collections::HashMap;
 
+use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 use xxhash_rust::xxh3::{xxh3_128, xxh3_64};
 
@@ -142,7 +143,8 @@ pub struct ProductRecord {
     /// The stream `last_shard` belongs to (`None` in items written before streams were
     /// tracked: taken as the stream of the record compared with it).
     pub last_stream: Option<StreamId>,
-    pub last_event_at: String,
+    /// The last applied event's own timestamp.
+    pub last_event_at: DateTime<Utc>,
     pub recent_ids: RecentIds,
     /// The key of the history entries of the write that stored this state (`None` with
     /// history off, or in items written before it): the next write's entries point back to
@@ -433,7 +435,7 @@ pub fn apply_in(
             let mut rec = next;
             rec.version = current.as_ref().map_or(0, |r| r.version) + 1;
             rec.move_to(ev, stream);
-            rec.last_event_at = ev.event.timestamp.clone();
+            rec.last_event_at = ev.event.timestamp;
             rec.recent_ids.push(ev.dedup_key());
             *current = Some(rec);
             Outcome::Applied
@@ -468,7 +470,9 @@ fn transition(
                 last_sequence: SequenceNumber::zero(),
                 last_shard: None,
                 last_stream: None,
-                last_event_at: String::new(),
+                // Set again by `apply` with the rest of the bookkeeping; a new product's
+                // time is its first event's.
+                last_event_at: event.timestamp,
                 recent_ids: RecentIds::default(),
                 history: None,
             });
@@ -626,7 +630,7 @@ mod tests {
                 event_id: Some(id.to_owned()),
                 product_id: product.to_owned(),
                 change,
-                timestamp: "2023-09-11T12:00:00Z".into(),
+                timestamp: "2023-09-11T12:00:00Z".parse().unwrap(),
             },
         )
     }

@@ -219,7 +219,7 @@ fn record(
             event_id: Some(id.to_owned()),
             product_id: product.to_owned(),
             change,
-            timestamp: "2026-12-06T10:00:00Z".into(),
+            timestamp: "2026-12-06T10:00:00Z".parse().unwrap(),
         },
     );
     Rec {

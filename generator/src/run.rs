@@ -6,7 +6,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use chrono::{DateTime, SecondsFormat, Utc};
+use chrono::{DateTime, SecondsFormat, SubsecRound as _, Utc};
 use inventory_domain::api::{SimulationRequest, SimulationState, SimulationStatus, Verdict};
 use inventory_store::simulations::save_status;
 use inventory_store::Tables;
@@ -27,8 +27,7 @@ pub struct SimulationContext {
 
 /// The status of a simulation that has been accepted but not started.
 pub fn queued(id: &str, request: &SimulationRequest) -> SimulationStatus {
-    let now = Utc::now().to_rfc3339_opts(SecondsFormat::Millis, true);
-    SimulationStatus::queued(id, request, &now)
+    SimulationStatus::queued(id, request, Utc::now())
 }
 
 /// Runs the simulation to the end and returns its final status (also saved).
@@ -187,12 +186,12 @@ pub fn completed_run(
         retry_share: expected.producers.retry_share,
         retry_distance: expected.producers.retry_distance,
     };
-    let mut status = SimulationStatus::queued(id, &request, &expected.started_at);
+    let mut status = SimulationStatus::queued(id, &request, expected.started_at);
     status.run_id.clone_from(&c.run_id);
     status.events_sent = expected.records;
     status.state = SimulationState::Completed;
     status.verdict = Some(to_verdict(expected, report));
-    status.updated_at = Utc::now().to_rfc3339_opts(SecondsFormat::Millis, true);
+    status.updated_at = Utc::now().trunc_subsecs(3);
     status
 }
 
@@ -232,7 +231,8 @@ async fn finish_failed(
 }
 
 async fn save(ctx: &SimulationContext, status: &mut SimulationStatus) {
-    status.updated_at = Utc::now().to_rfc3339_opts(SecondsFormat::Millis, true);
+    // To the millisecond, as the status is stored.
+    status.updated_at = Utc::now().trunc_subsecs(3);
     if let Err(e) = save_status(&ctx.db, &ctx.tables, status).await {
         tracing::warn!(id = %status.id, error = %e, "could not record simulation progress");
     }

@@ -4,7 +4,7 @@
 
 use std::collections::BTreeMap;
 
-use chrono::{SecondsFormat, Utc};
+use chrono::{DateTime, SecondsFormat, SubsecRound as _, Utc};
 use inventory_domain::api::{MAX_RETRY_DELAY_SECS, MAX_SIMULATION_RETRY_DISTANCE};
 pub use inventory_domain::workload::{FaultRatioError, FaultRatios, Skew, MAX_FAULT_SHARE};
 use inventory_domain::{ProductRecord, ProductStatus, RecentIds, RejectionReason, SequenceNumber};
@@ -187,7 +187,8 @@ pub struct Expected {
     /// Absent in files written before producers were simulated: one producer, no late retries.
     #[serde(default)]
     pub producers: ProducerConfig,
-    pub started_at: String,
+    #[serde(with = "inventory_domain::rfc3339::millis")]
+    pub started_at: DateTime<Utc>,
     pub records: u64,
     pub applied: u64,
     /// Records that repeat an earlier event (its immediate duplicates and late retries): each
@@ -286,7 +287,8 @@ pub fn catalog_product(
         last_sequence: SequenceNumber::zero(),
         last_shard: Some(0),
         last_stream: None,
-        last_event_at: "2026-12-01T00:00:00Z".into(),
+        // 2026-12-01T00:00:00Z
+        last_event_at: DateTime::from_timestamp(1_796_083_200, 0).unwrap_or_default(),
         recent_ids: RecentIds::default(),
         history: None,
     }
@@ -314,7 +316,7 @@ pub struct Simulation {
     /// Late retries by the position reserved for them in the stream.
     late: BTreeMap<u64, (usize, OutRecord)>,
     late_retries: u64,
-    started_at: String,
+    started_at: DateTime<Utc>,
 }
 
 impl Simulation {
@@ -381,7 +383,8 @@ impl Simulation {
             pending_duplicate: None,
             late: BTreeMap::new(),
             late_retries: 0,
-            started_at: Utc::now().to_rfc3339_opts(SecondsFormat::Millis, true),
+            // To the millisecond, as the expected model's file holds it.
+            started_at: Utc::now().trunc_subsecs(3),
             config,
         })
     }
@@ -684,7 +687,7 @@ impl Simulation {
         Expected {
             config: self.config.clone(),
             producers: self.producers,
-            started_at: self.started_at.clone(),
+            started_at: self.started_at,
             records: self.generated,
             applied: self.applied,
             duplicates: self.duplicates,

@@ -6,7 +6,7 @@ use std::fmt::Write as _;
 use std::time::{Duration, Instant};
 
 use aws_sdk_dynamodb::Client;
-use chrono::{DateTime, Days, Utc};
+use chrono::{Days, Utc};
 use inventory_domain::{ProductStatus, RejectionReason};
 use inventory_store::batch::{batch_get, UNPROCESSED_RETRY};
 use inventory_store::items::{product_key, ProductItem};
@@ -295,9 +295,7 @@ async fn read_rejections(
     expected: &Expected,
 ) -> Result<BTreeMap<RejectionReason, u64>, VerifyError> {
     let mut counts = BTreeMap::new();
-    let start = DateTime::parse_from_rfc3339(&expected.started_at)
-        .map(|d| d.with_timezone(&Utc))
-        .unwrap_or_else(|_| Utc::now());
+    let start = expected.started_at;
     let prefix = format!("{}-", expected.config.run_id);
     let mut day = start.date_naive().pred_opt().unwrap_or(start.date_naive());
     while day <= Utc::now().date_naive() {

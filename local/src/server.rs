@@ -44,7 +44,11 @@ pub struct LocalLauncher {
 impl SimulationLauncher for LocalLauncher {
     fn launch(&self, status: SimulationStatus) -> BoxFuture<Result<(), LaunchError>> {
         let (ctx, timeout) = (self.ctx.clone(), self.verify_timeout);
-        let deadline = publish_deadline(&status.created_at, self.limits);
+        // As the generator Lambda's payload carries it: `run_simulation` reads that text, so
+        // an unreadable one is recorded as the run's failure.
+        let deadline = publish_deadline(status.created_at, self.limits)
+            .as_ref()
+            .map(inventory_domain::rfc3339::to_millis);
         tokio::spawn(run_simulation(ctx, status, timeout, deadline));
         Box::pin(async { Ok(()) })
     }

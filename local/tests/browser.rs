@@ -158,7 +158,7 @@ fn catalog() -> Vec<ProductRecord> {
                 last_sequence: SequenceNumber::zero(),
                 last_shard: Some(0),
                 last_stream: None,
-                last_event_at: "2026-12-01T00:00:00Z".into(),
+                last_event_at: "2026-12-01T00:00:00Z".parse().unwrap(),
                 recent_ids: RecentIds::default(),
                 history: None,
             }

@@ -90,7 +90,7 @@ fn batch(zipf: Option<f64>, seed: u64) -> (Vec<u8>, HashMap<String, ProductRecor
             last_sequence: SequenceNumber::parse("1").expect("a sequence number"),
             last_shard: None,
             last_stream: None,
-            last_event_at: "2026-11-25T11:00:00.000Z".into(),
+            last_event_at: "2026-11-25T11:00:00.000Z".parse().expect("a timestamp"),
             recent_ids: RecentIds::default(),
             history: None,
         });

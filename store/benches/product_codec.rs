@@ -36,7 +36,7 @@ fn product() -> ProductRecord {
             "arn:aws:kinesis:us-east-1:123456789012:stream/inventory-events",
             1_700_000_000_000,
         )),
-        last_event_at: "2023-09-11T12:00:00.123Z".into(),
+        last_event_at: Utc.timestamp_millis_opt(1_694_433_600_123).unwrap(),
         recent_ids,
         history: None,
     }
@@ -122,7 +122,12 @@ mod hand {
             ("status".to_owned(), s(rec.status.as_str())),
             ("version".to_owned(), n(rec.version)),
             ("last_sequence".to_owned(), s(rec.last_sequence.as_str())),
-            ("last_event_at".to_owned(), s(&rec.last_event_at)),
+            (
+                "last_event_at".to_owned(),
+                s(rec
+                    .last_event_at
+                    .to_rfc3339_opts(SecondsFormat::AutoSi, true)),
+            ),
             (
                 "updated_at".to_owned(),
                 s(updated_at.to_rfc3339_opts(SecondsFormat::Millis, true)),
@@ -171,7 +176,9 @@ mod hand {
                 }),
                 _ => None,
             },
-            last_event_at: text("last_event_at")?.to_owned(),
+            last_event_at: DateTime::parse_from_rfc3339(text("last_event_at")?)
+                .ok()?
+                .with_timezone(&Utc),
             recent_ids: item
                 .get("recent")
                 .and_then(|v| v.as_b().ok())

@@ -6,9 +6,10 @@ use std::collections::HashMap;
 
 use aws_sdk_dynamodb::primitives::Blob;
 use aws_sdk_dynamodb::types::AttributeValue;
-use chrono::{DateTime, SecondsFormat, Utc};
+use chrono::{DateTime, SubsecRound as _, Utc};
 use inventory_domain::history::HistoryKey;
 use inventory_domain::lineage::StreamId;
+use inventory_domain::rfc3339;
 use inventory_domain::{ProductRecord, ProductStatus, RecentIds, SequenceNumber};
 use serde::{Deserialize, Serialize};
 
@@ -49,8 +50,12 @@ pub struct ProductItem {
     pub stream: Option<u64>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub stream_created_ms: Option<i64>,
-    pub last_event_at: String,
-    pub updated_at: String,
+    /// The last applied event's own time, as the event's text
+    /// ([`rfc3339::to_auto`], chrono's serde form).
+    pub last_event_at: DateTime<Utc>,
+    /// When the processor wrote the item, to the millisecond.
+    #[serde(with = "rfc3339::millis")]
+    pub updated_at: DateTime<Utc>,
     /// [`RecentIds::to_bytes`] (80-bit hashes), stored as a binary attribute.
     #[serde(default, with = "serde_bytes", skip_serializing_if = "Vec::is_empty")]
     pub recent: Vec<u8>,
@@ -76,8 +81,9 @@ impl ProductItem {
             last_shard: rec.last_shard,
             stream: rec.last_stream.map(|s| s.arn),
             stream_created_ms: rec.last_stream.map(|s| s.created_ms),
-            last_event_at: rec.last_event_at.clone(),
-            updated_at: updated_at.to_rfc3339_opts(SecondsFormat::Millis, true),
+            last_event_at: rec.last_event_at,
+            // What the item stores, so an item read back equals the one written.
+            updated_at: updated_at.trunc_subsecs(3),
             recent: rec.recent_ids.to_bytes(),
             recent_ids: rec.recent_ids.legacy_bytes(),
             history: rec.history.as_ref().map(|k| k.0.clone()),
@@ -130,11 +136,11 @@ impl ProductItem {
             item.insert("stream".to_owned(), n(stream.arn));
             item.insert("stream_created_ms".to_owned(), n(stream.created_ms));
         }
-        item.insert("last_event_at".to_owned(), s(rec.last_event_at.as_str()));
         item.insert(
-            "updated_at".to_owned(),
-            s(updated_at.to_rfc3339_opts(SecondsFormat::Millis, true)),
+            "last_event_at".to_owned(),
+            s(rfc3339::to_auto(&rec.last_event_at)),
         );
+        item.insert("updated_at".to_owned(), s(rfc3339::to_millis(&updated_at)));
         let recent = rec.recent_ids.to_bytes();
         if !recent.is_empty() {
             item.insert("recent".to_owned(), AttributeValue::B(Blob::new(recent)));
@@ -213,7 +219,7 @@ mod tests {
                 "arn:aws:kinesis:us-east-1:1:stream/s",
                 1_700_000_000_123,
             )),
-            last_event_at: "2023-09-11T12:00:00Z".into(),
+            last_event_at: "2023-09-11T12:00:00Z".parse().unwrap(),
             recent_ids: recent,
             history: None,
         };
@@ -235,7 +241,7 @@ mod tests {
             last_sequence: SequenceNumber::parse("1").unwrap(),
             last_shard: None,
             last_stream: None,
-            last_event_at: "2023-09-11T12:00:00Z".into(),
+            last_event_at: "2023-09-11T12:00:00Z".parse().unwrap(),
             recent_ids: recent.clone(),
             history: None,
         };
@@ -306,7 +312,7 @@ mod tests {
                 arn: u64::MAX,
                 created_ms: i64::MAX,
             }),
-            last_event_at: "2023-09-11T12:00:00.123456789Z".into(),
+            last_event_at: "2023-09-11T12:00:00.123456789Z".parse().unwrap(),
             recent_ids: recent,
             history: None,
         };
@@ -330,7 +336,7 @@ mod tests {
                 last_sequence: SequenceNumber::parse("1").unwrap(),
                 last_shard: Some(7),
                 last_stream: None,
-                last_event_at: String::new(),
+                last_event_at: "2023-09-11T12:00:00Z".parse().unwrap(),
                 recent_ids: RecentIds::default(),
                 history: None,
             },
@@ -338,8 +344,17 @@ mod tests {
         )
         .to_item()
         .unwrap();
+        let mut unreadable_time = item.clone();
         item.insert("quantity".into(), s("lots"));
         let err = ProductItem::from_item(item).unwrap_err().to_string();
         assert!(err.contains("quantity") && err.contains("P1"), "{err}");
+        unreadable_time.insert("updated_at".into(), s("yesterday"));
+        let err = ProductItem::from_item(unreadable_time)
+            .unwrap_err()
+            .to_string();
+        assert!(
+            err.contains("updated_at") && err.contains("yesterday"),
+            "{err}"
+        );
     }
 }

@@ -9,8 +9,9 @@ use std::collections::{BTreeMap, HashMap};
 
 use aws_sdk_dynamodb::types::{AttributeValue, DeleteRequest, PutRequest, WriteRequest};
 use aws_sdk_dynamodb::Client;
-use chrono::{DateTime, SecondsFormat, Utc};
+use chrono::{DateTime, SubsecRound as _, Utc};
 use inventory_domain::api::RejectionView;
+use inventory_domain::rfc3339;
 use inventory_domain::{PipeRecord, Rejection, RejectionReason};
 use serde::{Deserialize, Serialize};
 
@@ -89,11 +90,20 @@ pub struct RejectionItem {
     pub partition_key: String,
     #[serde(default)]
     pub event_source_arn: String,
-    /// RFC 3339, milliseconds, UTC.
-    #[serde(default)]
-    pub arrived_at: String,
-    #[serde(default)]
-    pub rejected_at: String,
+    /// Absent in an item written before the field existed: read as `None`, listed all the
+    /// same.
+    #[serde(
+        default,
+        with = "rfc3339::option_millis",
+        skip_serializing_if = "Option::is_none"
+    )]
+    pub arrived_at: Option<DateTime<Utc>>,
+    #[serde(
+        default,
+        with = "rfc3339::option_millis",
+        skip_serializing_if = "Option::is_none"
+    )]
+    pub rejected_at: Option<DateTime<Utc>>,
     /// The first [`PAYLOAD_EXCERPT_CHARS`] characters of the record's base64 data.
     #[serde(default)]
     pub data_base64_excerpt: String,
@@ -123,8 +133,9 @@ impl RejectionItem {
             sequence_number: record.sequence_number.clone(),
             partition_key: clip(&record.partition_key, PARTITION_KEY_CHARS),
             event_source_arn: record.event_source_arn.clone(),
-            arrived_at: arrival.to_rfc3339_opts(SecondsFormat::Millis, true),
-            rejected_at: now.to_rfc3339_opts(SecondsFormat::Millis, true),
+            // To the millisecond, as stored, so an item read back equals the one written.
+            arrived_at: Some(arrival.trunc_subsecs(3)),
+            rejected_at: Some(now.trunc_subsecs(3)),
             data_base64_excerpt: clip(&record.data, PAYLOAD_EXCERPT_CHARS),
             data_base64_length: record.data.len() as u64,
             ttl: now.timestamp() + TTL_DAYS * 86_400,
@@ -336,6 +347,12 @@ mod tests {
         assert_eq!(item.key(), key_of(&rec, now));
         assert_eq!(item.pk, "REJECTIONS#2023-09-11");
         assert_eq!(item.sk, "1694433600500#shardId-000000000000:4959");
+        assert_eq!(
+            stored_text(&item, "arrived_at"),
+            "2023-09-11T12:00:00.500Z",
+            "the text the table has always held"
+        );
+        assert_eq!(stored_text(&item, "rejected_at"), rfc3339::to_millis(&now));
         let view = item.into_view();
         assert_eq!(
             (view.record_id.as_str(), view.product_id.as_deref()),
@@ -361,6 +378,35 @@ mod tests {
         assert_eq!(item.data_base64_length, 10_000);
         let stored = item.to_item().unwrap();
         assert!(!stored.contains_key("product_id"), "absent, not null");
+    }
+
+    fn stored_text(item: &RejectionItem, name: &str) -> String {
+        let stored = item.to_item().unwrap();
+        stored[name].as_s().cloned().unwrap_or_default()
+    }
+
+    /// An item from before the times were recorded still lists; an unreadable time is named.
+    #[test]
+    fn times_absent_are_none_and_unreadable_ones_are_named() {
+        let item = RejectionItem::new(
+            &RejectedRecord {
+                record: &record(),
+                rejection: &Rejection::new(RejectionReason::InvalidJson, ""),
+                product_id: None,
+                event_id: None,
+            },
+            Utc::now(),
+        );
+        let mut stored = item.to_item().unwrap();
+        stored.remove("arrived_at");
+        let read = RejectionItem::from_item(stored.clone()).unwrap();
+        assert_eq!(
+            (read.arrived_at, read.rejected_at),
+            (None, item.rejected_at)
+        );
+        stored.insert("rejected_at".into(), AttributeValue::S("soon".into()));
+        let err = RejectionItem::from_item(stored).unwrap_err().to_string();
+        assert!(err.contains("rejected_at") && err.contains("soon"), "{err}");
     }
 
     #[test]

@@ -8,7 +8,7 @@
 use std::collections::BTreeMap;
 
 use aws_sdk_dynamodb::Client;
-use chrono::{DateTime, SecondsFormat, Utc};
+use chrono::{DateTime, Utc};
 use inventory_domain::api::{Stats, ThroughputPoint};
 use inventory_store::stats::{self, StatsItem, BUCKET_SECS};
 use inventory_store::Tables;
@@ -116,9 +116,7 @@ fn shape(now: DateTime<Utc>, total: Option<StatsItem>, buckets: &[StatsItem]) ->
             last_minute += applied;
         }
         throughput.push(ThroughputPoint {
-            at: DateTime::<Utc>::from_timestamp(start, 0)
-                .unwrap_or(now)
-                .to_rfc3339_opts(SecondsFormat::Secs, true),
+            at: DateTime::<Utc>::from_timestamp(start, 0).unwrap_or(now),
             applied_per_sec: applied as f64 / BUCKET_SECS as f64,
             rejected_per_sec: rejected as f64 / BUCKET_SECS as f64,
             lag_ms: bucket.and_then(|b| b.last_lag_ms),
@@ -145,11 +143,10 @@ fn shape(now: DateTime<Utc>, total: Option<StatsItem>, buckets: &[StatsItem]) ->
         lag_ms: total.last_lag_ms,
         last_batch_at: total
             .updated_at_ms
-            .and_then(DateTime::<Utc>::from_timestamp_millis)
-            .map(|t| t.to_rfc3339_opts(SecondsFormat::Millis, true)),
+            .and_then(DateTime::<Utc>::from_timestamp_millis),
         throughput_last_minute: last_minute as f64 / 60.0,
         throughput,
-        generated_at: now.to_rfc3339_opts(SecondsFormat::Millis, true),
+        generated_at: now,
     }
 }
 
@@ -200,7 +197,12 @@ mod tests {
         let s = shape(now, Some(total), &buckets);
         assert_eq!(s.throughput.len(), (CHART_SECS / BUCKET_SECS) as usize);
         assert_eq!(s.throughput.last().unwrap().applied_per_sec, 10.0);
-        assert_eq!(s.throughput.last().unwrap().at, "2023-09-11T12:00:00Z");
+        // The wire's text: whole seconds for a bucket, milliseconds for the stamps.
+        let wire = serde_json::to_value(&s).unwrap();
+        let points = wire["throughput"].as_array().unwrap();
+        assert_eq!(points.last().unwrap()["at"], "2023-09-11T12:00:00Z");
+        assert_eq!(wire["last_batch_at"], "2023-09-11T12:00:04.000Z");
+        assert_eq!(wire["generated_at"], "2023-09-11T12:00:05.000Z");
         assert_eq!(s.throughput_last_minute, 2.0);
         assert_eq!(
             s.rejections,
@@ -208,7 +210,6 @@ mod tests {
         );
         assert_eq!((s.rejections_total, s.duplicates_ignored), (3, 4));
         assert_eq!(s.lag_ms, Some(250));
-        assert_eq!(s.last_batch_at.as_deref(), Some("2023-09-11T12:00:04.000Z"));
         assert_eq!(
             (s.products, s.active_products, s.units, s.events_applied),
             (Some(3), Some(2), Some(40), Some(9))

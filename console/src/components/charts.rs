@@ -5,7 +5,6 @@ use leptos::prelude::*;
 
 use super::chart::Chart;
 use crate::live::Live;
-use crate::time::epoch_ms;
 
 fn per_second(v: f64) -> String {
     if v == 0.0 || v >= 10.0 {
@@ -31,12 +30,10 @@ pub(super) fn Charts(live: Live) -> impl IntoView {
         <section class="card" id="charts">
             <h2>"Last 10 minutes"</h2>
             {move || live.stats.get().map_or_else(|| view! { <p class="muted">"Loading…"</p> }.into_any(), |s| {
-                let at = |p: &str| epoch_ms(p).unwrap_or(f64::NAN);
-                let end = epoch_ms(&s.generated_at)
-                    .or_else(|| s.throughput.last().map(|p| at(&p.at) + 10_000.0))
-                    .unwrap_or_else(js_sys::Date::now);
+                let at = |p: &inventory_domain::api::ThroughputPoint| p.at.timestamp_millis() as f64;
+                let end = s.generated_at.timestamp_millis() as f64;
                 let series = |f: fn(&inventory_domain::api::ThroughputPoint) -> Option<f64>| {
-                    s.throughput.iter().map(|p| (at(&p.at), f(p))).collect::<Vec<_>>()
+                    s.throughput.iter().map(|p| (at(p), f(p))).collect::<Vec<_>>()
                 };
                 let applied = series(|p| Some(p.applied_per_sec));
                 let lag_ms = series(|p| p.lag_ms.map(|l| l.max(0) as f64));

@@ -5,6 +5,7 @@
 
 use inventory_domain::api::ProductView;
 use inventory_domain::catalog::{SortKey, SortOrder};
+use inventory_domain::rfc3339;
 use inventory_domain::ProductStatus;
 use leptos::prelude::*;
 
@@ -200,7 +201,7 @@ fn InventoryRows(live: Live) -> impl IntoView {
             <th>"Version"</th>
             <SortHeader live label="Last update" key=SortKey::UpdatedAt />
         }>
-            <For each=rows key=|p| (p.product_id.clone(), p.version, p.updated_at.clone(), p.quantity)
+            <For each=rows key=|p| (p.product_id.clone(), p.version, p.updated_at, p.quantity)
                 children=move |p| view! { <InventoryRow live p /> } />
         </ScrollTable>
     }
@@ -229,7 +230,7 @@ fn InventoryRow(live: Live, p: ProductView) -> impl IntoView {
             <td class="num stock">{p.quantity}</td>
             <td>{p.status.as_str()}</td>
             <td class="num">{p.version}</td>
-            <td class="muted"><LocalTime at=p.updated_at /></td>
+            <td class="muted"><LocalTime at=rfc3339::to_millis(&p.updated_at) /></td>
         </tr>
     }
 }

@@ -3,6 +3,7 @@
 //! does not have is said in words, not a blank page.
 
 use inventory_domain::api::{HistoryEntry, HistoryOutcome, HistoryPage, ProductView};
+use inventory_domain::rfc3339;
 use leptos::prelude::*;
 use leptos::task::spawn_local;
 
@@ -118,8 +119,8 @@ fn ProductFigures(product: ProductRead) -> impl IntoView {
                     <div><dt>"Stock"</dt><dd id="product-stock">{p.quantity}</dd></div>
                     <div><dt>"Status"</dt><dd>{p.status.as_str()}</dd></div>
                     <div><dt>"Events applied"</dt><dd>{p.version}</dd></div>
-                    <div><dt>"Last event"</dt><dd class="small"><LocalTime at=p.last_event_at /></dd></div>
-                    <div><dt>"Last update"</dt><dd class="small"><LocalTime at=p.updated_at /></dd></div>
+                    <div><dt>"Last event"</dt><dd class="small"><LocalTime at=rfc3339::to_auto(&p.last_event_at) /></dd></div>
+                    <div><dt>"Last update"</dt><dd class="small"><LocalTime at=rfc3339::to_millis(&p.updated_at) /></dd></div>
                 </dl>
             }.into_any(),
         }
@@ -157,7 +158,7 @@ fn history_row(e: HistoryEntry) -> impl IntoView {
     };
     view! {
         <tr>
-            <td class="muted"><LocalTime at=e.at precise=true /></td>
+            <td class="muted"><LocalTime at=rfc3339::to_auto(&e.at) precise=true /></td>
             <td>{e.event_type}</td>
             <td class="num">{e.quantity.map(|q| q.to_string()).unwrap_or_default()}</td>
             <td class="small"><code>{e.event_id}</code></td>

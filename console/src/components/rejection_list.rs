@@ -7,6 +7,7 @@ use std::collections::{BTreeMap, BTreeSet};
 use base64::engine::general_purpose::STANDARD;
 use base64::Engine as _;
 use inventory_domain::api::RejectionView;
+use inventory_domain::rfc3339;
 use leptos::prelude::*;
 
 use super::table::{Loading, ScrollTable};
@@ -147,7 +148,7 @@ fn RejectionRow(r: RejectionView, open: RwSignal<BTreeSet<String>>) -> impl Into
     let has_data = data.is_some();
     view! {
         <tr>
-            <td class="muted"><LocalTime at=r.arrived_at.clone() /></td>
+            <td class="muted"><LocalTime at=r.arrived_at.as_ref().map(rfc3339::to_millis).unwrap_or_default() /></td>
             <td><span class="reason">{r.reason.as_str()}</span></td>
             <td><code>{product_of(&r).to_owned()}</code></td>
             <td>{r.detail.clone()}</td>

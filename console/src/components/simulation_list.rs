@@ -1,6 +1,7 @@
 //! Past simulations, newest first, each with its verdict once verified.
 
 use inventory_domain::api::{SimulationState, SimulationStatus};
+use inventory_domain::rfc3339;
 use leptos::prelude::*;
 
 use super::table::{Loading, ScrollTable};
@@ -59,7 +60,7 @@ fn simulation_row(sim: SimulationStatus) -> impl IntoView {
     );
     view! {
         <tr>
-            <td class="muted"><LocalTime at=sim.created_at.clone() /></td>
+            <td class="muted"><LocalTime at=rfc3339::to_millis(&sim.created_at) /></td>
             <td><code>{sim.id.clone()}</code></td>
             <td class="num">{format!("{} / {}", sim.events_sent, sim.events_target)}</td>
             <td class="num">{r.products}</td>

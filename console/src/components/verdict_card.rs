@@ -1,6 +1,7 @@
 //! The latest simulation: its progress and, once verified, the consistency verdict.
 
 use inventory_domain::api::{SimulationState, SimulationStatus};
+use inventory_domain::rfc3339;
 use leptos::prelude::*;
 
 use crate::live::Live;
@@ -95,7 +96,7 @@ fn simulation_view(sim: SimulationStatus) -> impl IntoView {
         <h2>"Latest simulation " <code>{sim.id.clone()}</code></h2>
         <p>
             <span class="state">{state}</span>
-            " · started " <LocalTime at=sim.created_at.clone() />
+            " · started " <LocalTime at=rfc3339::to_millis(&sim.created_at) />
             " · " {format!("{} / {} events sent", sim.events_sent, sim.events_target)}
             " · products " <code>{format!("{}-*", sim.run_id)}</code>
             {producers}
