@@ -4,7 +4,6 @@ use std::collections::{BTreeSet, HashMap, HashSet};
 use std::sync::Arc;
 use std::time::Instant;
 
-use aws_sdk_kinesis::types::ShardIteratorType;
 use chrono::Utc;
 use inventory_domain::api::DeadLetterStatus;
 use inventory_domain::batch::{DecodedBatch, ProductWork};
@@ -12,14 +11,14 @@ use inventory_domain::dead_letter::DeadLetteredRange;
 use inventory_domain::dedup::{shard_ordinal, SeenIndex};
 use inventory_domain::lineage::{hash_key, Place, RecordAt, StreamLineage};
 use inventory_domain::pipes::PipeBatch;
-use inventory_domain::{PipeRecord, ProductRecord, SequenceNumber, SequencedEvent};
+use inventory_domain::{PipeRecord, ProductRecord, SequencedEvent};
 use inventory_store::batch::{batch_get, UNPROCESSED_RETRY};
 use inventory_store::dead_letters::{self, DeadLetterFacts, DeadLetterItem};
 use inventory_store::items::{self, ProductItem};
 use inventory_store::shard_log::{self, ShardLogStore};
 use inventory_store::{rejections, Tables};
 
-use crate::{kinesis_err, DeadLetterError};
+use crate::{kinesis_err, stream_read, DeadLetterError};
 
 /// GetRecords calls one range may take before the consumer gives up on finding its end (a
 /// range is at most one batch, 10,000 records; an empty page past the shard's tip ends it
@@ -131,57 +130,24 @@ impl DeadLetterConsumer {
         &self,
         range: &DeadLetteredRange,
     ) -> Result<Vec<PipeRecord>, DeadLetterError> {
-        let stream = range.stream_name();
-        let mut iterator = self
-            .kinesis
-            .get_shard_iterator()
-            .stream_name(stream)
-            .shard_id(&range.info.shard_id)
-            .shard_iterator_type(ShardIteratorType::AtSequenceNumber)
-            .starting_sequence_number(range.start.as_str())
-            .send()
-            .await
-            .map_err(|e| kinesis_err("GetShardIterator", e))?
-            .shard_iterator;
-        let mut out = Vec::new();
-        let mut calls = 0;
-        while let Some(it) = iterator.take() {
-            calls += 1;
-            if calls > MAX_GET_RECORDS_CALLS {
-                break;
-            }
-            let page = self
-                .kinesis
-                .get_records()
-                .shard_iterator(it)
-                .limit(10_000)
-                .send()
+        let shard = &range.info.shard_id;
+        let iterator =
+            stream_read::iterator_at(&self.kinesis, range.stream_name(), shard, &range.start)
                 .await
-                .map_err(|e| kinesis_err("GetRecords", e))?;
-            let mut past_end = false;
-            for r in page.records() {
-                let Ok(sequence) = SequenceNumber::parse(r.sequence_number()) else {
-                    continue;
-                };
-                if sequence > range.end {
-                    past_end = true;
-                    break;
-                }
-                if range.contains(&sequence) {
-                    out.push(inventory_stream::pipe_record(
-                        r,
-                        &range.info.shard_id,
-                        &range.stream,
-                    ));
-                }
-            }
-            let caught_up = page.records().is_empty() && page.millis_behind_latest() == Some(0);
-            if past_end || caught_up {
-                break;
-            }
-            iterator = page.next_shard_iterator;
-        }
-        Ok(out)
+                .map_err(|e| kinesis_err("GetShardIterator", e))?;
+        let read = stream_read::read_to(
+            &self.kinesis,
+            iterator,
+            &range.end,
+            MAX_GET_RECORDS_CALLS,
+            |sequence| range.contains(sequence),
+        )
+        .await?;
+        Ok(read
+            .records
+            .iter()
+            .map(|r| inventory_stream::pipe_record(r, shard, &range.stream))
+            .collect())
     }
 
     /// Indices of the records the processor handled before the Pipe gave up on their batch

@@ -5,16 +5,19 @@
 //! writes each record (data, identity, why) to the events table
 //! ([`inventory_store::dead_letters`]), marking the records the shard log shows were
 //! processed before the Pipe gave up. [`sqs`] is the Lambda's handler: one SQS message per
-//! range. [`redrive`] republishes pending records with the same partition key and bytes, so
-//! the same event ids: the processor's duplicate detection keeps exactly-once.
+//! range. [`redrive`] reads pending records back from the stream by their sequence numbers and
+//! republishes the stream's partition key and bytes (the archive's copy is for display only),
+//! so the same event ids: the processor's duplicate detection keeps exactly-once.
 //!
 //! The same code runs in AWS (SQS-triggered Lambda, API Lambda) and locally, where the local
 //! stack hands it the local Pipe's dead letters as SQS messages.
 
 pub mod archive;
 pub mod metrics;
+mod read_back;
 pub mod redrive;
 pub mod sqs;
+mod stream_read;
 
 pub use archive::{ArchiveReport, DeadLetterConsumer};
 pub use redrive::Redriver;

@@ -1,15 +1,15 @@
-//! Redrive: pending dead letters back onto the stream, with their partition key and bytes, so
-//! with their event ids. The processor then applies each once: a record never applied is new
-//! to it, and one that reached it some other way (a producer's retry) is recognised as a
-//! duplicate by its event id (docs/consistency.md).
+//! Redrive: pending dead letters back onto the stream, each as the stream itself holds it (its
+//! partition key and bytes, read back by shard and sequence number; the archive's copy is for
+//! display only), so with their event ids. The processor then applies each once: a record
+//! never applied is new to it, and one that reached it some other way (a producer's retry) is
+//! recognised as a duplicate by its event id (docs/consistency.md). A dead letter whose record
+//! the stream does not hold (trimmed, or a forged archive item) republishes nothing.
 
 use std::collections::{BTreeMap, VecDeque};
 use std::time::{Duration, Instant};
 
-use aws_sdk_kinesis::primitives::Blob;
 use aws_sdk_kinesis::types::PutRecordsRequestEntry;
 use backon::{BackoffBuilder, ExponentialBuilder, Retryable};
-use base64::Engine;
 use chrono::Utc;
 use inventory_domain::api::{
     DeadLetterStatus, RedriveRequest, RedriveResult, RedriveSkip, MAX_REDRIVE,
@@ -18,7 +18,9 @@ use inventory_domain::SequenceNumber;
 use inventory_store::dead_letters::{self, DeadLetterItem};
 use inventory_store::redrive_lock;
 use inventory_store::Tables;
+use inventory_stream::ListShards;
 
+use crate::read_back::{read_back, FromStream};
 use crate::{kinesis_err, DeadLetterError};
 
 /// How long one redrive request works before it answers with what remains: within the
@@ -99,53 +101,94 @@ impl Redriver {
         &self,
         request: &RedriveRequest,
     ) -> Result<RedriveResult, DeadLetterError> {
-        let started = Instant::now();
-        let now_ms = Utc::now().timestamp_millis();
-        let cutoff = now_ms - self.window_ms;
+        let deadline = Instant::now() + self.budget;
+        let cutoff = Utc::now().timestamp_millis() - self.window_ms;
         let past_ok = request.include_past_window;
         let mut result = RedriveResult {
             dedup_window_seconds: u64::try_from(self.window_ms / 1000).unwrap_or(0),
             ..RedriveResult::default()
         };
-        let items = if request.ids.is_empty() {
-            let since = (!past_ok).then_some(cutoff);
+        let items = self.chosen(request, cutoff, &mut result).await?;
+        let to_send = self.sendable(items, cutoff, past_ok, &mut result);
+        if to_send.is_empty() {
+            return Ok(result);
+        }
+        let listing = inventory_stream::KinesisShards(self.kinesis.clone())
+            .list(&self.stream)
+            .await?;
+        let read = read_back(&self.kinesis, &self.stream, &listing, to_send).await?;
+        result.remaining |= !read.unreached.is_empty();
+        for item in &read.unreached {
+            result.skipped.push(skip(
+                &item.sk,
+                "this redrive's reads of the stream did not reach its record; redrive again",
+            ));
+        }
+        // An interrupted redrive's claim is taken up only while a copy it may have published
+        // is still inside the dedup window of the one sent now (or when told to).
+        let reclaim_after = if past_ok { i64::MIN } else { cutoff };
+        let token = format!("{:016x}", inventory_store::shard_log::nonce());
+        let claims = (token.as_str(), reclaim_after);
+        self.set_aside(read.missing, claims, &mut result).await?;
+        self.publish(read.found, claims, deadline, &mut result)
+            .await?;
+        Ok(result)
+    }
+
+    /// The dead letters the request names, or when it names none the oldest pending ones (at
+    /// most [`MAX_REDRIVE`]; `result.remaining` says when more are pending).
+    async fn chosen(
+        &self,
+        request: &RedriveRequest,
+        cutoff: i64,
+        result: &mut RedriveResult,
+    ) -> Result<Vec<DeadLetterItem>, DeadLetterError> {
+        if request.ids.is_empty() {
+            let since = (!request.include_past_window).then_some(cutoff);
             let mut items =
                 dead_letters::redrivable(&self.db, &self.tables, since, MAX_REDRIVE + 1).await?;
             result.remaining = items.len() > MAX_REDRIVE;
             items.truncate(MAX_REDRIVE);
-            if !past_ok {
+            if !request.include_past_window {
                 result.held_past_window =
                     dead_letters::pending_before(&self.db, &self.tables, cutoff).await?;
             }
-            items
-        } else {
-            let mut wanted: Vec<String> = request.ids.iter().take(MAX_REDRIVE).cloned().collect();
-            wanted.sort();
-            wanted.dedup();
-            result.remaining = request.ids.len() > MAX_REDRIVE;
-            let found = dead_letters::get_many(&self.db, &self.tables, &wanted).await?;
-            for id in &wanted {
-                if !found.iter().any(|i| &i.sk == id) {
-                    result.skipped.push(skip(id, "no dead letter has this id"));
-                }
+            return Ok(items);
+        }
+        let mut wanted: Vec<String> = request.ids.iter().take(MAX_REDRIVE).cloned().collect();
+        wanted.sort();
+        wanted.dedup();
+        result.remaining = request.ids.len() > MAX_REDRIVE;
+        let found = dead_letters::get_many(&self.db, &self.tables, &wanted).await?;
+        for id in &wanted {
+            if !found.iter().any(|i| &i.sk == id) {
+                result.skipped.push(skip(id, "no dead letter has this id"));
             }
-            found
-        };
+        }
+        Ok(found)
+    }
+
+    /// Of `items`, the ones a redrive may send; the rest go to `result.skipped` with why.
+    fn sendable(
+        &self,
+        items: Vec<DeadLetterItem>,
+        cutoff: i64,
+        past_ok: bool,
+        result: &mut RedriveResult,
+    ) -> Vec<DeadLetterItem> {
         let mut to_send = Vec::new();
         for item in items {
+            // The id's arrival time is the stream's: read back, a record whose id differs is
+            // not sent.
             let arrived = item_arrival_ms(&item);
-            match (item.status, &item.data_base64) {
-                (DeadLetterStatus::ProcessedBefore, _) => result.skipped.push(skip(
+            match item.status {
+                DeadLetterStatus::ProcessedBefore => result.skipped.push(skip(
                     &item.sk,
                     "the processor handled this record before the Pipe gave up on its batch",
                 )),
-                (DeadLetterStatus::Redriven, _) => result.skipped.push(skip(
+                DeadLetterStatus::Redriven => result.skipped.push(skip(
                     &item.sk,
                     "already redriven; the processor applies it once",
-                )),
-                (_, None) => result.skipped.push(skip(
-                    &item.sk,
-                    "its data was too large to archive; republish it from the producer",
                 )),
                 _ if !past_ok && arrived < cutoff => {
                     result.held_past_window += 1;
@@ -160,13 +203,29 @@ impl Redriver {
                 _ => to_send.push(item),
             }
         }
-        // An interrupted redrive's claim is taken up only while a copy it may have published
-        // is still inside the dedup window of the one sent now (or when told to).
-        let reclaim_after = if past_ok { i64::MIN } else { cutoff };
-        let deadline = started + self.budget;
-        self.publish(to_send, reclaim_after, deadline, &mut result)
-            .await?;
-        Ok(result)
+        to_send
+    }
+
+    /// Dead letters whose record is not on the stream: each claimed, then given back noting
+    /// why, so a redrive of everything pending passes it by from then on; each reported.
+    async fn set_aside(
+        &self,
+        missing: Vec<(DeadLetterItem, String)>,
+        (token, reclaim_after): (&str, i64),
+        result: &mut RedriveResult,
+    ) -> Result<(), DeadLetterError> {
+        for (item, why) in missing {
+            tracing::warn!(id = %item.sk, shard = %item.shard_id, sequence = %item.sequence_number, why = %why, "dead letter not redriven: its record is not on the stream");
+            let now = Utc::now().timestamp_millis();
+            let db = &self.db;
+            if !dead_letters::claim(db, &self.tables, &item.sk, token, now, reclaim_after).await? {
+                result.skipped.push(skip(&item.sk, ANOTHER_REDRIVE_HAS_IT));
+                continue;
+            }
+            dead_letters::release_not_on_stream(db, &self.tables, &item.sk, token, &why).await?;
+            result.skipped.push(skip(&item.sk, &why));
+        }
+        Ok(())
     }
 
     /// Puts the items back on the stream keeping each partition key's records in their
@@ -177,19 +236,18 @@ impl Redriver {
     /// starts past `deadline`.
     async fn publish(
         &self,
-        items: Vec<DeadLetterItem>,
-        reclaim_after: i64,
+        items: Vec<FromStream>,
+        claims: (&str, i64),
         deadline: Instant,
         result: &mut RedriveResult,
     ) -> Result<(), DeadLetterError> {
         let mut by_key = queues_by_partition_key(items);
-        let token = format!("{:016x}", inventory_store::shard_log::nonce());
         loop {
             if Instant::now() >= deadline {
                 result.remaining |= by_key.values().any(|q| !q.is_empty());
                 return Ok(());
             }
-            let wave: Vec<DeadLetterItem> = by_key
+            let wave: Vec<FromStream> = by_key
                 .values_mut()
                 .filter_map(VecDeque::pop_front)
                 .collect();
@@ -197,8 +255,7 @@ impl Redriver {
                 return Ok(());
             }
             for chunk in wave.chunks(500) {
-                self.send_claimed(chunk, &token, reclaim_after, result)
-                    .await?;
+                self.send_claimed(chunk, claims, result).await?;
             }
         }
     }
@@ -207,9 +264,8 @@ impl Redriver {
     /// redriven, or gives the claims back when the call failed.
     async fn send_claimed(
         &self,
-        chunk: &[DeadLetterItem],
-        token: &str,
-        reclaim_after: i64,
+        chunk: &[FromStream],
+        (token, reclaim_after): (&str, i64),
         result: &mut RedriveResult,
     ) -> Result<(), DeadLetterError> {
         let (entries, claimed) = self.claim(chunk, token, reclaim_after, result).await?;
@@ -234,41 +290,33 @@ impl Redriver {
         Ok(())
     }
 
-    /// The items this redrive could claim, as PutRecords entries beside the items; the rest
-    /// (data not base64, or another redrive holds them) go to `result.skipped`.
+    /// The items this redrive could claim, as PutRecords entries of the stream's partition key
+    /// and bytes beside the items; the rest (another redrive holds them) go to
+    /// `result.skipped`.
     async fn claim<'a>(
         &self,
-        chunk: &'a [DeadLetterItem],
+        chunk: &'a [FromStream],
         token: &str,
         reclaim_after: i64,
         result: &mut RedriveResult,
     ) -> Result<(Vec<PutRecordsRequestEntry>, Vec<&'a DeadLetterItem>), DeadLetterError> {
         let mut entries = Vec::with_capacity(chunk.len());
         let mut claimed = Vec::with_capacity(chunk.len());
-        for item in chunk {
-            let data = item.data_base64.as_deref().unwrap_or_default();
-            let bytes = match base64::engine::general_purpose::STANDARD.decode(data) {
-                Ok(bytes) => bytes,
-                Err(e) => {
-                    result.skipped.push(skip(
-                        &item.sk,
-                        &format!("its archived data is not base64 ({e})"),
-                    ));
-                    continue;
-                }
-            };
+        for FromStream {
+            item,
+            partition_key,
+            data,
+        } in chunk
+        {
             let now = Utc::now().timestamp_millis();
             let db = &self.db;
             if !dead_letters::claim(db, &self.tables, &item.sk, token, now, reclaim_after).await? {
-                result.skipped.push(skip(
-                    &item.sk,
-                    "another redrive has it (or had it: a redrive interrupted longer ago than the dedup window is taken up only with include_past_window)",
-                ));
+                result.skipped.push(skip(&item.sk, ANOTHER_REDRIVE_HAS_IT));
                 continue;
             }
             let entry = PutRecordsRequestEntry::builder()
-                .partition_key(&item.partition_key)
-                .data(Blob::new(bytes))
+                .partition_key(partition_key)
+                .data(data.clone())
                 .build()
                 .map_err(|e| kinesis_err("PutRecords", e))?;
             entries.push(entry);
@@ -323,21 +371,20 @@ impl Redriver {
     }
 }
 
-/// The items queued per partition key, each queue in stream order (shard, then sequence).
-fn queues_by_partition_key(
-    mut items: Vec<DeadLetterItem>,
-) -> BTreeMap<String, VecDeque<DeadLetterItem>> {
+/// The items queued per partition key (the stream's), each queue in stream order (shard,
+/// then sequence).
+fn queues_by_partition_key(mut items: Vec<FromStream>) -> BTreeMap<String, VecDeque<FromStream>> {
     items.sort_by(|a, b| {
         (
-            a.shard_id.as_str(),
-            SequenceNumber::parse(&a.sequence_number).ok(),
+            a.item.shard_id.as_str(),
+            SequenceNumber::parse(&a.item.sequence_number).ok(),
         )
             .cmp(&(
-                b.shard_id.as_str(),
-                SequenceNumber::parse(&b.sequence_number).ok(),
+                b.item.shard_id.as_str(),
+                SequenceNumber::parse(&b.item.sequence_number).ok(),
             ))
     });
-    let mut by_key: BTreeMap<String, VecDeque<DeadLetterItem>> = BTreeMap::new();
+    let mut by_key: BTreeMap<String, VecDeque<FromStream>> = BTreeMap::new();
     for item in items {
         by_key
             .entry(item.partition_key.clone())
@@ -346,6 +393,9 @@ fn queues_by_partition_key(
     }
     by_key
 }
+
+/// Why an item another redrive claimed is not sent by this one.
+const ANOTHER_REDRIVE_HAS_IT: &str = "another redrive has it (or had it: a redrive interrupted longer ago than the dedup window is taken up only with include_past_window)";
 
 fn skip(id: &str, why: &str) -> RedriveSkip {
     RedriveSkip {

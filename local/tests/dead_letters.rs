@@ -11,6 +11,9 @@
 //!
 //! A product's events are all on one shard, so each is either wholly applied in order or
 //! wholly redriven in order, and the generator's model holds.
+//!
+//! A redrive sends each record as the stream holds it: a forged archive item sends nothing,
+//! and an archive item whose bytes were changed sends the stream's.
 
 use inventory_testkit as harness;
 
@@ -22,6 +25,7 @@ use std::time::Duration;
 use axum::body::Body;
 use axum::http::{header, Method, Request, StatusCode};
 use axum::Router;
+use base64::Engine as _;
 use harness::*;
 use http_body_util::BodyExt as _;
 use inventory_api::{router, ApiConfig};
@@ -283,6 +287,256 @@ async fn dead_letters_are_archived_listed_and_redriven_so_every_event_applies_on
         after.get(&DeadLetterStatus::Redriven).copied(),
         Some(pending)
     );
+    queue.stop().await;
+    pipe.stop().await.unwrap();
+}
+
+/// One redrive request, as the console sends it: `ids` (all pending when empty).
+async fn redrive(router: &Router, ids: &[&str]) -> RedriveResult {
+    let (status, body) = call(
+        router,
+        Method::POST,
+        "/api/dead-letters/redrive",
+        Some(json!({ "ids": ids })),
+        true,
+    )
+    .await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    serde_json::from_value(body).unwrap()
+}
+
+/// A record as the stream holds it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+struct OnStream {
+    shard: String,
+    sequence: String,
+    partition_key: String,
+    data: Vec<u8>,
+}
+
+/// The most GetRecords pages one shard's read may take (a test stream holds a few thousand
+/// records, one page or two).
+const MAX_PAGES: usize = 50;
+
+/// Every record on the stream, shard by shard, in stream order.
+async fn records_on_stream(stack: &LocalStack) -> Vec<OnStream> {
+    let kinesis = &stack.kinesis;
+    let stream = &stack.options.stream;
+    let mut out = Vec::new();
+    for shard in listed(kinesis, stream).await {
+        let mut iterator = kinesis
+            .get_shard_iterator()
+            .stream_name(stream)
+            .shard_id(&shard.id)
+            .shard_iterator_type(aws_sdk_kinesis::types::ShardIteratorType::TrimHorizon)
+            .send()
+            .await
+            .unwrap()
+            .shard_iterator;
+        for _ in 0..MAX_PAGES {
+            let Some(it) = iterator.take() else { break };
+            let page = kinesis
+                .get_records()
+                .shard_iterator(it)
+                .send()
+                .await
+                .unwrap();
+            out.extend(page.records().iter().map(|r| OnStream {
+                shard: shard.id.clone(),
+                sequence: r.sequence_number().to_owned(),
+                partition_key: r.partition_key().unwrap_or_default().to_owned(),
+                data: r.data().as_ref().to_vec(),
+            }));
+            if page.records().is_empty() && page.millis_behind_latest() == Some(0) {
+                break;
+            }
+            iterator = page.next_shard_iterator;
+        }
+    }
+    out
+}
+
+/// `number` (decimal digits) plus one: a sequence number next to a real one, which Kinesis
+/// never handed out (its encoding ends in the format's version).
+fn plus_one(number: &str) -> String {
+    let mut digits: Vec<u8> = number.bytes().map(|b| b - b'0').collect();
+    for d in digits.iter_mut().rev() {
+        if *d < 9 {
+            *d += 1;
+            return digits.iter().map(|d| char::from(b'0' + d)).collect();
+        }
+        *d = 0;
+    }
+    format!(
+        "1{}",
+        digits
+            .iter()
+            .map(|d| char::from(b'0' + d))
+            .collect::<String>()
+    )
+}
+
+fn api_router(stack: &LocalStack) -> Router {
+    router(local_state(
+        stack,
+        ApiConfig {
+            token: Some(TOKEN.into()),
+            allowed_origins: vec![],
+        },
+    ))
+}
+
+/// Someone with write access to the events table writes a pending dead letter the way the
+/// consumer writes one, naming a record the stream never held, and redrives: nothing is
+/// published, the redrive says why, and later redrives of everything pending pass it by.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_forged_dead_letter_republishes_nothing() {
+    init_tracing();
+    let stack = stack_giving_up_fast().await;
+    let mut simulation = sim("forged", 5, 40, Skew::Uniform, 3);
+    publish_all(&stack, &mut simulation, None).await;
+    let before = records_on_stream(&stack).await;
+    let last = before.last().expect("the run published records");
+    let arn = stack
+        .kinesis
+        .describe_stream_summary()
+        .stream_name(&stack.options.stream)
+        .send()
+        .await
+        .unwrap()
+        .stream_description_summary
+        .unwrap()
+        .stream_arn;
+    let forged = inventory_domain::PipeRecord::new(
+        &inventory_domain::arn::StreamArn::parse(&arn).unwrap(),
+        &last.shard,
+        &plus_one(&last.sequence),
+        &last.partition_key,
+        base64::engine::general_purpose::STANDARD.encode(br#"{"forged":true}"#),
+        chrono::Utc::now().timestamp_millis() as f64 / 1000.0,
+    );
+    let item = inventory_store::dead_letters::DeadLetterItem::new(
+        &forged,
+        &inventory_store::dead_letters::DeadLetterFacts {
+            reason: "forged",
+            attempts: Some(1),
+            product_id: None,
+            event_id: None,
+            status: DeadLetterStatus::Pending,
+        },
+        chrono::Utc::now(),
+    );
+    let written =
+        inventory_store::dead_letters::archive(&stack.db, &stack.options.tables, &[item.clone()])
+            .await
+            .unwrap();
+    assert_eq!(written, 1);
+
+    let router = api_router(&stack);
+    let result = redrive(&router, &[]).await;
+    assert_eq!(result.republished, 0, "{result:?}");
+    let skipped = result.skipped.iter().find(|s| s.id == item.sk);
+    assert!(
+        skipped.is_some_and(|s| s.why.starts_with("not on the stream")),
+        "{result:?}"
+    );
+    assert_eq!(records_on_stream(&stack).await, before, "nothing published");
+
+    // Found missing once, it holds back no later redrive of everything pending; named by
+    // its id it is looked for again, and still sends nothing.
+    let again = redrive(&router, &[]).await;
+    assert!(
+        again.skipped.is_empty() && again.republished == 0,
+        "{again:?}"
+    );
+    let named = redrive(&router, &[&item.sk]).await;
+    assert_eq!(named.republished, 0, "{named:?}");
+    assert!(named
+        .skipped
+        .iter()
+        .any(|s| s.id == item.sk && s.why.starts_with("not on the stream")));
+    assert_eq!(records_on_stream(&stack).await, before, "nothing published");
+    let listed = statuses(&router).await;
+    assert_eq!(
+        listed.get(&DeadLetterStatus::Pending),
+        Some(&1),
+        "{listed:?}"
+    );
+}
+
+/// An archived dead letter's data is changed to other bytes before the redrive: the redrive
+/// publishes the stream's own record, so the stock ends exact.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_tampered_dead_letter_republishes_the_streams_bytes() {
+    init_tracing();
+    let stack = stack_giving_up_fast().await;
+    let target = Arc::new(OutageTarget {
+        inner: InProcessTarget::on(&stack),
+        failing: AtomicBool::new(true),
+    });
+    let pipe = spawn_fast_pipe(&stack, target.clone());
+    let queue = stack.start_dead_letter_queue();
+    let mut simulation = sim("tampered", 8, 200, Skew::Zipf(1.1), 11);
+    let published = publish_all(&stack, &mut simulation, None).await.records;
+    wait_until("the Pipe to dead-letter every record", CATCH_UP, || {
+        pipe.stats.dead_lettered.load(Ordering::SeqCst) >= published
+    })
+    .await;
+    wait_until("the consumer to archive every record", CATCH_UP, || {
+        queue.stats.records_archived.load(Ordering::SeqCst) >= published
+    })
+    .await;
+    target.failing.store(false, Ordering::SeqCst);
+
+    // Tamper with the oldest pending one: the bytes a redrive of the archive would send.
+    let tables = &stack.options.tables;
+    let (pending, _) = inventory_store::dead_letters::list(
+        &stack.db,
+        tables,
+        Some(DeadLetterStatus::Pending),
+        inventory_store::dead_letters::Order::OldestFirst,
+        1000,
+        None,
+    )
+    .await
+    .unwrap();
+    let mut tampered = pending.first().expect("a pending dead letter").clone();
+    let original = tampered.data_base64.clone().unwrap();
+    let forged = base64::engine::general_purpose::STANDARD.encode(br#"{"tampered":true}"#);
+    tampered.data_base64 = Some(forged.clone());
+    stack
+        .db
+        .put_item()
+        .table_name(&tables.events)
+        .set_item(Some(tampered.to_item().unwrap()))
+        .send()
+        .await
+        .unwrap();
+
+    let before = records_on_stream(&stack).await;
+    let router = api_router(&stack);
+    assert_eq!(redrive_all(&router).await, pending.len() as u64);
+    let after = records_on_stream(&stack).await;
+    let new: Vec<&OnStream> = after.iter().filter(|r| !before.contains(r)).collect();
+    assert_eq!(new.len(), pending.len());
+    let original_bytes = base64::engine::general_purpose::STANDARD
+        .decode(&original)
+        .unwrap();
+    let forged_bytes = base64::engine::general_purpose::STANDARD
+        .decode(&forged)
+        .unwrap();
+    assert!(
+        new.iter()
+            .any(|r| r.data == original_bytes && r.partition_key == tampered.partition_key),
+        "the stream's bytes went back"
+    );
+    assert!(
+        new.iter().all(|r| r.data != forged_bytes),
+        "the tampered bytes were not sent"
+    );
+
+    let report = assert_verified(&stack, &simulation).await;
+    assert!(report.is_consistent());
     queue.stop().await;
     pipe.stop().await.unwrap();
 }

@@ -28,7 +28,7 @@ use crate::rejections::PAYLOAD_EXCERPT_CHARS;
 pub const PARTITION: &str = "DEADLETTERS";
 pub const TTL_DAYS_AFTER_REDRIVE: i64 = 30;
 /// Past this much base64 the record's data is not kept (DynamoDB items stop at 400 KB);
-/// such a record is listed but cannot be redriven from the archive.
+/// such a record is listed without it (a redrive reads every record from the stream).
 pub const MAX_DATA_CHARS: usize = 300_000;
 
 /// An archived dead-lettered record, field for field; the one codec its writer and readers
@@ -50,7 +50,8 @@ pub struct DeadLetterItem {
     /// RFC 3339, milliseconds, UTC.
     pub arrived_at: String,
     pub dead_lettered_at: String,
-    /// The record's bytes, base64; absent past [`MAX_DATA_CHARS`].
+    /// The record's bytes, base64, for display: a redrive publishes the stream's. Absent
+    /// past [`MAX_DATA_CHARS`].
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub data_base64: Option<String>,
     pub data_base64_length: u64,
@@ -67,6 +68,10 @@ pub struct DeadLetterItem {
     pub claim: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub claimed_at_ms: Option<i64>,
+    /// Why a redrive found no record of this item's on the stream (trimmed, or a forged
+    /// item): a redrive of everything pending passes it by; one naming its id looks again.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub not_on_stream: Option<String>,
     /// Epoch seconds when DynamoDB's TTL deletes the item (only once redriven).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub ttl: Option<i64>,
@@ -116,6 +121,7 @@ impl DeadLetterItem {
             redrive_count: 0,
             claim: None,
             claimed_at_ms: None,
+            not_on_stream: None,
             ttl: None,
         }
     }
@@ -368,10 +374,13 @@ async fn update_own_claim(
     Ok(())
 }
 
-/// Keeps the dead letters not yet redriven: pending, or claimed by a redrive.
+/// Keeps the dead letters a redrive of everything pending takes: pending, or claimed by a
+/// redrive, and not found missing from the stream by an earlier redrive.
 fn not_yet_redriven(query: QueryFluentBuilder) -> Result<QueryFluentBuilder, StoreError> {
     Ok(query
-        .filter_expression("#status IN (:pending, :redriving)")
+        .filter_expression(
+            "#status IN (:pending, :redriving) AND attribute_not_exists(not_on_stream)",
+        )
         .expression_attribute_names("#status", "status")
         .expression_attribute_values(":pending", status_value(DeadLetterStatus::Pending)?)
         .expression_attribute_values(":redriving", status_value(DeadLetterStatus::Redriving)?))
@@ -390,7 +399,7 @@ pub async fn mark_redriven(
     update_own_claim(db, tables, (id, token), operation, |request| {
         Ok(request
             .update_expression(
-                "SET #status = :redriven, redriven_at = :at, #ttl = :ttl ADD redrive_count :one REMOVE claim, claimed_at_ms",
+                "SET #status = :redriven, redriven_at = :at, #ttl = :ttl ADD redrive_count :one REMOVE claim, claimed_at_ms, not_on_stream",
             )
             .expression_attribute_names("#ttl", "ttl")
             .expression_attribute_values(":redriven", status_value(DeadLetterStatus::Redriven)?)
@@ -420,8 +429,30 @@ pub async fn release(
     .await
 }
 
+/// Gives a claim back, noting `why` its record is not on the stream: pending, and passed by
+/// from then on by a redrive of everything pending (it would find the same), so it never
+/// holds back the ones after it.
+pub async fn release_not_on_stream(
+    db: &Client,
+    tables: &Tables,
+    id: &str,
+    token: &str,
+    why: &str,
+) -> Result<(), StoreError> {
+    let operation = "UpdateItem (dead letter not on the stream)";
+    update_own_claim(db, tables, (id, token), operation, |request| {
+        Ok(request
+            .update_expression(
+                "SET #status = :pending, not_on_stream = :why REMOVE claim, claimed_at_ms",
+            )
+            .expression_attribute_values(":pending", status_value(DeadLetterStatus::Pending)?)
+            .expression_attribute_values(":why", AttributeValue::S(why.to_owned())))
+    })
+    .await
+}
+
 /// Oldest first, up to `limit`: the dead letters a redrive may send (pending, or claimed by
-/// a redrive), whose record arrived at or after `since_ms` (all with `None`).
+/// a redrive; none an earlier redrive found missing from the stream), whose record arrived at or after `since_ms` (all with `None`).
 pub async fn redrivable(
     db: &Client,
     tables: &Tables,
