@@ -203,6 +203,9 @@ async fn every_timestamp_is_a_date_time() {
         ("Stats", "generated_at"),
         ("RejectionView", "arrived_at"),
         ("RejectionView", "rejected_at"),
+        ("DeadLetterView", "arrived_at"),
+        ("DeadLetterView", "dead_lettered_at"),
+        ("DeadLetterView", "redriven_at"),
         ("SimulationStatus", "created_at"),
         ("SimulationStatus", "updated_at"),
     ] {

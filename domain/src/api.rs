@@ -205,9 +205,18 @@ pub struct DeadLetterView {
     pub product_id: Option<String>,
     pub event_id: Option<String>,
     pub partition_key: String,
-    pub arrived_at: String,
-    pub dead_lettered_at: String,
-    pub redriven_at: Option<String>,
+    /// When the record reached the stream (UTC, RFC 3339, to the millisecond).
+    #[cfg_attr(feature = "openapi", schema(value_type = String, format = DateTime))]
+    #[serde(with = "crate::rfc3339::millis")]
+    pub arrived_at: DateTime<Utc>,
+    /// When the dead-letter consumer archived it (UTC, RFC 3339, to the millisecond).
+    #[cfg_attr(feature = "openapi", schema(value_type = String, format = DateTime))]
+    #[serde(with = "crate::rfc3339::millis")]
+    pub dead_lettered_at: DateTime<Utc>,
+    /// When a redrive last republished it; null until one has.
+    #[cfg_attr(feature = "openapi", schema(value_type = Option<String>, format = DateTime))]
+    #[serde(default, with = "crate::rfc3339::option_millis")]
+    pub redriven_at: Option<DateTime<Utc>>,
     pub redrive_count: u64,
     /// The first 1,024 characters of the record's base64 data; only for a signed-in user.
     pub data_base64_excerpt: Option<String>,

@@ -14,8 +14,9 @@ use aws_sdk_dynamodb::operation::query::builders::QueryFluentBuilder;
 use aws_sdk_dynamodb::operation::update_item::builders::UpdateItemFluentBuilder;
 use aws_sdk_dynamodb::types::{AttributeValue, PutRequest, WriteRequest};
 use aws_sdk_dynamodb::Client;
-use chrono::{DateTime, SecondsFormat, Utc};
+use chrono::{DateTime, SubsecRound as _, Utc};
 use inventory_domain::api::{DeadLetterStatus, DeadLetterView};
+use inventory_domain::rfc3339;
 use inventory_domain::PipeRecord;
 use serde::{Deserialize, Serialize};
 
@@ -47,9 +48,12 @@ pub struct DeadLetterItem {
     pub sequence_number: String,
     pub partition_key: String,
     pub event_source_arn: String,
-    /// RFC 3339, milliseconds, UTC.
-    pub arrived_at: String,
-    pub dead_lettered_at: String,
+    /// When the record reached the stream, to the millisecond.
+    #[serde(with = "rfc3339::millis")]
+    pub arrived_at: DateTime<Utc>,
+    /// When the consumer archived it, to the millisecond.
+    #[serde(with = "rfc3339::millis")]
+    pub dead_lettered_at: DateTime<Utc>,
     /// The record's bytes, base64, for display: a redrive publishes the stream's. Absent
     /// past [`MAX_DATA_CHARS`].
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -59,8 +63,13 @@ pub struct DeadLetterItem {
     pub product_id: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub event_id: Option<String>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub redriven_at: Option<String>,
+    /// When a redrive last republished it, to the millisecond; absent until one has.
+    #[serde(
+        default,
+        with = "rfc3339::option_millis",
+        skip_serializing_if = "Option::is_none"
+    )]
+    pub redriven_at: Option<DateTime<Utc>>,
     #[serde(default)]
     pub redrive_count: u64,
     /// The redrive that claimed it (`redriving`), and when, in ms.
@@ -92,10 +101,6 @@ pub fn sort_key(record: &PipeRecord) -> String {
     format!("{:013}#{}", record.arrival_millis().max(0), record.event_id)
 }
 
-fn rfc3339(at: DateTime<Utc>) -> String {
-    at.to_rfc3339_opts(SecondsFormat::Millis, true)
-}
-
 impl DeadLetterItem {
     pub fn new(record: &PipeRecord, facts: &DeadLetterFacts<'_>, now: DateTime<Utc>) -> Self {
         let arrival =
@@ -111,8 +116,9 @@ impl DeadLetterItem {
             sequence_number: record.sequence_number.clone(),
             partition_key: record.partition_key.clone(),
             event_source_arn: record.event_source_arn.clone(),
-            arrived_at: rfc3339(arrival),
-            dead_lettered_at: rfc3339(now),
+            // To the millisecond, as stored, so an item read back equals the one written.
+            arrived_at: arrival.trunc_subsecs(3),
+            dead_lettered_at: now.trunc_subsecs(3),
             data_base64: (record.data.len() <= MAX_DATA_CHARS).then(|| record.data.clone()),
             data_base64_length: record.data.len() as u64,
             product_id: facts.product_id.map(str::to_owned),
@@ -403,7 +409,7 @@ pub async fn mark_redriven(
             )
             .expression_attribute_names("#ttl", "ttl")
             .expression_attribute_values(":redriven", status_value(DeadLetterStatus::Redriven)?)
-            .expression_attribute_values(":at", AttributeValue::S(rfc3339(now)))
+            .expression_attribute_values(":at", AttributeValue::S(rfc3339::to_millis(&now)))
             .expression_attribute_values(
                 ":ttl",
                 AttributeValue::N((now.timestamp() + TTL_DAYS_AFTER_REDRIVE * 86_400).to_string()),
@@ -576,6 +582,49 @@ mod tests {
             "a pending dead letter never expires"
         );
         assert_eq!(DeadLetterItem::from_item(stored).unwrap(), item);
+    }
+
+    fn stored_text(item: &DeadLetterItem, name: &str) -> Option<String> {
+        let stored = item.to_item().unwrap();
+        stored.get(name).and_then(|v| v.as_s().ok()).cloned()
+    }
+
+    /// The table holds the text it always held (3 fraction digits, `Z`), and the view
+    /// carries the same instants.
+    #[test]
+    fn times_are_stored_and_shown_as_millisecond_text() {
+        let now: DateTime<Utc> = "2026-12-06T10:00:01.234567Z".parse().unwrap();
+        let mut item = DeadLetterItem::new(&record("e30="), &facts(), now);
+        assert_eq!(
+            stored_text(&item, "arrived_at").as_deref(),
+            Some("2023-09-11T12:00:00.500Z")
+        );
+        assert_eq!(
+            stored_text(&item, "dead_lettered_at").as_deref(),
+            Some("2026-12-06T10:00:01.234Z")
+        );
+        assert_eq!(stored_text(&item, "redriven_at"), None, "absent, not null");
+        item.redriven_at = Some("2026-12-06T11:00:00Z".parse().unwrap());
+        assert_eq!(
+            stored_text(&item, "redriven_at").as_deref(),
+            Some("2026-12-06T11:00:00.000Z")
+        );
+        let json = serde_json::to_value(item.into_view(false)).unwrap();
+        assert_eq!(json["arrived_at"], "2023-09-11T12:00:00.500Z");
+        assert_eq!(json["dead_lettered_at"], "2026-12-06T10:00:01.234Z");
+        assert_eq!(json["redriven_at"], "2026-12-06T11:00:00.000Z");
+    }
+
+    /// An unreadable stored time fails the read, naming the attribute and its text.
+    #[test]
+    fn an_unreadable_time_is_named_in_the_error() {
+        let item = DeadLetterItem::new(&record("e30="), &facts(), Utc::now());
+        for name in ["arrived_at", "dead_lettered_at", "redriven_at"] {
+            let mut stored = item.to_item().unwrap();
+            stored.insert(name.into(), AttributeValue::S("yesterday".into()));
+            let err = DeadLetterItem::from_item(stored).unwrap_err().to_string();
+            assert!(err.contains(name) && err.contains("yesterday"), "{err}");
+        }
     }
 
     #[test]

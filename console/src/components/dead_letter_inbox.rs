@@ -3,6 +3,7 @@
 //! each applies once).
 
 use inventory_domain::api::DeadLetterStatus;
+use inventory_domain::rfc3339;
 use leptos::prelude::*;
 use leptos::task::spawn_local;
 
@@ -147,7 +148,7 @@ fn DeadLetterTable(live: Live) -> impl IntoView {
                 }>
                     {p.items.into_iter().map(|d| view! {
                         <tr>
-                            <td class="muted"><LocalTime at=d.arrived_at /></td>
+                            <td class="muted"><LocalTime at=rfc3339::to_millis(&d.arrived_at) /></td>
                             <td><span class="reason">{status_label(d.status)}</span></td>
                             <td><code>{d.product_id.unwrap_or(d.partition_key)}</code></td>
                             <td>{d.reason}</td>
