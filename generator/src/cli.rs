@@ -1,5 +1,7 @@
-//! The `generator` binary's command line ([`Cli`]), and the simulation options ([`SimArgs`])
-//! it shares with the local stack's `demo`.
+//! The `generator` binary's command line ([`Cli`]), the simulation options ([`SimArgs`])
+//! it shares with the local stack's `demo`, the producer options ([`ProducerArgs`]) those
+//! share with `inventory-ops soak`, and the logging every command line starts
+//! ([`init_logging`]).
 
 use std::io::IsTerminal as _;
 use std::path::PathBuf;
@@ -107,6 +109,14 @@ pub struct SimArgs {
     /// Fraction of records that are invalid transitions (oversell, double add, unknown product).
     #[arg(long, default_value_t = 0.0)]
     pub invalid: f64,
+    #[command(flatten)]
+    pub producer: ProducerArgs,
+}
+
+/// How many producers put the events, and which they put again late: the options a
+/// simulation (`publish`, `demo`) and a soak (`inventory-ops soak`) share.
+#[derive(Debug, Clone, Args)]
+pub struct ProducerArgs {
     /// Concurrent producers (each its own PutRecords loop) sharing the products, hot ones
     /// included; a product's events still land in order (1 to 100).
     #[arg(long, default_value_t = 1)]
@@ -119,6 +129,16 @@ pub struct SimArgs {
     /// MIN..=MAX or one number.
     #[arg(long, default_value = "1..=2000", value_parser = parse_retry_distance)]
     pub retry_distance: RetryDistance,
+}
+
+impl ProducerArgs {
+    pub fn config(&self) -> ProducerConfig {
+        ProducerConfig {
+            producers: self.producers,
+            retry_share: self.retry_share,
+            retry_distance: self.retry_distance,
+        }
+    }
 }
 
 impl SimArgs {
@@ -146,11 +166,7 @@ impl SimArgs {
     }
 
     pub fn producer_config(&self) -> ProducerConfig {
-        ProducerConfig {
-            producers: self.producers,
-            retry_share: self.retry_share,
-            retry_distance: self.retry_distance,
-        }
+        self.producer.config()
     }
 
     /// The simulation these options describe, every option checked.
@@ -164,6 +180,19 @@ impl SimArgs {
             simulation
         })
     }
+}
+
+/// Logs to stderr at the levels `RUST_LOG` names, else at `default_filter` (a
+/// `tracing_subscriber::EnvFilter` directive): the start of each of the workspace's command
+/// lines.
+pub fn init_logging(default_filter: &str) {
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_default_env()
+                .unwrap_or_else(|_| default_filter.into()),
+        )
+        .with_writer(std::io::stderr)
+        .init();
 }
 
 /// A progress bar on a terminal, a plain line every few seconds otherwise.

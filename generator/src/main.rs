@@ -7,19 +7,16 @@ use std::process::ExitCode;
 use anyhow::Context as _;
 use clap::Parser as _;
 use inventory_generator::aws::sdk_config;
-use inventory_generator::cli::{progress_reporter, Cli, Command, PublishArgs, VerifyArgs};
+use inventory_generator::cli::{
+    init_logging, progress_reporter, Cli, Command, PublishArgs, VerifyArgs,
+};
 use inventory_generator::verify::render;
 use inventory_generator::{publish, verify, Expected, PublishOptions, VerifyOptions};
 use inventory_store::Tables;
 
 #[tokio::main]
 async fn main() -> anyhow::Result<ExitCode> {
-    tracing_subscriber::fmt()
-        .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "warn".into()),
-        )
-        .with_writer(std::io::stderr)
-        .init();
+    init_logging("warn");
     // Parsed first: `--help` and argument errors never touch the AWS configuration.
     match Cli::parse().command {
         Command::Publish(args) => publish_command(args).await,

@@ -8,7 +8,7 @@ use std::process::ExitCode;
 use std::sync::Arc;
 
 use inventory_api::ApiConfig;
-use inventory_generator::cli::progress_reporter;
+use inventory_generator::cli::{init_logging, progress_reporter};
 use inventory_generator::verify::render;
 use inventory_generator::{
     publish, verify, Expected, ProducerConfig, PublishOptions, PublishReport, Simulation,
@@ -43,13 +43,7 @@ async fn record_demo_run(
 
 #[tokio::main]
 async fn main() -> anyhow::Result<ExitCode> {
-    tracing_subscriber::fmt()
-        .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_default_env()
-                .unwrap_or_else(|_| "warn,inventory_local=info,dynoxide=error".into()),
-        )
-        .with_writer(std::io::stderr)
-        .init();
+    init_logging("warn,inventory_local=info,dynoxide=error");
     match Cli::parse_or_up(std::env::args_os()).command {
         Command::Up(args) => up(args).await,
         Command::Demo(args) => demo(args).await,

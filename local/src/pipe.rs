@@ -41,6 +41,12 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::{Duration, Instant};
 
+use aws_sdk_dynamodb::config::http::HttpResponse;
+use aws_sdk_dynamodb::error::SdkError;
+use aws_sdk_dynamodb::operation::query::builders::QueryFluentBuilder;
+use aws_sdk_dynamodb::operation::query::QueryError;
+use aws_sdk_dynamodb::operation::scan::builders::ScanFluentBuilder;
+use aws_sdk_dynamodb::operation::scan::ScanError;
 use aws_sdk_dynamodb::types::{
     AttributeDefinition, AttributeValue, BillingMode, KeySchemaElement, KeyType,
     ScalarAttributeType,
@@ -1432,14 +1438,37 @@ pub(crate) async fn dead_letter_items(
         .table_name(table)
         .key_condition_expression("pk = :pk")
         .expression_attribute_values(":pk", AttributeValue::S(dead_letter_pk(pipe)))
-        .consistent_read(true)
-        .into_paginator()
-        .items()
-        .send()
-        .collect::<Result<_, _>>()
+        .every_item()
         .await
         .map_err(|e| dynamo_err("Query", e))
 }
+
+/// A DynamoDB read (a Query or a Scan) taken whole: read consistently, page after page.
+pub trait EveryItem {
+    type Error;
+    /// Every item the read returns, over all its pages.
+    fn every_item(
+        self,
+    ) -> impl Future<Output = Result<Vec<HashMap<String, AttributeValue>>, Self::Error>> + Send;
+}
+
+/// The same for both reads: their builders share the methods but no trait.
+macro_rules! every_item_of {
+    ($builder:ty, $error:ty) => {
+        impl EveryItem for $builder {
+            type Error = SdkError<$error, HttpResponse>;
+            fn every_item(
+                self,
+            ) -> impl Future<Output = Result<Vec<HashMap<String, AttributeValue>>, Self::Error>> + Send
+            {
+                let items = self.consistent_read(true).into_paginator().items();
+                async move { items.send().collect().await }
+            }
+        }
+    };
+}
+every_item_of!(QueryFluentBuilder, QueryError);
+every_item_of!(ScanFluentBuilder, ScanError);
 
 /// Reads the dead letters of pipe `pipe` from the pipe table `table`.
 pub async fn dead_letters(

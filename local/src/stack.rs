@@ -215,18 +215,15 @@ mod tests {
     use aws_sdk_kinesis::primitives::Blob;
 
     use super::*;
+    use crate::pipe::EveryItem as _;
 
     const EVENT: &str = r#"{"event_type":"product_added","product":{"product_id":"P1","product_name":"Laptop","quantity":10,"timestamp":"2023-09-11T12:00:00Z"}}"#;
 
     async fn partition_keys(db: &aws_sdk_dynamodb::Client, table: &str) -> Vec<String> {
-        let items: Vec<_> = db
+        let items = db
             .scan()
             .table_name(table)
-            .consistent_read(true)
-            .into_paginator()
-            .items()
-            .send()
-            .collect::<Result<_, _>>()
+            .every_item()
             .await
             .expect("Scan");
         items

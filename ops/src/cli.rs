@@ -3,8 +3,8 @@
 use std::time::Duration;
 
 use clap::{Args, Parser, Subcommand};
-use inventory_generator::simulation::parse_retry_distance;
-use inventory_generator::{ProducerConfig, RetryDistance, Skew};
+use inventory_generator::cli::ProducerArgs;
+use inventory_generator::{ProducerConfig, Skew};
 
 #[derive(Debug, Parser)]
 #[command(
@@ -65,25 +65,13 @@ pub struct SoakArgs {
     /// Seconds between report lines.
     #[arg(long, default_value = "5s", value_parser = humantime::parse_duration)]
     pub every: Duration,
-    /// Concurrent producers sharing the products (1 to 100).
-    #[arg(long, default_value_t = 1)]
-    pub producers: usize,
-    /// Fraction of records that are a producer's late retry of an earlier event.
-    #[arg(long, default_value_t = 0.0)]
-    pub retry_share: f64,
-    /// Records put between an event and its late retry: MIN..MAX (both ends included),
-    /// MIN..=MAX or one number.
-    #[arg(long, default_value = "1..=2000", value_parser = parse_retry_distance)]
-    pub retry_distance: RetryDistance,
+    #[command(flatten)]
+    pub producer: ProducerArgs,
 }
 
 impl SoakArgs {
     pub fn producer_config(&self) -> ProducerConfig {
-        ProducerConfig {
-            producers: self.producers,
-            retry_share: self.retry_share,
-            retry_distance: self.retry_distance,
-        }
+        self.producer.config()
     }
 }
 
@@ -92,6 +80,8 @@ pub use inventory_local::cli::StackArgs;
 
 #[cfg(test)]
 mod tests {
+    use inventory_generator::RetryDistance;
+
     use super::*;
 
     fn cli(words: &str) -> Result<Cli, clap::Error> {

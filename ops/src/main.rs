@@ -8,6 +8,7 @@ use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 use std::time::{Duration, Instant};
 
 use clap::Parser as _;
+use inventory_generator::cli::init_logging;
 use inventory_generator::progress::{Reporter, LINE_EVERY};
 use inventory_generator::publish::{PublishError, PublishProgress};
 use inventory_generator::verify::render;
@@ -27,14 +28,7 @@ const REPLAY_PROCESSOR_INSTANCES: usize = 16;
 
 #[tokio::main]
 async fn main() -> anyhow::Result<ExitCode> {
-    tracing_subscriber::fmt()
-        .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| {
-                "warn,inventory_ops=info,inventory_local=info,dynoxide=error".into()
-            }),
-        )
-        .with_writer(std::io::stderr)
-        .init();
+    init_logging("warn,inventory_ops=info,inventory_local=info,dynoxide=error");
     match Cli::parse().command {
         Command::Replay(args) => replay_command(args).await,
         Command::Soak(args) => soak(args).await,

@@ -27,7 +27,7 @@ use inventory_store::tables::ensure_tables;
 use inventory_store::Tables;
 
 use inventory_local::kinesis::{self, KinesisError};
-use inventory_local::pipe::{failed_from, Target};
+use inventory_local::pipe::{failed_from, EveryItem as _, Target};
 
 /// GetRecords page and processor batch size while replaying.
 pub const REPLAY_BATCH: i32 = 1_000;
@@ -495,14 +495,10 @@ async fn scan_products(
     db: &aws_sdk_dynamodb::Client,
     table: &str,
 ) -> Result<BTreeMap<String, Item>, ReplayError> {
-    let items: Vec<Item> = db
+    let items = db
         .scan()
         .table_name(table)
-        .consistent_read(true)
-        .into_paginator()
-        .items()
-        .send()
-        .collect::<Result<_, _>>()
+        .every_item()
         .await
         .map_err(|e| dynamo_err("Scan", e))?;
     Ok(items
