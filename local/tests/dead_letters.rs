@@ -426,10 +426,13 @@ async fn a_forged_dead_letter_republishes_nothing() {
         },
         chrono::Utc::now(),
     );
-    let written =
-        inventory_store::dead_letters::archive(&stack.db, &stack.options.tables, &[item.clone()])
-            .await
-            .unwrap();
+    let written = inventory_store::dead_letters::archive(
+        &stack.db,
+        &stack.options.tables,
+        std::slice::from_ref(&item),
+    )
+    .await
+    .unwrap();
     assert_eq!(written, 1);
 
     let router = api_router(&stack);
