@@ -30,7 +30,8 @@ use harness::*;
 use http_body_util::BodyExt as _;
 use inventory_api::{router, ApiConfig};
 use inventory_domain::api::{DeadLetterPage, DeadLetterStatus, RedriveResult};
-use inventory_generator::Skew;
+use inventory_generator::{Simulation, Skew};
+use inventory_local::dead_letter_queue::DeadLetterQueue;
 use inventory_local::pipe::{BoxFuture, PipeHandle, Target, TargetError};
 use inventory_local::pipe_settings::PipeSettings;
 use inventory_local::server::local_state;
@@ -182,6 +183,32 @@ fn spawn_fast_pipe(stack: &LocalStack, target: Arc<OutageTarget>) -> PipeHandle 
     runner.spawn()
 }
 
+/// Publishes `simulation` while the target fails, so the Pipe dead-letters every record and
+/// the consumer archives each; then ends the outage. Returns the Pipe, the consumer and
+/// how many records were published.
+async fn dead_letter_a_run(
+    stack: &LocalStack,
+    simulation: &mut Simulation,
+) -> (PipeHandle, DeadLetterQueue, u64) {
+    let target = Arc::new(OutageTarget {
+        inner: InProcessTarget::on(stack),
+        failing: AtomicBool::new(true),
+    });
+    let pipe = spawn_fast_pipe(stack, target.clone());
+    let queue = stack.start_dead_letter_queue();
+    let published = publish_all(stack, simulation, None).await.records;
+    wait_until("the Pipe to dead-letter every record", CATCH_UP, || {
+        pipe.stats.dead_lettered.load(Ordering::SeqCst) >= published
+    })
+    .await;
+    wait_until("the consumer to archive every record", CATCH_UP, || {
+        queue.stats.records_archived.load(Ordering::SeqCst) >= published
+    })
+    .await;
+    target.failing.store(false, Ordering::SeqCst);
+    (pipe, queue, published)
+}
+
 /// Every record is archived once, some processed before and some pending; returns how
 /// many are pending.
 async fn check_both_kinds_archived(router: &Router, published: u64) -> u64 {
@@ -233,25 +260,9 @@ async fn check_anonymous_caller_cannot_redrive_or_read_data(router: &Router) {
 async fn dead_letters_are_archived_listed_and_redriven_so_every_event_applies_once() {
     init_tracing();
     let stack = stack_giving_up_fast().await;
-    let target = Arc::new(OutageTarget {
-        inner: InProcessTarget::on(&stack),
-        failing: AtomicBool::new(true),
-    });
-    let pipe = spawn_fast_pipe(&stack, target.clone());
-    let queue = stack.start_dead_letter_queue();
-
     // The whole run is published during the outage.
     let mut simulation = sim("dlq", 40, 2_000, Skew::Zipf(1.1), 7);
-    let published = publish_all(&stack, &mut simulation, None).await.records;
-    wait_until("the Pipe to dead-letter every record", CATCH_UP, || {
-        pipe.stats.dead_lettered.load(Ordering::SeqCst) >= published
-    })
-    .await;
-    wait_until("the consumer to archive every record", CATCH_UP, || {
-        queue.stats.records_archived.load(Ordering::SeqCst) >= published
-    })
-    .await;
-    target.failing.store(false, Ordering::SeqCst);
+    let (pipe, queue, published) = dead_letter_a_run(&stack, &mut simulation).await;
 
     let router = router(local_state(
         &stack,
@@ -473,23 +484,8 @@ async fn a_forged_dead_letter_republishes_nothing() {
 async fn a_tampered_dead_letter_republishes_the_streams_bytes() {
     init_tracing();
     let stack = stack_giving_up_fast().await;
-    let target = Arc::new(OutageTarget {
-        inner: InProcessTarget::on(&stack),
-        failing: AtomicBool::new(true),
-    });
-    let pipe = spawn_fast_pipe(&stack, target.clone());
-    let queue = stack.start_dead_letter_queue();
     let mut simulation = sim("tampered", 8, 200, Skew::Zipf(1.1), 11);
-    let published = publish_all(&stack, &mut simulation, None).await.records;
-    wait_until("the Pipe to dead-letter every record", CATCH_UP, || {
-        pipe.stats.dead_lettered.load(Ordering::SeqCst) >= published
-    })
-    .await;
-    wait_until("the consumer to archive every record", CATCH_UP, || {
-        queue.stats.records_archived.load(Ordering::SeqCst) >= published
-    })
-    .await;
-    target.failing.store(false, Ordering::SeqCst);
+    let (pipe, queue, _) = dead_letter_a_run(&stack, &mut simulation).await;
 
     // Tamper with the oldest pending one: the bytes a redrive of the archive would send.
     let tables = &stack.options.tables;
